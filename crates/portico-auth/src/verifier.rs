@@ -1,0 +1,298 @@
+//! The token verifier: Okta's access-token rules, applied the same way at every door.
+//!
+//! Checks, in order: size; header (`alg` in the configured set, `kid` present, no `crit`); the
+//! signature with the issuer's key for that `kid` (which must be meant for that `alg`); `iss`
+//! exactly; `aud`; `exp`, `nbf` and `iat` with a small leeway. Tokens that pass are cached until
+//! they expire, so a hot path does not verify the same RSA signature again.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::jwks::{JwksSettings, KeyMap, Lookup, RemoteKeys, parse_jwks};
+use crate::now_secs;
+
+/// Tokens longer than this are refused before any parsing.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// Verified tokens remembered at most; past that the cache is pruned.
+const TOKEN_CACHE_CAPACITY: usize = 20_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("token is larger than {MAX_TOKEN_BYTES} bytes")]
+    TooLarge,
+    #[error("token is malformed: {0}")]
+    Malformed(String),
+    #[error("token algorithm {0:?} is not accepted")]
+    Algorithm(String),
+    #[error("token header has no `kid`")]
+    MissingKid,
+    #[error("token header marks {0:?} critical, which is not understood")]
+    Critical(String),
+    #[error("token is signed with an unknown key `{0}`")]
+    UnknownKey(String),
+    #[error("token signature does not verify")]
+    Signature,
+    #[error("token has expired")]
+    Expired,
+    #[error("token is not valid yet")]
+    NotYetValid,
+    #[error("token was issued in the future")]
+    IssuedInFuture,
+    #[error("token issuer is not the configured issuer")]
+    Issuer,
+    #[error("token audience is not the configured audience")]
+    Audience,
+    #[error("token is missing the claim `{0}`")]
+    MissingClaim(String),
+    /// The issuer's keys cannot be had and none are cached: not the caller's fault.
+    #[error("signing keys are unavailable: {0}")]
+    KeysUnavailable(String),
+}
+
+impl AuthError {
+    /// True when the caller can do nothing about it and should retry later.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, AuthError::KeysUnavailable(_))
+    }
+}
+
+/// What a verified access token says. Field names follow Okta's access tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub sub: String,
+    pub exp: u64,
+    #[serde(default)]
+    pub iat: Option<u64>,
+    #[serde(default)]
+    pub nbf: Option<u64>,
+    #[serde(default)]
+    pub jti: Option<String>,
+    /// Okta's user id.
+    #[serde(default)]
+    pub uid: Option<String>,
+    /// The OAuth client the token was issued to.
+    #[serde(default)]
+    pub cid: Option<String>,
+    #[serde(default)]
+    pub scp: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// What the verifier accepts.
+#[derive(Debug, Clone)]
+pub struct VerifierSettings {
+    pub issuer: String,
+    pub audience: String,
+    /// Always contains RS256; ES256 only when configured.
+    pub algorithms: Vec<Algorithm>,
+    pub leeway_secs: u64,
+}
+
+impl VerifierSettings {
+    /// Settings from configuration names; unknown algorithm names are ignored (config validation
+    /// has already rejected them), and RS256 is always accepted.
+    pub fn new(issuer: &str, audience: &str, algorithms: &[String], leeway_secs: u64) -> Self {
+        let mut algs = vec![Algorithm::RS256];
+        if algorithms.iter().any(|a| a == "ES256") {
+            algs.push(Algorithm::ES256);
+        }
+        VerifierSettings {
+            issuer: issuer.to_string(),
+            audience: audience.to_string(),
+            algorithms: algs,
+            leeway_secs: leeway_secs.min(120),
+        }
+    }
+}
+
+enum KeySource {
+    /// Keys known up front: the local dev issuer's.
+    Static(KeyMap),
+    /// Keys of a remote issuer, found by discovery.
+    Remote(RemoteKeys),
+}
+
+pub struct Verifier {
+    settings: VerifierSettings,
+    keys: KeySource,
+    validation: HashMap<Algorithm, Validation>,
+    cache: Mutex<HashMap<[u8; 32], Claims>>,
+}
+
+#[derive(Deserialize)]
+struct Header {
+    alg: Option<String>,
+    kid: Option<String>,
+    crit: Option<serde_json::Value>,
+}
+
+impl Verifier {
+    /// A verifier for tokens signed by keys in `jwks` (a JWK set document).
+    pub fn with_jwks(settings: VerifierSettings, jwks: &[u8]) -> Result<Self, String> {
+        let keys = parse_jwks(jwks)?;
+        Ok(Self::new(settings, KeySource::Static(keys)))
+    }
+
+    /// A verifier that finds the issuer's keys by discovery, lazily, on first use.
+    pub fn with_discovery(settings: VerifierSettings, jwks: JwksSettings) -> Self {
+        let keys = KeySource::Remote(RemoteKeys::new(settings.issuer.clone(), jwks));
+        Self::new(settings, keys)
+    }
+
+    fn new(settings: VerifierSettings, keys: KeySource) -> Self {
+        let validation = settings
+            .algorithms
+            .iter()
+            .map(|alg| {
+                let mut v = Validation::new(*alg);
+                v.leeway = settings.leeway_secs;
+                v.validate_nbf = true;
+                v.set_issuer(&[&settings.issuer]);
+                v.set_audience(&[&settings.audience]);
+                v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+                (*alg, v)
+            })
+            .collect();
+        Verifier {
+            settings,
+            keys,
+            validation,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.settings.issuer
+    }
+
+    /// Verifies `token` and returns its claims.
+    pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::TooLarge);
+        }
+        let fingerprint = fingerprint(token);
+        let now = now_secs();
+        if let Some(claims) = self.cached(&fingerprint, now) {
+            return Ok(claims);
+        }
+
+        let (alg, kid) = self.check_header(token)?;
+        let key = match &self.keys {
+            KeySource::Static(keys) => keys
+                .get(&kid)
+                .cloned()
+                .ok_or_else(|| AuthError::UnknownKey(kid.clone()))?,
+            KeySource::Remote(remote) => match remote.lookup(&kid).await {
+                Lookup::Found(key) => key,
+                Lookup::UnknownKid => return Err(AuthError::UnknownKey(kid)),
+                Lookup::Unavailable(why) => return Err(AuthError::KeysUnavailable(why)),
+            },
+        };
+        // A key is bound to one algorithm: an RSA key never verifies an ES256 or HS256 token.
+        if key.alg != alg {
+            return Err(AuthError::Algorithm(format!("{alg:?} with a {:?} key", key.alg)));
+        }
+        let validation = self
+            .validation
+            .get(&alg)
+            .ok_or_else(|| AuthError::Algorithm(format!("{alg:?}")))?;
+        let data = jsonwebtoken::decode::<Claims>(token, &key.key, validation)
+            .map_err(map_jwt_error)?;
+        let claims = data.claims;
+        if claims
+            .iat
+            .is_some_and(|iat| iat > now + self.settings.leeway_secs)
+        {
+            return Err(AuthError::IssuedInFuture);
+        }
+        if claims.sub.trim().is_empty() {
+            return Err(AuthError::MissingClaim("sub".into()));
+        }
+        self.remember(fingerprint, &claims, now);
+        Ok(claims)
+    }
+
+    fn check_header(&self, token: &str) -> Result<(Algorithm, String), AuthError> {
+        let mut parts = token.split('.');
+        let (Some(header), Some(_), Some(_), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(AuthError::Malformed("expected three dot-separated parts".into()));
+        };
+        let bytes = URL_SAFE_NO_PAD
+            .decode(header)
+            .map_err(|_| AuthError::Malformed("header is not base64url".into()))?;
+        let header: Header = serde_json::from_slice(&bytes)
+            .map_err(|_| AuthError::Malformed("header is not a JSON object".into()))?;
+        if let Some(crit) = header.crit {
+            return Err(AuthError::Critical(crit.to_string()));
+        }
+        let alg_name = header
+            .alg
+            .ok_or_else(|| AuthError::Malformed("header has no `alg`".into()))?;
+        let alg = match alg_name.as_str() {
+            "RS256" => Algorithm::RS256,
+            "ES256" => Algorithm::ES256,
+            _ => return Err(AuthError::Algorithm(alg_name)),
+        };
+        if !self.settings.algorithms.contains(&alg) {
+            return Err(AuthError::Algorithm(alg_name));
+        }
+        let kid = header
+            .kid
+            .filter(|k| !k.is_empty())
+            .ok_or(AuthError::MissingKid)?;
+        Ok((alg, kid))
+    }
+
+    fn cached(&self, fingerprint: &[u8; 32], now: u64) -> Option<Claims> {
+        let cache = self.cache.lock().ok()?;
+        let claims = cache.get(fingerprint)?;
+        (now <= claims.exp + self.settings.leeway_secs).then(|| claims.clone())
+    }
+
+    fn remember(&self, fingerprint: [u8; 32], claims: &Claims, now: u64) {
+        let Ok(mut cache) = self.cache.lock() else {
+            return;
+        };
+        if cache.len() >= TOKEN_CACHE_CAPACITY {
+            let leeway = self.settings.leeway_secs;
+            cache.retain(|_, c| now <= c.exp + leeway);
+            if cache.len() >= TOKEN_CACHE_CAPACITY {
+                // Still full of live tokens: start over rather than grow without bound.
+                cache.clear();
+            }
+        }
+        cache.insert(fingerprint, claims.clone());
+    }
+}
+
+fn fingerprint(token: &str) -> [u8; 32] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+fn map_jwt_error(e: jsonwebtoken::errors::Error) -> AuthError {
+    use jsonwebtoken::errors::ErrorKind;
+    match e.kind() {
+        ErrorKind::InvalidSignature => AuthError::Signature,
+        ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+        ErrorKind::InvalidIssuer => AuthError::Issuer,
+        ErrorKind::InvalidAudience => AuthError::Audience,
+        ErrorKind::MissingRequiredClaim(c) => AuthError::MissingClaim(c.clone()),
+        ErrorKind::InvalidAlgorithm => AuthError::Algorithm("mismatch".into()),
+        other => AuthError::Malformed(format!("{other:?}")),
+    }
+}

@@ -1,0 +1,490 @@
+//! Portico's configuration, layered: built-in defaults, then an optional TOML file, then
+//! `PORTICO_*` environment variables. Every key has a default, so no file is needed; every value is
+//! checked at startup so a typo is an error message, not a surprise later.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize, Serializer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// A value that must never be printed or logged.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("<redacted>")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where all local state lives: SQLite files, objects, the dev issuer key.
+    pub data_dir: PathBuf,
+    /// The name of this deployment's region; it is recorded on every account number it issues.
+    pub region: String,
+    pub http: HttpConfig,
+    pub mqtt: MqttConfig,
+    pub metrics: MetricsConfig,
+    pub auth: AuthConfig,
+    pub sequence: SequenceConfig,
+    pub sendgrid: SendgridConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    pub addr: String,
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    pub body_limit_bytes: usize,
+    /// A request that takes longer is answered 503 and its work cancelled.
+    pub request_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttConfig {
+    pub addr: String,
+    /// WebSocket listener; clients connect on the path `/mqtt`.
+    pub ws_addr: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Prometheus text exposition at `/metrics`.
+    pub addr: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// An Okta custom authorization server issuer; unset means Portico's own dev issuer.
+    pub issuer: Option<String>,
+    pub audience: String,
+    pub admin_group: String,
+    pub support_group: String,
+    /// Accepted signature algorithms: `RS256` always; `ES256` only when listed here.
+    pub algorithms: Vec<String>,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds (at most 120).
+    pub leeway_secs: u64,
+}
+
+/// The account-number range this region may issue. Regions that share accounts must be given
+/// disjoint ranges; see the sequence generator's contract.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SequenceConfig {
+    pub account_number_start: u64,
+    /// Exclusive end of the range.
+    pub account_number_end: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SendgridConfig {
+    /// Unset: emails stay in the local outbox.
+    pub api_key: Option<Secret>,
+    pub base_url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter, e.g. `info` or `portico_http=debug,info`.
+    pub filter: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./portico-data"),
+            region: "local".into(),
+            http: HttpConfig::default(),
+            mqtt: MqttConfig::default(),
+            metrics: MetricsConfig::default(),
+            auth: AuthConfig::default(),
+            sequence: SequenceConfig::default(),
+            sendgrid: SendgridConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            addr: "127.0.0.1:8080".into(),
+            body_limit_bytes: 64 * 1024,
+            request_timeout_secs: 30,
+        }
+    }
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            addr: "127.0.0.1:1883".into(),
+            ws_addr: "127.0.0.1:8083".into(),
+        }
+    }
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            addr: "127.0.0.1:9464".into(),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            issuer: None,
+            audience: "api://default".into(),
+            admin_group: "portico-admins".into(),
+            support_group: "portico-support".into(),
+            algorithms: vec!["RS256".into()],
+            leeway_secs: 60,
+        }
+    }
+}
+
+impl Default for SequenceConfig {
+    fn default() -> Self {
+        SequenceConfig {
+            account_number_start: 100_000,
+            account_number_end: 1_000_000_000_000,
+        }
+    }
+}
+
+impl Default for SendgridConfig {
+    fn default() -> Self {
+        SendgridConfig {
+            api_key: None,
+            base_url: "https://api.sendgrid.com".into(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            filter: "info".into(),
+        }
+    }
+}
+
+/// The environment variables Portico reads, and the key each one sets.
+const ENV_KEYS: &[(&str, &str)] = &[
+    ("PORTICO_DATA_DIR", "data_dir"),
+    ("PORTICO_REGION", "region"),
+    ("PORTICO_HTTP_ADDR", "http.addr"),
+    ("PORTICO_HTTP_BODY_LIMIT_BYTES", "http.body_limit_bytes"),
+    ("PORTICO_HTTP_REQUEST_TIMEOUT_SECS", "http.request_timeout_secs"),
+    ("PORTICO_MQTT_ADDR", "mqtt.addr"),
+    ("PORTICO_MQTT_WS_ADDR", "mqtt.ws_addr"),
+    ("PORTICO_METRICS_ADDR", "metrics.addr"),
+    ("PORTICO_AUTH_ISSUER", "auth.issuer"),
+    ("PORTICO_AUTH_AUDIENCE", "auth.audience"),
+    ("PORTICO_AUTH_ADMIN_GROUP", "auth.admin_group"),
+    ("PORTICO_AUTH_SUPPORT_GROUP", "auth.support_group"),
+    ("PORTICO_AUTH_ALGORITHMS", "auth.algorithms"),
+    ("PORTICO_AUTH_LEEWAY_SECS", "auth.leeway_secs"),
+    ("PORTICO_SEQUENCE_ACCOUNT_NUMBER_START", "sequence.account_number_start"),
+    ("PORTICO_SEQUENCE_ACCOUNT_NUMBER_END", "sequence.account_number_end"),
+    ("PORTICO_SENDGRID_API_KEY", "sendgrid.api_key"),
+    ("PORTICO_SENDGRID_BASE_URL", "sendgrid.base_url"),
+    ("PORTICO_LOG", "log.filter"),
+];
+
+impl Config {
+    /// Loads defaults, then `file` (if any), then the given environment, and validates the result.
+    pub fn load(
+        file: Option<&Path>,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Config, ConfigError> {
+        let mut config = match file {
+            Some(path) => Self::from_file(path)?,
+            None => Config::default(),
+        };
+        config.apply_env(env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Loads from the process environment: `PORTICO_CONFIG` names the optional file unless
+    /// `file` is given.
+    pub fn from_process_env(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let env: BTreeMap<String, String> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("PORTICO_"))
+            .collect();
+        let from_env = env.get("PORTICO_CONFIG").map(PathBuf::from);
+        Self::load(file.or(from_env.as_deref()), &env)
+    }
+
+    fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    fn apply_env(&mut self, env: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+        for (var, key) in ENV_KEYS {
+            let Some(value) = env.get(*var) else { continue };
+            self.set(key, value).map_err(|message| ConfigError::Env {
+                var: (*var).to_string(),
+                message,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let value = value.trim();
+        let empty_is_none = |v: &str| (!v.is_empty()).then(|| v.to_string());
+        match key {
+            "data_dir" => self.data_dir = PathBuf::from(value),
+            "region" => self.region = value.into(),
+            "http.addr" => self.http.addr = value.into(),
+            "http.body_limit_bytes" => self.http.body_limit_bytes = parse_number(value)?,
+            "http.request_timeout_secs" => self.http.request_timeout_secs = parse_number(value)?,
+            "mqtt.addr" => self.mqtt.addr = value.into(),
+            "mqtt.ws_addr" => self.mqtt.ws_addr = value.into(),
+            "metrics.addr" => self.metrics.addr = value.into(),
+            "auth.issuer" => self.auth.issuer = empty_is_none(value),
+            "auth.audience" => self.auth.audience = value.into(),
+            "auth.admin_group" => self.auth.admin_group = value.into(),
+            "auth.support_group" => self.auth.support_group = value.into(),
+            "auth.algorithms" => {
+                self.auth.algorithms = value
+                    .split(',')
+                    .map(|a| a.trim().to_string())
+                    .filter(|a| !a.is_empty())
+                    .collect()
+            }
+            "auth.leeway_secs" => self.auth.leeway_secs = parse_number(value)?,
+            "sequence.account_number_start" => {
+                self.sequence.account_number_start = parse_number(value)?
+            }
+            "sequence.account_number_end" => {
+                self.sequence.account_number_end = parse_number(value)?
+            }
+            "sendgrid.api_key" => self.sendgrid.api_key = empty_is_none(value).map(Secret),
+            "sendgrid.base_url" => self.sendgrid.base_url = value.into(),
+            "log.filter" => self.log.filter = value.into(),
+            other => return Err(format!("unknown key `{other}`")),
+        }
+        Ok(())
+    }
+
+    /// Checks every value that can be checked without I/O.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        for (name, addr) in [
+            ("http.addr", &self.http.addr),
+            ("mqtt.addr", &self.mqtt.addr),
+            ("mqtt.ws_addr", &self.mqtt.ws_addr),
+            ("metrics.addr", &self.metrics.addr),
+        ] {
+            if addr.parse::<SocketAddr>().is_err() {
+                return invalid(format!(
+                    "{name} = {addr:?} is not an IP address with a port, e.g. 127.0.0.1:8080"
+                ));
+            }
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return invalid("data_dir must not be empty".into());
+        }
+        if self.region.is_empty()
+            || !self
+                .region
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return invalid(format!(
+                "region = {:?} must be letters, digits, '-' or '_'",
+                self.region
+            ));
+        }
+        if self.http.body_limit_bytes == 0 {
+            return invalid("http.body_limit_bytes must be positive".into());
+        }
+        if self.http.request_timeout_secs == 0 {
+            return invalid("http.request_timeout_secs must be positive".into());
+        }
+        if let Some(issuer) = &self.auth.issuer {
+            let local = issuer.starts_with("http://127.0.0.1")
+                || issuer.starts_with("http://localhost")
+                || issuer.starts_with("http://[::1]");
+            if !(issuer.starts_with("https://") || local) {
+                return invalid(format!(
+                    "auth.issuer = {issuer:?} must be an https:// URL (http:// only on loopback)"
+                ));
+            }
+            if issuer.ends_with('/') {
+                return invalid(format!(
+                    "auth.issuer = {issuer:?} must not end with '/': it is compared exactly with the token's `iss`"
+                ));
+            }
+        }
+        if self.auth.audience.is_empty() {
+            return invalid("auth.audience must not be empty".into());
+        }
+        if !self.auth.algorithms.iter().any(|a| a == "RS256") {
+            return invalid("auth.algorithms must include RS256".into());
+        }
+        if let Some(a) = self
+            .auth
+            .algorithms
+            .iter()
+            .find(|a| !matches!(a.as_str(), "RS256" | "ES256"))
+        {
+            return invalid(format!(
+                "auth.algorithms: {a:?} is not supported (RS256, ES256)"
+            ));
+        }
+        if self.auth.leeway_secs > 120 {
+            return invalid("auth.leeway_secs must be at most 120".into());
+        }
+        if self.sequence.account_number_start == 0
+            || self.sequence.account_number_start >= self.sequence.account_number_end
+        {
+            return invalid(
+                "sequence: account_number_start must be positive and below account_number_end"
+                    .into(),
+            );
+        }
+        if !self.sendgrid.base_url.starts_with("http://")
+            && !self.sendgrid.base_url.starts_with("https://")
+        {
+            return invalid("sendgrid.base_url must be an http(s) URL".into());
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot print configuration: {e}\n"))
+    }
+}
+
+fn parse_number<T: std::str::FromStr>(value: &str) -> Result<T, String> {
+    value
+        .parse()
+        .map_err(|_| format!("{value:?} is not a valid number"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_nothing() {
+        let c = Config::load(None, &BTreeMap::new()).expect("defaults are valid");
+        assert_eq!(c.http.addr, "127.0.0.1:8080");
+        assert_eq!(c.auth.audience, "api://default");
+        assert!(c.auth.issuer.is_none());
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("portico.toml");
+        std::fs::write(
+            &path,
+            "[http]\naddr = \"127.0.0.1:9000\"\n[auth]\nadmin_group = \"ops\"\n",
+        )
+        .expect("write");
+        let c = Config::load(Some(&path), &env(&[("PORTICO_HTTP_ADDR", "127.0.0.1:0")]))
+            .expect("valid");
+        assert_eq!(c.http.addr, "127.0.0.1:0");
+        assert_eq!(c.auth.admin_group, "ops");
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_errors() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("portico.toml");
+        std::fs::write(&path, "[http]\nadress = \"x\"\n").expect("write");
+        let err = Config::load(Some(&path), &BTreeMap::new()).expect_err("unknown key");
+        assert!(err.to_string().contains("adress"), "{err}");
+
+        let err = Config::load(None, &env(&[("PORTICO_HTTP_ADDR", "localhost")]))
+            .expect_err("not an address");
+        assert!(err.to_string().contains("http.addr"), "{err}");
+
+        let err = Config::load(None, &env(&[("PORTICO_AUTH_LEEWAY_SECS", "300")]))
+            .expect_err("too much leeway");
+        assert!(err.to_string().contains("leeway"), "{err}");
+
+        let err = Config::load(
+            None,
+            &env(&[("PORTICO_AUTH_ISSUER", "http://example.okta.com")]),
+        )
+        .expect_err("plain http issuer");
+        assert!(err.to_string().contains("https"), "{err}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let c = Config::load(None, &env(&[("PORTICO_SENDGRID_API_KEY", "SG.topsecret")]))
+            .expect("valid");
+        assert_eq!(
+            c.sendgrid.api_key.as_ref().map(Secret::expose),
+            Some("SG.topsecret")
+        );
+        assert!(!c.to_toml().contains("topsecret"));
+        assert!(!format!("{c:?}").contains("topsecret"));
+    }
+}

@@ -1,0 +1,150 @@
+//! Domain types: accounts, users, roles, and the caller of a function.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+/// What a user may do. `admin` and `support` are platform roles, granted by identity-provider
+/// groups; the others are account roles, granted by Portico's own user records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    Support,
+    AccountAdmin,
+    LabManager,
+    Scientist,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::Support,
+        Role::AccountAdmin,
+        Role::LabManager,
+        Role::Scientist,
+    ];
+
+    /// Platform roles come from the identity provider's groups, never from an API call.
+    pub fn is_platform(self) -> bool {
+        matches!(self, Role::Admin | Role::Support)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Support => "support",
+            Role::AccountAdmin => "account_admin",
+            Role::LabManager => "lab_manager",
+            Role::Scientist => "scientist",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// What kind of organisation an account is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountKind {
+    /// A laboratory, hospital or company that buys and runs the manufacturer's products.
+    Customer,
+    /// A reseller that receives shipments on behalf of customers.
+    Distributor,
+    /// The manufacturer's own sites and teams.
+    Internal,
+}
+
+impl AccountKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountKind::Customer => "customer",
+            AccountKind::Distributor => "distributor",
+            AccountKind::Internal => "internal",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AccountKind> {
+        [
+            AccountKind::Customer,
+            AccountKind::Distributor,
+            AccountKind::Internal,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// A customer organisation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Account {
+    pub id: String,
+    /// Decimal string; unique across all regions, strictly increasing within a region.
+    pub account_number: String,
+    pub name: String,
+    pub kind: AccountKind,
+    /// The region whose sequence issued the account number.
+    pub region: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+}
+
+/// A person known to Portico: either a member of one account, or platform staff (no account).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct User {
+    pub id: String,
+    /// The identity provider's subject; matched case-insensitively.
+    pub sub: String,
+    pub email: String,
+    pub display_name: String,
+    pub account_id: Option<String>,
+    pub roles: Vec<Role>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+}
+
+impl User {
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+/// Who is calling a function: what the token proved, and Portico's record of that person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub sub: String,
+    /// Portico's record, when there is one. A caller without a record may only ask who they are.
+    pub user: Option<User>,
+}
+
+impl Caller {
+    pub fn roles(&self) -> &[Role] {
+        self.user.as_ref().map_or(&[], |u| u.roles.as_slice())
+    }
+
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles().contains(&role)
+    }
+
+    pub fn account_id(&self) -> Option<&str> {
+        self.user.as_ref().and_then(|u| u.account_id.as_deref())
+    }
+
+    pub fn user_id(&self) -> Option<&str> {
+        self.user.as_ref().map(|u| u.id.as_str())
+    }
+
+    /// Platform staff who see every account.
+    pub fn sees_all_accounts(&self) -> bool {
+        self.has_role(Role::Admin) || self.has_role(Role::Support)
+    }
+
+    /// Whether the caller belongs to `account_id`.
+    pub fn is_member_of(&self, account_id: &str) -> bool {
+        self.account_id() == Some(account_id)
+    }
+}

@@ -1,0 +1,13 @@
+//! Portico's domain: the types every function and adapter share, the role policy, the port traits
+//! adapters implement, and the error type that crosses every boundary.
+//!
+//! This crate does no I/O: no files, no network, no clocks other than values handed in.
+
+pub mod domain;
+pub mod error;
+pub mod policy;
+pub mod ports;
+
+pub use domain::{Account, AccountKind, Caller, Role, User};
+pub use error::{Error, FieldError, Result};
+pub use ports::{Page, PageRequest, SequenceGenerator, Store};

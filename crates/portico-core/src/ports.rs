@@ -1,0 +1,80 @@
+//! Ports: what functions need from the world, as traits. Adapters implement them (SQLite and files
+//! locally, AWS services in the cloud); functions only ever see these traits.
+
+use async_trait::async_trait;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::domain::{Account, Role, User};
+use crate::error::{Error, Result};
+
+/// One page of a list request. `cursor` is opaque to everyone but the adapter that made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    pub limit: u32,
+    pub cursor: Option<String>,
+}
+
+impl PageRequest {
+    pub const DEFAULT_LIMIT: u32 = 50;
+    pub const MAX_LIMIT: u32 = 200;
+
+    /// Checks a caller-supplied limit; `None` means the default.
+    pub fn new(limit: Option<u32>, cursor: Option<String>) -> Result<Self> {
+        let limit = limit.unwrap_or(Self::DEFAULT_LIMIT);
+        if limit == 0 || limit > Self::MAX_LIMIT {
+            return Err(Error::invalid(
+                "limit",
+                format!("must be between 1 and {}", Self::MAX_LIMIT),
+            ));
+        }
+        Ok(PageRequest { limit, cursor })
+    }
+}
+
+/// One page of results; `next_cursor` is absent on the last page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// Accounts and users. Adapters report a duplicate as `Error::Conflict` and a cursor they did not
+/// make as `Error::Validation` on the field `cursor`.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn insert_account(&self, account: &Account) -> Result<()>;
+    async fn account(&self, id: &str) -> Result<Option<Account>>;
+    /// All accounts, or only `only` when it is given, oldest first.
+    async fn list_accounts(&self, only: Option<&str>, page: &PageRequest) -> Result<Page<Account>>;
+
+    /// Inserts a user; a `sub` already known (compared case-insensitively) is a conflict.
+    async fn insert_user(&self, user: &User) -> Result<()>;
+    /// The user with this `sub`, compared case-insensitively.
+    async fn user_by_sub(&self, sub: &str) -> Result<Option<User>>;
+    async fn set_user_roles(&self, user_id: &str, roles: &[Role]) -> Result<()>;
+    /// The users of one account, oldest first.
+    async fn list_users(&self, account_id: &str, page: &PageRequest) -> Result<Page<User>>;
+}
+
+/// The part of the number space one region may hand out: `start..end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SequenceRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+/// Named sequences of numbers (account numbers, for one) that stay correct across regions.
+///
+/// Every adapter keeps this contract:
+/// - every value lies in the `SequenceRange` configured for the adapter's region; regions that
+///   share a sequence are given disjoint ranges, so their values never collide, even where the
+///   backing store replicates between regions last-writer-wins (DynamoDB global tables);
+/// - within a region, a value handed out after another one was returned is larger;
+/// - no value is ever handed out twice, whatever crashes; values may be skipped.
+///
+/// An exhausted range is `Error::Unavailable`: an operator must give the region a new range.
+#[async_trait]
+pub trait SequenceGenerator: Send + Sync + 'static {
+    async fn next(&self, sequence: &str) -> Result<u64>;
+}
