@@ -85,7 +85,7 @@ pub struct Account {
     pub account_number: String,
     pub name: String,
     pub kind: AccountKind,
-    /// The region whose sequence issued the account number.
+    /// The account's home region (where its data is kept); account numbers are unique across regions.
     pub region: String,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]

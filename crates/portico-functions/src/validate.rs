@@ -1,0 +1,49 @@
+//! Input checks shared by functions; each returns the field errors it found.
+
+use portico_core::FieldError;
+
+/// A required single-line text field: trimmed, 1..=max characters, no control characters.
+pub(crate) fn text(errors: &mut Vec<FieldError>, field: &str, value: &str, max: usize) {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        errors.push(FieldError::new(field, "must not be empty"));
+    } else if trimmed.chars().count() > max {
+        errors.push(FieldError::new(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    } else if trimmed.chars().any(char::is_control) {
+        errors.push(FieldError::new(field, "must not contain control characters"));
+    }
+}
+
+/// A plausible e-mail address: one `@`, something on both sides, a dot in the domain, no spaces.
+pub(crate) fn email(errors: &mut Vec<FieldError>, field: &str, value: &str) {
+    let value = value.trim();
+    let valid = value.len() <= 254
+        && !value.chars().any(|c| c.is_whitespace() || c.is_control())
+        && value.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        });
+    if !valid {
+        errors.push(FieldError::new(field, "must be an e-mail address"));
+    }
+}
+
+/// An identifier-like field: 1..=max characters, no whitespace or control characters.
+pub(crate) fn token_like(errors: &mut Vec<FieldError>, field: &str, value: &str, max: usize) {
+    if value.is_empty() {
+        errors.push(FieldError::new(field, "must not be empty"));
+    } else if value.chars().count() > max {
+        errors.push(FieldError::new(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    } else if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        errors.push(FieldError::new(field, "must not contain whitespace"));
+    }
+}

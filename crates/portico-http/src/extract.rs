@@ -1,0 +1,213 @@
+//! Request extractors: the bearer-token authorizer, strict JSON bodies, and list paging.
+//! Each rejects with a problem document that says what was wrong.
+
+use std::sync::{Arc, OnceLock};
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use portico_core::domain::Caller;
+use portico_core::ports::PageRequest;
+use portico_core::{Error, FieldError};
+use portico_functions::identity::{Identity, identify};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::AppState;
+use crate::problem::Problem;
+
+/// Where the authorizer leaves the caller's `sub` for the invocation log line.
+#[derive(Clone, Default)]
+pub(crate) struct PrincipalSlot(pub Arc<OnceLock<String>>);
+
+/// The verified caller of a function: `Authorization: Bearer <access token>`.
+pub struct Authenticated(pub Caller);
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| Problem::unauthorized("the Authorization header is missing"))?;
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(bearer_token)
+            .ok_or_else(|| Problem::unauthorized("the Authorization header is not `Bearer <token>`"))?;
+        let claims = state.verifier().verify(token).await.map_err(|e| {
+            if e.is_unavailable() {
+                tracing::warn!(error = %e, "cannot verify tokens");
+                Problem::from(Error::Unavailable("tokens cannot be verified right now".into()))
+            } else {
+                Problem::unauthorized(e.to_string())
+            }
+        })?;
+        if let Some(slot) = parts.extensions.get::<PrincipalSlot>() {
+            let _ = slot.0.set(claims.sub.clone());
+        }
+        let identity = Identity {
+            sub: claims.sub,
+            groups: claims.groups,
+            email: claims.email,
+        };
+        let caller = identify(state.context(), &identity).await?;
+        Ok(Authenticated(caller))
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` value (the scheme is case-insensitive).
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// A JSON request body: `Content-Type: application/json` (415 otherwise), within the body limit
+/// (413), syntactically valid (400), and of the right shape (422 naming the field).
+pub struct JsonBody<T>(pub T);
+
+impl<T, S> FromRequest<S> for JsonBody<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Problem> {
+        let is_json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|m| m.trim().to_ascii_lowercase())
+            .is_some_and(|m| m == "application/json" || (m.starts_with("application/") && m.ends_with("+json")));
+        if !is_json {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "send the body as `Content-Type: application/json`",
+            ));
+        }
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too-large",
+                    "the request body is larger than this API accepts",
+                )
+            } else {
+                Problem::bad_request(rejection.body_text())
+            }
+        })?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let message = inner.to_string();
+                let field = if path == "." {
+                    named_field(&message).unwrap_or_else(|| "body".into())
+                } else {
+                    path
+                };
+                let message = message
+                    .split(" at line ")
+                    .next()
+                    .unwrap_or(&message)
+                    .to_string();
+                Problem::validation(vec![FieldError::new(field, message)])
+            }
+            _ => Problem::bad_request(format!("the body is not valid JSON: {inner}")),
+        }
+    })?;
+    deserializer
+        .end()
+        .map_err(|e| Problem::bad_request(format!("the body is not valid JSON: {e}")))?;
+    Ok(value)
+}
+
+/// The field a "missing field `x`" or "unknown field `x`" message is about.
+fn named_field(message: &str) -> Option<String> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(message[start..start + len].to_string())
+}
+
+/// `?limit=&cursor=` of a list route.
+pub struct Paging(pub PageRequest);
+
+impl<S: Send + Sync> FromRequestParts<S> for Paging {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        #[derive(Deserialize)]
+        struct Raw {
+            limit: Option<String>,
+            cursor: Option<String>,
+        }
+        let Query(raw) = Query::<Raw>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| Problem::bad_request(e.body_text()))?;
+        let limit = match raw.limit {
+            None => None,
+            Some(l) => Some(l.parse::<u32>().map_err(|_| {
+                Problem::validation(vec![FieldError::new("limit", "must be a whole number")])
+            })?),
+        };
+        let cursor = raw.cursor.filter(|c| !c.is_empty());
+        PageRequest::new(limit, cursor)
+            .map(Paging)
+            .map_err(Problem::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Input {
+        name: String,
+        roles: Vec<String>,
+    }
+
+    fn problem(body: &str) -> Problem {
+        match parse_json::<Input>(body.as_bytes()) {
+            Ok(v) => panic!("accepted {v:?}"),
+            Err(p) => p,
+        }
+    }
+
+    #[test]
+    fn json_errors_name_the_field() {
+        assert_eq!(problem(r#"{"name": "x"#).status, 400);
+        assert_eq!(problem(r#"{"name": "x", "roles": []} trailing"#).status, 400);
+        let p = problem(r#"{"name": 5, "roles": []}"#);
+        assert_eq!((p.status, p.errors[0].field.as_str()), (422, "name"));
+        let p = problem(r#"{"name": "x", "roles": ["a", 2]}"#);
+        assert_eq!(p.errors[0].field, "roles[1]");
+        let p = problem(r#"{"name": "x"}"#);
+        assert_eq!(p.errors[0].field, "roles");
+        let p = problem(r#"{"name": "x", "roles": [], "admin": true}"#);
+        assert_eq!(p.errors[0].field, "admin");
+    }
+
+    #[test]
+    fn bearer_scheme() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+    }
+}

@@ -1,0 +1,117 @@
+//! Portico's HTTP gateway: `app(state)` is the axum Router of every HTTP function. The local host
+//! serves it on a socket; the Lambda host feeds it API Gateway events. Nothing here knows which.
+
+mod extract;
+pub mod invoke;
+mod openapi;
+pub mod problem;
+mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::routing::{get, post};
+use portico_auth::{DevIssuer, Verifier};
+use portico_functions::Context;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+
+pub use extract::bearer_token;
+pub use openapi::document as openapi_document;
+pub use problem::Problem;
+
+/// Limits applied to every request.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub body_limit_bytes: usize,
+    pub request_timeout: Duration,
+}
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+struct Shared {
+    context: Context,
+    verifier: Arc<Verifier>,
+    dev_issuer: Option<Arc<DevIssuer>>,
+    limits: Limits,
+}
+
+impl AppState {
+    pub fn new(
+        context: Context,
+        verifier: Arc<Verifier>,
+        dev_issuer: Option<Arc<DevIssuer>>,
+        limits: Limits,
+    ) -> Self {
+        AppState(Arc::new(Shared {
+            context,
+            verifier,
+            dev_issuer,
+            limits,
+        }))
+    }
+
+    pub fn context(&self) -> &Context {
+        &self.0.context
+    }
+
+    pub fn verifier(&self) -> &Verifier {
+        &self.0.verifier
+    }
+
+    pub fn dev_issuer(&self) -> Option<&DevIssuer> {
+        self.0.dev_issuer.as_deref()
+    }
+
+    fn request_timeout(&self) -> Duration {
+        self.0.limits.request_timeout
+    }
+}
+
+/// The Router of the whole HTTP API.
+pub fn app(state: AppState) -> Router {
+    use invoke::function as f;
+    let s = &state;
+    Router::new()
+        .route("/healthz", f("healthz", get(routes::healthz), s))
+        .route("/openapi.json", f("openapi", get(routes::openapi), s))
+        .route("/v1/me", f("get_me", get(routes::get_me), s))
+        .route(
+            "/v1/accounts",
+            f("list_accounts", get(routes::list_accounts), s)
+                .merge(f("create_account", post(routes::create_account), s)),
+        )
+        .route("/v1/accounts/{id}", f("get_account", get(routes::get_account), s))
+        .route(
+            "/v1/accounts/{id}/users",
+            f("list_account_users", get(routes::list_account_users), s)
+                .merge(f("add_account_user", post(routes::add_account_user), s)),
+        )
+        .route(
+            "/oauth2/default/.well-known/oauth-authorization-server",
+            f("dev_issuer_metadata", get(routes::dev_issuer_metadata), s),
+        )
+        .route(
+            "/oauth2/default/.well-known/openid-configuration",
+            f("dev_issuer_metadata", get(routes::dev_issuer_metadata), s),
+        )
+        .route(
+            "/oauth2/default/v1/keys",
+            f("dev_issuer_keys", get(routes::dev_issuer_keys), s),
+        )
+        .layer(DefaultBodyLimit::max(state.0.limits.body_limit_bytes))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(middleware::from_fn(problem::normalize_errors))
+                .layer(CatchPanicLayer::new()),
+        )
+        .with_state(state)
+}

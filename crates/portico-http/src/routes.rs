@@ -1,0 +1,157 @@
+//! The HTTP functions: thin handlers that extract a typed input, call a function, encode its
+//! result. Each is annotated for the OpenAPI document.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use portico_core::domain::{Account, User};
+use portico_core::ports::Page;
+use portico_functions::accounts::{self, AddUser, CreateAccount};
+use portico_functions::identity::{self, Me};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::extract::{Authenticated, JsonBody, Paging};
+use crate::problem::Problem;
+
+type Answer<T> = Result<T, Problem>;
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    status: &'static str,
+}
+
+/// Liveness: answers as long as the process serves HTTP.
+#[utoipa::path(get, path = "/healthz", tag = "meta",
+    responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "meta",
+    responses((status = 200, description = "The OpenAPI 3 document of this API")))]
+pub async fn openapi() -> impl IntoResponse {
+    Json(crate::openapi::document())
+}
+
+/// Who the caller is to Portico. Works for any valid token, also before the caller is added to
+/// an account.
+#[utoipa::path(get, path = "/v1/me", tag = "identity", security(("bearer" = [])),
+    responses((status = 200, body = Me), (status = 401, body = Problem)))]
+pub async fn get_me(Authenticated(caller): Authenticated) -> Json<Me> {
+    Json(identity::me(&caller))
+}
+
+/// Creates an account with the next account number (admins only).
+#[utoipa::path(post, path = "/v1/accounts", tag = "accounts", security(("bearer" = [])),
+    request_body = CreateAccount,
+    responses((status = 201, body = Account), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub async fn create_account(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    JsonBody(input): JsonBody<CreateAccount>,
+) -> Answer<impl IntoResponse> {
+    let account = accounts::create_account(state.context(), &caller, input).await?;
+    Ok(created(format!("/v1/accounts/{}", account.id), account))
+}
+
+/// Lists the accounts the caller can see, oldest first.
+#[utoipa::path(get, path = "/v1/accounts", tag = "accounts", security(("bearer" = [])),
+    params(("limit" = Option<u32>, Query, description = "1 to 200, default 50"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+    responses((status = 200, body = Page<Account>), (status = 401, body = Problem),
+        (status = 403, body = Problem)))]
+pub async fn list_accounts(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Paging(page): Paging,
+) -> Answer<Json<Page<Account>>> {
+    Ok(Json(accounts::list_accounts(state.context(), &caller, page).await?))
+}
+
+/// One account: admins and support see every account, members their own.
+#[utoipa::path(get, path = "/v1/accounts/{id}", tag = "accounts", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Account id")),
+    responses((status = 200, body = Account), (status = 401, body = Problem),
+        (status = 404, body = Problem)))]
+pub async fn get_account(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+) -> Answer<Json<Account>> {
+    Ok(Json(accounts::get_account(state.context(), &caller, &id).await?))
+}
+
+/// Adds a user to an account (admins, and the account's account_admins).
+#[utoipa::path(post, path = "/v1/accounts/{id}/users", tag = "accounts", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Account id")),
+    request_body = AddUser,
+    responses((status = 201, body = User), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn add_account_user(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+    JsonBody(input): JsonBody<AddUser>,
+) -> Answer<impl IntoResponse> {
+    let user = accounts::add_user(state.context(), &caller, &id, input).await?;
+    Ok(created(format!("/v1/accounts/{id}/users/{}", user.id), user))
+}
+
+/// Lists an account's users, oldest first (admins and the account's members).
+#[utoipa::path(get, path = "/v1/accounts/{id}/users", tag = "accounts", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Account id"),
+        ("limit" = Option<u32>, Query, description = "1 to 200, default 50"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+    responses((status = 200, body = Page<User>), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn list_account_users(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+    Paging(page): Paging,
+) -> Answer<Json<Page<User>>> {
+    Ok(Json(accounts::list_users(state.context(), &caller, &id, page).await?))
+}
+
+/// The dev issuer's authorization server metadata (only when no external issuer is configured).
+#[utoipa::path(get, path = "/oauth2/default/.well-known/oauth-authorization-server", tag = "dev issuer",
+    responses((status = 200, description = "OAuth 2.0 authorization server metadata"),
+        (status = 404, body = Problem)))]
+pub async fn dev_issuer_metadata(State(state): State<AppState>, headers: HeaderMap) -> Answer<impl IntoResponse> {
+    let issuer = state.dev_issuer().ok_or_else(no_dev_issuer)?;
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    let jwks_uri = format!("http://{host}/oauth2/default/v1/keys");
+    Ok(Json(issuer.metadata(&jwks_uri)))
+}
+
+/// The dev issuer's signing keys (JWKS).
+#[utoipa::path(get, path = "/oauth2/default/v1/keys", tag = "dev issuer",
+    responses((status = 200, description = "JSON Web Key Set"), (status = 404, body = Problem)))]
+pub async fn dev_issuer_keys(State(state): State<AppState>) -> Answer<impl IntoResponse> {
+    let issuer = state.dev_issuer().ok_or_else(no_dev_issuer)?;
+    Ok((
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        Json(issuer.jwks().clone()),
+    ))
+}
+
+fn no_dev_issuer() -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "this server uses an external issuer; it serves no keys of its own",
+    )
+}
+
+fn created<T: Serialize>(location: String, body: T) -> impl IntoResponse {
+    (StatusCode::CREATED, [(header::LOCATION, location)], Json(body))
+}

@@ -1,0 +1,163 @@
+//! The database handle: opening, migrating, and running closures on a connection off the async
+//! runtime.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use portico_core::{Error, Result};
+use rusqlite::Connection;
+
+/// Readers kept open; WAL lets them run beside the writer.
+const READERS: usize = 4;
+
+/// Schema versions, applied in order; `PRAGMA user_version` records how many have run.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE accounts (
+    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    id             TEXT NOT NULL UNIQUE,
+    account_number TEXT NOT NULL UNIQUE,
+    name           TEXT NOT NULL,
+    kind           TEXT NOT NULL,
+    region         TEXT NOT NULL,
+    created_at     TEXT NOT NULL
+);
+CREATE TABLE users (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    id           TEXT NOT NULL UNIQUE,
+    sub          TEXT NOT NULL,
+    sub_key      TEXT NOT NULL UNIQUE,
+    email        TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    account_id   TEXT REFERENCES accounts(id),
+    roles        TEXT NOT NULL,
+    created_at   TEXT NOT NULL
+);
+CREATE INDEX users_by_account ON users(account_id, seq);
+CREATE TABLE sequences (
+    name       TEXT PRIMARY KEY,
+    next_value INTEGER NOT NULL
+);
+"#];
+
+/// A SQLite database shared by the local adapters.
+#[derive(Clone)]
+pub struct Database {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+    path: std::path::PathBuf,
+}
+
+impl Database {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Database> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let mut writer = open_connection(path)?;
+        migrate(&mut writer)?;
+        let readers = (0..READERS)
+            .map(|_| open_connection(path))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Database {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(writer),
+                readers: Mutex::new(readers),
+                path: path.to_owned(),
+            }),
+        })
+    }
+
+    /// Runs `f` on the writer connection; writes are serialised here.
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner
+                .writer
+                .lock()
+                .map_err(|_| anyhow::anyhow!("database writer lock poisoned"))?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("database task failed: {e}"))?
+    }
+
+    /// Runs `f` on a reader connection (opening an extra one if all are busy).
+    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner.readers.lock().ok().and_then(|mut r| r.pop());
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => open_connection(&inner.path)?,
+            };
+            let result = f(&conn);
+            if let Ok(mut readers) = inner.readers.lock() {
+                if readers.len() < READERS {
+                    readers.push(conn);
+                }
+            }
+            result
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("database task failed: {e}"))?
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection> {
+    let conn =
+        Connection::open(path).with_context(|| format!("opening database {}", path.display()))?;
+    // WAL: readers never block the writer. synchronous=NORMAL: a committed transaction survives a
+    // process crash (kill -9); only an OS crash or power loss can drop the last commits.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA busy_timeout = 5000;",
+    )
+    .context("configuring database connection")?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let applied: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .context("reading schema version")?;
+    let applied = usize::try_from(applied).unwrap_or(usize::MAX);
+    if applied > MIGRATIONS.len() {
+        return Err(Error::Unexpected(anyhow::anyhow!(
+            "the database schema (version {applied}) is newer than this Portico (version {}); upgrade Portico",
+            MIGRATIONS.len()
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let tx = conn.transaction().context("starting migration")?;
+        tx.execute_batch(sql)
+            .with_context(|| format!("applying migration {}", index + 1))?;
+        tx.pragma_update(None, "user_version", (index + 1) as i64)
+            .context("recording schema version")?;
+        tx.commit().context("committing migration")?;
+    }
+    Ok(())
+}
+
+/// True when `e` is a UNIQUE or PRIMARY KEY violation.
+pub(crate) fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation
+    )
+}

@@ -1,0 +1,349 @@
+//! The `Store` port on SQLite.
+
+use anyhow::Context;
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use portico_core::domain::{Account, AccountKind, Role, User};
+use portico_core::ports::{Page, PageRequest};
+use portico_core::{Error, Result, Store};
+use rusqlite::{OptionalExtension, Row, params};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::Database;
+use crate::db::is_unique_violation;
+
+pub struct SqliteStore {
+    db: Database,
+}
+
+impl SqliteStore {
+    pub fn new(db: Database) -> Self {
+        SqliteStore { db }
+    }
+}
+
+const ACCOUNT_COLUMNS: &str = "seq, id, account_number, name, kind, region, created_at";
+const USER_COLUMNS: &str = "seq, id, sub, email, display_name, account_id, roles, created_at";
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn insert_account(&self, account: &Account) -> Result<()> {
+        let a = account.clone();
+        self.db
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO accounts (id, account_number, name, kind, region, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        a.id,
+                        a.account_number,
+                        a.name,
+                        a.kind.as_str(),
+                        a.region,
+                        timestamp(a.created_at)?
+                    ],
+                )
+                .map_err(|e| {
+                    if is_unique_violation(&e) {
+                        Error::Conflict(format!(
+                            "account number {} is already taken",
+                            a.account_number
+                        ))
+                    } else {
+                        Error::Unexpected(anyhow::Error::new(e).context("inserting account"))
+                    }
+                })?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn account(&self, id: &str) -> Result<Option<Account>> {
+        let id = id.to_string();
+        self.db
+            .read(move |conn| {
+                let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1");
+                let row = conn
+                    .prepare_cached(&sql)
+                    .and_then(|mut s| s.query_row(params![id], account_row).optional())
+                    .context("reading account")?;
+                row.map(|(_, a)| a).transpose()
+            })
+            .await
+    }
+
+    async fn list_accounts(&self, only: Option<&str>, page: &PageRequest) -> Result<Page<Account>> {
+        let only = only.map(str::to_string);
+        let after = decode_cursor(page.cursor.as_deref())?;
+        let limit = page.limit;
+        self.db
+            .read(move |conn| {
+                let sql = format!(
+                    "SELECT {ACCOUNT_COLUMNS} FROM accounts
+                     WHERE seq > ?1 AND (?2 IS NULL OR id = ?2) ORDER BY seq LIMIT ?3"
+                );
+                let rows = conn
+                    .prepare_cached(&sql)
+                    .and_then(|mut s| {
+                        s.query_map(params![after, only, limit + 1], account_row)?
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .context("listing accounts")?;
+                paginate(rows, limit)
+            })
+            .await
+    }
+
+    async fn insert_user(&self, user: &User) -> Result<()> {
+        let u = user.clone();
+        self.db
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO users (id, sub, sub_key, email, display_name, account_id, roles, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![
+                        u.id,
+                        u.sub,
+                        sub_key(&u.sub),
+                        u.email,
+                        u.display_name,
+                        u.account_id,
+                        roles_text(&u.roles),
+                        timestamp(u.created_at)?
+                    ],
+                )
+                .map_err(|e| {
+                    if is_unique_violation(&e) {
+                        Error::Conflict(format!("a user with sub `{}` already exists", u.sub))
+                    } else {
+                        Error::Unexpected(anyhow::Error::new(e).context("inserting user"))
+                    }
+                })?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn user_by_sub(&self, sub: &str) -> Result<Option<User>> {
+        let key = sub_key(sub);
+        self.db
+            .read(move |conn| {
+                let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE sub_key = ?1");
+                let row = conn
+                    .prepare_cached(&sql)
+                    .and_then(|mut s| s.query_row(params![key], user_row).optional())
+                    .context("reading user")?;
+                row.map(|(_, u)| u).transpose()
+            })
+            .await
+    }
+
+    async fn set_user_roles(&self, user_id: &str, roles: &[Role]) -> Result<()> {
+        let id = user_id.to_string();
+        let roles = roles_text(roles);
+        self.db
+            .write(move |conn| {
+                let changed = conn
+                    .execute(
+                        "UPDATE users SET roles = ?2 WHERE id = ?1",
+                        params![id, roles],
+                    )
+                    .context("updating user roles")?;
+                if changed == 0 {
+                    return Err(Error::NotFound(format!("user `{id}` not found")));
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn list_users(&self, account_id: &str, page: &PageRequest) -> Result<Page<User>> {
+        let account_id = account_id.to_string();
+        let after = decode_cursor(page.cursor.as_deref())?;
+        let limit = page.limit;
+        self.db
+            .read(move |conn| {
+                let sql = format!(
+                    "SELECT {USER_COLUMNS} FROM users
+                     WHERE account_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+                );
+                let rows = conn
+                    .prepare_cached(&sql)
+                    .and_then(|mut s| {
+                        s.query_map(params![account_id, after, limit + 1], user_row)?
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .context("listing users")?;
+                paginate(rows, limit)
+            })
+            .await
+    }
+}
+
+/// A row decodes in two steps: SQLite values (which cannot fail in ways a caller caused), then
+/// domain values, whose failure means the file was edited by hand or is corrupt.
+type Decoded<T> = (i64, Result<T>);
+
+fn account_row(row: &Row<'_>) -> rusqlite::Result<Decoded<Account>> {
+    let seq: i64 = row.get(0)?;
+    let (id, account_number, name): (String, String, String) =
+        (row.get(1)?, row.get(2)?, row.get(3)?);
+    let (kind, region, created): (String, String, String) =
+        (row.get(4)?, row.get(5)?, row.get(6)?);
+    let account = AccountKind::parse(&kind)
+        .ok_or_else(|| Error::Unexpected(anyhow::anyhow!("unknown account kind {kind:?} in database")))
+        .and_then(|kind| {
+            Ok(Account {
+                id,
+                account_number,
+                name,
+                kind,
+                region,
+                created_at: parse_timestamp(&created)?,
+            })
+        });
+    Ok((seq, account))
+}
+
+fn user_row(row: &Row<'_>) -> rusqlite::Result<Decoded<User>> {
+    let seq: i64 = row.get(0)?;
+    let (id, sub, email, display_name): (String, String, String, String) =
+        (row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?);
+    let account_id: Option<String> = row.get(5)?;
+    let (roles, created): (String, String) = (row.get(6)?, row.get(7)?);
+    let user = parse_roles(&roles).and_then(|roles| {
+        Ok(User {
+            id,
+            sub,
+            email,
+            display_name,
+            account_id,
+            roles,
+            created_at: parse_timestamp(&created)?,
+        })
+    });
+    Ok((seq, user))
+}
+
+fn paginate<T>(rows: Vec<Decoded<T>>, limit: u32) -> Result<Page<T>> {
+    let more = rows.len() > limit as usize;
+    let mut items = Vec::with_capacity(rows.len().min(limit as usize));
+    let mut last_seq = None;
+    for (seq, item) in rows.into_iter().take(limit as usize) {
+        items.push(item?);
+        last_seq = Some(seq);
+    }
+    let next_cursor = if more { last_seq.map(encode_cursor) } else { None };
+    Ok(Page { items, next_cursor })
+}
+
+/// Cursors are the last row's position, wrapped so callers treat them as opaque.
+fn encode_cursor(seq: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("v1:{seq}"))
+}
+
+fn decode_cursor(cursor: Option<&str>) -> Result<i64> {
+    let Some(cursor) = cursor else { return Ok(0) };
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix("v1:").and_then(|n| n.parse::<i64>().ok()))
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| Error::invalid("cursor", "is not a cursor this API returned"))
+}
+
+/// Subjects are matched case-insensitively (Okta subjects are often e-mail addresses).
+fn sub_key(sub: &str) -> String {
+    sub.trim().to_lowercase()
+}
+
+fn roles_text(roles: &[Role]) -> String {
+    roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")
+}
+
+fn parse_roles(text: &str) -> Result<Vec<Role>> {
+    text.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            Role::parse(s)
+                .ok_or_else(|| Error::Unexpected(anyhow::anyhow!("unknown role {s:?} in database")))
+        })
+        .collect()
+}
+
+fn timestamp(t: OffsetDateTime) -> Result<String> {
+    t.format(&Rfc3339)
+        .map_err(|e| Error::Unexpected(anyhow::anyhow!("formatting timestamp: {e}")))
+}
+
+fn parse_timestamp(text: &str) -> Result<OffsetDateTime> {
+    OffsetDateTime::parse(text, &Rfc3339)
+        .map_err(|e| Error::Unexpected(anyhow::anyhow!("bad timestamp {text:?} in database: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(n: u32) -> Account {
+        Account {
+            id: format!("acc-{n}"),
+            account_number: format!("{}", 100_000 + n),
+            name: format!("Lab {n}"),
+            kind: AccountKind::Customer,
+            region: "local".into(),
+            created_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[tokio::test]
+    async fn pages_walk_every_account_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::new(Database::open(&dir.path().join("p.db")).expect("db"));
+        for n in 0..5 {
+            store.insert_account(&account(n)).await.expect("insert");
+        }
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = store
+                .list_accounts(None, &PageRequest { limit: 2, cursor })
+                .await
+                .expect("page");
+            seen.extend(page.items.into_iter().map(|a| a.id));
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(seen, (0..5).map(|n| format!("acc-{n}")).collect::<Vec<_>>());
+        let bad = store
+            .list_accounts(None, &PageRequest { limit: 2, cursor: Some("garbage".into()) })
+            .await;
+        assert!(matches!(bad, Err(Error::Validation(_))));
+    }
+
+    #[tokio::test]
+    async fn subs_are_unique_case_insensitively() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::new(Database::open(&dir.path().join("p.db")).expect("db"));
+        store.insert_account(&account(1)).await.expect("insert");
+        let user = User {
+            id: "u1".into(),
+            sub: "Ada@Example.com".into(),
+            email: "ada@example.com".into(),
+            display_name: "Ada".into(),
+            account_id: Some("acc-1".into()),
+            roles: vec![Role::LabManager, Role::Scientist],
+            created_at: OffsetDateTime::UNIX_EPOCH,
+        };
+        store.insert_user(&user).await.expect("insert");
+        let again = User { id: "u2".into(), sub: "ada@example.COM".into(), ..user.clone() };
+        assert!(matches!(store.insert_user(&again).await, Err(Error::Conflict(_))));
+        let found = store.user_by_sub("ADA@example.com").await.expect("read");
+        assert_eq!(found, Some(user));
+    }
+}
