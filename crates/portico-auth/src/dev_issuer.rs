@@ -79,9 +79,8 @@ impl DevIssuer {
             }
         }
         let der = std::fs::read(&path).map_err(io)?;
-        let key = KeyPair::from_pkcs8(&der).map_err(|_| DevIssuerError::BadKey {
-            path: path.clone(),
-        })?;
+        let key =
+            KeyPair::from_pkcs8(&der).map_err(|_| DevIssuerError::BadKey { path: path.clone() })?;
         Ok(Self::from_key(key, issuer, audience))
     }
 
@@ -165,7 +164,11 @@ impl DevIssuer {
     }
 
     /// Signs with RS256 under any header: for tests that need tokens a real issuer would not make.
-    pub fn sign_with_header(&self, header: &Value, claims: &Value) -> Result<String, DevIssuerError> {
+    pub fn sign_with_header(
+        &self,
+        header: &Value,
+        claims: &Value,
+    ) -> Result<String, DevIssuerError> {
         let signing_input = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(header.to_string()),
@@ -214,8 +217,12 @@ mod tests {
     #[tokio::test]
     async fn minted_tokens_verify_and_the_key_persists() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let issuer = DevIssuer::load_or_create(dir.path(), "http://127.0.0.1:8080/oauth2/default", "api://default")
-            .expect("issuer");
+        let issuer = DevIssuer::load_or_create(
+            dir.path(),
+            "http://127.0.0.1:8080/oauth2/default",
+            "api://default",
+        )
+        .expect("issuer");
         let token = issuer
             .mint(&TokenRequest {
                 sub: "ada@example.com".into(),
@@ -223,8 +230,12 @@ mod tests {
                 ttl: Duration::from_secs(600),
             })
             .expect("token");
-        let again = DevIssuer::load_or_create(dir.path(), "http://127.0.0.1:8080/oauth2/default", "api://default")
-            .expect("same key");
+        let again = DevIssuer::load_or_create(
+            dir.path(),
+            "http://127.0.0.1:8080/oauth2/default",
+            "api://default",
+        )
+        .expect("same key");
         assert_eq!(issuer.kid(), again.kid());
         let claims = again
             .verifier(&["RS256".into()], 60)

@@ -41,8 +41,7 @@ struct JwkDoc {
 /// Parses a JWK set, keeping the signature keys Portico can use and skipping the rest (a JWKS may
 /// legitimately carry encryption keys or key types we do not accept).
 pub(crate) fn parse_jwks(body: &[u8]) -> Result<KeyMap, String> {
-    let doc: JwkSetDoc =
-        serde_json::from_slice(body).map_err(|e| format!("not a JWK set: {e}"))?;
+    let doc: JwkSetDoc = serde_json::from_slice(body).map_err(|e| format!("not a JWK set: {e}"))?;
     let mut keys = KeyMap::new();
     for value in doc.keys {
         let Ok(jwk) = serde_json::from_value::<JwkDoc>(value) else {
@@ -62,7 +61,8 @@ pub(crate) fn parse_jwks(body: &[u8]) -> Result<KeyMap, String> {
 fn verification_key(jwk: &JwkDoc) -> Option<VerificationKey> {
     match (jwk.kty.as_str(), jwk.alg.as_deref()) {
         ("RSA", None | Some("RS256")) => {
-            let key = DecodingKey::from_rsa_components(jwk.n.as_deref()?, jwk.e.as_deref()?).ok()?;
+            let key =
+                DecodingKey::from_rsa_components(jwk.n.as_deref()?, jwk.e.as_deref()?).ok()?;
             Some(VerificationKey {
                 key: Arc::new(key),
                 alg: Algorithm::RS256,

@@ -199,14 +199,17 @@ impl Verifier {
         };
         // A key is bound to one algorithm: an RSA key never verifies an ES256 or HS256 token.
         if key.alg != alg {
-            return Err(AuthError::Algorithm(format!("{alg:?} with a {:?} key", key.alg)));
+            return Err(AuthError::Algorithm(format!(
+                "{alg:?} with a {:?} key",
+                key.alg
+            )));
         }
         let validation = self
             .validation
             .get(&alg)
             .ok_or_else(|| AuthError::Algorithm(format!("{alg:?}")))?;
-        let data = jsonwebtoken::decode::<Claims>(token, &key.key, validation)
-            .map_err(map_jwt_error)?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &key.key, validation).map_err(map_jwt_error)?;
         let claims = data.claims;
         if claims
             .iat
@@ -226,7 +229,9 @@ impl Verifier {
         let (Some(header), Some(_), Some(_), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            return Err(AuthError::Malformed("expected three dot-separated parts".into()));
+            return Err(AuthError::Malformed(
+                "expected three dot-separated parts".into(),
+            ));
         };
         let bytes = URL_SAFE_NO_PAD
             .decode(header)

@@ -219,7 +219,10 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("PORTICO_REGION", "region"),
     ("PORTICO_HTTP_ADDR", "http.addr"),
     ("PORTICO_HTTP_BODY_LIMIT_BYTES", "http.body_limit_bytes"),
-    ("PORTICO_HTTP_REQUEST_TIMEOUT_SECS", "http.request_timeout_secs"),
+    (
+        "PORTICO_HTTP_REQUEST_TIMEOUT_SECS",
+        "http.request_timeout_secs",
+    ),
     ("PORTICO_MQTT_ADDR", "mqtt.addr"),
     ("PORTICO_MQTT_WS_ADDR", "mqtt.ws_addr"),
     ("PORTICO_METRICS_ADDR", "metrics.addr"),
@@ -229,8 +232,14 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("PORTICO_AUTH_SUPPORT_GROUP", "auth.support_group"),
     ("PORTICO_AUTH_ALGORITHMS", "auth.algorithms"),
     ("PORTICO_AUTH_LEEWAY_SECS", "auth.leeway_secs"),
-    ("PORTICO_SEQUENCE_ACCOUNT_NUMBER_START", "sequence.account_number_start"),
-    ("PORTICO_SEQUENCE_ACCOUNT_NUMBER_END", "sequence.account_number_end"),
+    (
+        "PORTICO_SEQUENCE_ACCOUNT_NUMBER_START",
+        "sequence.account_number_start",
+    ),
+    (
+        "PORTICO_SEQUENCE_ACCOUNT_NUMBER_END",
+        "sequence.account_number_end",
+    ),
     ("PORTICO_SENDGRID_API_KEY", "sendgrid.api_key"),
     ("PORTICO_SENDGRID_BASE_URL", "sendgrid.base_url"),
     ("PORTICO_LOG", "log.filter"),

@@ -6,7 +6,9 @@ use utoipa::ToSchema;
 
 /// What a user may do. `admin` and `support` are platform roles, granted by identity-provider
 /// groups; the others are account roles, granted by Portico's own user records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Admin,

@@ -104,7 +104,10 @@ mod tests {
             sub: "x".into(),
             user: None,
         };
-        assert!(matches!(read_account(&nobody, "a"), Err(Error::Forbidden(_))));
+        assert!(matches!(
+            read_account(&nobody, "a"),
+            Err(Error::Forbidden(_))
+        ));
     }
 
     #[test]

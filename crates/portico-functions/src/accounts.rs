@@ -34,7 +34,11 @@ pub struct AddUser {
     pub roles: Vec<String>,
 }
 
-pub async fn create_account(ctx: &Context, caller: &Caller, input: CreateAccount) -> Result<Account> {
+pub async fn create_account(
+    ctx: &Context,
+    caller: &Caller,
+    input: CreateAccount,
+) -> Result<Account> {
     policy::require_admin(caller)?;
     let mut errors = Vec::new();
     validate::text(&mut errors, "name", &input.name, 200);
@@ -83,7 +87,11 @@ pub async fn get_account(ctx: &Context, caller: &Caller, id: &str) -> Result<Acc
         .ok_or_else(|| policy::not_found_account(id))
 }
 
-pub async fn list_accounts(ctx: &Context, caller: &Caller, page: PageRequest) -> Result<Page<Account>> {
+pub async fn list_accounts(
+    ctx: &Context,
+    caller: &Caller,
+    page: PageRequest,
+) -> Result<Page<Account>> {
     policy::require_provisioned(caller)?;
     if caller.sees_all_accounts() {
         return ctx.store.list_accounts(None, &page).await;

@@ -44,7 +44,10 @@ async fn provision(ctx: &Context, identity: &Identity, roles: Vec<Role>) -> Resu
     let user = User {
         id: uuid::Uuid::now_v7().to_string(),
         sub: identity.sub.clone(),
-        email: identity.email.clone().unwrap_or_else(|| identity.sub.clone()),
+        email: identity
+            .email
+            .clone()
+            .unwrap_or_else(|| identity.sub.clone()),
         display_name: identity.sub.clone(),
         account_id: None,
         roles,

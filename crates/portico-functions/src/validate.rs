@@ -13,7 +13,10 @@ pub(crate) fn text(errors: &mut Vec<FieldError>, field: &str, value: &str, max: 
             format!("must be at most {max} characters"),
         ));
     } else if trimmed.chars().any(char::is_control) {
-        errors.push(FieldError::new(field, "must not contain control characters"));
+        errors.push(FieldError::new(
+            field,
+            "must not contain control characters",
+        ));
     }
 }
 

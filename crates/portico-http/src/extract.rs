@@ -32,15 +32,15 @@ impl FromRequestParts<AppState> for Authenticated {
             .headers
             .get(header::AUTHORIZATION)
             .ok_or_else(|| Problem::unauthorized("the Authorization header is missing"))?;
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(bearer_token)
-            .ok_or_else(|| Problem::unauthorized("the Authorization header is not `Bearer <token>`"))?;
+        let token = value.to_str().ok().and_then(bearer_token).ok_or_else(|| {
+            Problem::unauthorized("the Authorization header is not `Bearer <token>`")
+        })?;
         let claims = state.verifier().verify(token).await.map_err(|e| {
             if e.is_unavailable() {
                 tracing::warn!(error = %e, "cannot verify tokens");
-                Problem::from(Error::Unavailable("tokens cannot be verified right now".into()))
+                Problem::from(Error::Unavailable(
+                    "tokens cannot be verified right now".into(),
+                ))
             } else {
                 Problem::unauthorized(e.to_string())
             }
@@ -83,7 +83,9 @@ where
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
             .map(|m| m.trim().to_ascii_lowercase())
-            .is_some_and(|m| m == "application/json" || (m.starts_with("application/") && m.ends_with("+json")));
+            .is_some_and(|m| {
+                m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+            });
         if !is_json {
             return Err(Problem::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -91,17 +93,19 @@ where
                 "send the body as `Content-Type: application/json`",
             ));
         }
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                Problem::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "too-large",
-                    "the request body is larger than this API accepts",
-                )
-            } else {
-                Problem::bad_request(rejection.body_text())
-            }
-        })?;
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    Problem::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "too-large",
+                        "the request body is larger than this API accepts",
+                    )
+                } else {
+                    Problem::bad_request(rejection.body_text())
+                }
+            })?;
         parse_json(&bytes).map(JsonBody)
     }
 }
@@ -192,7 +196,10 @@ mod tests {
     #[test]
     fn json_errors_name_the_field() {
         assert_eq!(problem(r#"{"name": "x"#).status, 400);
-        assert_eq!(problem(r#"{"name": "x", "roles": []} trailing"#).status, 400);
+        assert_eq!(
+            problem(r#"{"name": "x", "roles": []} trailing"#).status,
+            400
+        );
         let p = problem(r#"{"name": 5, "roles": []}"#);
         assert_eq!((p.status, p.errors[0].field.as_str()), (422, "name"));
         let p = problem(r#"{"name": "x", "roles": ["a", 2]}"#);

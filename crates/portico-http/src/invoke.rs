@@ -48,7 +48,11 @@ impl Drop for Running {
     }
 }
 
-async fn invoke(State(invocation): State<Invocation>, mut request: Request, next: Next) -> Response {
+async fn invoke(
+    State(invocation): State<Invocation>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let function = invocation.function;
     let slot = PrincipalSlot::default();
     request.extensions_mut().insert(slot.clone());

@@ -84,14 +84,23 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/me", f("get_me", get(routes::get_me), s))
         .route(
             "/v1/accounts",
-            f("list_accounts", get(routes::list_accounts), s)
-                .merge(f("create_account", post(routes::create_account), s)),
+            f("list_accounts", get(routes::list_accounts), s).merge(f(
+                "create_account",
+                post(routes::create_account),
+                s,
+            )),
         )
-        .route("/v1/accounts/{id}", f("get_account", get(routes::get_account), s))
+        .route(
+            "/v1/accounts/{id}",
+            f("get_account", get(routes::get_account), s),
+        )
         .route(
             "/v1/accounts/{id}/users",
-            f("list_account_users", get(routes::list_account_users), s)
-                .merge(f("add_account_user", post(routes::add_account_user), s)),
+            f("list_account_users", get(routes::list_account_users), s).merge(f(
+                "add_account_user",
+                post(routes::add_account_user),
+                s,
+            )),
         )
         .route(
             "/oauth2/default/.well-known/oauth-authorization-server",

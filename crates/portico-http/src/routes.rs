@@ -70,7 +70,9 @@ pub async fn list_accounts(
     Authenticated(caller): Authenticated,
     Paging(page): Paging,
 ) -> Answer<Json<Page<Account>>> {
-    Ok(Json(accounts::list_accounts(state.context(), &caller, page).await?))
+    Ok(Json(
+        accounts::list_accounts(state.context(), &caller, page).await?,
+    ))
 }
 
 /// One account: admins and support see every account, members their own.
@@ -83,7 +85,9 @@ pub async fn get_account(
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> Answer<Json<Account>> {
-    Ok(Json(accounts::get_account(state.context(), &caller, &id).await?))
+    Ok(Json(
+        accounts::get_account(state.context(), &caller, &id).await?,
+    ))
 }
 
 /// Adds a user to an account (admins, and the account's account_admins).
@@ -100,7 +104,10 @@ pub async fn add_account_user(
     JsonBody(input): JsonBody<AddUser>,
 ) -> Answer<impl IntoResponse> {
     let user = accounts::add_user(state.context(), &caller, &id, input).await?;
-    Ok(created(format!("/v1/accounts/{id}/users/{}", user.id), user))
+    Ok(created(
+        format!("/v1/accounts/{id}/users/{}", user.id),
+        user,
+    ))
 }
 
 /// Lists an account's users, oldest first (admins and the account's members).
@@ -116,14 +123,19 @@ pub async fn list_account_users(
     Path(id): Path<String>,
     Paging(page): Paging,
 ) -> Answer<Json<Page<User>>> {
-    Ok(Json(accounts::list_users(state.context(), &caller, &id, page).await?))
+    Ok(Json(
+        accounts::list_users(state.context(), &caller, &id, page).await?,
+    ))
 }
 
 /// The dev issuer's authorization server metadata (only when no external issuer is configured).
 #[utoipa::path(get, path = "/oauth2/default/.well-known/oauth-authorization-server", tag = "dev issuer",
     responses((status = 200, description = "OAuth 2.0 authorization server metadata"),
         (status = 404, body = Problem)))]
-pub async fn dev_issuer_metadata(State(state): State<AppState>, headers: HeaderMap) -> Answer<impl IntoResponse> {
+pub async fn dev_issuer_metadata(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Answer<impl IntoResponse> {
     let issuer = state.dev_issuer().ok_or_else(no_dev_issuer)?;
     let host = headers
         .get(header::HOST)
@@ -153,5 +165,9 @@ fn no_dev_issuer() -> Problem {
 }
 
 fn created<T: Serialize>(location: String, body: T) -> impl IntoResponse {
-    (StatusCode::CREATED, [(header::LOCATION, location)], Json(body))
+    (
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(body),
+    )
 }

@@ -83,7 +83,10 @@ mod tests {
 
         let moved = SqliteSequence::new(
             Database::open(&path).expect("db"),
-            SequenceRange { start: 100, end: 200 },
+            SequenceRange {
+                start: 100,
+                end: 200,
+            },
         );
         assert_eq!(moved.next("a").await.expect("value"), 100);
     }

@@ -190,10 +190,11 @@ fn account_row(row: &Row<'_>) -> rusqlite::Result<Decoded<Account>> {
     let seq: i64 = row.get(0)?;
     let (id, account_number, name): (String, String, String) =
         (row.get(1)?, row.get(2)?, row.get(3)?);
-    let (kind, region, created): (String, String, String) =
-        (row.get(4)?, row.get(5)?, row.get(6)?);
+    let (kind, region, created): (String, String, String) = (row.get(4)?, row.get(5)?, row.get(6)?);
     let account = AccountKind::parse(&kind)
-        .ok_or_else(|| Error::Unexpected(anyhow::anyhow!("unknown account kind {kind:?} in database")))
+        .ok_or_else(|| {
+            Error::Unexpected(anyhow::anyhow!("unknown account kind {kind:?} in database"))
+        })
         .and_then(|kind| {
             Ok(Account {
                 id,
@@ -235,7 +236,11 @@ fn paginate<T>(rows: Vec<Decoded<T>>, limit: u32) -> Result<Page<T>> {
         items.push(item?);
         last_seq = Some(seq);
     }
-    let next_cursor = if more { last_seq.map(encode_cursor) } else { None };
+    let next_cursor = if more {
+        last_seq.map(encode_cursor)
+    } else {
+        None
+    };
     Ok(Page { items, next_cursor })
 }
 
@@ -261,7 +266,11 @@ fn sub_key(sub: &str) -> String {
 }
 
 fn roles_text(roles: &[Role]) -> String {
-    roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn parse_roles(text: &str) -> Result<Vec<Role>> {
@@ -321,7 +330,13 @@ mod tests {
         }
         assert_eq!(seen, (0..5).map(|n| format!("acc-{n}")).collect::<Vec<_>>());
         let bad = store
-            .list_accounts(None, &PageRequest { limit: 2, cursor: Some("garbage".into()) })
+            .list_accounts(
+                None,
+                &PageRequest {
+                    limit: 2,
+                    cursor: Some("garbage".into()),
+                },
+            )
             .await;
         assert!(matches!(bad, Err(Error::Validation(_))));
     }
@@ -341,8 +356,15 @@ mod tests {
             created_at: OffsetDateTime::UNIX_EPOCH,
         };
         store.insert_user(&user).await.expect("insert");
-        let again = User { id: "u2".into(), sub: "ada@example.COM".into(), ..user.clone() };
-        assert!(matches!(store.insert_user(&again).await, Err(Error::Conflict(_))));
+        let again = User {
+            id: "u2".into(),
+            sub: "ada@example.COM".into(),
+            ..user.clone()
+        };
+        assert!(matches!(
+            store.insert_user(&again).await,
+            Err(Error::Conflict(_))
+        ));
         let found = store.user_by_sub("ADA@example.com").await.expect("read");
         assert_eq!(found, Some(user));
     }

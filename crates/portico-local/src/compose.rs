@@ -1,0 +1,91 @@
+//! Composition: which adapter stands behind each port in the local host.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use portico_auth::{DevIssuer, JwksSettings, Verifier, VerifierSettings};
+use portico_config::Config;
+use portico_core::ports::SequenceRange;
+use portico_functions::{Context, Settings};
+use portico_http::{AppState, Limits};
+use portico_sqlite::{Database, SqliteSequence, SqliteStore};
+
+/// The composed backend: the state the HTTP functions run on, and the parts hosts and tests need.
+#[derive(Clone)]
+pub struct Composition {
+    pub state: AppState,
+    pub dev_issuer: Option<Arc<DevIssuer>>,
+    pub verifier: Arc<Verifier>,
+}
+
+/// The issuer the local dev issuer signs as: derived from the configured HTTP address, so that
+/// `portico token` and `portico serve` on the same configuration agree without talking.
+pub fn dev_issuer_url(config: &Config) -> String {
+    format!("http://{}/oauth2/default", config.http.addr)
+}
+
+/// Opens the data dir and wires every port to its local adapter.
+pub fn compose(config: &Config) -> anyhow::Result<Composition> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let database = Database::open(&config.data_dir.join("portico.db"))
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+
+    let (verifier, dev_issuer) = match &config.auth.issuer {
+        Some(issuer) => {
+            let settings = VerifierSettings::new(
+                issuer,
+                &config.auth.audience,
+                &config.auth.algorithms,
+                config.auth.leeway_secs,
+            );
+            (
+                Verifier::with_discovery(settings, JwksSettings::default()),
+                None,
+            )
+        }
+        None => {
+            let dev = load_dev_issuer(config)?;
+            let verifier = dev.verifier(&config.auth.algorithms, config.auth.leeway_secs);
+            (verifier, Some(Arc::new(dev)))
+        }
+    };
+    let verifier = Arc::new(verifier);
+
+    let context = Context {
+        store: Arc::new(SqliteStore::new(database.clone())),
+        sequence: Arc::new(SqliteSequence::new(
+            database,
+            SequenceRange {
+                start: config.sequence.account_number_start,
+                end: config.sequence.account_number_end,
+            },
+        )),
+        settings: Settings {
+            region: config.region.clone(),
+            admin_group: config.auth.admin_group.clone(),
+            support_group: config.auth.support_group.clone(),
+        },
+    };
+    let limits = Limits {
+        body_limit_bytes: config.http.body_limit_bytes,
+        request_timeout: Duration::from_secs(config.http.request_timeout_secs),
+    };
+    let state = AppState::new(context, verifier.clone(), dev_issuer.clone(), limits);
+    Ok(Composition {
+        state,
+        dev_issuer,
+        verifier,
+    })
+}
+
+/// The dev issuer of the data dir (its key is made on first use).
+pub fn load_dev_issuer(config: &Config) -> anyhow::Result<DevIssuer> {
+    DevIssuer::load_or_create(
+        &config.data_dir.join("auth"),
+        &dev_issuer_url(config),
+        &config.auth.audience,
+    )
+    .context("loading the local dev issuer")
+}

@@ -1,0 +1,143 @@
+//! `portico serve --demo`: a small data set with every role, loaded into an empty data dir.
+
+use portico_core::domain::Caller;
+use portico_core::ports::PageRequest;
+use portico_functions::accounts::{self, AddUser, CreateAccount};
+use portico_functions::identity::{Identity, identify};
+
+use crate::Composition;
+
+/// One demo person and the command that mints their token.
+#[derive(Debug, Clone)]
+pub struct DemoLogin {
+    pub sub: String,
+    pub groups: Vec<String>,
+    pub description: String,
+}
+
+impl DemoLogin {
+    pub fn token_command(&self) -> String {
+        if self.groups.is_empty() {
+            format!("portico token --sub {}", self.sub)
+        } else {
+            format!(
+                "portico token --sub {} --groups {}",
+                self.sub,
+                self.groups.join(",")
+            )
+        }
+    }
+}
+
+/// (account name, kind, [(sub, display name, roles)])
+const ACCOUNTS: &[(&str, &str, &[(&str, &str, &[&str])])] = &[
+    (
+        "Acme Research Labs",
+        "customer",
+        &[
+            ("alice@acme.example", "Alice Admin", &["account_admin"]),
+            ("bob@acme.example", "Bob Manager", &["lab_manager"]),
+            ("carol@acme.example", "Carol Scientist", &["scientist"]),
+        ],
+    ),
+    (
+        "Globex Diagnostics",
+        "customer",
+        &[
+            (
+                "dan@globex.example",
+                "Dan Admin",
+                &["account_admin", "lab_manager"],
+            ),
+            ("erin@globex.example", "Erin Scientist", &["scientist"]),
+        ],
+    ),
+    (
+        "Initech Distribution",
+        "distributor",
+        &[("frank@initech.example", "Frank Manager", &["lab_manager"])],
+    ),
+];
+
+/// Loads the demo data set if the store holds no accounts; returns the logins it created, or
+/// `None` when the data dir was not empty.
+pub async fn seed(composition: &Composition) -> anyhow::Result<Option<Vec<DemoLogin>>> {
+    let ctx = composition.state.context();
+    let any = ctx
+        .store
+        .list_accounts(None, &PageRequest::new(Some(1), None)?)
+        .await?;
+    if !any.items.is_empty() {
+        return Ok(None);
+    }
+    let mut logins = Vec::new();
+    let staff = [
+        (
+            "admin@portico.example",
+            ctx.settings.admin_group.clone(),
+            "platform admin",
+        ),
+        (
+            "support@portico.example",
+            ctx.settings.support_group.clone(),
+            "platform support",
+        ),
+    ];
+    let mut admin: Option<Caller> = None;
+    for (sub, group, description) in staff {
+        let caller = identify(
+            ctx,
+            &Identity {
+                sub: sub.into(),
+                groups: vec![group.clone()],
+                email: Some(sub.into()),
+            },
+        )
+        .await?;
+        if admin.is_none() {
+            admin = Some(caller);
+        }
+        logins.push(DemoLogin {
+            sub: sub.into(),
+            groups: vec![group],
+            description: description.into(),
+        });
+    }
+    let admin = admin.ok_or_else(|| anyhow::anyhow!("no demo admin"))?;
+    for (name, kind, users) in ACCOUNTS {
+        let account = accounts::create_account(
+            ctx,
+            &admin,
+            CreateAccount {
+                name: (*name).into(),
+                kind: (*kind).into(),
+                region: None,
+            },
+        )
+        .await?;
+        for (sub, display_name, roles) in *users {
+            accounts::add_user(
+                ctx,
+                &admin,
+                &account.id,
+                AddUser {
+                    sub: (*sub).into(),
+                    email: (*sub).into(),
+                    display_name: (*display_name).into(),
+                    roles: roles.iter().map(|r| (*r).into()).collect(),
+                },
+            )
+            .await?;
+            logins.push(DemoLogin {
+                sub: (*sub).into(),
+                groups: Vec::new(),
+                description: format!(
+                    "{} of {name} (account {})",
+                    roles.join(" + "),
+                    account.account_number
+                ),
+            });
+        }
+    }
+    Ok(Some(logins))
+}

@@ -1,0 +1,146 @@
+//! `portico`: the command line of the Portico backend.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use portico_auth::TokenRequest;
+use portico_config::Config;
+
+/// Portico: the customer portal backend.
+#[derive(Parser)]
+#[command(name = "portico", version, about)]
+struct Cli {
+    /// A TOML configuration file (also `PORTICO_CONFIG`); environment variables override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole backend with embedded defaults.
+    Serve {
+        /// Load a small demo data set (accounts, users with every role) into an empty data dir.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Print an access token signed by the data dir's local dev issuer.
+    Token {
+        /// The subject (user) the token is for.
+        #[arg(long)]
+        sub: String,
+        /// Comma-separated groups, e.g. `portico-admins`.
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+        /// Lifetime, e.g. `15m`, `1h` (at most 24h).
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+    },
+    /// Print the effective configuration (TOML), secrets redacted.
+    Config,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("portico: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::from_process_env(cli.config.as_deref())?;
+    match cli.command {
+        Command::Config => {
+            print!("{}", config.to_toml());
+            Ok(())
+        }
+        Command::Token { sub, groups, ttl } => token(&config, sub, groups, &ttl),
+        Command::Serve { demo } => serve(config, demo),
+    }
+}
+
+fn token(config: &Config, sub: String, groups: Vec<String>, ttl: &str) -> anyhow::Result<()> {
+    if let Some(issuer) = &config.auth.issuer {
+        anyhow::bail!(
+            "tokens come from the configured issuer {issuer}; `portico token` only mints for the local dev issuer (unset PORTICO_AUTH_ISSUER)"
+        );
+    }
+    let ttl = humantime::parse_duration(ttl)
+        .with_context(|| format!("--ttl {ttl:?} is not a duration such as 15m or 1h"))?;
+    if ttl < Duration::from_secs(1) || ttl > Duration::from_secs(24 * 3600) {
+        anyhow::bail!("--ttl must be between 1s and 24h");
+    }
+    let sub = sub.trim().to_string();
+    if sub.is_empty() {
+        anyhow::bail!("--sub must not be empty");
+    }
+    let issuer = portico_local::load_dev_issuer(config)?;
+    let token = issuer.mint(&TokenRequest {
+        sub,
+        groups: groups.into_iter().filter(|g| !g.is_empty()).collect(),
+        ttl,
+    })?;
+    println!("{token}");
+    Ok(())
+}
+
+fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&config.log.filter).with_context(|| {
+                format!("PORTICO_LOG {:?} is not a valid filter", config.log.filter)
+            })?,
+        )
+        .with_writer(std::io::stdout)
+        .init();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let server = portico_local::Server::bind(&config).await?;
+        tracing::info!(data_dir = %config.data_dir.display(), region = %config.region, version = env!("CARGO_PKG_VERSION"), "portico starting");
+        if demo {
+            match portico_local::demo::seed(server.composition()).await? {
+                Some(logins) => {
+                    for login in logins {
+                        tracing::info!(sub = %login.sub, "demo login ({}): {}", login.description, login.token_command());
+                    }
+                }
+                None => tracing::info!("--demo: the data dir already holds data; nothing loaded"),
+            }
+        }
+        server.run(shutdown_signal()).await
+    })
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
