@@ -88,6 +88,9 @@ pub struct JwksSettings {
     pub refetch_interval: Duration,
     /// Used when the JWKS response has no usable `Cache-Control: max-age`.
     pub default_max_age: Duration,
+    /// Keys are cached at least this long, whatever the issuer says (`no-cache` included), so a
+    /// misconfigured issuer cannot turn every request into a fetch.
+    pub min_max_age: Duration,
 }
 
 impl Default for JwksSettings {
@@ -96,12 +99,12 @@ impl Default for JwksSettings {
             timeout: Duration::from_secs(5),
             refetch_interval: Duration::from_secs(30),
             default_max_age: Duration::from_secs(300),
+            min_max_age: Duration::from_secs(30),
         }
     }
 }
 
-/// Keys that can never be cached longer or shorter than this, whatever the issuer says.
-const MIN_MAX_AGE: Duration = Duration::from_secs(30);
+/// Keys are never cached longer than this, whatever the issuer says.
 const MAX_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 struct KeyState {
@@ -279,7 +282,8 @@ impl RemoteKeys {
             .and_then(|v| v.to_str().ok())
             .and_then(max_age)
             .unwrap_or(self.settings.default_max_age)
-            .clamp(MIN_MAX_AGE, MAX_MAX_AGE);
+            .min(MAX_MAX_AGE)
+            .max(self.settings.min_max_age);
         let body = response
             .bytes()
             .await

@@ -118,7 +118,7 @@ enum KeySource {
     /// Keys known up front: the local dev issuer's.
     Static(KeyMap),
     /// Keys of a remote issuer, found by discovery.
-    Remote(RemoteKeys),
+    Remote(Box<RemoteKeys>),
 }
 
 pub struct Verifier {
@@ -144,7 +144,7 @@ impl Verifier {
 
     /// A verifier that finds the issuer's keys by discovery, lazily, on first use.
     pub fn with_discovery(settings: VerifierSettings, jwks: JwksSettings) -> Self {
-        let keys = KeySource::Remote(RemoteKeys::new(settings.issuer.clone(), jwks));
+        let keys = KeySource::Remote(Box::new(RemoteKeys::new(settings.issuer.clone(), jwks)));
         Self::new(settings, keys)
     }
 

@@ -10,4 +10,4 @@ pub mod ports;
 
 pub use domain::{Account, AccountKind, Caller, Role, User};
 pub use error::{Error, FieldError, Result};
-pub use ports::{Page, PageRequest, SequenceGenerator, Store};
+pub use ports::{NewAccount, Page, PageRequest, SequenceGenerator, SequenceRange, Store};

@@ -62,13 +62,13 @@ pub fn add_account_user(caller: &Caller, account_id: &str, roles: &[Role]) -> Re
             "only admins and the account's account_admins may add users".into(),
         ));
     }
-    if !is_admin {
-        if let Some(role) = roles.iter().find(|r| r.is_platform()) {
-            return Err(Error::Forbidden(format!(
-                "an account_admin cannot grant the platform role `{}`",
-                role.as_str()
-            )));
-        }
+    if let Some(role) = roles.iter().find(|r| r.is_platform())
+        && !is_admin
+    {
+        return Err(Error::Forbidden(format!(
+            "an account_admin cannot grant the platform role `{}`",
+            role.as_str()
+        )));
     }
     Ok(())
 }

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::domain::{Account, Role, User};
+use crate::domain::{Account, AccountKind, Role, User};
 use crate::error::{Error, Result};
 
 /// One page of a list request. `cursor` is opaque to everyone but the adapter that made it.
@@ -39,11 +39,24 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+/// An account about to be created; the store gives it its number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAccount {
+    pub id: String,
+    pub name: String,
+    pub kind: AccountKind,
+    pub region: String,
+    pub created_at: time::OffsetDateTime,
+}
+
 /// Accounts and users. Adapters report a duplicate as `Error::Conflict` and a cursor they did not
 /// make as `Error::Validation` on the field `cursor`.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    async fn insert_account(&self, account: &Account) -> Result<()>;
+    /// Creates the account with the next number of this region's account-number sequence, taken
+    /// in the same atomic write as the insert: the numbering keeps the `SequenceGenerator`
+    /// contract, and numbers ascend in the order accounts are committed.
+    async fn create_account(&self, account: &NewAccount) -> Result<Account>;
     async fn account(&self, id: &str) -> Result<Option<Account>>;
     /// All accounts, or only `only` when it is given, oldest first.
     async fn list_accounts(&self, only: Option<&str>, page: &PageRequest) -> Result<Page<Account>>;
@@ -64,7 +77,8 @@ pub struct SequenceRange {
     pub end: u64,
 }
 
-/// Named sequences of numbers (account numbers, for one) that stay correct across regions.
+/// Named sequences of numbers that stay correct across regions (account numbers follow the same
+/// contract, allocated by the store itself; see `Store::create_account`).
 ///
 /// Every adapter keeps this contract:
 /// - every value lies in the `SequenceRange` configured for the adapter's region; regions that

@@ -2,13 +2,13 @@
 
 use portico_core::domain::{Account, AccountKind, Caller, Role, User};
 use portico_core::ports::{Page, PageRequest};
-use portico_core::{Error, FieldError, Result, policy};
+use portico_core::{Error, FieldError, NewAccount, Result, policy};
 use serde::Deserialize;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+use crate::Context;
 use crate::validate;
-use crate::{ACCOUNT_NUMBER_SEQUENCE, Context};
 
 /// `POST /v1/accounts`
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -65,16 +65,16 @@ pub async fn create_account(
         return Err(Error::Validation(errors));
     };
 
-    let number = ctx.sequence.next(ACCOUNT_NUMBER_SEQUENCE).await?;
-    let account = Account {
-        id: uuid::Uuid::now_v7().to_string(),
-        account_number: number.to_string(),
-        name: input.name.trim().to_string(),
-        kind,
-        region,
-        created_at: OffsetDateTime::now_utc(),
-    };
-    ctx.store.insert_account(&account).await?;
+    let account = ctx
+        .store
+        .create_account(&NewAccount {
+            id: uuid::Uuid::now_v7().to_string(),
+            name: input.name.trim().to_string(),
+            kind,
+            region,
+            created_at: OffsetDateTime::now_utc(),
+        })
+        .await?;
     tracing::info!(account_id = %account.id, account_number = %account.account_number, "account created");
     Ok(account)
 }

@@ -13,6 +13,7 @@ use portico_core::{SequenceGenerator, Store};
 /// What every function may use.
 pub struct Context {
     pub store: Arc<dyn Store>,
+    /// Region-safe numbering for functions that need their own sequences.
     pub sequence: Arc<dyn SequenceGenerator>,
     pub settings: Settings,
 }
@@ -27,6 +28,3 @@ pub struct Settings {
     /// Token group that makes a caller platform support staff.
     pub support_group: String,
 }
-
-/// The name of the sequence that issues account numbers.
-pub const ACCOUNT_NUMBER_SEQUENCE: &str = "account_number";

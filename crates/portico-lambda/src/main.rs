@@ -25,7 +25,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     match handler.as_str() {
         "http" => {
             let app = portico_http::app(composition.state);
-            lambda_http::run(app).await
+            lambda_http::run(portico_lambda::http::service(app)).await
         }
         "authorizer" => {
             let verifier = composition.verifier;

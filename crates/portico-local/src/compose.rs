@@ -53,15 +53,15 @@ pub fn compose(config: &Config) -> anyhow::Result<Composition> {
     };
     let verifier = Arc::new(verifier);
 
+    // One range for this region; account numbers and any other sequence draw from it, each
+    // sequence counting on its own.
+    let range = SequenceRange {
+        start: config.sequence.account_number_start,
+        end: config.sequence.account_number_end,
+    };
     let context = Context {
-        store: Arc::new(SqliteStore::new(database.clone())),
-        sequence: Arc::new(SqliteSequence::new(
-            database,
-            SequenceRange {
-                start: config.sequence.account_number_start,
-                end: config.sequence.account_number_end,
-            },
-        )),
+        store: Arc::new(SqliteStore::new(database.clone(), range)),
+        sequence: Arc::new(SqliteSequence::new(database, range)),
         settings: Settings {
             region: config.region.clone(),
             admin_group: config.auth.admin_group.clone(),

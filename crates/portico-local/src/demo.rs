@@ -29,8 +29,11 @@ impl DemoLogin {
     }
 }
 
-/// (account name, kind, [(sub, display name, roles)])
-const ACCOUNTS: &[(&str, &str, &[(&str, &str, &[&str])])] = &[
+/// (sub, display name, roles)
+type DemoUser = (&'static str, &'static str, &'static [&'static str]);
+
+/// (account name, kind, users)
+const ACCOUNTS: &[(&str, &str, &[DemoUser])] = &[
     (
         "Acme Research Labs",
         "customer",

@@ -104,10 +104,10 @@ impl Database {
                 None => open_connection(&inner.path)?,
             };
             let result = f(&conn);
-            if let Ok(mut readers) = inner.readers.lock() {
-                if readers.len() < READERS {
-                    readers.push(conn);
-                }
+            if let Ok(mut readers) = inner.readers.lock()
+                && readers.len() < READERS
+            {
+                readers.push(conn);
             }
             result
         })

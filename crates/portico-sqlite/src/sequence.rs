@@ -6,7 +6,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use portico_core::ports::SequenceRange;
 use portico_core::{Error, Result, SequenceGenerator};
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::Database;
 
@@ -32,34 +32,41 @@ impl SequenceGenerator for SqliteSequence {
                 let tx = conn
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .context("starting sequence transaction")?;
-                let stored: Option<i64> = tx
-                    .query_row(
-                        "SELECT next_value FROM sequences WHERE name = ?1",
-                        params![name],
-                        |row| row.get(0),
-                    )
-                    .optional()
-                    .context("reading sequence")?;
-                // A range moved upwards by the operator takes effect; one moved below values
-                // already issued never makes them issue again.
-                let value = stored.map_or(range.start, |v| (v as u64).max(range.start));
-                if value >= range.end {
-                    return Err(Error::Unavailable(format!(
-                        "sequence `{name}` has used up its range {}..{}; configure a new range for this region",
-                        range.start, range.end
-                    )));
-                }
-                tx.execute(
-                    "INSERT INTO sequences (name, next_value) VALUES (?1, ?2)
-                     ON CONFLICT(name) DO UPDATE SET next_value = excluded.next_value",
-                    params![name, (value + 1) as i64],
-                )
-                .context("advancing sequence")?;
+                let value = allocate(&tx, &name, range)?;
                 tx.commit().context("committing sequence")?;
                 Ok(value)
             })
             .await
     }
+}
+
+/// Takes the next value of `name` inside the caller's write transaction, so the caller can commit
+/// it together with whatever the value is for.
+pub(crate) fn allocate(tx: &Transaction<'_>, name: &str, range: SequenceRange) -> Result<u64> {
+    let stored: Option<i64> = tx
+        .query_row(
+            "SELECT next_value FROM sequences WHERE name = ?1",
+            params![name],
+            |row| row.get(0),
+        )
+        .optional()
+        .context("reading sequence")?;
+    // A range moved upwards by the operator takes effect; one moved below values already issued
+    // never makes them issue again.
+    let value = stored.map_or(range.start, |v| (v as u64).max(range.start));
+    if value >= range.end {
+        return Err(Error::Unavailable(format!(
+            "sequence `{name}` has used up its range {}..{}; configure a new range for this region",
+            range.start, range.end
+        )));
+    }
+    tx.execute(
+        "INSERT INTO sequences (name, next_value) VALUES (?1, ?2)
+         ON CONFLICT(name) DO UPDATE SET next_value = excluded.next_value",
+        params![name, (value + 1) as i64],
+    )
+    .context("advancing sequence")?;
+    Ok(value)
 }
 
 #[cfg(test)]

@@ -5,22 +5,31 @@ use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use portico_core::domain::{Account, AccountKind, Role, User};
-use portico_core::ports::{Page, PageRequest};
+use portico_core::ports::{NewAccount, Page, PageRequest, SequenceRange};
 use portico_core::{Error, Result, Store};
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::Database;
 use crate::db::is_unique_violation;
+use crate::sequence;
+
+/// The sequence account numbers are taken from.
+const ACCOUNT_NUMBERS: &str = "account_number";
 
 pub struct SqliteStore {
     db: Database,
+    account_numbers: SequenceRange,
 }
 
 impl SqliteStore {
-    pub fn new(db: Database) -> Self {
-        SqliteStore { db }
+    /// A store whose accounts are numbered from `account_numbers`, this region's range.
+    pub fn new(db: Database, account_numbers: SequenceRange) -> Self {
+        SqliteStore {
+            db,
+            account_numbers,
+        }
     }
 }
 
@@ -29,33 +38,44 @@ const USER_COLUMNS: &str = "seq, id, sub, email, display_name, account_id, roles
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn insert_account(&self, account: &Account) -> Result<()> {
-        let a = account.clone();
+    async fn create_account(&self, new: &NewAccount) -> Result<Account> {
+        let new = new.clone();
+        let range = self.account_numbers;
         self.db
             .write(move |conn| {
-                conn.execute(
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .context("starting account transaction")?;
+                let number = sequence::allocate(&tx, ACCOUNT_NUMBERS, range)?;
+                let account = Account {
+                    id: new.id,
+                    account_number: number.to_string(),
+                    name: new.name,
+                    kind: new.kind,
+                    region: new.region,
+                    created_at: new.created_at,
+                };
+                tx.execute(
                     "INSERT INTO accounts (id, account_number, name, kind, region, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     params![
-                        a.id,
-                        a.account_number,
-                        a.name,
-                        a.kind.as_str(),
-                        a.region,
-                        timestamp(a.created_at)?
+                        account.id,
+                        account.account_number,
+                        account.name,
+                        account.kind.as_str(),
+                        account.region,
+                        timestamp(account.created_at)?
                     ],
                 )
                 .map_err(|e| {
                     if is_unique_violation(&e) {
-                        Error::Conflict(format!(
-                            "account number {} is already taken",
-                            a.account_number
-                        ))
+                        Error::Conflict(format!("account `{}` already exists", account.id))
                     } else {
                         Error::Unexpected(anyhow::Error::new(e).context("inserting account"))
                     }
                 })?;
-                Ok(())
+                tx.commit().context("committing account")?;
+                Ok(account)
             })
             .await
     }
@@ -297,10 +317,9 @@ fn parse_timestamp(text: &str) -> Result<OffsetDateTime> {
 mod tests {
     use super::*;
 
-    fn account(n: u32) -> Account {
-        Account {
+    fn account(n: u32) -> NewAccount {
+        NewAccount {
             id: format!("acc-{n}"),
-            account_number: format!("{}", 100_000 + n),
             name: format!("Lab {n}"),
             kind: AccountKind::Customer,
             region: "local".into(),
@@ -308,12 +327,24 @@ mod tests {
         }
     }
 
+    fn store(dir: &tempfile::TempDir) -> SqliteStore {
+        let db = Database::open(&dir.path().join("p.db")).expect("db");
+        SqliteStore::new(
+            db,
+            SequenceRange {
+                start: 500,
+                end: 1000,
+            },
+        )
+    }
+
     #[tokio::test]
     async fn pages_walk_every_account_once() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = SqliteStore::new(Database::open(&dir.path().join("p.db")).expect("db"));
+        let store = store(&dir);
         for n in 0..5 {
-            store.insert_account(&account(n)).await.expect("insert");
+            let created = store.create_account(&account(n)).await.expect("insert");
+            assert_eq!(created.account_number, (500 + n).to_string());
         }
         let mut seen = Vec::new();
         let mut cursor = None;
@@ -344,8 +375,8 @@ mod tests {
     #[tokio::test]
     async fn subs_are_unique_case_insensitively() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = SqliteStore::new(Database::open(&dir.path().join("p.db")).expect("db"));
-        store.insert_account(&account(1)).await.expect("insert");
+        let store = store(&dir);
+        store.create_account(&account(1)).await.expect("insert");
         let user = User {
             id: "u1".into(),
             sub: "Ada@Example.com".into(),

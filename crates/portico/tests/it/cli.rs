@@ -1,0 +1,137 @@
+//! The `portico` command line as a user runs it.
+
+use std::process::Command;
+
+fn portico(
+    data_dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_portico"));
+    command.args(args).env("PORTICO_DATA_DIR", data_dir);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().expect("portico runs")
+}
+
+#[test]
+fn config_prints_effective_toml_with_secrets_redacted() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("portico.toml");
+    std::fs::write(
+        &file,
+        "region = \"eu-west-1\"\n[http]\naddr = \"127.0.0.1:9000\"\n",
+    )
+    .expect("write");
+    let out = portico(
+        dir.path(),
+        &["--config", file.to_str().expect("utf-8"), "config"],
+        &[
+            ("PORTICO_SENDGRID_API_KEY", "SG.very-secret"),
+            ("PORTICO_AUTH_AUDIENCE", "api://portal"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let parsed: toml::Value = toml::from_str(&text).expect("valid TOML");
+    assert_eq!(parsed["region"].as_str(), Some("eu-west-1"));
+    assert_eq!(parsed["http"]["addr"].as_str(), Some("127.0.0.1:9000"));
+    assert_eq!(parsed["auth"]["audience"].as_str(), Some("api://portal"));
+    assert!(!text.contains("very-secret"));
+}
+
+#[test]
+fn bad_configuration_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = portico(
+        dir.path(),
+        &["config"],
+        &[("PORTICO_HTTP_ADDR", "not an address")],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("http.addr"), "{stderr}");
+}
+
+#[test]
+fn token_prints_only_a_token_the_data_dir_issuer_signed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = portico(
+        dir.path(),
+        &[
+            "token",
+            "--sub",
+            "alice@acme.example",
+            "--groups",
+            "portico-admins,lab",
+            "--ttl",
+            "15m",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let token = text.trim_end_matches('\n');
+    assert_eq!(token.lines().count(), 1);
+    assert_eq!(token.split('.').count(), 3);
+
+    let config =
+        crate::helpers::test_config(dir.path(), &[("PORTICO_HTTP_ADDR", "127.0.0.1:8080")]);
+    let issuer = portico_local::load_dev_issuer(&config).expect("issuer");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let claims = runtime
+        .block_on(issuer.verifier(&["RS256".into()], 60).verify(token))
+        .expect("verifies");
+    assert_eq!(claims.sub, "alice@acme.example");
+    assert_eq!(
+        claims.groups,
+        vec!["portico-admins".to_string(), "lab".to_string()]
+    );
+    assert!(claims.exp - claims.iat.unwrap_or(0) == 900);
+    for claim in ["uid", "cid", "jti"] {
+        assert!(
+            serde_json::to_value(&claims).expect("json")[claim].is_string(),
+            "{claim}"
+        );
+    }
+
+    let out = portico(
+        dir.path(),
+        &["token", "--sub", "x", "--ttl", "forever"],
+        &[],
+    );
+    assert!(!out.status.success());
+    let out = portico(
+        dir.path(),
+        &["token", "--sub", "x"],
+        &[(
+            "PORTICO_AUTH_ISSUER",
+            "https://example.okta.com/oauth2/default",
+        )],
+    );
+    assert!(!out.status.success(), "no minting for an external issuer");
+}
+
+#[test]
+fn version_and_help() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = portico(dir.path(), &["--version"], &[]);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("portico "));
+    let out = portico(dir.path(), &["help"], &[]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    for command in ["serve", "token", "config"] {
+        assert!(help.contains(command), "{help}");
+    }
+}

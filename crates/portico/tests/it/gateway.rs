@@ -1,0 +1,242 @@
+//! The HTTP gateway's own behaviour: problem documents, limits, request ids, OpenAPI, metrics.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{spawn_app, spawn_app_with};
+
+async fn raw_post(
+    app: &crate::helpers::TestApp,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (StatusCode, Value, reqwest::header::HeaderMap) {
+    let response = app
+        .client
+        .post(app.url("/v1/accounts"))
+        .bearer_auth(app.admin_token())
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.json::<Value>().await.unwrap_or(Value::Null);
+    (status, body, headers)
+}
+
+#[tokio::test]
+async fn bad_bodies_get_clear_problems_and_change_nothing() {
+    let app = spawn_app_with(&[("PORTICO_HTTP_BODY_LIMIT_BYTES", "1024")]).await;
+    let cases: Vec<(&str, Vec<u8>, StatusCode)> = vec![
+        (
+            "application/json",
+            br#"{"name": "Acme", "kind": "custo"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+        ),
+        ("application/json", b"".to_vec(), StatusCode::BAD_REQUEST),
+        (
+            "application/json",
+            br#"{"name": "Acme", "kind": "customer"} {}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "application/json",
+            br#"{"name": 42, "kind": "customer"}"#.to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "application/json",
+            br#"{"kind": "customer"}"#.to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "application/json",
+            br#"{"name": "A", "kind": "customer", "account_number": "1"}"#.to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "application/json",
+            br#"[1, 2, 3]"#.to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "application/json",
+            format!(r#"{{"name": "{}", "kind": "customer"}}"#, "x".repeat(2048)).into_bytes(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            "text/plain",
+            br#"{"name": "Acme", "kind": "customer"}"#.to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "application/json",
+            vec![0xff, 0xfe, 0x00],
+            StatusCode::BAD_REQUEST,
+        ),
+    ];
+    for (content_type, body, expected) in cases {
+        let shown = String::from_utf8_lossy(&body)
+            .chars()
+            .take(60)
+            .collect::<String>();
+        let (status, problem, headers) = raw_post(&app, content_type, body).await;
+        assert_eq!(status, expected, "{shown}: {problem}");
+        assert_eq!(problem["status"], expected.as_u16(), "{shown}");
+        assert!(
+            problem["title"].is_string() && problem["detail"].is_string(),
+            "{problem}"
+        );
+        assert_eq!(
+            headers.get("content-type").and_then(|v| v.to_str().ok()),
+            Some("application/problem+json")
+        );
+    }
+    let (_, problem, _) = raw_post(
+        &app,
+        "application/json",
+        br#"{"name": 42, "kind": "customer"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(problem["errors"][0]["field"], "name");
+    let (_, list) = app.get("/v1/accounts", &app.admin_token()).await;
+    assert_eq!(list["items"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("sent");
+    assert!(
+        response
+            .headers()
+            .get("x-request-id")
+            .is_some_and(|v| !v.is_empty())
+    );
+    assert_eq!(
+        response.json::<Value>().await.expect("json"),
+        serde_json::json!({"status": "ok"})
+    );
+    let response = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(
+        response
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        Some("trace-me-42")
+    );
+    let response = app
+        .client
+        .get(app.url("/no/such/route"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert!(response.headers().get("x-request-id").is_some());
+    assert_eq!(
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/problem+json")
+    );
+    let response = app
+        .client
+        .delete(app.url("/v1/accounts"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/problem+json")
+    );
+}
+
+#[tokio::test]
+async fn openapi_describes_every_route() {
+    let app = spawn_app().await;
+    let (status, doc) = app
+        .call(reqwest::Method::GET, "/openapi.json", None, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+    for (path, method) in [
+        ("/healthz", "get"),
+        ("/openapi.json", "get"),
+        ("/v1/me", "get"),
+        ("/v1/accounts", "get"),
+        ("/v1/accounts", "post"),
+        ("/v1/accounts/{id}", "get"),
+        ("/v1/accounts/{id}/users", "get"),
+        ("/v1/accounts/{id}/users", "post"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} missing"
+        );
+    }
+    assert!(doc["components"]["schemas"]["Account"].is_object());
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+}
+
+#[tokio::test]
+async fn invocations_are_measured_like_lambda_functions() {
+    let app = spawn_app().await;
+    app.get("/v1/me", &app.admin_token()).await;
+    let text = app
+        .client
+        .get(format!("http://{}/metrics", app.metrics_addr))
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+    for needle in [
+        "portico_function_invocations_total{function=\"get_me\"}",
+        "portico_function_duration_seconds_bucket{function=\"get_me\",le=\"0.005\"}",
+        "portico_function_concurrent_executions{function=\"get_me\"}",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn the_dev_issuer_publishes_discovery_and_keys() {
+    let app = spawn_app().await;
+    let (status, metadata) = app
+        .call(
+            reqwest::Method::GET,
+            "/oauth2/default/.well-known/oauth-authorization-server",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(metadata["issuer"], app.issuer.issuer());
+    let (status, jwks) = app
+        .call(reqwest::Method::GET, "/oauth2/default/v1/keys", None, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(jwks["keys"][0]["kid"], app.issuer.kid());
+    assert!(
+        jwks["keys"][0].get("d").is_none(),
+        "private key material must never be served"
+    );
+}

@@ -1,0 +1,198 @@
+//! `spawn_app()` and the client-side helpers every test uses.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use portico_auth::{DevIssuer, TokenRequest};
+use portico_config::Config;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+pub const ADMIN_GROUP: &str = "portico-admins";
+pub const SUPPORT_GROUP: &str = "portico-support";
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    pub issuer: Arc<DevIssuer>,
+    pub client: reqwest::Client,
+    pub composition: portico_local::Composition,
+    stop: Option<oneshot::Sender<()>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A config for a fresh server: temp data dir, every listener on port 0, plus `extra` variables.
+pub fn test_config(data_dir: &std::path::Path, extra: &[(&str, &str)]) -> Config {
+    let mut env: BTreeMap<String, String> = [
+        ("PORTICO_DATA_DIR", data_dir.to_str().expect("utf-8 path")),
+        ("PORTICO_HTTP_ADDR", "127.0.0.1:0"),
+        ("PORTICO_METRICS_ADDR", "127.0.0.1:0"),
+        ("PORTICO_MQTT_ADDR", "127.0.0.1:0"),
+        ("PORTICO_MQTT_WS_ADDR", "127.0.0.1:0"),
+        ("PORTICO_LOG", "warn"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, v) in extra {
+        env.insert(k.to_string(), v.to_string());
+    }
+    Config::load(None, &env).expect("test config is valid")
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = test_config(dir.path(), extra);
+    let mut app = spawn_on(config).await;
+    app._dir = Some(dir);
+    app
+}
+
+/// Starts a server on `config` (whose data dir the caller owns).
+pub async fn spawn_on(config: Config) -> TestApp {
+    let server = portico_local::Server::bind(&config)
+        .await
+        .expect("server binds");
+    let addr = server.http_addr();
+    let metrics_addr = server.metrics_addr();
+    let composition = server.composition().clone();
+    let issuer = match server.dev_issuer() {
+        Some(issuer) => issuer,
+        // With an external issuer configured, tests still need a key to forge tokens with.
+        None => Arc::new(portico_local::load_dev_issuer(&config).expect("dev issuer")),
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        addr,
+        metrics_addr,
+        issuer,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client"),
+        composition,
+        stop: Some(stop),
+        _dir: None,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn token(&self, sub: &str, groups: &[&str]) -> String {
+        self.issuer
+            .mint(&TokenRequest {
+                sub: sub.into(),
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+                ttl: Duration::from_secs(3600),
+            })
+            .expect("token")
+    }
+
+    pub fn admin_token(&self) -> String {
+        self.token("admin@portico.example", &[ADMIN_GROUP])
+    }
+
+    pub fn support_token(&self) -> String {
+        self.token("support@portico.example", &[SUPPORT_GROUP])
+    }
+
+    /// Claims like the dev issuer's, for tests that tamper with one of them.
+    pub fn claims(&self, sub: &str) -> Value {
+        let now = now();
+        json!({
+            "ver": 1, "jti": "AT.test", "iss": self.issuer.issuer(), "aud": "api://default",
+            "iat": now, "exp": now + 600, "cid": "test", "uid": "00utest",
+            "scp": ["openid"], "sub": sub, "groups": [ADMIN_GROUP],
+        })
+    }
+
+    /// Sends a request and returns status and JSON body (`Value::Null` when empty or not JSON).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let bytes = response.bytes().await.expect("body");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    /// Creates an account as admin and returns its JSON.
+    pub async fn create_account(&self, name: &str) -> Value {
+        let (status, body) = self
+            .post(
+                "/v1/accounts",
+                &self.admin_token(),
+                json!({"name": name, "kind": "customer"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body
+    }
+
+    /// Adds a user with `roles` to `account_id` as admin and returns a token for them.
+    pub async fn add_user(&self, account_id: &str, sub: &str, roles: &[&str]) -> String {
+        let (status, body) = self
+            .post(
+                &format!("/v1/accounts/{account_id}/users"),
+                &self.admin_token(),
+                json!({"sub": sub, "email": sub, "display_name": sub, "roles": roles}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        self.token(sub, &[])
+    }
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+pub fn id(v: &Value) -> String {
+    v["id"].as_str().expect("an id").to_string()
+}

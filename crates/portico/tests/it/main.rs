@@ -1,0 +1,11 @@
+//! Portico's integration tests: each starts the real server on 127.0.0.1:0 with a fresh data dir
+//! and talks to it as a client would.
+
+mod accounts;
+mod cli;
+mod gateway;
+mod helpers;
+mod jwks;
+mod lambda;
+mod sequence;
+mod tokens;
