@@ -135,3 +135,27 @@ fn version_and_help() {
         assert!(help.contains(command), "{help}");
     }
 }
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_work_and_exits_cleanly() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut child, base, log) = crate::helpers::start_binary(dir.path()).await;
+    let health = reqwest::get(format!("{base}/healthz"))
+        .await
+        .expect("served");
+    assert!(health.status().is_success());
+    let pid = child.id().expect("running").to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let status = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .expect("exit status");
+    assert!(status.success(), "{status}");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let lines = log.lock().expect("log").clone();
+    assert!(lines.iter().any(|l| l.contains("\"stopped\"")), "{lines:?}");
+}

@@ -9,6 +9,7 @@ use portico_auth::{DevIssuer, TokenRequest};
 use portico_config::Config;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::oneshot;
 
 pub const ADMIN_GROUP: &str = "portico-admins";
@@ -195,4 +196,52 @@ pub fn now() -> u64 {
 
 pub fn id(v: &Value) -> String {
     v["id"].as_str().expect("an id").to_string()
+}
+
+/// Runs `portico serve` as a child process and returns it with its HTTP base URL.
+pub async fn start_binary(
+    data_dir: &std::path::Path,
+) -> (
+    tokio::process::Child,
+    String,
+    Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_portico"))
+        .arg("serve")
+        .env("PORTICO_DATA_DIR", data_dir)
+        .env("PORTICO_HTTP_ADDR", "127.0.0.1:0")
+        .env("PORTICO_METRICS_ADDR", "127.0.0.1:0")
+        .env("PORTICO_MQTT_ADDR", "127.0.0.1:0")
+        .env("PORTICO_MQTT_WS_ADDR", "127.0.0.1:0")
+        .env("PORTICO_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("portico serve starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let base = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let Ok(event) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if event["listener"] == "http" {
+                return format!("http://{}", event["addr"].as_str().expect("addr"));
+            }
+        }
+        panic!("portico serve exited before listening");
+    })
+    .await
+    .expect("listening within 30 s");
+    // Keep draining stdout so the child never blocks on a full pipe; the log stays readable.
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(mut sink) = sink.lock() {
+                sink.push(line);
+            }
+        }
+    });
+    (child, base, log)
 }

@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::helpers::{ADMIN_GROUP, spawn_app, test_config};
+use crate::helpers::{ADMIN_GROUP, spawn_app, start_binary, test_config};
 
 struct Created {
     sent: Instant,
@@ -121,44 +120,10 @@ async fn concurrent_creation_gives_unique_increasing_numbers() {
     );
 }
 
-/// Runs `portico serve` as a child process and returns it with its HTTP base URL.
-async fn start_binary(data_dir: &std::path::Path) -> (tokio::process::Child, String) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_portico"))
-        .arg("serve")
-        .env("PORTICO_DATA_DIR", data_dir)
-        .env("PORTICO_HTTP_ADDR", "127.0.0.1:0")
-        .env("PORTICO_METRICS_ADDR", "127.0.0.1:0")
-        .env("PORTICO_MQTT_ADDR", "127.0.0.1:0")
-        .env("PORTICO_MQTT_WS_ADDR", "127.0.0.1:0")
-        .env("PORTICO_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("portico serve starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let base = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            let Ok(event) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if event["listener"] == "http" {
-                return format!("http://{}", event["addr"].as_str().expect("addr"));
-            }
-        }
-        panic!("portico serve exited before listening");
-    })
-    .await
-    .expect("listening within 30 s");
-    // Keep draining stdout so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, base)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_dash_nine_never_makes_a_number_repeat() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (mut child, base) = start_binary(dir.path()).await;
+    let (mut child, base, _) = start_binary(dir.path()).await;
     let config = test_config(dir.path(), &[]);
     let issuer = portico_local::load_dev_issuer(&config).expect("the data dir's issuer");
     let token = Arc::new(
@@ -218,7 +183,7 @@ async fn kill_dash_nine_never_makes_a_number_repeat() {
         "load reached the server before the kill"
     );
 
-    let (_child, base) = start_binary(dir.path()).await;
+    let (_child, base, _) = start_binary(dir.path()).await;
     let client = reqwest::Client::new();
     let mut after = Vec::new();
     for i in 0..50 {
