@@ -90,29 +90,27 @@ impl Database {
         .map_err(|e| anyhow::anyhow!("database task failed: {e}"))?
     }
 
-    /// Runs `f` on a reader connection (opening an extra one if all are busy).
+    /// Runs `f` on a reader connection, on the calling thread.
+    ///
+    /// Reads are indexed point lookups and short pages that take microseconds, and in WAL mode
+    /// they never wait for the writer; handing them to the blocking pool costs more (two thread
+    /// switches) than the read itself. Writes, which can wait for the lock, do go there.
     pub(crate) async fn read<T, F>(&self, f: F) -> Result<T>
     where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T>,
     {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let pooled = inner.readers.lock().ok().and_then(|mut r| r.pop());
-            let conn = match pooled {
-                Some(conn) => conn,
-                None => open_connection(&inner.path)?,
-            };
-            let result = f(&conn);
-            if let Ok(mut readers) = inner.readers.lock()
-                && readers.len() < READERS
-            {
-                readers.push(conn);
-            }
-            result
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("database task failed: {e}"))?
+        let pooled = self.inner.readers.lock().ok().and_then(|mut r| r.pop());
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => open_connection(&self.inner.path)?,
+        };
+        let result = f(&conn);
+        if let Ok(mut readers) = self.inner.readers.lock()
+            && readers.len() < READERS
+        {
+            readers.push(conn);
+        }
+        result
     }
 }
 
