@@ -301,3 +301,86 @@ fn map_jwt_error(e: jsonwebtoken::errors::Error) -> AuthError {
         other => AuthError::Malformed(format!("{other:?}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+    use serde_json::json;
+
+    const ISSUER: &str = "https://id.example/oauth2/default";
+
+    /// An ES256 key, its JWK set, and a signed token with `claims`.
+    fn es256() -> (Vec<u8>, String) {
+        let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).expect("key");
+        let point = key.public_key().as_ref().to_vec(); // 0x04 || x || y
+        let jwks = json!({"keys": [{
+            "kty": "EC", "crv": "P-256", "kid": "ec1", "use": "sig", "alg": "ES256",
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+        }]});
+        let now = crate::now_secs();
+        let claims = json!({"iss": ISSUER, "aud": "api://default", "sub": "ec-user", "iat": now, "exp": now + 300});
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(json!({"alg": "ES256", "kid": "ec1"}).to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let signature = key
+            .sign(&aws_lc_rs::rand::SystemRandom::new(), input.as_bytes())
+            .expect("signature");
+        let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()));
+        (jwks.to_string().into_bytes(), token)
+    }
+
+    #[tokio::test]
+    async fn es256_only_when_configured() {
+        let (jwks, token) = es256();
+        let rs_only = Verifier::with_jwks(
+            VerifierSettings::new(ISSUER, "api://default", &["RS256".into()], 60),
+            &jwks,
+        )
+        .expect("verifier");
+        assert!(matches!(
+            rs_only.verify(&token).await,
+            Err(AuthError::Algorithm(_))
+        ));
+        let with_es = Verifier::with_jwks(
+            VerifierSettings::new(
+                ISSUER,
+                "api://default",
+                &["RS256".into(), "ES256".into()],
+                60,
+            ),
+            &jwks,
+        )
+        .expect("verifier");
+        let claims = with_es.verify(&token).await.expect("ES256 verifies");
+        assert_eq!(claims.sub, "ec-user");
+    }
+
+    #[tokio::test]
+    async fn cached_tokens_still_expire() {
+        let (jwks, _) = es256();
+        let verifier = Verifier::with_jwks(
+            VerifierSettings::new(ISSUER, "api://default", &["ES256".into()], 0),
+            &jwks,
+        )
+        .expect("verifier");
+        let claims = Claims {
+            iss: ISSUER.into(),
+            sub: "s".into(),
+            exp: crate::now_secs() - 1,
+            iat: None,
+            nbf: None,
+            jti: None,
+            uid: None,
+            cid: None,
+            scp: vec![],
+            groups: vec![],
+            email: None,
+        };
+        let fp = fingerprint("some.token.value");
+        verifier.remember(fp, &claims, 0);
+        assert!(verifier.cached(&fp, crate::now_secs()).is_none());
+    }
+}
