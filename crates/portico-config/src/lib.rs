@@ -83,6 +83,20 @@ pub struct MqttConfig {
     pub addr: String,
     /// WebSocket listener; clients connect on the path `/mqtt`.
     pub ws_addr: String,
+    /// A TOML or JSON rules file replacing the built-in rules.
+    pub rules_file: Option<PathBuf>,
+    /// A TOML policy file replacing the built-in policy.
+    pub policy_file: Option<PathBuf>,
+    /// Largest MQTT packet accepted, in bytes.
+    pub max_packet_bytes: u32,
+    /// Unacknowledged QoS 1/2 messages per client.
+    pub max_inflight: u16,
+    /// Deepest topic accepted, in levels.
+    pub max_topic_levels: usize,
+    /// Publishes per second one client may sustain; more are dropped.
+    pub publish_rate_per_sec: u32,
+    /// Publishes one client may send in a burst.
+    pub publish_burst: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -162,6 +176,13 @@ impl Default for MqttConfig {
         MqttConfig {
             addr: "127.0.0.1:1883".into(),
             ws_addr: "127.0.0.1:8083".into(),
+            rules_file: None,
+            policy_file: None,
+            max_packet_bytes: 128 * 1024,
+            max_inflight: 32,
+            max_topic_levels: 8,
+            publish_rate_per_sec: 100,
+            publish_burst: 200,
         }
     }
 }
@@ -225,6 +246,13 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ),
     ("PORTICO_MQTT_ADDR", "mqtt.addr"),
     ("PORTICO_MQTT_WS_ADDR", "mqtt.ws_addr"),
+    ("PORTICO_MQTT_RULES_FILE", "mqtt.rules_file"),
+    ("PORTICO_MQTT_POLICY_FILE", "mqtt.policy_file"),
+    ("PORTICO_MQTT_MAX_PACKET_BYTES", "mqtt.max_packet_bytes"),
+    ("PORTICO_MQTT_MAX_INFLIGHT", "mqtt.max_inflight"),
+    ("PORTICO_MQTT_MAX_TOPIC_LEVELS", "mqtt.max_topic_levels"),
+    ("PORTICO_MQTT_PUBLISH_RATE_PER_SEC", "mqtt.publish_rate_per_sec"),
+    ("PORTICO_MQTT_PUBLISH_BURST", "mqtt.publish_burst"),
     ("PORTICO_METRICS_ADDR", "metrics.addr"),
     ("PORTICO_AUTH_ISSUER", "auth.issuer"),
     ("PORTICO_AUTH_AUDIENCE", "auth.audience"),
@@ -303,6 +331,13 @@ impl Config {
             "http.request_timeout_secs" => self.http.request_timeout_secs = parse_number(value)?,
             "mqtt.addr" => self.mqtt.addr = value.into(),
             "mqtt.ws_addr" => self.mqtt.ws_addr = value.into(),
+            "mqtt.rules_file" => self.mqtt.rules_file = empty_is_none(value).map(PathBuf::from),
+            "mqtt.policy_file" => self.mqtt.policy_file = empty_is_none(value).map(PathBuf::from),
+            "mqtt.max_packet_bytes" => self.mqtt.max_packet_bytes = parse_number(value)?,
+            "mqtt.max_inflight" => self.mqtt.max_inflight = parse_number(value)?,
+            "mqtt.max_topic_levels" => self.mqtt.max_topic_levels = parse_number(value)?,
+            "mqtt.publish_rate_per_sec" => self.mqtt.publish_rate_per_sec = parse_number(value)?,
+            "mqtt.publish_burst" => self.mqtt.publish_burst = parse_number(value)?,
             "metrics.addr" => self.metrics.addr = value.into(),
             "auth.issuer" => self.auth.issuer = empty_is_none(value),
             "auth.audience" => self.auth.audience = value.into(),
@@ -358,6 +393,16 @@ impl Config {
                 "region = {:?} must be letters, digits, '-' or '_'",
                 self.region
             ));
+        }
+        if self.mqtt.max_packet_bytes < 1024
+            || self.mqtt.max_inflight == 0
+            || self.mqtt.max_topic_levels == 0
+            || self.mqtt.publish_rate_per_sec == 0
+            || self.mqtt.publish_burst == 0
+        {
+            return invalid(
+                "mqtt limits must be positive (max_packet_bytes at least 1024)".into(),
+            );
         }
         if self.http.body_limit_bytes == 0 {
             return invalid("http.body_limit_bytes must be positive".into());

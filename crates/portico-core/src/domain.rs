@@ -150,3 +150,47 @@ impl Caller {
         self.account_id() == Some(account_id)
     }
 }
+
+/// A lab instrument registered to an account. It connects to the broker with its serial as the
+/// username and its device secret (shown once, at registration) as the password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Instrument {
+    pub serial: String,
+    pub model: String,
+    pub name: String,
+    pub account_id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+}
+
+/// A message for one user: stored for `GET /v1/notifications` and published on their topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Notification {
+    pub id: String,
+    pub user_id: String,
+    /// What happened, e.g. `instrument_alert`.
+    pub kind: String,
+    pub title: String,
+    pub body: String,
+    /// Structured details (the instrument event, for alerts).
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub read_at: Option<OffsetDateTime>,
+}
+
+/// An e-mail waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboundEmail {
+    pub id: String,
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    /// What made it (e.g. `instrument_alert`), for tracing a message back to its cause.
+    pub category: String,
+}

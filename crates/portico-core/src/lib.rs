@@ -5,9 +5,14 @@
 
 pub mod domain;
 pub mod error;
+pub mod mqtt;
 pub mod policy;
 pub mod ports;
 
-pub use domain::{Account, AccountKind, Caller, Role, User};
+pub use domain::{
+    Account, AccountKind, Caller, Instrument, Notification, OutboundEmail, Role, User,
+};
 pub use error::{Error, FieldError, Result};
-pub use ports::{NewAccount, Page, PageRequest, SequenceGenerator, SequenceRange, Store};
+pub use ports::{
+    NewAccount, Outbox, Page, PageRequest, Publisher, SequenceGenerator, SequenceRange, Store,
+};

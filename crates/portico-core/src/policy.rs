@@ -73,6 +73,20 @@ pub fn add_account_user(caller: &Caller, account_id: &str, roles: &[Role]) -> Re
     Ok(())
 }
 
+/// Register an instrument to an account: admins and that account's `account_admin`s.
+pub fn register_instrument(caller: &Caller, account_id: &str) -> Result<()> {
+    read_account(caller, account_id)?;
+    if caller.has_role(Role::Admin)
+        || (caller.is_member_of(account_id) && caller.has_role(Role::AccountAdmin))
+    {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(
+            "only admins and the account's account_admins may register instruments".into(),
+        ))
+    }
+}
+
 pub fn not_found_account(account_id: &str) -> Error {
     Error::NotFound(format!("account `{account_id}` not found"))
 }

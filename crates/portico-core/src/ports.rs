@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::domain::{Account, AccountKind, Role, User};
+use crate::domain::{Account, AccountKind, Instrument, Notification, OutboundEmail, Role, User};
 use crate::error::{Error, Result};
 
 /// One page of a list request. `cursor` is opaque to everyone but the adapter that made it.
@@ -68,6 +68,51 @@ pub trait Store: Send + Sync + 'static {
     async fn set_user_roles(&self, user_id: &str, roles: &[Role]) -> Result<()>;
     /// The users of one account, oldest first.
     async fn list_users(&self, account_id: &str, page: &PageRequest) -> Result<Page<User>>;
+    /// Users holding `role`: of one account, or (with `None`) of any account and none.
+    async fn users_with_role(&self, account_id: Option<&str>, role: Role) -> Result<Vec<User>>;
+
+    /// Registers an instrument with the hash of its device secret; a known serial is a conflict.
+    async fn create_instrument(&self, instrument: &Instrument, secret_hash: &str) -> Result<()>;
+    async fn instrument(&self, serial: &str) -> Result<Option<Instrument>>;
+    /// The stored hash of the instrument's device secret.
+    async fn instrument_secret_hash(&self, serial: &str) -> Result<Option<String>>;
+    /// All instruments, or one account's, oldest first.
+    async fn list_instruments(
+        &self,
+        account_id: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<Instrument>>;
+
+    /// Stores notifications; one whose id is already stored is left as it is (a redelivered
+    /// event does not notify twice).
+    async fn insert_notifications(&self, notifications: &[Notification]) -> Result<()>;
+    /// One user's notifications, newest first.
+    async fn list_notifications(
+        &self,
+        user_id: &str,
+        page: &PageRequest,
+    ) -> Result<Page<Notification>>;
+    /// Marks one of the user's notifications read (keeping the first read time); `None` when the
+    /// user has no such notification.
+    async fn mark_notification_read(
+        &self,
+        user_id: &str,
+        id: &str,
+        at: time::OffsetDateTime,
+    ) -> Result<Option<Notification>>;
+}
+
+/// Messages to clients of the broker, sent by the server itself (AWS: IoT Data Plane).
+#[async_trait]
+pub trait Publisher: Send + Sync + 'static {
+    async fn publish(&self, topic: &str, payload: Vec<u8>, qos: u8) -> Result<()>;
+}
+
+/// E-mails to send. Enqueueing is durable; delivery is the outbox worker's business.
+#[async_trait]
+pub trait Outbox: Send + Sync + 'static {
+    /// Queues `email`; an id already queued is left as it is.
+    async fn enqueue(&self, email: &OutboundEmail) -> Result<()>;
 }
 
 /// The part of the number space one region may hand out: `start..end`.

@@ -3,19 +3,44 @@
 //! Lambda) nor which adapters stand behind the ports.
 
 pub mod accounts;
+pub mod alerts;
+pub mod gate;
 pub mod identity;
+pub mod instruments;
+pub mod notifications;
 mod validate;
 
 use std::sync::Arc;
 
-use portico_core::{SequenceGenerator, Store};
+use portico_core::{Outbox, Publisher, SequenceGenerator, Store};
 
 /// What every function may use.
 pub struct Context {
     pub store: Arc<dyn Store>,
     /// Region-safe numbering for functions that need their own sequences.
     pub sequence: Arc<dyn SequenceGenerator>,
+    /// Messages to MQTT clients (user notification topics, instrument commands).
+    pub publisher: Arc<dyn Publisher>,
+    /// E-mails to send.
+    pub outbox: Arc<dyn Outbox>,
     pub settings: Settings,
+}
+
+/// The functions a rule may name, and the one place that calls them.
+pub const RULE_FUNCTIONS: &[&str] = &["instrument_alert"];
+
+/// Runs the function a rule named with what the rule selected.
+pub async fn run_rule_function(
+    ctx: &Context,
+    function: &str,
+    input: serde_json::Value,
+) -> portico_core::Result<()> {
+    match function {
+        "instrument_alert" => alerts::instrument_alert(ctx, &input).await.map(|_| ()),
+        other => Err(portico_core::Error::Unexpected(anyhow::anyhow!(
+            "no rule function named `{other}`"
+        ))),
+    }
 }
 
 /// Deployment facts functions need.

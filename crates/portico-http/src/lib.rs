@@ -36,7 +36,7 @@ pub struct Limits {
 pub struct AppState(Arc<Shared>);
 
 struct Shared {
-    context: Context,
+    context: Arc<Context>,
     verifier: Arc<Verifier>,
     dev_issuer: Option<Arc<DevIssuer>>,
     limits: Limits,
@@ -44,7 +44,7 @@ struct Shared {
 
 impl AppState {
     pub fn new(
-        context: Context,
+        context: Arc<Context>,
         verifier: Arc<Verifier>,
         dev_issuer: Option<Arc<DevIssuer>>,
         limits: Limits,
@@ -101,6 +101,17 @@ pub fn app(state: AppState) -> Router {
                 post(routes::add_account_user),
                 s,
             )),
+        )
+        .route(
+            "/v1/instruments",
+            f("list_instruments", get(routes::list_instruments), s)
+                .merge(f("register_instrument", post(routes::register_instrument), s)),
+        )
+        .route("/v1/instruments/{serial}", f("get_instrument", get(routes::get_instrument), s))
+        .route("/v1/notifications", f("list_notifications", get(routes::list_notifications), s))
+        .route(
+            "/v1/notifications/{id}/read",
+            f("read_notification", post(routes::read_notification), s),
         )
         .route(
             "/oauth2/default/.well-known/oauth-authorization-server",

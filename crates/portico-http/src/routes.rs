@@ -5,10 +5,12 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
-use portico_core::domain::{Account, User};
+use portico_core::domain::{Account, Instrument, Notification, User};
 use portico_core::ports::Page;
 use portico_functions::accounts::{self, AddUser, CreateAccount};
 use portico_functions::identity::{self, Me};
+use portico_functions::instruments::{self, RegisterInstrument, RegisteredInstrument};
+use portico_functions::notifications;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -126,6 +128,81 @@ pub async fn list_account_users(
     Ok(Json(
         accounts::list_users(state.context(), &caller, &id, page).await?,
     ))
+}
+
+/// Registers an instrument to an account (admins, the account's account_admins). The answer holds
+/// the instrument's device secret, shown this once.
+#[utoipa::path(post, path = "/v1/instruments", tag = "instruments", security(("bearer" = [])),
+    request_body = RegisterInstrument,
+    responses((status = 201, body = RegisteredInstrument), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn register_instrument(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    JsonBody(input): JsonBody<RegisterInstrument>,
+) -> Answer<impl IntoResponse> {
+    let registered = instruments::register(state.context(), &caller, input).await?;
+    let location = format!("/v1/instruments/{}", registered.instrument.serial);
+    // The secret must not linger in any cache on the way back.
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        created(location, registered),
+    ))
+}
+
+/// Lists the instruments the caller can see, oldest first.
+#[utoipa::path(get, path = "/v1/instruments", tag = "instruments", security(("bearer" = [])),
+    params(("limit" = Option<u32>, Query, description = "1 to 200, default 50"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+    responses((status = 200, body = Page<Instrument>), (status = 401, body = Problem),
+        (status = 403, body = Problem)))]
+pub async fn list_instruments(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Paging(page): Paging,
+) -> Answer<Json<Page<Instrument>>> {
+    Ok(Json(instruments::list(state.context(), &caller, page).await?))
+}
+
+/// One instrument, if the caller can see it.
+#[utoipa::path(get, path = "/v1/instruments/{serial}", tag = "instruments", security(("bearer" = [])),
+    params(("serial" = String, Path, description = "Serial number")),
+    responses((status = 200, body = Instrument), (status = 401, body = Problem),
+        (status = 404, body = Problem)))]
+pub async fn get_instrument(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(serial): Path<String>,
+) -> Answer<Json<Instrument>> {
+    Ok(Json(instruments::get(state.context(), &caller, &serial).await?))
+}
+
+/// The caller's notifications, newest first.
+#[utoipa::path(get, path = "/v1/notifications", tag = "notifications", security(("bearer" = [])),
+    params(("limit" = Option<u32>, Query, description = "1 to 200, default 50"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+    responses((status = 200, body = Page<Notification>), (status = 401, body = Problem),
+        (status = 403, body = Problem)))]
+pub async fn list_notifications(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Paging(page): Paging,
+) -> Answer<Json<Page<Notification>>> {
+    Ok(Json(notifications::list(state.context(), &caller, page).await?))
+}
+
+/// Marks one of the caller's notifications read.
+#[utoipa::path(post, path = "/v1/notifications/{id}/read", tag = "notifications", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Notification id")),
+    responses((status = 200, body = Notification), (status = 401, body = Problem),
+        (status = 404, body = Problem)))]
+pub async fn read_notification(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+) -> Answer<Json<Notification>> {
+    Ok(Json(notifications::mark_read(state.context(), &caller, &id).await?))
 }
 
 /// The dev issuer's authorization server metadata (only when no external issuer is configured).

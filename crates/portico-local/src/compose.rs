@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use portico_auth::{DevIssuer, JwksSettings, Verifier, VerifierSettings};
+use portico_broker::BrokerPublisher;
 use portico_config::Config;
 use portico_core::ports::SequenceRange;
 use portico_functions::{Context, Settings};
@@ -15,8 +16,11 @@ use portico_sqlite::{Database, SqliteSequence, SqliteStore};
 #[derive(Clone)]
 pub struct Composition {
     pub state: AppState,
+    pub context: Arc<Context>,
     pub dev_issuer: Option<Arc<DevIssuer>>,
     pub verifier: Arc<Verifier>,
+    /// Delivers server-side publishes once the broker is bound.
+    pub publisher: Arc<BrokerPublisher>,
 }
 
 /// The issuer the local dev issuer signs as: derived from the configured HTTP address, so that
@@ -59,24 +63,30 @@ pub fn compose(config: &Config) -> anyhow::Result<Composition> {
         start: config.sequence.account_number_start,
         end: config.sequence.account_number_end,
     };
-    let context = Context {
-        store: Arc::new(SqliteStore::new(database.clone(), range)),
+    let store = Arc::new(SqliteStore::new(database.clone(), range));
+    let publisher = Arc::new(BrokerPublisher::new());
+    let context = Arc::new(Context {
+        store: store.clone(),
+        outbox: store,
+        publisher: publisher.clone(),
         sequence: Arc::new(SqliteSequence::new(database, range)),
         settings: Settings {
             region: config.region.clone(),
             admin_group: config.auth.admin_group.clone(),
             support_group: config.auth.support_group.clone(),
         },
-    };
+    });
     let limits = Limits {
         body_limit_bytes: config.http.body_limit_bytes,
         request_timeout: Duration::from_secs(config.http.request_timeout_secs),
     };
-    let state = AppState::new(context, verifier.clone(), dev_issuer.clone(), limits);
+    let state = AppState::new(context.clone(), verifier.clone(), dev_issuer.clone(), limits);
     Ok(Composition {
         state,
+        context,
         dev_issuer,
         verifier,
+        publisher,
     })
 }
 

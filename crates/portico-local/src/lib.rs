@@ -14,7 +14,11 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use portico_auth::DevIssuer;
+use portico_broker::{Broker, BrokerSettings};
 use portico_config::Config;
+use portico_core::mqtt::Policy;
+use portico_functions::gate::Gate;
+use portico_rules::RuleSet;
 use tokio::net::TcpListener;
 
 pub use compose::{Composition, compose, dev_issuer_url, load_dev_issuer};
@@ -24,6 +28,7 @@ pub struct Server {
     composition: Composition,
     http: TcpListener,
     metrics: TcpListener,
+    broker: Broker,
     prometheus: metrics_exporter_prometheus::PrometheusHandle,
 }
 
@@ -38,10 +43,12 @@ impl Server {
         let metrics = TcpListener::bind(&config.metrics.addr)
             .await
             .with_context(|| format!("binding metrics listener on {}", config.metrics.addr))?;
+        let broker = bind_broker(config, &composition).await?;
         Ok(Server {
             composition,
             http,
             metrics,
+            broker,
             prometheus,
         })
     }
@@ -56,6 +63,14 @@ impl Server {
         self.metrics
             .local_addr()
             .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into())
+    }
+
+    pub fn mqtt_addr(&self) -> SocketAddr {
+        self.broker.tcp_addr()
+    }
+
+    pub fn mqtt_ws_addr(&self) -> SocketAddr {
+        self.broker.ws_addr()
     }
 
     /// The local dev issuer, when no external issuer is configured.
@@ -83,15 +98,66 @@ impl Server {
 
         tracing::info!(listener = "http", addr = %self.http_addr(), "HTTP API listening on http://{}", self.http_addr());
         tracing::info!(listener = "metrics", addr = %self.metrics_addr(), "Prometheus metrics on http://{}/metrics", self.metrics_addr());
+        tracing::info!(listener = "mqtt", addr = %self.mqtt_addr(), "MQTT listening on mqtt://{}", self.mqtt_addr());
+        tracing::info!(listener = "mqtt-ws", addr = %self.mqtt_ws_addr(), "MQTT over WebSocket on ws://{}/mqtt", self.mqtt_ws_addr());
+        // The broker has no graceful stop of its own: it is aborted once HTTP has drained.
+        let broker = tokio::spawn(self.broker.run());
 
         let app = portico_http::app(self.composition.state.clone());
         let http = axum::serve(self.http, app).with_graceful_shutdown(stopped(stop_rx.clone()));
         let metrics = axum::serve(self.metrics, metrics::router(self.prometheus))
             .with_graceful_shutdown(stopped(stop_rx.clone()));
         let (http, metrics) = tokio::join!(http, metrics);
+        broker.abort();
         http.context("HTTP listener failed")?;
         metrics.context("metrics listener failed")?;
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Loads the policy and rules (built in, or from the configured files) and binds the broker.
+async fn bind_broker(config: &Config, composition: &Composition) -> anyhow::Result<Broker> {
+    let policy = match &config.mqtt.policy_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading MQTT policy file {}", path.display()))?;
+            Policy::from_toml(&text).with_context(|| format!("in {}", path.display()))?
+        }
+        None => Policy::default_policy(),
+    };
+    let functions = portico_functions::RULE_FUNCTIONS;
+    let rules = match &config.mqtt.rules_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading rules file {}", path.display()))?;
+            let json = path.extension().is_some_and(|e| e == "json");
+            let parsed = if json {
+                RuleSet::from_json(&text, functions)
+            } else {
+                RuleSet::from_toml(&text, functions)
+            };
+            parsed.with_context(|| format!("in {}", path.display()))?
+        }
+        None => RuleSet::builtin(functions)?,
+    };
+    let parse_addr = |name: &str, addr: &str| {
+        addr.parse()
+            .with_context(|| format!("{name} = {addr:?} is not an address"))
+    };
+    let settings = BrokerSettings {
+        tcp_addr: parse_addr("mqtt.addr", &config.mqtt.addr)?,
+        ws_addr: parse_addr("mqtt.ws_addr", &config.mqtt.ws_addr)?,
+        max_packet_size: config.mqtt.max_packet_bytes,
+        max_inflight: config.mqtt.max_inflight,
+        max_topic_levels: config.mqtt.max_topic_levels,
+        publish_rate_per_sec: config.mqtt.publish_rate_per_sec,
+        publish_burst: config.mqtt.publish_burst,
+    };
+    let gate = Arc::new(Gate::new(
+        composition.context.clone(),
+        composition.verifier.clone(),
+        policy,
+    ));
+    Broker::bind(&settings, gate, rules, &composition.publisher).await
 }

@@ -38,6 +38,52 @@ CREATE TABLE sequences (
     name       TEXT PRIMARY KEY,
     next_value INTEGER NOT NULL
 );
+"#, r#"
+CREATE TABLE user_roles (
+    role       TEXT NOT NULL,
+    user_id    TEXT NOT NULL REFERENCES users(id),
+    account_id TEXT,
+    PRIMARY KEY (role, user_id)
+);
+CREATE INDEX user_roles_by_account ON user_roles(role, account_id);
+INSERT INTO user_roles (role, user_id, account_id)
+    SELECT r.role, u.id, u.account_id
+    FROM users u
+    JOIN (SELECT 'admin' AS role UNION ALL SELECT 'support' UNION ALL SELECT 'account_admin'
+          UNION ALL SELECT 'lab_manager' UNION ALL SELECT 'scientist') r
+      ON (',' || u.roles || ',') LIKE ('%,' || r.role || ',%');
+CREATE TABLE instruments (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    serial      TEXT NOT NULL UNIQUE,
+    model       TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    account_id  TEXT NOT NULL REFERENCES accounts(id),
+    secret_hash TEXT NOT NULL,
+    created_at  TEXT NOT NULL
+);
+CREATE INDEX instruments_by_account ON instruments(account_id, seq);
+CREATE TABLE notifications (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    id         TEXT NOT NULL UNIQUE,
+    user_id    TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    title      TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    data       TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    read_at    TEXT
+);
+CREATE INDEX notifications_by_user ON notifications(user_id, seq);
+CREATE TABLE outbox (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    id         TEXT NOT NULL UNIQUE,
+    recipient  TEXT NOT NULL,
+    subject    TEXT NOT NULL,
+    body_text  TEXT NOT NULL,
+    category   TEXT NOT NULL,
+    status     TEXT NOT NULL DEFAULT 'pending',
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
 "#];
 
 /// A SQLite database shared by the local adapters.

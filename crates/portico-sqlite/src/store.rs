@@ -4,9 +4,11 @@ use anyhow::Context;
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use portico_core::domain::{Account, AccountKind, Role, User};
+use portico_core::domain::{
+    Account, AccountKind, Instrument, Notification, OutboundEmail, Role, User,
+};
 use portico_core::ports::{NewAccount, Page, PageRequest, SequenceRange};
-use portico_core::{Error, Result, Store};
+use portico_core::{Error, Outbox, Result, Store};
 use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -120,7 +122,10 @@ impl Store for SqliteStore {
         let u = user.clone();
         self.db
             .write(move |conn| {
-                conn.execute(
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .context("starting user transaction")?;
+                tx.execute(
                     "INSERT INTO users (id, sub, sub_key, email, display_name, account_id, roles, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                     params![
@@ -141,6 +146,8 @@ impl Store for SqliteStore {
                         Error::Unexpected(anyhow::Error::new(e).context("inserting user"))
                     }
                 })?;
+                index_roles(&tx, &u.id, u.account_id.as_deref(), &u.roles)?;
+                tx.commit().context("committing user")?;
                 Ok(())
             })
             .await
@@ -162,18 +169,27 @@ impl Store for SqliteStore {
 
     async fn set_user_roles(&self, user_id: &str, roles: &[Role]) -> Result<()> {
         let id = user_id.to_string();
-        let roles = roles_text(roles);
+        let roles = roles.to_vec();
         self.db
             .write(move |conn| {
-                let changed = conn
-                    .execute(
-                        "UPDATE users SET roles = ?2 WHERE id = ?1",
-                        params![id, roles],
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .context("starting roles transaction")?;
+                let account_id: Option<Option<String>> = tx
+                    .query_row(
+                        "UPDATE users SET roles = ?2 WHERE id = ?1 RETURNING account_id",
+                        params![id, roles_text(&roles)],
+                        |row| row.get(0),
                     )
+                    .optional()
                     .context("updating user roles")?;
-                if changed == 0 {
+                let Some(account_id) = account_id else {
                     return Err(Error::NotFound(format!("user `{id}` not found")));
-                }
+                };
+                tx.execute("DELETE FROM user_roles WHERE user_id = ?1", params![id])
+                    .context("clearing role index")?;
+                index_roles(&tx, &id, account_id.as_deref(), &roles)?;
+                tx.commit().context("committing roles")?;
                 Ok(())
             })
             .await
@@ -200,6 +216,271 @@ impl Store for SqliteStore {
             })
             .await
     }
+
+    async fn users_with_role(&self, account_id: Option<&str>, role: Role) -> Result<Vec<User>> {
+        let account_id = account_id.map(str::to_string);
+        self.db
+            .read(move |conn| {
+                let sql = format!(
+                    "SELECT {} FROM user_roles r JOIN users u ON u.id = r.user_id
+                     WHERE r.role = ?1 AND (?2 IS NULL OR r.account_id = ?2) ORDER BY u.seq",
+                    prefixed(USER_COLUMNS, "u.")
+                );
+                let rows = conn
+                    .prepare_cached(&sql)
+                    .and_then(|mut s| {
+                        s.query_map(params![role.as_str(), account_id], user_row)?
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .context("listing users by role")?;
+                rows.into_iter().map(|(_, u)| u).collect()
+            })
+            .await
+    }
+
+    async fn create_instrument(&self, instrument: &Instrument, secret_hash: &str) -> Result<()> {
+        let i = instrument.clone();
+        let hash = secret_hash.to_string();
+        self.db
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO instruments (serial, model, name, account_id, secret_hash, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![i.serial, i.model, i.name, i.account_id, hash, timestamp(i.created_at)?],
+                )
+                .map_err(|e| {
+                    if is_unique_violation(&e) {
+                        Error::Conflict(format!("instrument `{}` is already registered", i.serial))
+                    } else {
+                        Error::Unexpected(anyhow::Error::new(e).context("inserting instrument"))
+                    }
+                })?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn instrument(&self, serial: &str) -> Result<Option<Instrument>> {
+        let serial = serial.to_string();
+        self.db
+            .read(move |conn| {
+                let sql = format!("SELECT {INSTRUMENT_COLUMNS} FROM instruments WHERE serial = ?1");
+                let row = conn
+                    .prepare_cached(&sql)
+                    .and_then(|mut s| s.query_row(params![serial], instrument_row).optional())
+                    .context("reading instrument")?;
+                row.map(|(_, i)| i).transpose()
+            })
+            .await
+    }
+
+    async fn instrument_secret_hash(&self, serial: &str) -> Result<Option<String>> {
+        let serial = serial.to_string();
+        self.db
+            .read(move |conn| {
+                Ok(conn
+                    .prepare_cached("SELECT secret_hash FROM instruments WHERE serial = ?1")
+                    .and_then(|mut s| s.query_row(params![serial], |row| row.get(0)).optional())
+                    .context("reading instrument secret")?)
+            })
+            .await
+    }
+
+    async fn list_instruments(
+        &self,
+        account_id: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<Instrument>> {
+        let account_id = account_id.map(str::to_string);
+        let after = decode_cursor(page.cursor.as_deref())?;
+        let limit = page.limit;
+        self.db
+            .read(move |conn| {
+                let sql = format!(
+                    "SELECT {INSTRUMENT_COLUMNS} FROM instruments
+                     WHERE seq > ?1 AND (?2 IS NULL OR account_id = ?2) ORDER BY seq LIMIT ?3"
+                );
+                let rows = conn
+                    .prepare_cached(&sql)
+                    .and_then(|mut s| {
+                        s.query_map(params![after, account_id, limit + 1], instrument_row)?
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .context("listing instruments")?;
+                paginate(rows, limit)
+            })
+            .await
+    }
+
+    async fn insert_notifications(&self, notifications: &[Notification]) -> Result<()> {
+        let notifications = notifications.to_vec();
+        self.db
+            .write(move |conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .context("starting notification transaction")?;
+                {
+                    let mut insert = tx
+                        .prepare_cached(
+                            "INSERT INTO notifications (id, user_id, kind, title, body, data, created_at, read_at)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)
+                             ON CONFLICT(id) DO NOTHING",
+                        )
+                        .context("preparing notification insert")?;
+                    for n in &notifications {
+                        insert
+                            .execute(params![
+                                n.id,
+                                n.user_id,
+                                n.kind,
+                                n.title,
+                                n.body,
+                                n.data.to_string(),
+                                timestamp(n.created_at)?
+                            ])
+                            .context("inserting notification")?;
+                    }
+                }
+                tx.commit().context("committing notifications")?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn list_notifications(
+        &self,
+        user_id: &str,
+        page: &PageRequest,
+    ) -> Result<Page<Notification>> {
+        let user_id = user_id.to_string();
+        // Newest first: the cursor is the last row seen, and the next page lies below it.
+        let before = match page.cursor.as_deref() {
+            None => i64::MAX,
+            cursor => decode_cursor(cursor)?,
+        };
+        let limit = page.limit;
+        self.db
+            .read(move |conn| {
+                let sql = format!(
+                    "SELECT {NOTIFICATION_COLUMNS} FROM notifications
+                     WHERE user_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3"
+                );
+                let rows = conn
+                    .prepare_cached(&sql)
+                    .and_then(|mut s| {
+                        s.query_map(params![user_id, before, limit + 1], notification_row)?
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .context("listing notifications")?;
+                paginate(rows, limit)
+            })
+            .await
+    }
+
+    async fn mark_notification_read(
+        &self,
+        user_id: &str,
+        id: &str,
+        at: OffsetDateTime,
+    ) -> Result<Option<Notification>> {
+        let (user_id, id) = (user_id.to_string(), id.to_string());
+        self.db
+            .write(move |conn| {
+                let sql = format!(
+                    "UPDATE notifications SET read_at = COALESCE(read_at, ?3)
+                     WHERE id = ?1 AND user_id = ?2 RETURNING {NOTIFICATION_COLUMNS}"
+                );
+                let row = conn
+                    .query_row(&sql, params![id, user_id, timestamp(at)?], notification_row)
+                    .optional()
+                    .context("marking notification read")?;
+                row.map(|(_, n)| n).transpose()
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl Outbox for SqliteStore {
+    async fn enqueue(&self, email: &OutboundEmail) -> Result<()> {
+        let e = email.clone();
+        self.db
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO outbox (id, recipient, subject, body_text, category)
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(id) DO NOTHING",
+                    params![e.id, e.to, e.subject, e.text, e.category],
+                )
+                .context("queueing e-mail")?;
+                Ok(())
+            })
+            .await
+    }
+}
+
+/// Keeps the role index in step with a user's roles (inside the caller's transaction).
+fn index_roles(
+    tx: &rusqlite::Transaction<'_>,
+    user_id: &str,
+    account_id: Option<&str>,
+    roles: &[Role],
+) -> Result<()> {
+    for role in roles {
+        tx.execute(
+            "INSERT OR IGNORE INTO user_roles (role, user_id, account_id) VALUES (?1, ?2, ?3)",
+            params![role.as_str(), user_id, account_id],
+        )
+        .context("indexing user role")?;
+    }
+    Ok(())
+}
+
+fn prefixed(columns: &str, prefix: &str) -> String {
+    columns
+        .split(", ")
+        .map(|c| format!("{prefix}{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+const INSTRUMENT_COLUMNS: &str = "seq, serial, model, name, account_id, created_at";
+const NOTIFICATION_COLUMNS: &str = "seq, id, user_id, kind, title, body, data, created_at, read_at";
+
+fn instrument_row(row: &Row<'_>) -> rusqlite::Result<Decoded<Instrument>> {
+    let seq: i64 = row.get(0)?;
+    let (serial, model, name, account_id): (String, String, String, String) =
+        (row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?);
+    let created: String = row.get(5)?;
+    let instrument = parse_timestamp(&created).map(|created_at| Instrument {
+        serial,
+        model,
+        name,
+        account_id,
+        created_at,
+    });
+    Ok((seq, instrument))
+}
+
+fn notification_row(row: &Row<'_>) -> rusqlite::Result<Decoded<Notification>> {
+    let seq: i64 = row.get(0)?;
+    let (id, user_id, kind, title, body): (String, String, String, String, String) =
+        (row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?);
+    let (data, created, read): (String, String, Option<String>) =
+        (row.get(6)?, row.get(7)?, row.get(8)?);
+    let notification = (|| {
+        Ok(Notification {
+            id,
+            user_id,
+            kind,
+            title,
+            body,
+            data: serde_json::from_str(&data)
+                .map_err(|e| Error::Unexpected(anyhow::anyhow!("bad notification data: {e}")))?,
+            created_at: parse_timestamp(&created)?,
+            read_at: read.as_deref().map(parse_timestamp).transpose()?,
+        })
+    })();
+    Ok((seq, notification))
 }
 
 /// A row decodes in two steps: SQLite values (which cannot fail in ways a caller caused), then

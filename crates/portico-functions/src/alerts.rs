@@ -1,0 +1,128 @@
+//! `instrument_alert`: an instrument reported an error or a critical condition. The account's lab
+//! managers and every support user are told: a stored notification each, published on their
+//! notification topic (QoS 1), and for critical events an e-mail too. Nobody else is told.
+
+use std::collections::BTreeMap;
+
+use portico_core::domain::{Notification, OutboundEmail, Role, User};
+use portico_core::{Error, Result};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use crate::Context;
+
+/// Ids of notifications for an event that carries its own id are derived from it, so a
+/// redelivered event (MQTT QoS 1 may deliver twice) stores and sends nothing new.
+const NOTIFICATION_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x5f1c_2a7e_8b43_4c0d_9e61_0d2b_7a31_c4e9);
+
+/// Who was told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertOutcome {
+    pub notified: Vec<String>,
+    pub emailed: usize,
+}
+
+/// `event` is what the rule selected: the instrument's event payload plus `serial`.
+pub async fn instrument_alert(ctx: &Context, event: &Value) -> Result<AlertOutcome> {
+    let serial = event
+        .get("serial")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::invalid("serial", "the rule must select the instrument's serial"))?;
+    let severity = event
+        .get("severity")
+        .and_then(Value::as_str)
+        .unwrap_or("error")
+        .to_string();
+    let Some(instrument) = ctx.store.instrument(serial).await? else {
+        tracing::warn!(serial, "alert from an unregistered instrument ignored");
+        return Ok(AlertOutcome {
+            notified: Vec::new(),
+            emailed: 0,
+        });
+    };
+
+    // The account's lab managers and all support staff, each once.
+    let mut recipients: BTreeMap<String, User> = BTreeMap::new();
+    for user in ctx
+        .store
+        .users_with_role(Some(&instrument.account_id), Role::LabManager)
+        .await?
+        .into_iter()
+        .chain(ctx.store.users_with_role(None, Role::Support).await?)
+    {
+        recipients.entry(user.id.clone()).or_insert(user);
+    }
+
+    let event_key = event
+        .get("event_id")
+        .or_else(|| event.get("id"))
+        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string));
+    let message = event
+        .get("message")
+        .and_then(Value::as_str)
+        .or_else(|| event.get("code").and_then(Value::as_str))
+        .unwrap_or("the instrument reported a problem");
+    let title = format!("{severity}: {} ({serial})", instrument.name);
+    let now = OffsetDateTime::now_utc();
+    let notifications: Vec<Notification> = recipients
+        .values()
+        .map(|user| Notification {
+            id: match &event_key {
+                Some(key) => uuid::Uuid::new_v5(
+                    &NOTIFICATION_NAMESPACE,
+                    format!("{serial}\n{key}\n{}", user.id).as_bytes(),
+                )
+                .to_string(),
+                None => uuid::Uuid::now_v7().to_string(),
+            },
+            user_id: user.id.clone(),
+            kind: "instrument_alert".into(),
+            title: title.clone(),
+            body: message.to_string(),
+            data: json!({
+                "serial": serial,
+                "account_id": instrument.account_id,
+                "severity": severity,
+                "event": event,
+            }),
+            created_at: now,
+            read_at: None,
+        })
+        .collect();
+    ctx.store.insert_notifications(&notifications).await?;
+
+    for notification in &notifications {
+        let topic = format!("users/{}/notifications", notification.user_id);
+        let payload = serde_json::to_vec(notification)
+            .map_err(|e| anyhow::anyhow!("encoding notification: {e}"))?;
+        // A user who is offline still has the stored notification: a failed publish is logged,
+        // not fatal for the others.
+        if let Err(e) = ctx.publisher.publish(&topic, payload, 1).await {
+            tracing::warn!(topic, error = %e, "notification not published");
+        }
+    }
+
+    let mut emailed = 0;
+    if severity == "critical" {
+        for (notification, user) in notifications.iter().zip(recipients.values()) {
+            let email = OutboundEmail {
+                id: uuid::Uuid::new_v5(&NOTIFICATION_NAMESPACE, format!("email\n{}", notification.id).as_bytes())
+                    .to_string(),
+                to: user.email.clone(),
+                subject: format!("[Portico] {title}"),
+                text: format!(
+                    "{message}\n\nInstrument: {} ({serial}, {})\nSeverity: {severity}\n",
+                    instrument.name, instrument.model
+                ),
+                category: "instrument_alert".into(),
+            };
+            ctx.outbox.enqueue(&email).await?;
+            emailed += 1;
+        }
+    }
+    tracing::info!(serial, severity, recipients = notifications.len(), emailed, "instrument alert");
+    Ok(AlertOutcome {
+        notified: notifications.into_iter().map(|n| n.user_id).collect(),
+        emailed,
+    })
+}
