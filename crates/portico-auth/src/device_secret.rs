@@ -27,7 +27,13 @@ pub fn hash(secret: &str) -> Option<String> {
     SystemRandom::new().fill(&mut salt).ok()?;
     let iterations = NonZeroU32::new(ITERATIONS)?;
     let mut out = [0u8; 32];
-    pbkdf2::derive(pbkdf2::PBKDF2_HMAC_SHA256, iterations, &salt, secret.as_bytes(), &mut out);
+    pbkdf2::derive(
+        pbkdf2::PBKDF2_HMAC_SHA256,
+        iterations,
+        &salt,
+        secret.as_bytes(),
+        &mut out,
+    );
     Some(format!(
         "{PREFIX}${ITERATIONS}${}${}",
         URL_SAFE_NO_PAD.encode(salt),

@@ -1,8 +1,8 @@
 //! Who is calling: the one token verifier that guards every door (HTTP, MQTT, the API Gateway
 //! authorizer), and the local dev issuer that stands in for Okta when no issuer is configured.
 
-pub mod device_secret;
 mod dev_issuer;
+pub mod device_secret;
 mod jwks;
 mod verifier;
 

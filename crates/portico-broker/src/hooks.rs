@@ -10,9 +10,9 @@ use portico_functions::gate::{Admitted, Gate, Refusal};
 use portico_rules::{Message, Outcome, RuleSet};
 use rmqtt::acl::AuthInfo;
 use rmqtt::codec::types::QoS;
+use rmqtt::codec::v5::SubscribeAckReason;
 use rmqtt::context::ServerContext;
 use rmqtt::hook::{HookResult, Parameter, ReturnType};
-use rmqtt::codec::v5::SubscribeAckReason;
 use rmqtt::session::Session;
 use rmqtt::types::{
     AuthResult, ConnectInfo, Publish, PublishAclResult, Subscribe, SubscribeAclResult,
@@ -88,7 +88,11 @@ impl rmqtt::hook::Handler for Handler {
             }
             Parameter::MessageDropped(_, _, _, reason) => {
                 let reason = format!("{reason:?}");
-                let kind = reason.split(['(', ' ', '{']).next().unwrap_or("other").to_string();
+                let kind = reason
+                    .split(['(', ' ', '{'])
+                    .next()
+                    .unwrap_or("other")
+                    .to_string();
                 metrics::counter!(DROPPED, "reason" => kind).increment(1);
                 (true, acc)
             }
@@ -123,7 +127,11 @@ impl Hooks {
             metrics::counter!(CONNECTS_REFUSED).increment(1);
             (false, Some(HookResult::AuthResult(result)))
         };
-        let admitted = match self.gate.connect(username.as_deref(), password.as_deref()).await {
+        let admitted = match self
+            .gate
+            .connect(username.as_deref(), password.as_deref())
+            .await
+        {
             Ok(admitted) => admitted,
             Err(Refusal::BadCredentials(why)) => {
                 return refuse(AuthResult::BadUsernameOrPassword, &why);
@@ -131,7 +139,10 @@ impl Hooks {
             Err(Refusal::NotAuthorized(why)) => return refuse(AuthResult::NotAuthorized, &why),
             Err(Refusal::Unavailable(why)) => {
                 tracing::warn!(client_id, error = why, "cannot check MQTT credentials");
-                return refuse(AuthResult::NotAuthorized, "credentials cannot be checked now");
+                return refuse(
+                    AuthResult::NotAuthorized,
+                    "credentials cannot be checked now",
+                );
             }
         };
         let owner = match &admitted.principal {
@@ -167,13 +178,18 @@ impl Hooks {
         };
         (
             false,
-            Some(HookResult::AuthResult(AuthResult::Allow(false, Some(auth_info)))),
+            Some(HookResult::AuthResult(AuthResult::Allow(
+                false,
+                Some(auth_info),
+            ))),
         )
     }
 
     /// A user's session ends when their access token expires; they reconnect with a fresh one.
     fn end_at_expiry(&self, session: &Session) {
-        let Some(expires_at) = self.admitted(&session.id.client_id).and_then(|a| a.expires_at)
+        let Some(expires_at) = self
+            .admitted(&session.id.client_id)
+            .and_then(|a| a.expires_at)
         else {
             return;
         };
@@ -217,10 +233,18 @@ impl Hooks {
         }
     }
 
-    async fn check_subscribe(&self, session: &Session, subscribe: &Subscribe) -> SubscribeAclResult {
+    async fn check_subscribe(
+        &self,
+        session: &Session,
+        subscribe: &Subscribe,
+    ) -> SubscribeAclResult {
         let filter: &str = &subscribe.topic_filter;
         let allowed = match self.admitted(&session.id.client_id) {
-            Some(a) => self.gate.allows(&a.principal, Action::Subscribe, filter).await,
+            Some(a) => {
+                self.gate
+                    .allows(&a.principal, Action::Subscribe, filter)
+                    .await
+            }
             None => false,
         };
         if allowed {
@@ -246,7 +270,11 @@ impl Hooks {
         if !self.take_token(&client_id) {
             return deny("rate_limited");
         }
-        if !self.gate.allows(&admitted.principal, Action::Publish, topic).await {
+        if !self
+            .gate
+            .allows(&admitted.principal, Action::Publish, topic)
+            .await
+        {
             return deny("publish_denied");
         }
         self.run_rules(&client_id, topic, &publish.payload);

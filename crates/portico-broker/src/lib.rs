@@ -89,7 +89,9 @@ impl Broker {
             Type::MessageDelivered,
             Type::MessageDropped,
         ] {
-            register.add(typ, Box::new(hooks::Handler(hooks.clone()))).await;
+            register
+                .add(typ, Box::new(hooks::Handler(hooks.clone())))
+                .await;
         }
         register.start().await;
 

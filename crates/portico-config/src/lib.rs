@@ -251,7 +251,10 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("PORTICO_MQTT_MAX_PACKET_BYTES", "mqtt.max_packet_bytes"),
     ("PORTICO_MQTT_MAX_INFLIGHT", "mqtt.max_inflight"),
     ("PORTICO_MQTT_MAX_TOPIC_LEVELS", "mqtt.max_topic_levels"),
-    ("PORTICO_MQTT_PUBLISH_RATE_PER_SEC", "mqtt.publish_rate_per_sec"),
+    (
+        "PORTICO_MQTT_PUBLISH_RATE_PER_SEC",
+        "mqtt.publish_rate_per_sec",
+    ),
     ("PORTICO_MQTT_PUBLISH_BURST", "mqtt.publish_burst"),
     ("PORTICO_METRICS_ADDR", "metrics.addr"),
     ("PORTICO_AUTH_ISSUER", "auth.issuer"),
@@ -400,9 +403,7 @@ impl Config {
             || self.mqtt.publish_rate_per_sec == 0
             || self.mqtt.publish_burst == 0
         {
-            return invalid(
-                "mqtt limits must be positive (max_packet_bytes at least 1024)".into(),
-            );
+            return invalid("mqtt limits must be positive (max_packet_bytes at least 1024)".into());
         }
         if self.http.body_limit_bytes == 0 {
             return invalid("http.body_limit_bytes must be positive".into());

@@ -212,16 +212,25 @@ fn grant(index: usize, entry: GrantEntry) -> Result<Grant, PolicyError> {
         _ => return Err(at("give exactly one of `who` or a non-empty `roles`".into())),
     };
     let patterns = |list: Vec<String>| -> Result<Vec<Pattern>, PolicyError> {
-        list.iter().map(|p| pattern(p).map_err(|m| at(format!("{p:?}: {m}")))).collect()
+        list.iter()
+            .map(|p| pattern(p).map_err(|m| at(format!("{p:?}: {m}"))))
+            .collect()
     };
     let publish = patterns(entry.publish)?;
     let subscribe = patterns(entry.subscribe)?;
-    let uses = |level: &Level| publish.iter().chain(&subscribe).any(|p| p.0.contains(level));
+    let uses = |level: &Level| {
+        publish
+            .iter()
+            .chain(&subscribe)
+            .any(|p| p.0.contains(level))
+    };
     if who != Who::Instrument && uses(&Level::Serial) {
         return Err(at("${serial} is only known for instruments".into()));
     }
     if who == Who::Instrument && (uses(&Level::UserId) || uses(&Level::AccountSerial)) {
-        return Err(at("instruments have no ${user_id} or ${account_serial}".into()));
+        return Err(at(
+            "instruments have no ${user_id} or ${account_serial}".into()
+        ));
     }
     Ok(Grant {
         who,
@@ -442,7 +451,12 @@ mod tests {
         assert!(!check(&admin, S, "#"));
         assert!(!check(&admin, S, "+/+/#"));
         assert!(!check(&admin, S, "$SYS/#"));
-        for topic in ["accounts/a1/channels/+", "accounts/a1/channels/#", "", "accounts/a1/channels/"] {
+        for topic in [
+            "accounts/a1/channels/+",
+            "accounts/a1/channels/#",
+            "",
+            "accounts/a1/channels/",
+        ] {
             // An empty last level is a distinct (allowed) channel name; wildcards never publish.
             let want = topic == "accounts/a1/channels/";
             assert_eq!(check(&sci, P, topic), want, "{topic:?}");

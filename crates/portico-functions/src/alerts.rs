@@ -13,7 +13,8 @@ use crate::Context;
 
 /// Ids of notifications for an event that carries its own id are derived from it, so a
 /// redelivered event (MQTT QoS 1 may deliver twice) stores and sends nothing new.
-const NOTIFICATION_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x5f1c_2a7e_8b43_4c0d_9e61_0d2b_7a31_c4e9);
+const NOTIFICATION_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x5f1c_2a7e_8b43_4c0d_9e61_0d2b_7a31_c4e9);
 
 /// Who was told.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,8 +107,11 @@ pub async fn instrument_alert(ctx: &Context, event: &Value) -> Result<AlertOutco
     if severity == "critical" {
         for (notification, user) in notifications.iter().zip(recipients.values()) {
             let email = OutboundEmail {
-                id: uuid::Uuid::new_v5(&NOTIFICATION_NAMESPACE, format!("email\n{}", notification.id).as_bytes())
-                    .to_string(),
+                id: uuid::Uuid::new_v5(
+                    &NOTIFICATION_NAMESPACE,
+                    format!("email\n{}", notification.id).as_bytes(),
+                )
+                .to_string(),
                 to: user.email.clone(),
                 subject: format!("[Portico] {title}"),
                 text: format!(
@@ -120,7 +124,13 @@ pub async fn instrument_alert(ctx: &Context, event: &Value) -> Result<AlertOutco
             emailed += 1;
         }
     }
-    tracing::info!(serial, severity, recipients = notifications.len(), emailed, "instrument alert");
+    tracing::info!(
+        serial,
+        severity,
+        recipients = notifications.len(),
+        emailed,
+        "instrument alert"
+    );
     Ok(AlertOutcome {
         notified: notifications.into_iter().map(|n| n.user_id).collect(),
         emailed,

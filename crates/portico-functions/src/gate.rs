@@ -62,9 +62,9 @@ impl Gate {
         if password.split('.').count() == 3 {
             self.connect_user(password).await
         } else {
-            let serial = username
-                .filter(|u| !u.is_empty())
-                .ok_or_else(|| Refusal::BadCredentials("instruments connect with their serial as username".into()))?;
+            let serial = username.filter(|u| !u.is_empty()).ok_or_else(|| {
+                Refusal::BadCredentials("instruments connect with their serial as username".into())
+            })?;
             self.connect_instrument(serial, password).await
         }
     }
@@ -85,10 +85,9 @@ impl Gate {
         let caller = identify(&self.ctx, &identity)
             .await
             .map_err(|e| Refusal::Unavailable(e.to_string()))?;
-        let user = caller
-            .user
-            .filter(|u| !u.roles.is_empty())
-            .ok_or_else(|| Refusal::NotAuthorized(format!("`{}` is not a member of any account", claims.sub)))?;
+        let user = caller.user.filter(|u| !u.roles.is_empty()).ok_or_else(|| {
+            Refusal::NotAuthorized(format!("`{}` is not a member of any account", claims.sub))
+        })?;
         Ok(Admitted {
             principal: Principal::User {
                 user_id: user.id,
@@ -158,7 +157,8 @@ impl Gate {
                 }
             }
         }
-        self.policy
-            .allows(principal, action, topic, &|serial| own_serials.contains(serial))
+        self.policy.allows(principal, action, topic, &|serial| {
+            own_serials.contains(serial)
+        })
     }
 }

@@ -104,11 +104,20 @@ pub fn app(state: AppState) -> Router {
         )
         .route(
             "/v1/instruments",
-            f("list_instruments", get(routes::list_instruments), s)
-                .merge(f("register_instrument", post(routes::register_instrument), s)),
+            f("list_instruments", get(routes::list_instruments), s).merge(f(
+                "register_instrument",
+                post(routes::register_instrument),
+                s,
+            )),
         )
-        .route("/v1/instruments/{serial}", f("get_instrument", get(routes::get_instrument), s))
-        .route("/v1/notifications", f("list_notifications", get(routes::list_notifications), s))
+        .route(
+            "/v1/instruments/{serial}",
+            f("get_instrument", get(routes::get_instrument), s),
+        )
+        .route(
+            "/v1/notifications",
+            f("list_notifications", get(routes::list_notifications), s),
+        )
         .route(
             "/v1/notifications/{id}/read",
             f("read_notification", post(routes::read_notification), s),

@@ -162,7 +162,9 @@ pub async fn list_instruments(
     Authenticated(caller): Authenticated,
     Paging(page): Paging,
 ) -> Answer<Json<Page<Instrument>>> {
-    Ok(Json(instruments::list(state.context(), &caller, page).await?))
+    Ok(Json(
+        instruments::list(state.context(), &caller, page).await?,
+    ))
 }
 
 /// One instrument, if the caller can see it.
@@ -175,7 +177,9 @@ pub async fn get_instrument(
     Authenticated(caller): Authenticated,
     Path(serial): Path<String>,
 ) -> Answer<Json<Instrument>> {
-    Ok(Json(instruments::get(state.context(), &caller, &serial).await?))
+    Ok(Json(
+        instruments::get(state.context(), &caller, &serial).await?,
+    ))
 }
 
 /// The caller's notifications, newest first.
@@ -189,7 +193,9 @@ pub async fn list_notifications(
     Authenticated(caller): Authenticated,
     Paging(page): Paging,
 ) -> Answer<Json<Page<Notification>>> {
-    Ok(Json(notifications::list(state.context(), &caller, page).await?))
+    Ok(Json(
+        notifications::list(state.context(), &caller, page).await?,
+    ))
 }
 
 /// Marks one of the caller's notifications read.
@@ -202,7 +208,9 @@ pub async fn read_notification(
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> Answer<Json<Notification>> {
-    Ok(Json(notifications::mark_read(state.context(), &caller, &id).await?))
+    Ok(Json(
+        notifications::mark_read(state.context(), &caller, &id).await?,
+    ))
 }
 
 /// The dev issuer's authorization server metadata (only when no external issuer is configured).

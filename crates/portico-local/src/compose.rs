@@ -80,7 +80,12 @@ pub fn compose(config: &Config) -> anyhow::Result<Composition> {
         body_limit_bytes: config.http.body_limit_bytes,
         request_timeout: Duration::from_secs(config.http.request_timeout_secs),
     };
-    let state = AppState::new(context.clone(), verifier.clone(), dev_issuer.clone(), limits);
+    let state = AppState::new(
+        context.clone(),
+        verifier.clone(),
+        dev_issuer.clone(),
+        limits,
+    );
     Ok(Composition {
         state,
         context,

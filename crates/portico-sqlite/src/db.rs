@@ -12,7 +12,8 @@ use rusqlite::Connection;
 const READERS: usize = 4;
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE accounts (
     seq            INTEGER PRIMARY KEY AUTOINCREMENT,
     id             TEXT NOT NULL UNIQUE,
@@ -38,7 +39,8 @@ CREATE TABLE sequences (
     name       TEXT PRIMARY KEY,
     next_value INTEGER NOT NULL
 );
-"#, r#"
+"#,
+    r#"
 CREATE TABLE user_roles (
     role       TEXT NOT NULL,
     user_id    TEXT NOT NULL REFERENCES users(id),
@@ -84,7 +86,8 @@ CREATE TABLE outbox (
     status     TEXT NOT NULL DEFAULT 'pending',
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
-"#];
+"#,
+];
 
 /// A SQLite database shared by the local adapters.
 #[derive(Clone)]

@@ -463,8 +463,13 @@ fn instrument_row(row: &Row<'_>) -> rusqlite::Result<Decoded<Instrument>> {
 
 fn notification_row(row: &Row<'_>) -> rusqlite::Result<Decoded<Notification>> {
     let seq: i64 = row.get(0)?;
-    let (id, user_id, kind, title, body): (String, String, String, String, String) =
-        (row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?);
+    let (id, user_id, kind, title, body): (String, String, String, String, String) = (
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+    );
     let (data, created, read): (String, String, Option<String>) =
         (row.get(6)?, row.get(7)?, row.get(8)?);
     let notification = (|| {
