@@ -71,7 +71,14 @@ impl Broker {
         rules: RuleSet,
         publisher: &BrokerPublisher,
     ) -> anyhow::Result<Broker> {
-        let scx = ServerContext::new().build().await;
+        // Retained messages live in memory, as with most brokers' defaults; the cap bounds it.
+        let scx = ServerContext::new()
+            .plugins_config_map_add(
+                "rmqtt-retainer",
+                "storage.type = \"ram\"\nmax_retained_messages = 100000\nmax_payload_size = \"128KB\"\n",
+            )
+            .build()
+            .await;
         rmqtt_retainer::register(&scx, true, false)
             .await
             .map_err(|e| anyhow::anyhow!("starting retained-message storage: {e}"))?;
@@ -137,9 +144,10 @@ impl Broker {
 
     /// Accepts connections until the task running it is dropped.
     pub async fn run(self) -> anyhow::Result<()> {
+        // Explicit listener ids: rmqtt keys listeners by port, and two port-0 listeners collide.
         MqttServer::new(self.scx)
-            .listener(self.tcp)
-            .listener(self.ws)
+            .listener_by_id(self.tcp, 1)
+            .listener_by_id(self.ws, 2)
             .build()
             .run()
             .await

@@ -88,9 +88,11 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stop_tx = std::sync::Arc::new(stop_tx);
+        let on_signal = stop_tx.clone();
         tokio::spawn(async move {
             shutdown.await;
-            let _ = stop_tx.send(true);
+            let _ = on_signal.send(true);
         });
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
@@ -100,17 +102,35 @@ impl Server {
         tracing::info!(listener = "metrics", addr = %self.metrics_addr(), "Prometheus metrics on http://{}/metrics", self.metrics_addr());
         tracing::info!(listener = "mqtt", addr = %self.mqtt_addr(), "MQTT listening on mqtt://{}", self.mqtt_addr());
         tracing::info!(listener = "mqtt-ws", addr = %self.mqtt_ws_addr(), "MQTT over WebSocket on ws://{}/mqtt", self.mqtt_ws_addr());
-        // The broker has no graceful stop of its own: it is aborted once HTTP has drained.
+
+        // The broker has no graceful stop of its own: it is aborted once HTTP has drained. If it
+        // ends by itself, that is a failure, and the whole server stops rather than run without MQTT.
         let broker = tokio::spawn(self.broker.run());
+        let stop_broker = broker.abort_handle();
+        let broker_failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watch_broker = {
+            let (stop_tx, failed) = (stop_tx.clone(), broker_failed.clone());
+            tokio::spawn(async move {
+                let outcome = broker.await;
+                tracing::error!(?outcome, "the MQTT broker stopped; shutting down");
+                failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                let _ = stop_tx.send(true);
+            })
+        };
 
         let app = portico_http::app(self.composition.state.clone());
         let http = axum::serve(self.http, app).with_graceful_shutdown(stopped(stop_rx.clone()));
         let metrics = axum::serve(self.metrics, metrics::router(self.prometheus))
             .with_graceful_shutdown(stopped(stop_rx.clone()));
         let (http, metrics) = tokio::join!(http, metrics);
-        broker.abort();
+        // The watcher goes first, so the broker's planned stop is not reported as a failure.
+        watch_broker.abort();
+        stop_broker.abort();
         http.context("HTTP listener failed")?;
         metrics.context("metrics listener failed")?;
+        if broker_failed.load(std::sync::atomic::Ordering::SeqCst) {
+            anyhow::bail!("the MQTT broker failed");
+        }
         tracing::info!("stopped");
         Ok(())
     }

@@ -18,6 +18,8 @@ pub const SUPPORT_GROUP: &str = "portico-support";
 pub struct TestApp {
     pub addr: SocketAddr,
     pub metrics_addr: SocketAddr,
+    pub mqtt_addr: SocketAddr,
+    pub mqtt_ws_addr: SocketAddr,
     pub issuer: Arc<DevIssuer>,
     pub client: reqwest::Client,
     pub composition: portico_local::Composition,
@@ -71,6 +73,7 @@ pub async fn spawn_on(config: Config) -> TestApp {
         .expect("server binds");
     let addr = server.http_addr();
     let metrics_addr = server.metrics_addr();
+    let (mqtt_addr, mqtt_ws_addr) = (server.mqtt_addr(), server.mqtt_ws_addr());
     let composition = server.composition().clone();
     let issuer = match server.dev_issuer() {
         Some(issuer) => issuer,
@@ -84,6 +87,8 @@ pub async fn spawn_on(config: Config) -> TestApp {
     TestApp {
         addr,
         metrics_addr,
+        mqtt_addr,
+        mqtt_ws_addr,
         issuer,
         client: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
@@ -184,6 +189,30 @@ impl TestApp {
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         self.token(sub, &[])
+    }
+}
+
+/// Registers an instrument as admin; returns its device secret.
+impl TestApp {
+    pub async fn register_instrument(&self, account_id: &str, serial: &str) -> String {
+        let (status, body) = self
+            .post(
+                "/v1/instruments",
+                &self.admin_token(),
+                json!({"serial": serial, "model": "Sequencer X", "account_id": account_id, "name": format!("Sequencer {serial}")}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["device_secret"]
+            .as_str()
+            .expect("device secret")
+            .to_string()
+    }
+
+    /// Portico's user id for `token`'s subject.
+    pub async fn user_id(&self, token: &str) -> String {
+        let (_, me) = self.get("/v1/me", token).await;
+        me["id"].as_str().expect("a provisioned user").to_string()
     }
 }
 

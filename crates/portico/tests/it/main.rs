@@ -7,5 +7,7 @@ mod gateway;
 mod helpers;
 mod jwks;
 mod lambda;
+mod mqtt;
+mod mqtt_client;
 mod sequence;
 mod tokens;
