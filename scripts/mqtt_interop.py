@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""MQTT interoperability with clients Portico did not write.
+
+Starts `portico serve` on free loopback ports with a fresh data dir, then drives the instrument
+alert path with Debian's mosquitto_pub / mosquitto_sub (MQTT 3.1, 3.1.1 and 5 over TCP) and with
+paho-mqtt over WebSocket (MQTT 3.1, 3.1.1 and 5): the lab manager gets the alert, a scientist's
+wildcard subscription is refused, a wrong device secret is refused.
+
+Usage: scripts/mqtt_interop.py PATH_TO_PORTICO_BINARY
+Prints one line per check and ends with "N passed, M failed"; exits non-zero on any failure.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+import paho.mqtt.client as mqtt
+
+TIMEOUT = 10
+
+
+class Server:
+    def __init__(self, binary, data_dir):
+        env = dict(os.environ)
+        env.update({
+            "PORTICO_DATA_DIR": data_dir,
+            "PORTICO_HTTP_ADDR": "127.0.0.1:0",
+            "PORTICO_METRICS_ADDR": "127.0.0.1:0",
+            "PORTICO_MQTT_ADDR": "127.0.0.1:0",
+            "PORTICO_MQTT_WS_ADDR": "127.0.0.1:0",
+            "PORTICO_LOG": "info",
+        })
+        self.binary, self.env = binary, env
+        self.proc = subprocess.Popen([binary, "serve", "--demo"], env=env, stdout=subprocess.PIPE, text=True)
+        self.addrs = {}
+        deadline = time.time() + 60
+        while len(self.addrs) < 3 and time.time() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise SystemExit("portico serve exited before listening")
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("listener") in ("http", "mqtt", "mqtt-ws"):
+                self.addrs[event["listener"]] = event["addr"]
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self):
+        for _ in self.proc.stdout:
+            pass
+
+    def token(self, sub, groups=""):
+        args = [self.binary, "token", "--sub", sub] + (["--groups", groups] if groups else [])
+        return subprocess.run(args, env=self.env, check=True, capture_output=True, text=True).stdout.strip()
+
+    def api(self, method, path, token, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"http://{self.addrs['http']}{path}", data=data, method=method)
+        request.add_header("Authorization", f"Bearer {token}")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            return json.loads(response.read())
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def host_port(addr):
+    host, port = addr.rsplit(":", 1)
+    return host, port
+
+
+def mosquitto_sub(addr, version, client_id, password, topic):
+    host, port = host_port(addr)
+    return subprocess.Popen(
+        ["mosquitto_sub", "-h", host, "-p", port, "-V", version, "-i", client_id, "-u", "user",
+         "-P", password, "-t", topic, "-q", "1", "-C", "1", "-W", str(TIMEOUT)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def mosquitto_pub(addr, version, serial, secret, topic, message):
+    host, port = host_port(addr)
+    return subprocess.run(
+        ["mosquitto_pub", "-h", host, "-p", port, "-V", version, "-i", serial, "-u", serial,
+         "-P", secret, "-t", topic, "-q", "1", "-m", message],
+        capture_output=True, text=True, timeout=TIMEOUT)
+
+
+def paho_receive(addr, protocol, client_id, password, topic, trigger):
+    """Connects over WebSocket, subscribes, runs `trigger`, returns the first message (or None)."""
+    host, port = host_port(addr)
+    received, subscribed = [], threading.Event()
+    got = threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                         transport="websockets", protocol=protocol)
+    client.ws_set_options(path="/mqtt")
+    client.username_pw_set("user", password)
+    client.on_subscribe = lambda *args: subscribed.set()
+    client.on_message = lambda c, u, msg: (received.append(msg.payload), got.set())
+    client.connect(host, int(port), keepalive=30)
+    client.loop_start()
+    try:
+        client.subscribe(topic, qos=1)
+        if not subscribed.wait(TIMEOUT):
+            return None
+        trigger()
+        got.wait(TIMEOUT)
+        return received[0] if received else None
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+def main():
+    binary = sys.argv[1]
+    passed, failed = 0, 0
+
+    def check(name, ok, detail=""):
+        nonlocal passed, failed
+        if ok:
+            passed += 1
+            print(f"ok   {name}")
+        else:
+            failed += 1
+            print(f"FAIL {name} {detail}")
+
+    with tempfile.TemporaryDirectory() as data_dir:
+        server = Server(binary, data_dir)
+        try:
+            alice = server.token("alice@acme.example")
+            bob = server.token("bob@acme.example")
+            carol = server.token("carol@acme.example")
+            account = server.api("GET", "/v1/me", alice)["account_id"]
+            bob_id = server.api("GET", "/v1/me", bob)["id"]
+            instrument = server.api("POST", "/v1/instruments", alice, {
+                "serial": "SN-IOP", "model": "Interop", "account_id": account, "name": "Interop rig"})
+            secret = instrument["device_secret"]
+            mqtt_addr, ws_addr = server.addrs["mqtt"], server.addrs["mqtt-ws"]
+            own_topic = f"users/{bob_id}/notifications"
+
+            for version in ("mqttv31", "mqttv311", "mqttv5"):
+                sub = mosquitto_sub(mqtt_addr, version, f"bob-{version}", bob, own_topic)
+                time.sleep(0.5)
+                event = json.dumps({"severity": "error", "message": f"via {version}", "event_id": f"e-{version}"})
+                pub = mosquitto_pub(mqtt_addr, version, "SN-IOP", secret, "instruments/SN-IOP/events", event)
+                check(f"mosquitto_pub -V {version} as the instrument", pub.returncode == 0, pub.stderr)
+                out, _ = sub.communicate(timeout=TIMEOUT + 5)
+                check(f"mosquitto_sub -V {version}: lab manager gets the alert", f"via {version}" in out, out)
+
+                denied = mosquitto_sub(mqtt_addr, version, f"carol-{version}", carol, "users/+/notifications")
+                out, _ = denied.communicate(timeout=TIMEOUT + 5)
+                check(f"mosquitto_sub -V {version}: wildcard over other users is refused",
+                      "denied" in out.lower() or denied.returncode != 0, out)
+
+                bad = mosquitto_pub(mqtt_addr, version, "SN-IOP", "wrong-secret", "instruments/SN-IOP/events", "{}")
+                check(f"mosquitto_pub -V {version}: a wrong device secret is refused", bad.returncode != 0, bad.stderr)
+
+            for name, protocol in (("3.1", mqtt.MQTTv31), ("3.1.1", mqtt.MQTTv311), ("5", mqtt.MQTTv5)):
+                def trigger(name=name):
+                    message = json.dumps({"severity": "critical", "message": f"paho {name}", "event_id": f"p-{name}"})
+                    mosquitto_pub(mqtt_addr, "mqttv311", "SN-IOP", secret, "instruments/SN-IOP/events", message)
+                payload = paho_receive(ws_addr, protocol, f"bob-ws-{name}", bob, own_topic, trigger)
+                check(f"paho-mqtt MQTT {name} over WebSocket gets the alert",
+                      payload is not None and f"paho {name}".encode() in payload, repr(payload))
+        finally:
+            server.stop()
+
+    print(f"{passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
