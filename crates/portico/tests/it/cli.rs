@@ -159,3 +159,28 @@ async fn sigterm_finishes_in_flight_work_and_exits_cleanly() {
     let lines = log.lock().expect("log").clone();
     assert!(lines.iter().any(|l| l.contains("\"stopped\"")), "{lines:?}");
 }
+
+#[test]
+fn a_bad_rules_file_stops_startup_with_the_position() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rules]]\nname = \"broken\"\nfunction = \"instrument_alert\"\nsql = \"SELECT * FROM 'a/+' WHERE severity = \"\n",
+    )
+    .expect("write");
+    let out = portico(
+        dir.path(),
+        &["serve"],
+        &[
+            ("PORTICO_MQTT_RULES_FILE", rules.to_str().expect("utf-8")),
+            ("PORTICO_HTTP_ADDR", "127.0.0.1:0"),
+            ("PORTICO_METRICS_ADDR", "127.0.0.1:0"),
+            ("PORTICO_MQTT_ADDR", "127.0.0.1:0"),
+            ("PORTICO_MQTT_WS_ADDR", "127.0.0.1:0"),
+        ],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("rule `broken`: column 38"), "{stderr}");
+}

@@ -549,3 +549,200 @@ async fn a_flooding_client_is_throttled_and_others_are_not() {
         "the burst got through ({telemetry} delivered)"
     );
 }
+
+#[tokio::test]
+async fn bad_input_is_refused_and_the_broker_keeps_serving() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let w = world().await;
+    let app = &w.app;
+    let bob_id = app.user_id(&w.bob).await;
+    let mut bob = as_user(app, "bob", &w.bob).await;
+    assert!(
+        bob.subscribe(&format!("users/{bob_id}/notifications"), QoS::AtLeastOnce)
+            .await
+    );
+    assert!(bob.subscribe("instruments/SN-A1/#", QoS::AtMostOnce).await);
+
+    // Garbage instead of a CONNECT: the connection is closed.
+    let mut raw = tokio::net::TcpStream::connect(app.mqtt_addr)
+        .await
+        .expect("tcp");
+    raw.write_all(b"\xff\xff\xff\xff\xffGET / HTTP/1.1\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(WAIT, raw.read(&mut buf))
+        .await
+        .expect("closed in time");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "garbage must not get an answer: {read:?}"
+    );
+
+    // A payload over the packet limit never arrives; the sender is cut off, others carry on.
+    let instrument = as_instrument(app, "SN-A1", &w.sn_a1).await;
+    let huge = vec![b'x'; 200 * 1024];
+    instrument
+        .publish("instruments/SN-A1/telemetry", QoS::AtMostOnce, false, &huge)
+        .await;
+    assert!(bob.next(QUIET).await.is_none());
+
+    // Not JSON on a JSON rule: the rule skips it (and says so in the metrics); nobody is alerted.
+    let instrument = as_instrument(app, "SN-A1", &w.sn_a1).await;
+    instrument
+        .publish(
+            "instruments/SN-A1/events",
+            QoS::AtLeastOnce,
+            false,
+            b"severity=critical",
+        )
+        .await;
+    let (topic, _, _) = bob
+        .next(WAIT)
+        .await
+        .expect("the raw event still reaches watchers");
+    assert_eq!(topic, "instruments/SN-A1/events");
+    assert!(
+        bob.next(QUIET).await.is_none(),
+        "no notification for a payload the rule cannot read"
+    );
+    assert!(notifications(app, &w.bob).await.is_empty());
+
+    // And the broker still works for everyone.
+    instrument
+        .publish(
+            "instruments/SN-A1/events",
+            QoS::AtLeastOnce,
+            false,
+            br#"{"severity":"error"}"#,
+        )
+        .await;
+    let mut got_notification = false;
+    while let Some((topic, _, _)) = bob.next(WAIT).await {
+        if topic.ends_with("/notifications") {
+            got_notification = true;
+            break;
+        }
+    }
+    assert!(got_notification);
+    assert!(!bob.subscribe("#", QoS::AtMostOnce).await);
+
+    let text = app
+        .client
+        .get(format!("http://{}/metrics", app.metrics_addr))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for needle in [
+        "portico_mqtt_connections",
+        "portico_mqtt_messages_in_total{qos=\"1\"}",
+        "portico_mqtt_messages_out_total",
+        "portico_mqtt_dropped_total",
+        "portico_rule_hits_total{rule=\"instrument_alert\"}",
+        "portico_rule_skips_total{rule=\"instrument_alert\"}",
+        "portico_rule_function_duration_seconds_bucket{function=\"instrument_alert\"",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from /metrics");
+    }
+}
+
+#[tokio::test]
+async fn an_expired_token_ends_the_session() {
+    let w = world().await;
+    let app = &w.app;
+    let token = app
+        .issuer
+        .mint(&portico_auth::TokenRequest {
+            sub: "bob@acme.example".into(),
+            groups: vec![],
+            ttl: Duration::from_secs(2),
+        })
+        .expect("token");
+    let bob_id = app.user_id(&token).await;
+    let mut bob = as_user(app, "bob-short", &token).await;
+    assert!(
+        bob.subscribe(&format!("users/{bob_id}/notifications"), QoS::AtLeastOnce)
+            .await
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let instrument = as_instrument(app, "SN-A1", &w.sn_a1).await;
+    instrument
+        .publish(
+            "instruments/SN-A1/events",
+            QoS::AtLeastOnce,
+            false,
+            br#"{"severity":"error"}"#,
+        )
+        .await;
+    assert!(
+        bob.next(QUIET * 2).await.is_none(),
+        "an expired session receives nothing"
+    );
+    // Stored all the same, for when Bob comes back with a fresh token.
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(notifications(app, &w.bob).await.len(), 1);
+}
+
+#[tokio::test]
+async fn policy_and_rules_files_replace_the_defaults() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[[grant]]\nwho = \"instrument\"\npublish = [\"instruments/${serial}/events\"]\n\n[[grant]]\nroles = [\"scientist\"]\nsubscribe = [\"users/${user_id}/notifications\", \"instruments/${account_serial}/events\"]\n",
+    )
+    .expect("write policy");
+    let rules = dir.path().join("rules.json");
+    std::fs::write(
+        &rules,
+        r#"{"rules": [{"name": "everything_alerts", "function": "instrument_alert",
+            "sql": "SELECT *, topic(2) AS serial, 'error' AS severity FROM 'instruments/+/events' WHERE level > 3"}]}"#,
+    )
+    .expect("write rules");
+    let app = spawn_app_with(&[
+        ("PORTICO_MQTT_POLICY_FILE", policy.to_str().expect("utf-8")),
+        ("PORTICO_MQTT_RULES_FILE", rules.to_str().expect("utf-8")),
+    ])
+    .await;
+    let acme = app.create_account("Acme").await;
+    let carol = app
+        .add_user(&id(&acme), "carol@acme.example", &["scientist"])
+        .await;
+    let bob = app
+        .add_user(&id(&acme), "bob@acme.example", &["lab_manager"])
+        .await;
+    let secret = app.register_instrument(&id(&acme), "SN-P1").await;
+    let mut carol_client = as_user(&app, "carol", &carol).await;
+    assert!(
+        carol_client
+            .subscribe("instruments/SN-P1/events", QoS::AtMostOnce)
+            .await,
+        "the custom grant applies"
+    );
+    let mut bob_client = as_user(&app, "bob", &bob).await;
+    assert!(
+        !bob_client
+            .subscribe("instruments/SN-P1/#", QoS::AtMostOnce)
+            .await,
+        "the default grant is gone"
+    );
+    let instrument = as_instrument(&app, "SN-P1", &secret).await;
+    instrument
+        .publish(
+            "instruments/SN-P1/events",
+            QoS::AtLeastOnce,
+            false,
+            br#"{"level": 5}"#,
+        )
+        .await;
+    assert!(carol_client.next(WAIT).await.is_some());
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(
+        notifications(&app, &bob).await.len(),
+        1,
+        "the custom rule fired"
+    );
+}
