@@ -4,6 +4,7 @@ use portico_core::domain::Caller;
 use portico_core::ports::PageRequest;
 use portico_functions::accounts::{self, AddUser, CreateAccount};
 use portico_functions::identity::{Identity, identify};
+use portico_functions::instruments::{self, RegisterInstrument};
 
 use crate::Composition;
 
@@ -32,11 +33,12 @@ impl DemoLogin {
 /// (sub, display name, roles)
 type DemoUser = (&'static str, &'static str, &'static [&'static str]);
 
-/// (account name, kind, users)
-const ACCOUNTS: &[(&str, &str, &[DemoUser])] = &[
+/// (account name, kind, instrument serial, users)
+const ACCOUNTS: &[(&str, &str, &str, &[DemoUser])] = &[
     (
         "Acme Research Labs",
         "customer",
+        "SN-ACME-001",
         &[
             ("alice@acme.example", "Alice Admin", &["account_admin"]),
             ("bob@acme.example", "Bob Manager", &["lab_manager"]),
@@ -46,6 +48,7 @@ const ACCOUNTS: &[(&str, &str, &[DemoUser])] = &[
     (
         "Globex Diagnostics",
         "customer",
+        "SN-GLOBEX-001",
         &[
             (
                 "dan@globex.example",
@@ -58,13 +61,29 @@ const ACCOUNTS: &[(&str, &str, &[DemoUser])] = &[
     (
         "Initech Distribution",
         "distributor",
+        "SN-INITECH-001",
         &[("frank@initech.example", "Frank Manager", &["lab_manager"])],
     ),
 ];
 
-/// Loads the demo data set if the store holds no accounts; returns the logins it created, or
-/// `None` when the data dir was not empty.
-pub async fn seed(composition: &Composition) -> anyhow::Result<Option<Vec<DemoLogin>>> {
+/// A demo instrument and its device secret (shown here because the demo is for trying things).
+#[derive(Debug, Clone)]
+pub struct DemoInstrument {
+    pub serial: String,
+    pub device_secret: String,
+    pub account: String,
+}
+
+/// What `--demo` created.
+#[derive(Debug, Clone)]
+pub struct Demo {
+    pub logins: Vec<DemoLogin>,
+    pub instruments: Vec<DemoInstrument>,
+}
+
+/// Loads the demo data set if the store holds no accounts; returns what it created, or `None`
+/// when the data dir was not empty.
+pub async fn seed(composition: &Composition) -> anyhow::Result<Option<Demo>> {
     let ctx = composition.state.context();
     let any = ctx
         .store
@@ -74,6 +93,7 @@ pub async fn seed(composition: &Composition) -> anyhow::Result<Option<Vec<DemoLo
         return Ok(None);
     }
     let mut logins = Vec::new();
+    let mut demo_instruments = Vec::new();
     let staff = [
         (
             "admin@portico.example",
@@ -107,7 +127,7 @@ pub async fn seed(composition: &Composition) -> anyhow::Result<Option<Vec<DemoLo
         });
     }
     let admin = admin.ok_or_else(|| anyhow::anyhow!("no demo admin"))?;
-    for (name, kind, users) in ACCOUNTS {
+    for (name, kind, serial, users) in ACCOUNTS {
         let account = accounts::create_account(
             ctx,
             &admin,
@@ -141,6 +161,25 @@ pub async fn seed(composition: &Composition) -> anyhow::Result<Option<Vec<DemoLo
                 ),
             });
         }
+        let registered = instruments::register(
+            ctx,
+            &admin,
+            RegisterInstrument {
+                serial: (*serial).into(),
+                model: "Sequencer X".into(),
+                account_id: account.id.clone(),
+                name: format!("{name} sequencer"),
+            },
+        )
+        .await?;
+        demo_instruments.push(DemoInstrument {
+            serial: (*serial).into(),
+            device_secret: registered.device_secret,
+            account: (*name).into(),
+        });
     }
-    Ok(Some(logins))
+    Ok(Some(Demo {
+        logins,
+        instruments: demo_instruments,
+    }))
 }

@@ -110,9 +110,17 @@ fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         tracing::info!(data_dir = %config.data_dir.display(), region = %config.region, version = env!("CARGO_PKG_VERSION"), "portico starting");
         if demo {
             match portico_local::demo::seed(server.composition()).await? {
-                Some(logins) => {
-                    for login in logins {
+                Some(demo) => {
+                    for login in demo.logins {
                         tracing::info!(sub = %login.sub, "demo login ({}): {}", login.description, login.token_command());
+                    }
+                    let mqtt = server.mqtt_addr();
+                    for i in demo.instruments {
+                        tracing::info!(
+                            serial = %i.serial,
+                            "demo instrument of {}: mosquitto_pub -h {} -p {} -i {serial} -u {serial} -P {} -t instruments/{serial}/events -m '{{\"severity\":\"critical\",\"message\":\"Pump pressure too high\"}}'",
+                            i.account, mqtt.ip(), mqtt.port(), i.device_secret, serial = i.serial
+                        );
                     }
                 }
                 None => tracing::info!("--demo: the data dir already holds data; nothing loaded"),
