@@ -30,7 +30,7 @@ pub(crate) const RULE_FUNCTION_ERRORS: &str = "portico_rule_function_errors_tota
 
 /// What the broker remembers about a client id.
 struct Client {
-    admitted: Admitted,
+    admitted: Arc<Admitted>,
     /// The identity that owns this client id (and its persistent session): another identity may
     /// not take it over.
     owner: String,
@@ -163,7 +163,7 @@ impl Hooks {
             clients.insert(
                 client_id.clone(),
                 Client {
-                    admitted: admitted.clone(),
+                    admitted: Arc::new(admitted.clone()),
                     owner,
                     connected_at: info.id().create_time,
                     tokens: self.burst,
@@ -223,7 +223,7 @@ impl Hooks {
     }
 
     /// The principal behind a client id, unless its credentials have expired.
-    fn admitted(&self, client_id: &str) -> Option<Admitted> {
+    fn admitted(&self, client_id: &str) -> Option<Arc<Admitted>> {
         let clients = self.clients.lock().ok()?;
         let admitted = clients.get(client_id)?.admitted.clone();
         let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();

@@ -172,14 +172,20 @@ impl Policy {
     }
 
     /// The topic levels that some grant reads as `${account_serial}`: the serials a caller must
-    /// look up before asking `allows` about `topic`.
+    /// look up before asking `allows` about `topic`. Only grants whose literal levels before the
+    /// variable match the topic count, so most topics need no lookup at all.
     pub fn account_serial_candidates<'t>(&self, topic: &'t str) -> Vec<&'t str> {
         let levels: Vec<&str> = topic.split('/').collect();
         let mut out: Vec<&str> = Vec::new();
         for grant in &self.grants {
             for pattern in grant.publish.iter().chain(&grant.subscribe) {
                 for (i, level) in pattern.0.iter().enumerate() {
+                    let prefix_matches = pattern.0[..i].iter().zip(&levels).all(|(p, t)| match p {
+                        Level::Literal(lit) => lit == t,
+                        _ => true,
+                    });
                     if *level == Level::AccountSerial
+                        && prefix_matches
                         && let Some(candidate) = levels.get(i)
                         && !out.contains(candidate)
                     {
@@ -487,6 +493,11 @@ mod tests {
         assert_eq!(
             Policy::default_policy().account_serial_candidates("instruments/SN9/events"),
             vec!["SN9"]
+        );
+        assert!(
+            Policy::default_policy()
+                .account_serial_candidates("accounts/a1/channels/x")
+                .is_empty()
         );
     }
 }
