@@ -16,6 +16,7 @@ pub const ADMIN_GROUP: &str = "portico-admins";
 pub const SUPPORT_GROUP: &str = "portico-support";
 
 pub struct TestApp {
+    pub data_dir: std::path::PathBuf,
     pub addr: SocketAddr,
     pub metrics_addr: SocketAddr,
     pub mqtt_addr: SocketAddr,
@@ -85,6 +86,7 @@ pub async fn spawn_on(config: Config) -> TestApp {
         let _ = stopped.await;
     }));
     TestApp {
+        data_dir: config.data_dir.clone(),
         addr,
         metrics_addr,
         mqtt_addr,
@@ -192,8 +194,22 @@ impl TestApp {
     }
 }
 
-/// Registers an instrument as admin; returns its device secret.
 impl TestApp {
+    /// E-mails waiting in the outbox for `category`, read straight from the data dir's database
+    /// (the outbox has no API; the e-mail worker is its only reader).
+    pub fn outbox(&self, category: &str) -> Vec<(String, String)> {
+        let db = rusqlite::Connection::open(self.data_dir.join("portico.db")).expect("database");
+        let mut query = db
+            .prepare("SELECT recipient, subject FROM outbox WHERE category = ?1 ORDER BY seq")
+            .expect("query");
+        query
+            .query_map([category], |row| Ok((row.get(0)?, row.get(1)?)))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("decoded")
+    }
+
+    /// Registers an instrument as admin; returns its device secret.
     pub async fn register_instrument(&self, account_id: &str, serial: &str) -> String {
         let (status, body) = self
             .post(

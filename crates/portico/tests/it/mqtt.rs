@@ -150,6 +150,21 @@ async fn an_instrument_error_reaches_exactly_the_right_people() {
     assert!(notifications(app, &w.carol).await.is_empty());
     assert!(notifications(app, &w.dan).await.is_empty());
 
+    // Critical: an e-mail each for Bob and support waits in the outbox.
+    let mut to: Vec<String> = app
+        .outbox("instrument_alert")
+        .into_iter()
+        .map(|(to, _)| to)
+        .collect();
+    to.sort();
+    assert_eq!(
+        to,
+        vec![
+            "bob@acme.example".to_string(),
+            "support@portico.example".to_string()
+        ]
+    );
+
     // The same event delivered again (QoS 1 redelivery) notifies nobody twice.
     instrument
         .publish(
@@ -161,6 +176,7 @@ async fn an_instrument_error_reaches_exactly_the_right_people() {
         .await;
     tokio::time::sleep(QUIET).await;
     assert_eq!(notifications(app, &w.bob).await.len(), 1);
+    assert_eq!(app.outbox("instrument_alert").len(), 2);
 
     // Only the owner can mark it read.
     let nid = bob_list[0]["id"].as_str().expect("id");
