@@ -194,3 +194,75 @@ pub struct OutboundEmail {
     /// What made it (e.g. `instrument_alert`), for tracing a message back to its cause.
     pub category: String,
 }
+
+/// Where a document is in its life: uploaded files are checked by the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DocumentStatus {
+    /// Waiting for its upload.
+    Pending,
+    /// Uploaded; the worker is checking it.
+    Processing,
+    Ready,
+    Failed,
+}
+
+impl DocumentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocumentStatus::Pending => "pending",
+            DocumentStatus::Processing => "processing",
+            DocumentStatus::Ready => "ready",
+            DocumentStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DocumentStatus> {
+        [
+            DocumentStatus::Pending,
+            DocumentStatus::Processing,
+            DocumentStatus::Ready,
+            DocumentStatus::Failed,
+        ]
+        .into_iter()
+        .find(|d| d.as_str() == s)
+    }
+
+    /// Ready and failed documents never change again.
+    pub fn is_final(self) -> bool {
+        matches!(self, DocumentStatus::Ready | DocumentStatus::Failed)
+    }
+}
+
+/// A file a user uploaded to their account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Document {
+    pub id: String,
+    pub account_id: String,
+    /// The user who asked for the upload; they are told when it is checked.
+    pub uploaded_by: String,
+    /// The name the user gave; shown, never used as a storage key.
+    pub filename: String,
+    pub content_type: String,
+    /// The size declared when the upload was requested; the upload must match it exactly.
+    pub size: u64,
+    pub status: DocumentStatus,
+    pub failure_reason: Option<String>,
+    /// What the worker found: size, SHA-256, sniffed type, and for CSV run files rows, columns
+    /// and the time span.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: OffsetDateTime,
+}
+
+impl Document {
+    /// The object-store key: derived from ids only, never from the user's file name.
+    pub fn object_key(&self) -> String {
+        format!("documents/{}/{}", self.account_id, self.id)
+    }
+}

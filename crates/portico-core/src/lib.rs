@@ -10,9 +10,11 @@ pub mod policy;
 pub mod ports;
 
 pub use domain::{
-    Account, AccountKind, Caller, Instrument, Notification, OutboundEmail, Role, User,
+    Account, AccountKind, Caller, Document, DocumentStatus, Instrument, Notification,
+    OutboundEmail, Role, User,
 };
 pub use error::{Error, FieldError, Result};
 pub use ports::{
-    NewAccount, Outbox, Page, PageRequest, Publisher, SequenceGenerator, SequenceRange, Store,
+    NewAccount, ObjectStore, Outbox, Page, PageRequest, Publisher, Queue, QueueMessage, QueueStats,
+    SequenceGenerator, SequenceRange, Store, StoredObject,
 };

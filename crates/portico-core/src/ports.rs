@@ -5,7 +5,16 @@ use async_trait::async_trait;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::domain::{Account, AccountKind, Instrument, Notification, OutboundEmail, Role, User};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+
+use crate::domain::{
+    Account, AccountKind, Document, DocumentStatus, Instrument, Notification, OutboundEmail, Role,
+    User,
+};
 use crate::error::{Error, Result};
 
 /// One page of a list request. `cursor` is opaque to everyone but the adapter that made it.
@@ -100,6 +109,96 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         at: time::OffsetDateTime,
     ) -> Result<Option<Notification>>;
+
+    async fn create_document(&self, document: &Document) -> Result<()>;
+    async fn document(&self, id: &str) -> Result<Option<Document>>;
+    /// One account's documents, newest first.
+    async fn list_documents(&self, account_id: &str, page: &PageRequest) -> Result<Page<Document>>;
+    /// Moves a document to `to` only if its status is one of `from` (so concurrent or repeated
+    /// workers cannot undo each other); returns whether it moved.
+    async fn transition_document(
+        &self,
+        id: &str,
+        from: &[DocumentStatus],
+        to: DocumentStatus,
+        failure_reason: Option<&str>,
+        metadata: Option<&serde_json::Value>,
+    ) -> Result<bool>;
+}
+
+/// A stream of object bytes.
+pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
+
+/// What was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    pub size: u64,
+    /// Hex SHA-256 of the bytes.
+    pub sha256: String,
+}
+
+/// Objects (uploaded files): written from a stream, visible only once complete.
+#[async_trait]
+pub trait ObjectStore: Send + Sync + 'static {
+    /// Writes `key` from `body`, failing (and leaving nothing behind) if the body exceeds
+    /// `max_bytes` or the stream fails.
+    async fn put(&self, key: &str, body: ByteStream, max_bytes: u64) -> Result<StoredObject>;
+    /// Reads `key`; `NotFound` if it does not exist.
+    async fn get(&self, key: &str) -> Result<ByteStream>;
+}
+
+/// A message taken from a queue: invisible to other receivers until its visibility timeout
+/// passes, unless deleted with `receipt` first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueMessage {
+    pub id: String,
+    /// Proves this receive; a later receive of the same message makes it stale.
+    pub receipt: String,
+    pub body: String,
+    pub attributes: BTreeMap<String, String>,
+    /// How many times the message has been received, this time included.
+    pub receive_count: u32,
+    pub sent_at_ms: i64,
+}
+
+/// How a queue is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueStats {
+    pub visible: u64,
+    pub in_flight: u64,
+    pub oldest_age_ms: u64,
+    pub dead: u64,
+}
+
+/// Durable queues with SQS semantics: at-least-once delivery, visibility timeouts, receive
+/// counts, and a dead-letter queue (`<name>-dead`) for messages received too often.
+#[async_trait]
+pub trait Queue: Send + Sync + 'static {
+    async fn send(
+        &self,
+        queue: &str,
+        body: &str,
+        attributes: &BTreeMap<String, String>,
+    ) -> Result<String>;
+    /// Up to `max` messages, waiting up to `wait` for the first; each becomes invisible for
+    /// `visibility`. A message already received `max_receives` times goes to the dead-letter
+    /// queue instead.
+    async fn receive(
+        &self,
+        queue: &str,
+        max: u32,
+        visibility: Duration,
+        wait: Duration,
+    ) -> Result<Vec<QueueMessage>>;
+    /// Deletes the message this receipt belongs to; false if the receipt is stale.
+    async fn delete(&self, queue: &str, receipt: &str) -> Result<bool>;
+    async fn change_visibility(
+        &self,
+        queue: &str,
+        receipt: &str,
+        visibility: Duration,
+    ) -> Result<bool>;
+    async fn stats(&self, queue: &str) -> Result<QueueStats>;
 }
 
 /// Messages to clients of the broker, sent by the server itself (AWS: IoT Data Plane).

@@ -87,6 +87,36 @@ CREATE TABLE outbox (
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 "#,
+    r#"
+CREATE TABLE documents (
+    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    id             TEXT NOT NULL UNIQUE,
+    account_id     TEXT NOT NULL REFERENCES accounts(id),
+    uploaded_by    TEXT NOT NULL,
+    filename       TEXT NOT NULL,
+    content_type   TEXT NOT NULL,
+    size           INTEGER NOT NULL,
+    status         TEXT NOT NULL,
+    failure_reason TEXT,
+    metadata       TEXT,
+    created_at     TEXT NOT NULL,
+    updated_at     TEXT NOT NULL
+);
+CREATE INDEX documents_by_account ON documents(account_id, seq);
+CREATE TABLE queue_messages (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    id            TEXT NOT NULL UNIQUE,
+    queue         TEXT NOT NULL,
+    body          TEXT NOT NULL,
+    attributes    TEXT NOT NULL,
+    sent_at       INTEGER NOT NULL,
+    visible_at    INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    receipt       TEXT
+);
+CREATE INDEX queue_ready ON queue_messages(queue, visible_at, seq);
+CREATE INDEX queue_receipts ON queue_messages(receipt);
+"#,
 ];
 
 /// A SQLite database shared by the local adapters.

@@ -4,9 +4,11 @@
 //! rusqlite is blocking, so every call runs on tokio's blocking pool.
 
 mod db;
+mod queue;
 mod sequence;
 mod store;
 
 pub use db::Database;
+pub use queue::{DEAD_LETTER_SUFFIX, SqliteQueue};
 pub use sequence::SqliteSequence;
 pub use store::SqliteStore;
