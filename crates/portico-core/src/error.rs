@@ -23,6 +23,9 @@ pub enum Error {
     /// The request conflicts with the current state (a duplicate, for example).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The request body is larger than allowed.
+    #[error("too large: {0}")]
+    TooLarge(String),
     /// The request is well-formed but its values are not acceptable.
     #[error("validation failed")]
     Validation(Vec<FieldError>),
@@ -46,6 +49,7 @@ impl Error {
             Error::Forbidden(_) => 403,
             Error::NotFound(_) => 404,
             Error::Conflict(_) => 409,
+            Error::TooLarge(_) => 413,
             Error::Validation(_) => 422,
             Error::Unavailable(_) => 503,
             Error::Unexpected(_) => 500,

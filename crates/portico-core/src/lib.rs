@@ -15,6 +15,6 @@ pub use domain::{
 };
 pub use error::{Error, FieldError, Result};
 pub use ports::{
-    NewAccount, ObjectStore, Outbox, Page, PageRequest, Publisher, Queue, QueueMessage, QueueStats,
-    SequenceGenerator, SequenceRange, Store, StoredObject,
+    FileUrls, NewAccount, ObjectStore, Outbox, Page, PageRequest, Publisher, Queue, QueueMessage,
+    QueueStats, SequenceGenerator, SequenceRange, Store, StoredObject,
 };

@@ -140,11 +140,19 @@ pub struct StoredObject {
 /// Objects (uploaded files): written from a stream, visible only once complete.
 #[async_trait]
 pub trait ObjectStore: Send + Sync + 'static {
-    /// Writes `key` from `body`, failing (and leaving nothing behind) if the body exceeds
-    /// `max_bytes` or the stream fails.
-    async fn put(&self, key: &str, body: ByteStream, max_bytes: u64) -> Result<StoredObject>;
+    /// Writes `key` from `body`, which must be exactly `size` bytes: a longer body is
+    /// `TooLarge`, a shorter or broken one `Validation`, and either leaves nothing behind.
+    async fn put(&self, key: &str, body: ByteStream, size: u64) -> Result<StoredObject>;
     /// Reads `key`; `NotFound` if it does not exist.
     async fn get(&self, key: &str) -> Result<ByteStream>;
+}
+
+/// Where clients send and fetch document bytes: signed, expiring URLs (locally, routes of the
+/// local host; on AWS, S3 presigned URLs). A URL may be relative to the API's base URL.
+#[async_trait]
+pub trait FileUrls: Send + Sync + 'static {
+    async fn upload_url(&self, document: &Document, expires_at: i64) -> Result<String>;
+    async fn download_url(&self, document: &Document, expires_at: i64) -> Result<String>;
 }
 
 /// A message taken from a queue: invisible to other receivers until its visibility timeout

@@ -66,6 +66,7 @@ impl From<Error> for Problem {
             Error::Forbidden(m) => Problem::new(StatusCode::FORBIDDEN, "forbidden", m),
             Error::NotFound(m) => Problem::new(StatusCode::NOT_FOUND, "not-found", m),
             Error::Conflict(m) => Problem::new(StatusCode::CONFLICT, "conflict", m),
+            Error::TooLarge(m) => Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", m),
             Error::Validation(errors) => Problem::validation(errors),
             Error::Unavailable(m) => {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
