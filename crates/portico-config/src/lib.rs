@@ -63,8 +63,55 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub auth: AuthConfig,
     pub sequence: SequenceConfig,
+    pub documents: DocumentsConfig,
+    pub worker: WorkerConfig,
     pub sendgrid: SendgridConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DocumentsConfig {
+    /// How long upload and download links stay valid, in seconds.
+    pub upload_url_ttl_secs: u64,
+    /// The largest file accepted, in bytes.
+    pub max_upload_bytes: u64,
+}
+
+/// The queue workers (upload events); `portico serve` runs them unless disabled, and
+/// `portico worker` runs only them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Whether `portico serve` runs the workers too.
+    pub enabled: bool,
+    /// Messages processed at once.
+    pub concurrency: usize,
+    /// How long a received message stays hidden while a worker holds it (extended while work
+    /// goes on); after that another worker gets it.
+    pub visibility_timeout_secs: u64,
+    /// Receives before a message goes to the dead-letter queue.
+    pub max_receives: u32,
+}
+
+impl Default for DocumentsConfig {
+    fn default() -> Self {
+        DocumentsConfig {
+            upload_url_ttl_secs: 900,
+            max_upload_bytes: 1024 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            enabled: true,
+            concurrency: 2,
+            visibility_timeout_secs: 30,
+            max_receives: 5,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -155,6 +202,8 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             auth: AuthConfig::default(),
             sequence: SequenceConfig::default(),
+            documents: DocumentsConfig::default(),
+            worker: WorkerConfig::default(),
             sendgrid: SendgridConfig::default(),
             log: LogConfig::default(),
         }
@@ -271,6 +320,21 @@ const ENV_KEYS: &[(&str, &str)] = &[
         "PORTICO_SEQUENCE_ACCOUNT_NUMBER_END",
         "sequence.account_number_end",
     ),
+    (
+        "PORTICO_DOCUMENTS_UPLOAD_URL_TTL_SECS",
+        "documents.upload_url_ttl_secs",
+    ),
+    (
+        "PORTICO_DOCUMENTS_MAX_UPLOAD_BYTES",
+        "documents.max_upload_bytes",
+    ),
+    ("PORTICO_WORKER_ENABLED", "worker.enabled"),
+    ("PORTICO_WORKER_CONCURRENCY", "worker.concurrency"),
+    (
+        "PORTICO_WORKER_VISIBILITY_TIMEOUT_SECS",
+        "worker.visibility_timeout_secs",
+    ),
+    ("PORTICO_WORKER_MAX_RECEIVES", "worker.max_receives"),
     ("PORTICO_SENDGRID_API_KEY", "sendgrid.api_key"),
     ("PORTICO_SENDGRID_BASE_URL", "sendgrid.base_url"),
     ("PORTICO_LOG", "log.filter"),
@@ -360,6 +424,22 @@ impl Config {
             "sequence.account_number_end" => {
                 self.sequence.account_number_end = parse_number(value)?
             }
+            "documents.upload_url_ttl_secs" => {
+                self.documents.upload_url_ttl_secs = parse_number(value)?
+            }
+            "documents.max_upload_bytes" => self.documents.max_upload_bytes = parse_number(value)?,
+            "worker.enabled" => {
+                self.worker.enabled = match value {
+                    "true" | "1" | "yes" => true,
+                    "false" | "0" | "no" => false,
+                    other => return Err(format!("{other:?} is not true or false")),
+                }
+            }
+            "worker.concurrency" => self.worker.concurrency = parse_number(value)?,
+            "worker.visibility_timeout_secs" => {
+                self.worker.visibility_timeout_secs = parse_number(value)?
+            }
+            "worker.max_receives" => self.worker.max_receives = parse_number(value)?,
             "sendgrid.api_key" => self.sendgrid.api_key = empty_is_none(value).map(Secret),
             "sendgrid.base_url" => self.sendgrid.base_url = value.into(),
             "log.filter" => self.log.filter = value.into(),
@@ -404,6 +484,20 @@ impl Config {
             || self.mqtt.publish_burst == 0
         {
             return invalid("mqtt limits must be positive (max_packet_bytes at least 1024)".into());
+        }
+        if self.documents.upload_url_ttl_secs == 0 || self.documents.max_upload_bytes == 0 {
+            return invalid(
+                "documents: upload_url_ttl_secs and max_upload_bytes must be positive".into(),
+            );
+        }
+        if self.worker.concurrency == 0
+            || self.worker.visibility_timeout_secs == 0
+            || self.worker.max_receives == 0
+        {
+            return invalid(
+                "worker: concurrency, visibility_timeout_secs and max_receives must be positive"
+                    .into(),
+            );
         }
         if self.http.body_limit_bytes == 0 {
             return invalid("http.body_limit_bytes must be positive".into());

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod alerts;
+pub mod documents;
 pub mod gate;
 pub mod identity;
 pub mod instruments;
@@ -12,7 +13,7 @@ mod validate;
 
 use std::sync::Arc;
 
-use portico_core::{Outbox, Publisher, SequenceGenerator, Store};
+use portico_core::{FileUrls, ObjectStore, Outbox, Publisher, Queue, SequenceGenerator, Store};
 
 /// What every function may use.
 pub struct Context {
@@ -23,6 +24,12 @@ pub struct Context {
     pub publisher: Arc<dyn Publisher>,
     /// E-mails to send.
     pub outbox: Arc<dyn Outbox>,
+    /// Uploaded files.
+    pub objects: Arc<dyn ObjectStore>,
+    /// Signed links to send and fetch files.
+    pub file_urls: Arc<dyn FileUrls>,
+    /// Durable queues (upload events).
+    pub queue: Arc<dyn Queue>,
     pub settings: Settings,
 }
 
@@ -52,4 +59,8 @@ pub struct Settings {
     pub admin_group: String,
     /// Token group that makes a caller platform support staff.
     pub support_group: String,
+    /// How long upload and download links stay valid.
+    pub upload_url_ttl_secs: u64,
+    /// The largest file accepted.
+    pub max_upload_bytes: u64,
 }

@@ -25,15 +25,24 @@ struct Invocation {
     timeout: Duration,
 }
 
-/// Wraps `route` as the function `name`.
+/// Wraps `route` as the function `name`, with the configured request timeout.
 pub(crate) fn function(
     name: &'static str,
     route: MethodRouter<AppState>,
     state: &AppState,
 ) -> MethodRouter<AppState> {
+    function_with_timeout(name, route, state.request_timeout())
+}
+
+/// Wraps `route` as the function `name`, with its own timeout.
+pub(crate) fn function_with_timeout(
+    name: &'static str,
+    route: MethodRouter<AppState>,
+    timeout: Duration,
+) -> MethodRouter<AppState> {
     let invocation = Invocation {
         function: name,
-        timeout: state.request_timeout(),
+        timeout,
     };
     route.layer(middleware::from_fn_with_state(invocation, invoke))
 }

@@ -13,9 +13,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use portico_auth::{DevIssuer, Verifier};
 use portico_functions::Context;
+use portico_objects::SignedUrls;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -23,6 +24,9 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 pub use extract::bearer_token;
 pub use openapi::document as openapi_document;
 pub use problem::Problem;
+
+/// How long a file upload or download may take.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Limits applied to every request.
 #[derive(Debug, Clone, Copy)]
@@ -39,6 +43,8 @@ struct Shared {
     context: Arc<Context>,
     verifier: Arc<Verifier>,
     dev_issuer: Option<Arc<DevIssuer>>,
+    /// Present when this host serves document bytes itself (the local host).
+    signed_urls: Option<Arc<SignedUrls>>,
     limits: Limits,
 }
 
@@ -47,14 +53,20 @@ impl AppState {
         context: Arc<Context>,
         verifier: Arc<Verifier>,
         dev_issuer: Option<Arc<DevIssuer>>,
+        signed_urls: Option<Arc<SignedUrls>>,
         limits: Limits,
     ) -> Self {
         AppState(Arc::new(Shared {
             context,
             verifier,
             dev_issuer,
+            signed_urls,
             limits,
         }))
+    }
+
+    pub fn signed_urls(&self) -> Option<&SignedUrls> {
+        self.0.signed_urls.as_deref()
     }
 
     pub fn context(&self) -> &Context {
@@ -121,6 +133,32 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/v1/notifications/{id}/read",
             f("read_notification", post(routes::read_notification), s),
+        )
+        .route(
+            "/v1/documents",
+            f("list_documents", get(routes::list_documents), s),
+        )
+        .route(
+            "/v1/documents/uploads",
+            f("request_upload", post(routes::request_upload), s),
+        )
+        .route(
+            "/v1/documents/{id}",
+            f("get_document", get(routes::get_document), s),
+        )
+        .route(
+            "/v1/documents/{id}/content",
+            // File bytes may take long on a slow link: these get their own, longer timeout.
+            invoke::function_with_timeout(
+                "upload_content",
+                put(routes::upload_content),
+                TRANSFER_TIMEOUT,
+            )
+            .merge(invoke::function_with_timeout(
+                "download_content",
+                get(routes::download_content),
+                TRANSFER_TIMEOUT,
+            )),
         )
         .route(
             "/oauth2/default/.well-known/oauth-authorization-server",

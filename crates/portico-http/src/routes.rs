@@ -1,17 +1,25 @@
 //! The HTTP functions: thin handlers that extract a typed input, call a function, encode its
 //! result. Each is annotated for the OpenAPI document.
 
+use std::collections::HashMap;
+
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
-use portico_core::domain::{Account, Instrument, Notification, User};
+use futures_util::{StreamExt, TryStreamExt};
+use portico_core::Error;
+use portico_core::domain::{Account, Document, DocumentStatus, Instrument, Notification, User};
 use portico_core::ports::Page;
 use portico_functions::accounts::{self, AddUser, CreateAccount};
+use portico_functions::documents::{self, DocumentView, RequestUpload, UploadTicket};
 use portico_functions::identity::{self, Me};
 use portico_functions::instruments::{self, RegisterInstrument, RegisteredInstrument};
 use portico_functions::notifications;
+use portico_objects::UploadGrant;
 use serde::Serialize;
+use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::AppState;
@@ -211,6 +219,219 @@ pub async fn read_notification(
     Ok(Json(
         notifications::mark_read(state.context(), &caller, &id).await?,
     ))
+}
+
+/// Asks to upload a file to the caller's account: answers a signed `upload_url` to `PUT` the
+/// bytes to (with the declared `Content-Type` and exactly `size` bytes) before `expires_at`.
+#[utoipa::path(post, path = "/v1/documents/uploads", tag = "documents", security(("bearer" = [])),
+    request_body = RequestUpload,
+    responses((status = 201, body = UploadTicket), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub async fn request_upload(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    headers: HeaderMap,
+    JsonBody(input): JsonBody<RequestUpload>,
+) -> Answer<impl IntoResponse> {
+    let mut ticket = documents::request_upload(state.context(), &caller, input).await?;
+    ticket.upload_url = absolute(&headers, ticket.upload_url);
+    let location = format!("/v1/documents/{}", ticket.document_id);
+    Ok(created(location, ticket))
+}
+
+/// The caller's account's documents, newest first.
+#[utoipa::path(get, path = "/v1/documents", tag = "documents", security(("bearer" = [])),
+    params(("limit" = Option<u32>, Query, description = "1 to 200, default 50"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+    responses((status = 200, body = Page<Document>), (status = 401, body = Problem),
+        (status = 403, body = Problem)))]
+pub async fn list_documents(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Paging(page): Paging,
+) -> Answer<Json<Page<Document>>> {
+    Ok(Json(documents::list(state.context(), &caller, page).await?))
+}
+
+/// A document's status and what the worker found in it; a signed `download_url` once ready.
+#[utoipa::path(get, path = "/v1/documents/{id}", tag = "documents", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Document id")),
+    responses((status = 200, body = DocumentView), (status = 401, body = Problem),
+        (status = 404, body = Problem)))]
+pub async fn get_document(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Answer<Json<DocumentView>> {
+    let mut view = documents::get(state.context(), &caller, &id).await?;
+    view.download_url = view.download_url.map(|u| absolute(&headers, u));
+    Ok(Json(view))
+}
+
+/// The signed upload: the file's bytes, streamed to storage. The link is the credential.
+#[utoipa::path(put, path = "/v1/documents/{id}/content", tag = "documents",
+    params(("id" = String, Path, description = "Document id"),
+        ("expires" = i64, Query, description = "From the signed URL"),
+        ("size" = u64, Query, description = "From the signed URL"),
+        ("type" = String, Query, description = "From the signed URL"),
+        ("sig" = String, Query, description = "From the signed URL")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 200, description = "Stored; the document is being checked"),
+        (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem)))]
+pub async fn upload_content(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer<impl IntoResponse> {
+    let signer = state.signed_urls().ok_or_else(not_served_here)?;
+    let grant = UploadGrant {
+        expires: param(&query, "expires")?,
+        size: param(&query, "size")?,
+        content_type: query.get("type").cloned().ok_or_else(bad_link)?,
+    };
+    let signature = query.get("sig").ok_or_else(bad_link)?;
+    signer.check_upload(
+        &id,
+        &grant,
+        signature,
+        OffsetDateTime::now_utc().unix_timestamp(),
+    )?;
+    let ctx = state.context();
+    let document = ctx
+        .store
+        .document(&id)
+        .await?
+        .ok_or_else(|| Problem::from(Error::NotFound(format!("document `{id}` not found"))))?;
+    if document.status != DocumentStatus::Pending {
+        return Err(Error::Conflict("this document's file was already uploaded".into()).into());
+    }
+    let sent_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase());
+    if sent_type.as_deref() != Some(grant.content_type.as_str()) {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            format!(
+                "send the file as `Content-Type: {}`, as declared",
+                grant.content_type
+            ),
+        ));
+    }
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(length) = length
+        && length > document.size
+    {
+        return Err(Error::TooLarge(format!(
+            "the body has {length} bytes, {} were declared",
+            document.size
+        ))
+        .into());
+    }
+    let stream = body
+        .into_data_stream()
+        .map_err(std::io::Error::other)
+        .boxed();
+    let stored = ctx
+        .objects
+        .put(&document.object_key(), stream, document.size)
+        .await?;
+    documents::upload_completed(ctx, &document, &stored).await?;
+    Ok((
+        [(header::ETAG, format!("\"{}\"", stored.sha256))],
+        Json(
+            serde_json::json!({"document_id": document.id, "size": stored.size, "sha256": stored.sha256}),
+        ),
+    ))
+}
+
+/// The signed download of a ready document's bytes.
+#[utoipa::path(get, path = "/v1/documents/{id}/content", tag = "documents",
+    params(("id" = String, Path, description = "Document id"),
+        ("expires" = i64, Query, description = "From the signed URL"),
+        ("sig" = String, Query, description = "From the signed URL")),
+    responses((status = 200, description = "The file"), (status = 403, body = Problem),
+        (status = 404, body = Problem)))]
+pub async fn download_content(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Answer<impl IntoResponse> {
+    let signer = state.signed_urls().ok_or_else(not_served_here)?;
+    let expires: i64 = param(&query, "expires")?;
+    let signature = query.get("sig").ok_or_else(bad_link)?;
+    signer.check_download(
+        &id,
+        expires,
+        signature,
+        OffsetDateTime::now_utc().unix_timestamp(),
+    )?;
+    let ctx = state.context();
+    let document = ctx
+        .store
+        .document(&id)
+        .await?
+        .filter(|d| d.status == DocumentStatus::Ready)
+        .ok_or_else(|| Problem::from(Error::NotFound(format!("document `{id}` is not ready"))))?;
+    let stream = ctx.objects.get(&document.object_key()).await?;
+    let disposition = format!(
+        "attachment; filename=\"{}\"",
+        document.filename.replace(['"', '\\'], "_")
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, document.content_type.clone()),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::CONTENT_LENGTH, document.size.to_string()),
+        ],
+        Body::from_stream(stream),
+    ))
+}
+
+fn bad_link() -> Problem {
+    Problem::from(Error::Forbidden(
+        "this link is incomplete; use the URL exactly as given".into(),
+    ))
+}
+
+fn not_served_here() -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "this host does not serve document files",
+    )
+}
+
+fn param<T: std::str::FromStr>(query: &HashMap<String, String>, name: &str) -> Result<T, Problem> {
+    query
+        .get(name)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(bad_link)
+}
+
+/// Makes a host-relative URL absolute with the host the client called.
+fn absolute(headers: &HeaderMap, url: String) -> String {
+    if !url.starts_with('/') {
+        return url;
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+        .filter(|p| *p == "https" || *p == "http")
+        .unwrap_or("http");
+    format!("{scheme}://{host}{url}")
 }
 
 /// The dev issuer's authorization server metadata (only when no external issuer is configured).

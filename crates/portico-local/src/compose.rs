@@ -10,7 +10,8 @@ use portico_config::Config;
 use portico_core::ports::SequenceRange;
 use portico_functions::{Context, Settings};
 use portico_http::{AppState, Limits};
-use portico_sqlite::{Database, SqliteSequence, SqliteStore};
+use portico_objects::{Objects, SignedUrls};
+use portico_sqlite::{Database, SqliteQueue, SqliteSequence, SqliteStore};
 
 /// The composed backend: the state the HTTP functions run on, and the parts hosts and tests need.
 #[derive(Clone)]
@@ -65,15 +66,24 @@ pub fn compose(config: &Config) -> anyhow::Result<Composition> {
     };
     let store = Arc::new(SqliteStore::new(database.clone(), range));
     let publisher = Arc::new(BrokerPublisher::new());
+    let signed_urls = Arc::new(SignedUrls::load_or_create(&config.data_dir.join("auth"))?);
     let context = Arc::new(Context {
         store: store.clone(),
         outbox: store,
         publisher: publisher.clone(),
+        objects: Arc::new(Objects::local(&config.data_dir.join("objects"))?),
+        file_urls: signed_urls.clone(),
+        queue: Arc::new(SqliteQueue::new(
+            database.clone(),
+            config.worker.max_receives,
+        )),
         sequence: Arc::new(SqliteSequence::new(database, range)),
         settings: Settings {
             region: config.region.clone(),
             admin_group: config.auth.admin_group.clone(),
             support_group: config.auth.support_group.clone(),
+            upload_url_ttl_secs: config.documents.upload_url_ttl_secs,
+            max_upload_bytes: config.documents.max_upload_bytes,
         },
     });
     let limits = Limits {
@@ -84,6 +94,7 @@ pub fn compose(config: &Config) -> anyhow::Result<Composition> {
         context.clone(),
         verifier.clone(),
         dev_issuer.clone(),
+        Some(signed_urls),
         limits,
     );
     Ok(Composition {

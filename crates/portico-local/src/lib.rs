@@ -7,6 +7,7 @@
 mod compose;
 pub mod demo;
 mod metrics;
+pub mod worker;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -30,6 +31,8 @@ pub struct Server {
     metrics: TcpListener,
     broker: Broker,
     prometheus: metrics_exporter_prometheus::PrometheusHandle,
+    /// The queue workers to run beside the API, unless disabled.
+    worker: Option<worker::WorkerSettings>,
 }
 
 impl Server {
@@ -50,6 +53,7 @@ impl Server {
             metrics,
             broker,
             prometheus,
+            worker: config.worker.enabled.then(|| worker_settings(config)),
         })
     }
 
@@ -118,6 +122,14 @@ impl Server {
             })
         };
 
+        let workers = self.worker.map(|settings| {
+            tokio::spawn(worker::run(
+                self.composition.context.clone(),
+                settings,
+                stop_rx.clone(),
+            ))
+        });
+
         let app = portico_http::app(self.composition.state.clone());
         let http = axum::serve(self.http, app).with_graceful_shutdown(stopped(stop_rx.clone()));
         let metrics = axum::serve(self.metrics, metrics::router(self.prometheus))
@@ -126,6 +138,9 @@ impl Server {
         // The watcher goes first, so the broker's planned stop is not reported as a failure.
         watch_broker.abort();
         stop_broker.abort();
+        if let Some(workers) = workers {
+            let _ = workers.await;
+        }
         http.context("HTTP listener failed")?;
         metrics.context("metrics listener failed")?;
         if broker_failed.load(std::sync::atomic::Ordering::SeqCst) {
@@ -180,4 +195,12 @@ async fn bind_broker(config: &Config, composition: &Composition) -> anyhow::Resu
         policy,
     ));
     Broker::bind(&settings, gate, rules, &composition.publisher).await
+}
+
+/// The worker settings in `config`.
+pub fn worker_settings(config: &Config) -> worker::WorkerSettings {
+    worker::WorkerSettings {
+        concurrency: config.worker.concurrency,
+        visibility: std::time::Duration::from_secs(config.worker.visibility_timeout_secs),
+    }
 }

@@ -40,6 +40,8 @@ enum Command {
         #[arg(long, default_value = "1h")]
         ttl: String,
     },
+    /// Run only the queue workers (to scale them apart from the API).
+    Worker,
     /// Print the effective configuration (TOML), secrets redacted.
     Config,
 }
@@ -64,6 +66,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Token { sub, groups, ttl } => token(&config, sub, groups, &ttl),
         Command::Serve { demo } => serve(config, demo),
+        Command::Worker => worker(config),
     }
 }
 
@@ -92,7 +95,24 @@ fn token(config: &Config, sub: String, groups: Vec<String>, ttl: &str) -> anyhow
     Ok(())
 }
 
-fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
+fn worker(config: Config) -> anyhow::Result<()> {
+    init_logging(&config)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let composition = portico_local::compose(&config)?;
+        let settings = portico_local::worker_settings(&config);
+        tracing::info!(concurrency = settings.concurrency, data_dir = %config.data_dir.display(), "portico worker starting");
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        portico_local::worker::run(composition.context, settings, stop_rx).await;
+        Ok(())
+    })
+}
+
+fn init_logging(config: &Config) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
@@ -104,6 +124,11 @@ fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         )
         .with_writer(std::io::stdout)
         .init();
+    Ok(())
+}
+
+fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
+    init_logging(&config)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
         let server = portico_local::Server::bind(&config).await?;

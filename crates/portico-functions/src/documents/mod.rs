@@ -1,0 +1,438 @@
+//! Documents: an upload is asked for, its bytes arrive through a signed URL, an S3-shaped
+//! `ObjectCreated` event goes onto the queue, and the worker checks the file, records what is in
+//! it, marks it `ready` or `failed` and tells the uploader. Every step can run twice without harm.
+
+mod inspect;
+
+use std::collections::BTreeMap;
+
+use futures_util::StreamExt;
+use portico_core::domain::{Caller, Document, DocumentStatus, Notification, Role};
+use portico_core::ports::{Page, PageRequest};
+use portico_core::{Error, FieldError, Result, StoredObject, policy};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use utoipa::ToSchema;
+
+use crate::Context;
+pub use inspect::Inspector;
+
+/// The queue upload events go to; its dead-letter queue is `document-uploads-dead`.
+pub const UPLOADS_QUEUE: &str = "document-uploads";
+/// The bucket name upload events carry (S3's shape; locally it names the object store).
+const BUCKET: &str = "portico-documents";
+const NOTIFICATION_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x2b7d_61e4_0c9a_4f35_8a1e_5d36_c0f7_19b2);
+
+/// `POST /v1/documents/uploads`
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestUpload {
+    /// A file name (no path), shown to users; storage never uses it.
+    pub filename: String,
+    /// The `Content-Type` the upload will be sent with, e.g. `text/csv`.
+    pub content_type: String,
+    /// The exact size of the file in bytes.
+    pub size: u64,
+}
+
+/// Where and how to send the file.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UploadTicket {
+    pub document_id: String,
+    /// `PUT` the file here with the declared `Content-Type` and exactly `size` bytes.
+    pub upload_url: String,
+    pub expires_at: String,
+}
+
+/// `GET /v1/documents/{id}`
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DocumentView {
+    #[serde(flatten)]
+    pub document: Document,
+    /// A signed, expiring link to the bytes, once the document is ready.
+    pub download_url: Option<String>,
+}
+
+pub async fn request_upload(
+    ctx: &Context,
+    caller: &Caller,
+    input: RequestUpload,
+) -> Result<UploadTicket> {
+    policy::require_provisioned(caller)?;
+    let (Some(account_id), Some(user_id)) = (caller.account_id(), caller.user_id()) else {
+        return Err(Error::Forbidden(
+            "documents belong to an account, and you are not a member of one".into(),
+        ));
+    };
+    let mut errors = Vec::new();
+    check_filename(&mut errors, &input.filename);
+    check_content_type(&mut errors, &input.content_type);
+    let max = ctx.settings.max_upload_bytes;
+    if input.size == 0 {
+        errors.push(FieldError::new(
+            "size",
+            "an empty file has nothing to check",
+        ));
+    } else if input.size > max {
+        errors.push(FieldError::new(
+            "size",
+            format!("must be at most {max} bytes"),
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(Error::Validation(errors));
+    }
+    let now = OffsetDateTime::now_utc();
+    let document = Document {
+        id: uuid::Uuid::now_v7().to_string(),
+        account_id: account_id.to_string(),
+        uploaded_by: user_id.to_string(),
+        filename: input.filename,
+        content_type: input.content_type.trim().to_ascii_lowercase(),
+        size: input.size,
+        status: DocumentStatus::Pending,
+        failure_reason: None,
+        metadata: None,
+        created_at: now,
+        updated_at: now,
+    };
+    ctx.store.create_document(&document).await?;
+    let expires = now + time::Duration::seconds(ctx.settings.upload_url_ttl_secs as i64);
+    let upload_url = ctx
+        .file_urls
+        .upload_url(&document, expires.unix_timestamp())
+        .await?;
+    Ok(UploadTicket {
+        document_id: document.id,
+        upload_url,
+        expires_at: expires.format(&Rfc3339).unwrap_or_default(),
+    })
+}
+
+fn check_filename(errors: &mut Vec<FieldError>, name: &str) {
+    let bad = name.is_empty()
+        || name.len() > 255
+        || name != name.trim()
+        || name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c == '\\' || c.is_control());
+    if bad {
+        errors.push(FieldError::new(
+            "filename",
+            "must be a plain file name (no path, no control characters, 1 to 255 bytes)",
+        ));
+    }
+}
+
+fn check_content_type(errors: &mut Vec<FieldError>, value: &str) {
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "!#$&^_.+-".contains(c))
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    let ok = value.len() <= 100
+        && !value.chars().any(|c| c.is_control())
+        && essence
+            .split_once('/')
+            .is_some_and(|(t, s)| token(t) && token(s));
+    if !ok {
+        errors.push(FieldError::new(
+            "content_type",
+            "must be a media type such as text/csv",
+        ));
+    }
+}
+
+fn visible(caller: &Caller, document: &Document) -> bool {
+    caller.has_role(Role::Admin) || caller.is_member_of(&document.account_id)
+}
+
+pub async fn get(ctx: &Context, caller: &Caller, id: &str) -> Result<DocumentView> {
+    policy::require_provisioned(caller)?;
+    let not_found = || Error::NotFound(format!("document `{id}` not found"));
+    let document = ctx.store.document(id).await?.ok_or_else(not_found)?;
+    if !visible(caller, &document) {
+        return Err(not_found());
+    }
+    let download_url = if document.status == DocumentStatus::Ready {
+        let expires = OffsetDateTime::now_utc()
+            + time::Duration::seconds(ctx.settings.upload_url_ttl_secs as i64);
+        Some(
+            ctx.file_urls
+                .download_url(&document, expires.unix_timestamp())
+                .await?,
+        )
+    } else {
+        None
+    };
+    Ok(DocumentView {
+        document,
+        download_url,
+    })
+}
+
+pub async fn list(ctx: &Context, caller: &Caller, page: PageRequest) -> Result<Page<Document>> {
+    policy::require_provisioned(caller)?;
+    match caller.account_id() {
+        Some(account) => ctx.store.list_documents(account, &page).await,
+        None => Ok(Page {
+            items: Vec::new(),
+            next_cursor: None,
+        }),
+    }
+}
+
+/// The bytes of `document` are stored: tell the worker, with an S3 `ObjectCreated` record.
+pub async fn upload_completed(
+    ctx: &Context,
+    document: &Document,
+    stored: &StoredObject,
+) -> Result<()> {
+    let now = OffsetDateTime::now_utc();
+    let event = json!({"Records": [{
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": ctx.settings.region,
+        "eventTime": now.format(&Rfc3339).unwrap_or_default(),
+        "eventName": "ObjectCreated:Put",
+        "userIdentity": {"principalId": document.uploaded_by},
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "configurationId": "portico-document-uploads",
+            "bucket": {"name": BUCKET, "arn": format!("arn:aws:s3:::{BUCKET}")},
+            "object": {
+                "key": document.object_key(),
+                "size": stored.size,
+                "eTag": stored.sha256,
+                "sequencer": format!("{:016X}", now.unix_timestamp_nanos()),
+            }
+        }
+    }]});
+    let mut attributes = BTreeMap::new();
+    attributes.insert("document_id".to_string(), document.id.clone());
+    // Event first, status second: a crash in between leaves a pending document with an event,
+    // which the worker handles; the other order could leave a document no event will ever finish.
+    ctx.queue
+        .send(UPLOADS_QUEUE, &event.to_string(), &attributes)
+        .await?;
+    ctx.store
+        .transition_document(
+            &document.id,
+            &[DocumentStatus::Pending],
+            DocumentStatus::Processing,
+            None,
+            None,
+        )
+        .await?;
+    Ok(())
+}
+
+/// The object keys an upload event names; S3 events are read leniently (moto's lack fields).
+fn event_keys(body: &str) -> Vec<String> {
+    let Ok(event) = serde_json::from_str::<Value>(body) else {
+        return Vec::new();
+    };
+    event["Records"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["s3"]["object"]["key"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// The document an object key belongs to (`documents/<account>/<id>`).
+async fn document_for_key(ctx: &Context, key: &str) -> Result<Option<Document>> {
+    let Some(id) = key
+        .strip_prefix("documents/")
+        .and_then(|rest| rest.split('/').nth(1))
+    else {
+        return Ok(None);
+    };
+    Ok(ctx
+        .store
+        .document(id)
+        .await?
+        .filter(|d| d.object_key() == key))
+}
+
+/// What the worker did with one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Processed {
+    Ready(String),
+    Failed(String, String),
+    AlreadyDone(String),
+    Unknown(String),
+}
+
+/// Handles one upload event; an `Err` means "try again later" (the message stays on the queue).
+pub async fn process_upload(ctx: &Context, body: &str) -> Result<Vec<Processed>> {
+    let keys = event_keys(body);
+    if keys.is_empty() {
+        tracing::warn!("upload event without object keys dropped");
+    }
+    let mut out = Vec::new();
+    for key in keys {
+        let Some(document) = document_for_key(ctx, &key).await? else {
+            tracing::warn!(key, "upload event for an unknown object dropped");
+            out.push(Processed::Unknown(key));
+            continue;
+        };
+        if document.status.is_final() {
+            out.push(Processed::AlreadyDone(document.id));
+            continue;
+        }
+        ctx.store
+            .transition_document(
+                &document.id,
+                &[DocumentStatus::Pending],
+                DocumentStatus::Processing,
+                None,
+                None,
+            )
+            .await?;
+        let outcome = match ctx.objects.get(&key).await {
+            Ok(mut stream) => {
+                let mut inspector = Inspector::new(is_csv(&document));
+                let mut verdict = Ok(());
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.map_err(|e| anyhow::anyhow!("reading {key}: {e}"))?;
+                    if let Err(reason) = inspector.feed(&chunk) {
+                        verdict = Err(reason);
+                        break;
+                    }
+                }
+                verdict.and_then(|()| inspector.finish())
+            }
+            Err(Error::NotFound(_)) => Err("the uploaded file is missing".to_string()),
+            Err(e) => return Err(e),
+        };
+        match outcome {
+            Ok(metadata) => {
+                finish(ctx, &document, DocumentStatus::Ready, None, Some(&metadata)).await?;
+                out.push(Processed::Ready(document.id));
+            }
+            Err(reason) => {
+                finish(ctx, &document, DocumentStatus::Failed, Some(&reason), None).await?;
+                out.push(Processed::Failed(document.id, reason));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// An upload event that failed too often: its document will never be checked.
+pub async fn dead_lettered(ctx: &Context, body: &str) -> Result<()> {
+    for key in event_keys(body) {
+        if let Some(document) = document_for_key(ctx, &key).await?
+            && !document.status.is_final()
+        {
+            let reason = "the file could not be processed (too many attempts)";
+            finish(ctx, &document, DocumentStatus::Failed, Some(reason), None).await?;
+        }
+    }
+    Ok(())
+}
+
+fn is_csv(document: &Document) -> bool {
+    document.content_type.starts_with("text/csv")
+        || document.filename.to_ascii_lowercase().ends_with(".csv")
+}
+
+/// Stores the uploader's notification, then moves the document to its final state, then
+/// publishes. A repeat finds the notification stored (same id) and the state already final.
+async fn finish(
+    ctx: &Context,
+    document: &Document,
+    status: DocumentStatus,
+    reason: Option<&str>,
+    metadata: Option<&Value>,
+) -> Result<()> {
+    let (kind, title) = match status {
+        DocumentStatus::Ready => ("document_ready", format!("{} is ready", document.filename)),
+        _ => (
+            "document_failed",
+            format!("{} could not be processed", document.filename),
+        ),
+    };
+    let notification = Notification {
+        id: uuid::Uuid::new_v5(
+            &NOTIFICATION_NAMESPACE,
+            format!("{}\n{}", document.id, status.as_str()).as_bytes(),
+        )
+        .to_string(),
+        user_id: document.uploaded_by.clone(),
+        kind: kind.into(),
+        title,
+        body: reason.unwrap_or("").to_string(),
+        data: json!({"document_id": document.id, "status": status, "metadata": metadata}),
+        created_at: OffsetDateTime::now_utc(),
+        read_at: None,
+    };
+    ctx.store
+        .insert_notifications(std::slice::from_ref(&notification))
+        .await?;
+    let moved = ctx
+        .store
+        .transition_document(
+            &document.id,
+            &[DocumentStatus::Pending, DocumentStatus::Processing],
+            status,
+            reason,
+            metadata,
+        )
+        .await?;
+    if moved {
+        tracing::info!(document_id = %document.id, status = status.as_str(), reason, "document checked");
+        let topic = format!("users/{}/notifications", document.uploaded_by);
+        let payload = serde_json::to_vec(&notification)
+            .map_err(|e| anyhow::anyhow!("encoding notification: {e}"))?;
+        if let Err(e) = ctx.publisher.publish(&topic, payload, 1).await {
+            tracing::debug!(topic, error = %e, "document notification stored but not published");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_and_types() {
+        let mut errors = Vec::new();
+        for bad in [
+            "",
+            "../etc/passwd",
+            "/abs.csv",
+            "a\\b.csv",
+            "nul\0.csv",
+            "..",
+            " lead.csv",
+            "a\nb",
+        ] {
+            check_filename(&mut errors, bad);
+        }
+        assert_eq!(errors.len(), 8);
+        errors.clear();
+        check_filename(&mut errors, "run 2026-11-27 (final).csv");
+        check_content_type(&mut errors, "text/csv; charset=utf-8");
+        assert!(errors.is_empty(), "{errors:?}");
+        for bad in ["csv", "text/", "text/csv\r\nX-Evil: 1", "te xt/csv"] {
+            check_content_type(&mut errors, bad);
+        }
+        assert_eq!(errors.len(), 4);
+    }
+
+    #[test]
+    fn event_keys_are_read_leniently() {
+        let body = r#"{"Records":[{"s3":{"object":{"key":"documents/a/d1","size":3}}},{"s3":{}}]}"#;
+        assert_eq!(event_keys(body), vec!["documents/a/d1".to_string()]);
+        assert!(event_keys("not json").is_empty());
+    }
+}

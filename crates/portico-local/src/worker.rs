@@ -1,0 +1,157 @@
+//! The queue workers: upload events in, checked documents out. They run inside `portico serve`
+//! (unless disabled) and alone in `portico worker`, as many processes as one likes: the queue
+//! hands each message to one worker at a time.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use portico_core::QueueMessage;
+use portico_functions::Context;
+use portico_functions::documents::{self, Processed, UPLOADS_QUEUE};
+use portico_sqlite::DEAD_LETTER_SUFFIX;
+use tokio::sync::watch;
+
+const RECEIVES: &str = "portico_queue_receives_total";
+const PROCESSED: &str = "portico_queue_processed_total";
+const RETRIES: &str = "portico_queue_retries_total";
+const DURATION: &str = "portico_queue_processing_duration_seconds";
+const DEPTH: &str = "portico_queue_depth";
+const IN_FLIGHT: &str = "portico_queue_in_flight";
+const OLDEST: &str = "portico_queue_oldest_message_age_seconds";
+const DEAD: &str = "portico_queue_dead_letters";
+
+/// How the workers run.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerSettings {
+    pub concurrency: usize,
+    pub visibility: Duration,
+}
+
+/// Runs the workers until `stop` turns true; a message being processed is finished first.
+pub async fn run(ctx: Arc<Context>, settings: WorkerSettings, stop: watch::Receiver<bool>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..settings.concurrency.max(1) {
+        tasks.spawn(process_uploads(ctx.clone(), settings, stop.clone()));
+    }
+    tasks.spawn(handle_dead_letters(ctx.clone(), stop.clone()));
+    tasks.spawn(report_queue(ctx, stop));
+    while tasks.join_next().await.is_some() {}
+    tracing::info!("workers stopped");
+}
+
+async fn process_uploads(
+    ctx: Arc<Context>,
+    settings: WorkerSettings,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let received = tokio::select! {
+            received = ctx.queue.receive(UPLOADS_QUEUE, 1, settings.visibility, Duration::from_secs(1)) => received,
+            _ = stop.changed() => return,
+        };
+        match received {
+            Ok(messages) => {
+                for message in messages {
+                    handle(&ctx, settings, message).await;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot receive from the upload queue");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+async fn handle(ctx: &Arc<Context>, settings: WorkerSettings, message: QueueMessage) {
+    metrics::counter!(RECEIVES, "queue" => UPLOADS_QUEUE).increment(1);
+    // Keep the message hidden while the work goes on, however long the file.
+    let heartbeat = {
+        let (ctx, receipt) = (ctx.clone(), message.receipt.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(settings.visibility / 2).await;
+                let _ = ctx
+                    .queue
+                    .change_visibility(UPLOADS_QUEUE, &receipt, settings.visibility)
+                    .await;
+            }
+        })
+    };
+    let started = Instant::now();
+    let result = documents::process_upload(ctx, &message.body).await;
+    heartbeat.abort();
+    metrics::histogram!(DURATION, "queue" => UPLOADS_QUEUE).record(started.elapsed().as_secs_f64());
+    match result {
+        Ok(outcomes) => {
+            for outcome in &outcomes {
+                let label = match outcome {
+                    Processed::Ready(_) => "ready",
+                    Processed::Failed(..) => "failed",
+                    Processed::AlreadyDone(_) => "duplicate",
+                    Processed::Unknown(_) => "unknown",
+                };
+                metrics::counter!(PROCESSED, "queue" => UPLOADS_QUEUE, "outcome" => label)
+                    .increment(1);
+            }
+            if let Err(e) = ctx.queue.delete(UPLOADS_QUEUE, &message.receipt).await {
+                // It will come back and be recognised as done.
+                tracing::warn!(error = %e, message_id = message.id, "processed message not deleted");
+            }
+        }
+        Err(e) => {
+            // Back off: 2, 4, 8 ... seconds, at most a minute, before the next attempt.
+            let backoff = Duration::from_secs(1u64 << message.receive_count.min(6))
+                .min(Duration::from_secs(60));
+            tracing::warn!(error = %e, message_id = message.id, attempt = message.receive_count, ?backoff, "upload event failed; will retry");
+            metrics::counter!(RETRIES, "queue" => UPLOADS_QUEUE).increment(1);
+            let _ = ctx
+                .queue
+                .change_visibility(UPLOADS_QUEUE, &message.receipt, backoff)
+                .await;
+        }
+    }
+}
+
+/// Documents whose events were dead-lettered are marked failed; the messages stay in the
+/// dead-letter queue (hidden for a day at a time) for an operator to inspect.
+async fn handle_dead_letters(ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
+    let queue = format!("{UPLOADS_QUEUE}{DEAD_LETTER_SUFFIX}");
+    loop {
+        let received = tokio::select! {
+            received = ctx.queue.receive(&queue, 10, Duration::from_secs(24 * 3600), Duration::from_secs(1)) => received,
+            _ = stop.changed() => return,
+        };
+        for message in received.unwrap_or_default() {
+            if let Err(e) = documents::dead_lettered(&ctx, &message.body).await {
+                tracing::warn!(error = %e, "dead-lettered upload not recorded; will retry");
+                let _ = ctx
+                    .queue
+                    .change_visibility(&queue, &message.receipt, Duration::from_secs(10))
+                    .await;
+            }
+        }
+        if *stop.borrow() {
+            return;
+        }
+    }
+}
+
+async fn report_queue(ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
+    loop {
+        if let Ok(stats) = ctx.queue.stats(UPLOADS_QUEUE).await {
+            metrics::gauge!(DEPTH, "queue" => UPLOADS_QUEUE).set(stats.visible as f64);
+            metrics::gauge!(IN_FLIGHT, "queue" => UPLOADS_QUEUE).set(stats.in_flight as f64);
+            metrics::gauge!(OLDEST, "queue" => UPLOADS_QUEUE)
+                .set(stats.oldest_age_ms as f64 / 1000.0);
+            metrics::gauge!(DEAD, "queue" => UPLOADS_QUEUE).set(stats.dead as f64);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
