@@ -103,9 +103,10 @@ async fn handle(ctx: &Arc<Context>, settings: WorkerSettings, message: QueueMess
             }
         }
         Err(e) => {
-            // Back off: 2, 4, 8 ... seconds, at most a minute, before the next attempt.
-            let backoff = Duration::from_secs(1u64 << message.receive_count.min(6))
-                .min(Duration::from_secs(60));
+            // Back off: 2, 4, 8 ... seconds before the next attempt, never longer than the
+            // visibility timeout the operator chose.
+            let backoff =
+                Duration::from_secs(1u64 << message.receive_count.min(6)).min(settings.visibility);
             tracing::warn!(error = %e, message_id = message.id, attempt = message.receive_count, ?backoff, "upload event failed; will retry");
             metrics::counter!(RETRIES, "queue" => UPLOADS_QUEUE).increment(1);
             let _ = ctx

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod cli;
+mod documents;
 mod gateway;
 mod helpers;
 mod jwks;

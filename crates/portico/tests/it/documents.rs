@@ -1,0 +1,405 @@
+//! Documents: upload URL -> signed PUT -> S3-shaped event -> worker -> ready (or failed), and
+//! every way a client can get it wrong.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, id, spawn_app, spawn_app_with};
+
+const RUN_CSV: &str = "timestamp,sample,absorbance\n2026-11-27T10:00:00Z,A1,0.12\n2026-11-27T10:05:00Z,A2,0.34\n2026-11-27T10:10:00Z,A3,0.56\n";
+
+struct Uploader {
+    token: String,
+}
+
+async fn scientist(app: &TestApp) -> Uploader {
+    let acme = app.create_account("Acme").await;
+    Uploader {
+        token: app
+            .add_user(&id(&acme), "carol@acme.example", &["scientist"])
+            .await,
+    }
+}
+
+async fn request(
+    app: &TestApp,
+    token: &str,
+    filename: &str,
+    content_type: &str,
+    size: usize,
+) -> (StatusCode, Value) {
+    app.post(
+        "/v1/documents/uploads",
+        token,
+        json!({"filename": filename, "content_type": content_type, "size": size}),
+    )
+    .await
+}
+
+async fn put(app: &TestApp, url: &str, content_type: &str, body: Vec<u8>) -> (StatusCode, Value) {
+    let response = app
+        .client
+        .put(url)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Polls the document until it is ready or failed.
+async fn settled(app: &TestApp, token: &str, document_id: &str) -> Value {
+    for _ in 0..300 {
+        let (status, doc) = app
+            .get(&format!("/v1/documents/{document_id}"), token)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{doc}");
+        if doc["status"] == "ready" || doc["status"] == "failed" {
+            return doc;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("document {document_id} never settled");
+}
+
+async fn upload(
+    app: &TestApp,
+    token: &str,
+    filename: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Value {
+    let (status, ticket) = request(app, token, filename, content_type, body.len()).await;
+    assert_eq!(status, StatusCode::CREATED, "{ticket}");
+    let url = ticket["upload_url"].as_str().expect("upload url");
+    let (status, stored) = put(app, url, content_type, body.to_vec()).await;
+    assert_eq!(status, StatusCode::OK, "{stored}");
+    settled(app, token, ticket["document_id"].as_str().expect("id")).await
+}
+
+#[tokio::test]
+async fn a_run_file_becomes_ready_with_what_is_in_it() {
+    let app = spawn_app().await;
+    let carol = scientist(&app).await;
+    let doc = upload(
+        &app,
+        &carol.token,
+        "run 42.csv",
+        "text/csv",
+        RUN_CSV.as_bytes(),
+    )
+    .await;
+    assert_eq!(doc["status"], "ready", "{doc}");
+    let meta = &doc["metadata"];
+    assert_eq!(meta["size"], RUN_CSV.len());
+    assert_eq!(meta["sha256"].as_str().map(str::len), Some(64));
+    assert_eq!(meta["csv"]["rows"], 3);
+    assert_eq!(
+        meta["csv"]["columns"],
+        json!(["timestamp", "sample", "absorbance"])
+    );
+    assert_eq!(meta["csv"]["first_timestamp"], "2026-11-27T10:00:00Z");
+    assert_eq!(meta["csv"]["last_timestamp"], "2026-11-27T10:10:00Z");
+
+    // The bytes come back through the signed download link, unchanged.
+    let download = doc["download_url"].as_str().expect("download url");
+    let response = app.client.get(download).send().await.expect("sent");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "text/csv");
+    assert_eq!(response.text().await.expect("body"), RUN_CSV);
+    let tampered = download.replace("sig=", "sig=00");
+    assert_eq!(
+        app.client
+            .get(&tampered)
+            .send()
+            .await
+            .expect("sent")
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+
+    // The uploader is told; the list shows it.
+    let (_, notes) = app.get("/v1/notifications", &carol.token).await;
+    let kinds: Vec<&str> = notes["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|n| n["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, vec!["document_ready"]);
+    let (_, list) = app.get("/v1/documents", &carol.token).await;
+    assert_eq!(list["items"][0]["id"], doc["id"]);
+
+    // Other accounts cannot see it.
+    let globex = app.create_account("Globex").await;
+    let dan = app
+        .add_user(&id(&globex), "dan@globex.example", &["lab_manager"])
+        .await;
+    let (status, _) = app
+        .get(
+            &format!("/v1/documents/{}", doc["id"].as_str().expect("id")),
+            &dan,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn broken_files_end_failed_with_a_reason() {
+    let app = spawn_app().await;
+    let carol = scientist(&app).await;
+    let ragged = upload(
+        &app,
+        &carol.token,
+        "ragged.csv",
+        "text/csv",
+        b"a,b,c\n1,2,3\n4,5\n",
+    )
+    .await;
+    assert_eq!(ragged["status"], "failed");
+    assert!(
+        ragged["failure_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("row 3")),
+        "{ragged}"
+    );
+    let junk = upload(
+        &app,
+        &carol.token,
+        "junk.csv",
+        "text/csv",
+        b"\x00\x01\x02\xff\xfe binary",
+    )
+    .await;
+    assert_eq!(junk["status"], "failed", "{junk}");
+    let pdf = upload(
+        &app,
+        &carol.token,
+        "report.pdf",
+        "application/pdf",
+        b"%PDF-1.7\n...",
+    )
+    .await;
+    assert_eq!(pdf["status"], "ready");
+    assert_eq!(pdf["metadata"]["sniffed_type"], "application/pdf");
+    let (_, notes) = app.get("/v1/notifications", &carol.token).await;
+    let kinds: Vec<&str> = notes["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|n| n["kind"].as_str())
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "document_failed").count(), 2);
+}
+
+#[tokio::test]
+async fn bad_requests_and_bad_uploads_are_refused_and_lose_nothing() {
+    let app = spawn_app().await;
+    let carol = scientist(&app).await;
+    for (filename, content_type, size) in [
+        ("../../etc/passwd", "text/csv", 10),
+        ("/abs/run.csv", "text/csv", 10),
+        ("nul\u{0}.csv", "text/csv", 10),
+        ("run.csv", "not a type", 10),
+        ("run.csv", "text/csv", 0),
+        ("run.csv", "text/csv", 2_000_000_000_000),
+    ] {
+        let (status, problem) = request(&app, &carol.token, filename, content_type, size).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{filename:?} {content_type} {size}: {problem}"
+        );
+    }
+    // Platform staff without an account have nowhere to upload to.
+    let (status, _) = request(&app, &app.admin_token(), "run.csv", "text/csv", 10).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let body = RUN_CSV.as_bytes().to_vec();
+    let (_, ticket) = request(&app, &carol.token, "run.csv", "text/csv", body.len()).await;
+    let url = ticket["upload_url"].as_str().expect("url").to_string();
+    let (_, other) = request(&app, &carol.token, "other.csv", "text/csv", body.len()).await;
+    let other_id = other["document_id"].as_str().expect("id");
+    let this_id = ticket["document_id"].as_str().expect("id");
+
+    let mut too_big = body.clone();
+    too_big.extend_from_slice(b"2026-11-27T10:15:00Z,A4,0.78\n");
+    let cases: Vec<(String, &str, Vec<u8>, StatusCode)> = vec![
+        (
+            url.replace("sig=", "sig=ab"),
+            "text/csv",
+            body.clone(),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            url.replace(
+                &format!("size={}", body.len()),
+                &format!("size={}", body.len() + 100),
+            ),
+            "text/csv",
+            body.clone(),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            url.replace(this_id, other_id),
+            "text/csv",
+            body.clone(),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            url.split('?').next().expect("path").to_string(),
+            "text/csv",
+            body.clone(),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            url.clone(),
+            "text/plain",
+            body.clone(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            url.clone(),
+            "text/csv",
+            too_big,
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            url.clone(),
+            "text/csv",
+            body[..10].to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ];
+    for (target, content_type, payload, expected) in cases {
+        let (status, problem) = put(&app, &target, content_type, payload).await;
+        assert_eq!(status, expected, "{target}: {problem}");
+    }
+    // Nothing half-written is visible: the document still waits, and the right upload works.
+    let (_, doc) = app
+        .get(&format!("/v1/documents/{this_id}"), &carol.token)
+        .await;
+    assert_eq!(doc["status"], "pending");
+    assert!(doc["download_url"].is_null());
+    let (status, _) = put(&app, &url, "text/csv", body.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        settled(&app, &carol.token, this_id).await["status"],
+        "ready"
+    );
+    // A second upload to the same link is a conflict, not an overwrite.
+    let (status, _) = put(&app, &url, "text/csv", body).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn upload_links_expire() {
+    let app = spawn_app_with(&[("PORTICO_DOCUMENTS_UPLOAD_URL_TTL_SECS", "1")]).await;
+    let carol = scientist(&app).await;
+    let (_, ticket) = request(&app, &carol.token, "run.csv", "text/csv", RUN_CSV.len()).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (status, problem) = put(
+        &app,
+        ticket["upload_url"].as_str().expect("url"),
+        "text/csv",
+        RUN_CSV.as_bytes().to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("expired")),
+        "{problem}"
+    );
+}
+
+#[tokio::test]
+async fn many_clients_upload_at_once() {
+    let app = spawn_app().await;
+    let carol = scientist(&app).await;
+    let mut tasks = Vec::new();
+    let app = std::sync::Arc::new(app);
+    for n in 0..24 {
+        let (app, token) = (app.clone(), carol.token.clone());
+        tasks.push(tokio::spawn(async move {
+            let body = format!("timestamp,n\n2026-11-27T10:00:{n:02}Z,{n}\n");
+            upload(
+                &app,
+                &token,
+                &format!("run-{n}.csv"),
+                "text/csv",
+                body.as_bytes(),
+            )
+            .await
+        }));
+    }
+    for task in tasks {
+        let doc = task.await.expect("task");
+        assert_eq!(doc["status"], "ready", "{doc}");
+        assert_eq!(doc["metadata"]["csv"]["rows"], 1);
+    }
+    let (_, list) = app.get("/v1/documents?limit=200", &carol.token).await;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(24));
+}
+
+#[tokio::test]
+async fn a_message_that_always_fails_is_dead_lettered_and_the_document_fails() {
+    let app = spawn_app_with(&[
+        ("PORTICO_WORKER_ENABLED", "false"),
+        ("PORTICO_WORKER_VISIBILITY_TIMEOUT_SECS", "1"),
+        ("PORTICO_WORKER_MAX_RECEIVES", "3"),
+    ])
+    .await;
+    let carol = scientist(&app).await;
+    let (_, ticket) = request(&app, &carol.token, "run.csv", "text/csv", RUN_CSV.len()).await;
+    let document_id = ticket["document_id"].as_str().expect("id").to_string();
+    let (status, _) = put(
+        &app,
+        ticket["upload_url"].as_str().expect("url"),
+        "text/csv",
+        RUN_CSV.as_bytes().to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    // Make the stored object unreadable in a way no retry can fix: a symlink to itself.
+    let objects = app.data_dir.join("objects").join("documents");
+    let file = std::fs::read_dir(&objects)
+        .expect("account dir")
+        .next()
+        .expect("entry")
+        .expect("entry")
+        .path()
+        .join(&document_id);
+    std::fs::remove_file(&file).expect("remove");
+    std::os::unix::fs::symlink(&file, &file).expect("symlink loop");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(portico_local::worker::run(
+        app.composition.context.clone(),
+        portico_local::worker::WorkerSettings {
+            concurrency: 1,
+            visibility: Duration::from_secs(1),
+        },
+        stop_rx,
+    ));
+    let doc = settled(&app, &carol.token, &document_id).await;
+    let _ = stop_tx.send(true);
+    let _ = worker.await;
+    assert_eq!(doc["status"], "failed");
+    assert!(
+        doc["failure_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("too many attempts")),
+        "{doc}"
+    );
+    let stats =
+        portico_core::Queue::stats(app.composition.context.queue.as_ref(), "document-uploads")
+            .await
+            .expect("stats");
+    assert_eq!((stats.visible, stats.in_flight, stats.dead), (0, 0, 1));
+}
