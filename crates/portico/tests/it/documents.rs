@@ -403,3 +403,153 @@ async fn a_message_that_always_fails_is_dead_lettered_and_the_document_fails() {
             .expect("stats");
     assert_eq!((stats.visible, stats.in_flight, stats.dead), (0, 0, 1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_file_is_finished_once_by_another() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env = [
+        ("PORTICO_WORKER_ENABLED", "false"),
+        ("PORTICO_WORKER_VISIBILITY_TIMEOUT_SECS", "2"),
+    ];
+    let (_server, base, _) = crate::helpers::start_binary_with(dir.path(), &env).await;
+    let config = crate::helpers::test_config(dir.path(), &env);
+    let issuer = portico_local::load_dev_issuer(&config).expect("issuer");
+    let mint = |sub: &str, groups: &[&str]| {
+        issuer
+            .mint(&portico_auth::TokenRequest {
+                sub: sub.into(),
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+                ttl: Duration::from_secs(600),
+            })
+            .expect("token")
+    };
+    let client = reqwest::Client::new();
+    let admin = mint("admin@portico.example", &["portico-admins"]);
+    let account: Value = client
+        .post(format!("{base}/v1/accounts"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "Acme", "kind": "customer"}))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let account_id = account["id"].as_str().expect("id");
+    let added = client
+        .post(format!("{base}/v1/accounts/{account_id}/users"))
+        .bearer_auth(&admin)
+        .json(&json!({"sub": "carol@acme.example", "email": "carol@acme.example", "display_name": "Carol", "roles": ["scientist"]}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(added.status(), StatusCode::CREATED);
+    let carol = mint("carol@acme.example", &[]);
+
+    // A run file big enough that checking it takes a while.
+    let rows = 1_500_000;
+    let mut body = String::from("timestamp,sample,value\n");
+    for n in 0..rows {
+        body.push_str(&format!(
+            "2026-11-27T10:{:02}:{:02}Z,S{n},0.{n}\n",
+            (n / 60) % 60,
+            n % 60
+        ));
+    }
+    let ticket: Value = client
+        .post(format!("{base}/v1/documents/uploads"))
+        .bearer_auth(&carol)
+        .json(&json!({"filename": "big.csv", "content_type": "text/csv", "size": body.len()}))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let document_id = ticket["document_id"].as_str().expect("id").to_string();
+    let put = client
+        .put(ticket["upload_url"].as_str().expect("url"))
+        .header("content-type", "text/csv")
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(put.status(), StatusCode::OK);
+
+    let status = |client: reqwest::Client, base: String, carol: String, id: String| async move {
+        let doc: Value = client
+            .get(format!("{base}/v1/documents/{id}"))
+            .bearer_auth(&carol)
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json");
+        doc
+    };
+    let worker = || {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_portico"));
+        command
+            .arg("worker")
+            .env("PORTICO_DATA_DIR", dir.path())
+            .env("PORTICO_LOG", "warn")
+            .kill_on_drop(true);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        command
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("portico worker starts")
+    };
+    let mut first = worker();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    first.start_kill().expect("SIGKILL");
+    let _ = first.wait().await;
+    let doc = status(
+        client.clone(),
+        base.clone(),
+        carol.clone(),
+        document_id.clone(),
+    )
+    .await;
+    assert_eq!(
+        doc["status"], "processing",
+        "the worker died before finishing: {doc}"
+    );
+
+    let _second = worker();
+    let mut doc = Value::Null;
+    for _ in 0..600 {
+        doc = status(
+            client.clone(),
+            base.clone(),
+            carol.clone(),
+            document_id.clone(),
+        )
+        .await;
+        if doc["status"] == "ready" || doc["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(doc["status"], "ready", "{doc}");
+    assert_eq!(doc["metadata"]["csv"]["rows"], rows);
+    let notes: Value = client
+        .get(format!("{base}/v1/notifications"))
+        .bearer_auth(&carol)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let ready = notes["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|n| n["kind"] == "document_ready")
+        .count();
+    assert_eq!(ready, 1, "told exactly once");
+}

@@ -185,6 +185,15 @@ async fn openapi_describes_every_route() {
         ("/v1/accounts/{id}", "get"),
         ("/v1/accounts/{id}/users", "get"),
         ("/v1/accounts/{id}/users", "post"),
+        ("/v1/instruments", "post"),
+        ("/v1/instruments/{serial}", "get"),
+        ("/v1/notifications", "get"),
+        ("/v1/notifications/{id}/read", "post"),
+        ("/v1/documents", "get"),
+        ("/v1/documents/uploads", "post"),
+        ("/v1/documents/{id}", "get"),
+        ("/v1/documents/{id}/content", "put"),
+        ("/v1/documents/{id}/content", "get"),
     ] {
         assert!(
             doc["paths"][path][method].is_object(),

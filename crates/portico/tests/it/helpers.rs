@@ -251,7 +251,23 @@ pub async fn start_binary(
     String,
     Arc<std::sync::Mutex<Vec<String>>>,
 ) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_portico"))
+    start_binary_with(data_dir, &[]).await
+}
+
+/// `portico serve` as a child process, with extra environment variables.
+pub async fn start_binary_with(
+    data_dir: &std::path::Path,
+    extra: &[(&str, &str)],
+) -> (
+    tokio::process::Child,
+    String,
+    Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_portico"));
+    for (k, v) in extra {
+        command.env(k, v);
+    }
+    let mut child = command
         .arg("serve")
         .env("PORTICO_DATA_DIR", data_dir)
         .env("PORTICO_HTTP_ADDR", "127.0.0.1:0")
