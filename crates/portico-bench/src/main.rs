@@ -4,8 +4,10 @@
 //! It mints tokens with the dev issuer of the server's data dir, so run it with the same
 //! `PORTICO_DATA_DIR` and `PORTICO_HTTP_ADDR` as the server.
 
+mod docs;
 mod http;
 mod mqtt;
+mod queue;
 
 use std::sync::Arc;
 
@@ -25,6 +27,10 @@ enum Command {
     Http(http::Args),
     /// MQTT fan-out, fan-in, idle connections and alert latency, against Portico or another broker.
     Mqtt(mqtt::Args),
+    /// Upload-to-ready latency by file size, sustained documents/s, memory during a large upload.
+    Docs(docs::Args),
+    /// The SQLite queue alone: send + receive + delete throughput (no server needed).
+    Queue(queue::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,5 +40,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Http(args) => http::main(args, config, issuer),
         Command::Mqtt(args) => mqtt::main(args, config, issuer),
+        Command::Docs(args) => docs::main(args, config, issuer),
+        Command::Queue(args) => queue::main(args),
     }
 }
