@@ -184,15 +184,69 @@ pub struct Notification {
     pub read_at: Option<OffsetDateTime>,
 }
 
-/// An e-mail waiting in the outbox.
+/// An e-mail to send: what goes into the outbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboundEmail {
+    /// Our message id: the outbox key, and sent along (SendGrid `custom_args`) so a duplicate
+    /// delivery after a crash can be recognised.
     pub id: String,
     pub to: String,
     pub subject: String,
     pub text: String,
+    pub html: String,
     /// What made it (e.g. `instrument_alert`), for tracing a message back to its cause.
     pub category: String,
+}
+
+/// Where an outbox entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EmailStatus {
+    /// Waiting for its (next) attempt.
+    Pending,
+    /// Claimed by a sender; if the sender dies, the claim lapses and it is sent again.
+    Sending,
+    Sent,
+    /// Refused by the provider, or out of attempts; `last_error` says why.
+    Failed,
+}
+
+impl EmailStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EmailStatus::Pending => "pending",
+            EmailStatus::Sending => "sending",
+            EmailStatus::Sent => "sent",
+            EmailStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EmailStatus> {
+        [
+            EmailStatus::Pending,
+            EmailStatus::Sending,
+            EmailStatus::Sent,
+            EmailStatus::Failed,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
+    }
+}
+
+/// An e-mail in the outbox, with its delivery state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OutboxEntry {
+    pub id: String,
+    pub to: String,
+    pub subject: String,
+    pub category: String,
+    pub status: EmailStatus,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    /// The provider's id for the accepted message (SendGrid's `X-Message-Id`).
+    pub provider_message_id: Option<String>,
+    pub created_at: String,
+    pub sent_at: Option<String>,
 }
 
 /// Where a document is in its life: uploaded files are checked by the worker.

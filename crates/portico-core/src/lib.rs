@@ -10,11 +10,11 @@ pub mod policy;
 pub mod ports;
 
 pub use domain::{
-    Account, AccountKind, Caller, Document, DocumentStatus, Instrument, Notification,
-    OutboundEmail, Role, User,
+    Account, AccountKind, Caller, Document, DocumentStatus, EmailStatus, Instrument, Notification,
+    OutboundEmail, OutboxEntry, Role, User,
 };
 pub use error::{Error, FieldError, Result};
 pub use ports::{
-    FileUrls, NewAccount, ObjectStore, Outbox, Page, PageRequest, Publisher, Queue, QueueMessage,
-    QueueStats, SequenceGenerator, SequenceRange, Store, StoredObject,
+    Delivery, FileUrls, Mailer, NewAccount, ObjectStore, Outbox, Page, PageRequest, Publisher,
+    Queue, QueueMessage, QueueStats, SequenceGenerator, SequenceRange, Store, StoredObject,
 };

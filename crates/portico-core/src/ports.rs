@@ -12,8 +12,8 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
 use crate::domain::{
-    Account, AccountKind, Document, DocumentStatus, Instrument, Notification, OutboundEmail, Role,
-    User,
+    Account, AccountKind, Document, DocumentStatus, EmailStatus, Instrument, Notification,
+    OutboundEmail, OutboxEntry, Role, User,
 };
 use crate::error::{Error, Result};
 
@@ -74,6 +74,7 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_user(&self, user: &User) -> Result<()>;
     /// The user with this `sub`, compared case-insensitively.
     async fn user_by_sub(&self, sub: &str) -> Result<Option<User>>;
+    async fn user_by_id(&self, id: &str) -> Result<Option<User>>;
     async fn set_user_roles(&self, user_id: &str, roles: &[Role]) -> Result<()>;
     /// The users of one account, oldest first.
     async fn list_users(&self, account_id: &str, page: &PageRequest) -> Result<Page<User>>;
@@ -220,6 +221,42 @@ pub trait Publisher: Send + Sync + 'static {
 pub trait Outbox: Send + Sync + 'static {
     /// Queues `email`; an id already queued is left as it is.
     async fn enqueue(&self, email: &OutboundEmail) -> Result<()>;
+    /// Claims up to `limit` e-mails whose attempt is due (pending, or a sender's claim that
+    /// lapsed) for `lease`; each claim counts as an attempt.
+    async fn claim_due(&self, limit: u32, lease: Duration) -> Result<Vec<(OutboundEmail, u32)>>;
+    async fn mark_sent(&self, id: &str, provider_message_id: Option<&str>) -> Result<()>;
+    /// Puts a claimed e-mail back, to be tried again after `after`.
+    async fn retry_later(&self, id: &str, after: Duration, error: &str) -> Result<()>;
+    async fn mark_failed(&self, id: &str, error: &str) -> Result<()>;
+    /// Entries newest first, optionally only those with `status`.
+    async fn list_outbox(
+        &self,
+        status: Option<EmailStatus>,
+        page: &PageRequest,
+    ) -> Result<Page<OutboxEntry>>;
+}
+
+/// What the e-mail provider made of one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    Accepted {
+        provider_message_id: Option<String>,
+    },
+    /// Worth trying again (rate limited, provider error, network trouble), not before `after`.
+    RetryLater {
+        reason: String,
+        after: Option<Duration>,
+    },
+    /// Will never be accepted as it is (bad address, bad key, too large).
+    Rejected {
+        reason: String,
+    },
+}
+
+/// Sends e-mail (SendGrid, or the local sink).
+#[async_trait]
+pub trait Mailer: Send + Sync + 'static {
+    async fn deliver(&self, email: &OutboundEmail) -> Delivery;
 }
 
 /// The part of the number space one region may hand out: `start..end`.

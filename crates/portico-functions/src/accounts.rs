@@ -147,9 +147,9 @@ pub async fn add_user(
     if !errors.is_empty() {
         return Err(Error::Validation(errors));
     }
-    if ctx.store.account(account_id).await?.is_none() {
+    let Some(account) = ctx.store.account(account_id).await? else {
         return Err(policy::not_found_account(account_id));
-    }
+    };
     roles.sort();
     let user = User {
         id: uuid::Uuid::now_v7().to_string(),
@@ -162,6 +162,10 @@ pub async fn add_user(
     };
     ctx.store.insert_user(&user).await?;
     tracing::info!(user_id = %user.id, account_id, roles = ?user.roles, "user added to account");
+    // The user exists either way; a welcome that cannot be queued is logged, not an error.
+    if let Err(e) = crate::email::queue(ctx, crate::email::welcome(&user, &account)).await {
+        tracing::warn!(user_id = %user.id, error = %e, "welcome e-mail not queued");
+    }
     Ok(user)
 }
 

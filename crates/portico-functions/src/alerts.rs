@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use portico_core::domain::{Notification, OutboundEmail, Role, User};
+use portico_core::domain::{Notification, Role, User};
 use portico_core::{Error, Result};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -106,21 +106,14 @@ pub async fn instrument_alert(ctx: &Context, event: &Value) -> Result<AlertOutco
     let mut emailed = 0;
     if severity == "critical" {
         for (notification, user) in notifications.iter().zip(recipients.values()) {
-            let email = OutboundEmail {
-                id: uuid::Uuid::new_v5(
-                    &NOTIFICATION_NAMESPACE,
-                    format!("email\n{}", notification.id).as_bytes(),
-                )
-                .to_string(),
-                to: user.email.clone(),
-                subject: format!("[Portico] {title}"),
-                text: format!(
-                    "{message}\n\nInstrument: {} ({serial}, {})\nSeverity: {severity}\n",
-                    instrument.name, instrument.model
-                ),
-                category: "instrument_alert".into(),
-            };
-            ctx.outbox.enqueue(&email).await?;
+            let email = crate::email::instrument_alert(
+                &notification.id,
+                &user.email,
+                &instrument,
+                &severity,
+                message,
+            );
+            crate::email::queue(ctx, email).await?;
             emailed += 1;
         }
     }

@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod alerts;
 pub mod documents;
+pub mod email;
 pub mod gate;
 pub mod identity;
 pub mod instruments;

@@ -117,6 +117,16 @@ CREATE TABLE queue_messages (
 CREATE INDEX queue_ready ON queue_messages(queue, visible_at, seq);
 CREATE INDEX queue_receipts ON queue_messages(receipt);
 "#,
+    r#"
+ALTER TABLE outbox ADD COLUMN body_html TEXT NOT NULL DEFAULT '';
+ALTER TABLE outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN next_attempt_at INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN last_error TEXT;
+ALTER TABLE outbox ADD COLUMN provider_message_id TEXT;
+ALTER TABLE outbox ADD COLUMN sent_at TEXT;
+CREATE INDEX outbox_due ON outbox(status, next_attempt_at);
+"#,
 ];
 
 /// A SQLite database shared by the local adapters.

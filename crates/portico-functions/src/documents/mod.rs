@@ -387,6 +387,12 @@ async fn finish(
             metadata,
         )
         .await?;
+    if status == DocumentStatus::Ready
+        && let Some(uploader) = ctx.store.user_by_id(&document.uploaded_by).await?
+    {
+        // Same id on a repeat: the outbox keeps one.
+        crate::email::queue(ctx, crate::email::document_ready(&uploader.email, document)).await?;
+    }
     if moved {
         tracing::info!(document_id = %document.id, status = status.as_str(), reason, "document checked");
         let topic = format!("users/{}/notifications", document.uploaded_by);

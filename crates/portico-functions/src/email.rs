@@ -1,0 +1,207 @@
+//! E-mail templates (text and HTML, values escaped) and the one way e-mails enter the outbox:
+//! recipients and subjects are checked so nothing can smuggle headers in.
+
+use portico_core::domain::{Account, Document, Instrument, OutboundEmail, User};
+use portico_core::{Error, Result};
+
+use crate::Context;
+
+/// Ids of e-mails derived from what they announce, so announcing twice queues one e-mail.
+const EMAIL_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x7a0c_93d1_52e8_4b6f_a1c4_e8f2_0b3d_5c97);
+
+pub fn email_id(key: &str) -> String {
+    uuid::Uuid::new_v5(&EMAIL_NAMESPACE, key.as_bytes()).to_string()
+}
+
+/// Queues `email` after checking it cannot break out of its headers.
+pub async fn queue(ctx: &Context, email: OutboundEmail) -> Result<()> {
+    if !valid_address(&email.to) {
+        return Err(Error::invalid(
+            "to",
+            format!("{:?} is not an e-mail address", email.to),
+        ));
+    }
+    if email.subject.contains(['\r', '\n']) || email.subject.trim().is_empty() {
+        return Err(Error::invalid("subject", "must be one non-empty line"));
+    }
+    metrics::counter!("portico_emails_queued_total", "category" => email.category.clone())
+        .increment(1);
+    ctx.outbox.enqueue(&email).await
+}
+
+fn valid_address(address: &str) -> bool {
+    address.len() <= 254
+        && !address.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';' | '"')
+        })
+        && address.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.contains('@')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        })
+}
+
+/// Escapes text for HTML.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// One line of subject: control characters become spaces.
+fn subject(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+fn html(title: &str, paragraphs: &[String]) -> String {
+    let body: String = paragraphs
+        .iter()
+        .map(|p| format!("<p>{}</p>", escape(p)))
+        .collect();
+    format!(
+        "<!DOCTYPE html><html><body style=\"font-family:sans-serif\"><h2>{}</h2>{body}<p style=\"color:#777\">Portico customer portal</p></body></html>",
+        escape(title)
+    )
+}
+
+fn compose(
+    id: String,
+    to: &str,
+    title: String,
+    paragraphs: Vec<String>,
+    category: &str,
+) -> OutboundEmail {
+    OutboundEmail {
+        id,
+        to: to.trim().to_string(),
+        subject: subject(&format!("[Portico] {title}")),
+        text: format!(
+            "{title}\n\n{}\n\n-- \nPortico customer portal\n",
+            paragraphs.join("\n\n")
+        ),
+        html: html(&title, &paragraphs),
+        category: category.into(),
+    }
+}
+
+pub fn welcome(user: &User, account: &Account) -> OutboundEmail {
+    compose(
+        email_id(&format!("welcome\n{}", user.id)),
+        &user.email,
+        format!("Welcome to {}", account.name),
+        vec![
+            format!("Hello {},", user.display_name),
+            format!(
+                "you now have access to the {} account (number {}) as {}.",
+                account.name,
+                account.account_number,
+                user.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+            "Sign in with your company account to see your instruments, documents and notifications.".into(),
+        ],
+        "welcome",
+    )
+}
+
+pub fn instrument_alert(
+    notification_id: &str,
+    to: &str,
+    instrument: &Instrument,
+    severity: &str,
+    message: &str,
+) -> OutboundEmail {
+    compose(
+        email_id(&format!("alert\n{notification_id}")),
+        to,
+        format!("{severity}: {} ({})", instrument.name, instrument.serial),
+        vec![
+            message.to_string(),
+            format!(
+                "Instrument: {} ({}, model {})",
+                instrument.name, instrument.serial, instrument.model
+            ),
+            format!("Severity: {severity}"),
+        ],
+        "instrument_alert",
+    )
+}
+
+pub fn document_ready(to: &str, document: &Document) -> OutboundEmail {
+    compose(
+        email_id(&format!("document-ready\n{}", document.id)),
+        to,
+        format!("{} is ready", document.filename),
+        vec![
+            format!(
+                "Your file {} ({} bytes) has been checked and is ready.",
+                document.filename, document.size
+            ),
+            "Open it from the documents page of the portal.".into(),
+        ],
+        "document_ready",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_escaped_and_subjects_stay_one_line() {
+        let instrument = Instrument {
+            serial: "SN<1>".into(),
+            model: "X & Y".into(),
+            name: "Lab \"A\"\r\nBcc: evil@example.com".into(),
+            account_id: "a".into(),
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
+        };
+        let email = instrument_alert(
+            "n1",
+            "bob@acme.example",
+            &instrument,
+            "critical",
+            "<script>alert(1)</script>",
+        );
+        assert!(!email.subject.contains(['\r', '\n']), "{:?}", email.subject);
+        assert!(email.html.contains("&lt;script&gt;"));
+        assert!(!email.html.contains("<script>"));
+        assert!(email.html.contains("X &amp; Y"));
+        assert!(
+            email.text.contains("<script>"),
+            "plain text stays as written"
+        );
+        assert_eq!(
+            email.id,
+            instrument_alert("n1", "x@y.example", &instrument, "error", "").id
+        );
+    }
+
+    #[test]
+    fn addresses() {
+        assert!(valid_address("bob@acme.example"));
+        for bad in [
+            "bob",
+            "bob@acme",
+            "bob@acme.example\r\nBcc: x@y.z",
+            "a b@c.d",
+            "<x@y.z>",
+            "a@b.c,d@e.f",
+        ] {
+            assert!(!valid_address(bad), "{bad:?}");
+        }
+    }
+}
