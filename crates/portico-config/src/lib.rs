@@ -183,6 +183,14 @@ pub struct SendgridConfig {
     /// Unset: emails stay in the local outbox.
     pub api_key: Option<Secret>,
     pub base_url: String,
+    pub from_email: String,
+    pub from_name: String,
+    /// First retry delay after a 5xx or no answer; doubles per attempt (with jitter).
+    pub retry_base_ms: u64,
+    /// Attempts before an e-mail is given up as failed.
+    pub max_attempts: u32,
+    /// How long one send may take.
+    pub timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -271,6 +279,11 @@ impl Default for SendgridConfig {
         SendgridConfig {
             api_key: None,
             base_url: "https://api.sendgrid.com".into(),
+            from_email: "no-reply@portico.example".into(),
+            from_name: "Portico".into(),
+            retry_base_ms: 2000,
+            max_attempts: 8,
+            timeout_secs: 10,
         }
     }
 }
@@ -337,6 +350,11 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("PORTICO_WORKER_MAX_RECEIVES", "worker.max_receives"),
     ("PORTICO_SENDGRID_API_KEY", "sendgrid.api_key"),
     ("PORTICO_SENDGRID_BASE_URL", "sendgrid.base_url"),
+    ("PORTICO_SENDGRID_FROM_EMAIL", "sendgrid.from_email"),
+    ("PORTICO_SENDGRID_FROM_NAME", "sendgrid.from_name"),
+    ("PORTICO_SENDGRID_RETRY_BASE_MS", "sendgrid.retry_base_ms"),
+    ("PORTICO_SENDGRID_MAX_ATTEMPTS", "sendgrid.max_attempts"),
+    ("PORTICO_SENDGRID_TIMEOUT_SECS", "sendgrid.timeout_secs"),
     ("PORTICO_LOG", "log.filter"),
 ];
 
@@ -442,6 +460,11 @@ impl Config {
             "worker.max_receives" => self.worker.max_receives = parse_number(value)?,
             "sendgrid.api_key" => self.sendgrid.api_key = empty_is_none(value).map(Secret),
             "sendgrid.base_url" => self.sendgrid.base_url = value.into(),
+            "sendgrid.from_email" => self.sendgrid.from_email = value.into(),
+            "sendgrid.from_name" => self.sendgrid.from_name = value.into(),
+            "sendgrid.retry_base_ms" => self.sendgrid.retry_base_ms = parse_number(value)?,
+            "sendgrid.max_attempts" => self.sendgrid.max_attempts = parse_number(value)?,
+            "sendgrid.timeout_secs" => self.sendgrid.timeout_secs = parse_number(value)?,
             "log.filter" => self.log.filter = value.into(),
             other => return Err(format!("unknown key `{other}`")),
         }
@@ -546,6 +569,14 @@ impl Config {
                 "sequence: account_number_start must be positive and below account_number_end"
                     .into(),
             );
+        }
+        if self.sendgrid.max_attempts == 0 || self.sendgrid.timeout_secs == 0 {
+            return invalid("sendgrid: max_attempts and timeout_secs must be positive".into());
+        }
+        if !self.sendgrid.from_email.contains('@')
+            || self.sendgrid.from_email.contains(['\r', '\n'])
+        {
+            return invalid("sendgrid.from_email must be an e-mail address".into());
         }
         if !self.sendgrid.base_url.starts_with("http://")
             && !self.sendgrid.base_url.starts_with("https://")

@@ -1,8 +1,11 @@
 //! E-mail templates (text and HTML, values escaped) and the one way e-mails enter the outbox:
 //! recipients and subjects are checked so nothing can smuggle headers in.
 
-use portico_core::domain::{Account, Document, Instrument, OutboundEmail, User};
-use portico_core::{Error, Result};
+use portico_core::domain::{
+    Account, Caller, Document, EmailStatus, Instrument, OutboundEmail, OutboxEntry, User,
+};
+use portico_core::ports::{Page, PageRequest};
+use portico_core::{Error, Result, policy};
 
 use crate::Context;
 
@@ -28,6 +31,24 @@ pub async fn queue(ctx: &Context, email: OutboundEmail) -> Result<()> {
     metrics::counter!("portico_emails_queued_total", "category" => email.category.clone())
         .increment(1);
     ctx.outbox.enqueue(&email).await
+}
+
+/// `GET /v1/outbox`: what was sent, what waits and what failed (admins).
+pub async fn list_outbox(
+    ctx: &Context,
+    caller: &Caller,
+    status: Option<&str>,
+    page: PageRequest,
+) -> Result<Page<OutboxEntry>> {
+    policy::require_admin(caller)?;
+    let status =
+        match status {
+            None | Some("") => None,
+            Some(s) => Some(EmailStatus::parse(s).ok_or_else(|| {
+                Error::invalid("status", "must be pending, sending, sent or failed")
+            })?),
+        };
+    ctx.outbox.list_outbox(status, &page).await
 }
 
 fn valid_address(address: &str) -> bool {

@@ -14,7 +14,9 @@ mod validate;
 
 use std::sync::Arc;
 
-use portico_core::{FileUrls, ObjectStore, Outbox, Publisher, Queue, SequenceGenerator, Store};
+use portico_core::{
+    FileUrls, Mailer, ObjectStore, Outbox, Publisher, Queue, SequenceGenerator, Store,
+};
 
 /// What every function may use.
 pub struct Context {
@@ -25,6 +27,8 @@ pub struct Context {
     pub publisher: Arc<dyn Publisher>,
     /// E-mails to send.
     pub outbox: Arc<dyn Outbox>,
+    /// Delivers what the outbox holds (the outbox worker's business).
+    pub mailer: Arc<dyn Mailer>,
     /// Uploaded files.
     pub objects: Arc<dyn ObjectStore>,
     /// Signed links to send and fetch files.

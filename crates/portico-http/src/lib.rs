@@ -134,6 +134,7 @@ pub fn app(state: AppState) -> Router {
             "/v1/notifications/{id}/read",
             f("read_notification", post(routes::read_notification), s),
         )
+        .route("/v1/outbox", f("list_outbox", get(routes::list_outbox), s))
         .route(
             "/v1/documents",
             f("list_documents", get(routes::list_documents), s),

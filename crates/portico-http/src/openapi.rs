@@ -29,6 +29,7 @@ use crate::routes;
         routes::get_document,
         routes::upload_content,
         routes::download_content,
+        routes::list_outbox,
         routes::dev_issuer_metadata,
         routes::dev_issuer_keys,
     ),

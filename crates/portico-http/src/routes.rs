@@ -10,10 +10,13 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use futures_util::{StreamExt, TryStreamExt};
 use portico_core::Error;
-use portico_core::domain::{Account, Document, DocumentStatus, Instrument, Notification, User};
+use portico_core::domain::{
+    Account, Document, DocumentStatus, Instrument, Notification, OutboxEntry, User,
+};
 use portico_core::ports::Page;
 use portico_functions::accounts::{self, AddUser, CreateAccount};
 use portico_functions::documents::{self, DocumentView, RequestUpload, UploadTicket};
+use portico_functions::email;
 use portico_functions::identity::{self, Me};
 use portico_functions::instruments::{self, RegisterInstrument, RegisteredInstrument};
 use portico_functions::notifications;
@@ -432,6 +435,25 @@ fn absolute(headers: &HeaderMap, url: String) -> String {
         .filter(|p| *p == "https" || *p == "http")
         .unwrap_or("http");
     format!("{scheme}://{host}{url}")
+}
+
+/// The e-mail outbox, newest first (admins): every e-mail with its delivery state.
+#[utoipa::path(get, path = "/v1/outbox", tag = "email", security(("bearer" = [])),
+    params(("status" = Option<String>, Query, description = "pending, sending, sent or failed"),
+        ("limit" = Option<u32>, Query, description = "1 to 200, default 50"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+    responses((status = 200, body = Page<OutboxEntry>), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub async fn list_outbox(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Query(query): Query<HashMap<String, String>>,
+    Paging(page): Paging,
+) -> Answer<Json<Page<OutboxEntry>>> {
+    let status = query.get("status").map(String::as_str);
+    Ok(Json(
+        email::list_outbox(state.context(), &caller, status, page).await?,
+    ))
 }
 
 /// The dev issuer's authorization server metadata (only when no external issuer is configured).

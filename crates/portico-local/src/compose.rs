@@ -10,6 +10,7 @@ use portico_config::Config;
 use portico_core::ports::SequenceRange;
 use portico_functions::{Context, Settings};
 use portico_http::{AppState, Limits};
+use portico_mail::{LocalSink, SendGrid};
 use portico_objects::{Objects, SignedUrls};
 use portico_sqlite::{Database, SqliteQueue, SqliteSequence, SqliteStore};
 
@@ -70,6 +71,16 @@ pub fn compose(config: &Config) -> anyhow::Result<Composition> {
     let context = Arc::new(Context {
         store: store.clone(),
         outbox: store,
+        mailer: match &config.sendgrid.api_key {
+            Some(key) => Arc::new(SendGrid::new(
+                &config.sendgrid.base_url,
+                key.expose(),
+                &config.sendgrid.from_email,
+                &config.sendgrid.from_name,
+                Duration::from_secs(config.sendgrid.timeout_secs),
+            )),
+            None => Arc::new(LocalSink),
+        },
         publisher: publisher.clone(),
         objects: Arc::new(Objects::local(&config.data_dir.join("objects"))?),
         file_urls: signed_urls.clone(),

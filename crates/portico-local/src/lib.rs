@@ -202,5 +202,7 @@ pub fn worker_settings(config: &Config) -> worker::WorkerSettings {
     worker::WorkerSettings {
         concurrency: config.worker.concurrency,
         visibility: std::time::Duration::from_secs(config.worker.visibility_timeout_secs),
+        email_retry_base: std::time::Duration::from_millis(config.sendgrid.retry_base_ms),
+        email_max_attempts: config.sendgrid.max_attempts,
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use portico_core::QueueMessage;
+use portico_core::{Delivery, QueueMessage};
 use portico_functions::Context;
 use portico_functions::documents::{self, Processed, UPLOADS_QUEUE};
 use portico_sqlite::DEAD_LETTER_SUFFIX;
@@ -25,7 +25,18 @@ const DEAD: &str = "portico_queue_dead_letters";
 pub struct WorkerSettings {
     pub concurrency: usize,
     pub visibility: Duration,
+    /// First delay before an e-mail is tried again; doubles per attempt.
+    pub email_retry_base: Duration,
+    /// Attempts before an e-mail is given up.
+    pub email_max_attempts: u32,
 }
+
+const EMAILS_SENT: &str = "portico_emails_sent_total";
+const EMAILS_FAILED: &str = "portico_emails_failed_total";
+const EMAILS_RETRIED: &str = "portico_emails_retried_total";
+const EMAIL_SEND: &str = "portico_email_send_duration_seconds";
+/// How long a sender's claim on an e-mail lasts; if the sender dies, the e-mail is sent again.
+const EMAIL_LEASE: Duration = Duration::from_secs(60);
 
 /// Runs the workers until `stop` turns true; a message being processed is finished first.
 pub async fn run(ctx: Arc<Context>, settings: WorkerSettings, stop: watch::Receiver<bool>) {
@@ -34,6 +45,7 @@ pub async fn run(ctx: Arc<Context>, settings: WorkerSettings, stop: watch::Recei
         tasks.spawn(process_uploads(ctx.clone(), settings, stop.clone()));
     }
     tasks.spawn(handle_dead_letters(ctx.clone(), stop.clone()));
+    tasks.spawn(send_emails(ctx.clone(), settings, stop.clone()));
     tasks.spawn(report_queue(ctx, stop));
     while tasks.join_next().await.is_some() {}
     tracing::info!("workers stopped");
@@ -155,4 +167,90 @@ async fn report_queue(ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
         }
     }
+}
+
+/// The outbox sender: claims due e-mails, hands them to the mailer, records what happened.
+/// At-least-once: an e-mail is marked sent only after the provider accepted it, and a claim
+/// that lapses (the sender died mid-send) makes it due again.
+async fn send_emails(ctx: Arc<Context>, settings: WorkerSettings, mut stop: watch::Receiver<bool>) {
+    loop {
+        let claimed = match ctx.outbox.claim_due(20, EMAIL_LEASE).await {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the outbox");
+                Vec::new()
+            }
+        };
+        let idle = claimed.is_empty();
+        let sends = claimed.into_iter().map(|(email, attempt)| {
+            let ctx = ctx.clone();
+            async move {
+                let started = Instant::now();
+                let delivery = ctx.mailer.deliver(&email).await;
+                metrics::histogram!(EMAIL_SEND).record(started.elapsed().as_secs_f64());
+                record(&ctx, settings, &email, attempt, delivery).await;
+            }
+        });
+        futures_util::future::join_all(sends).await;
+        if idle {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = stop.changed() => return,
+            }
+        }
+        if *stop.borrow() {
+            return;
+        }
+    }
+}
+
+async fn record(
+    ctx: &Context,
+    settings: WorkerSettings,
+    email: &portico_core::OutboundEmail,
+    attempt: u32,
+    delivery: Delivery,
+) {
+    let category = email.category.clone();
+    let result = match delivery {
+        Delivery::Accepted {
+            provider_message_id,
+        } => {
+            metrics::counter!(EMAILS_SENT, "category" => category).increment(1);
+            ctx.outbox
+                .mark_sent(&email.id, provider_message_id.as_deref())
+                .await
+        }
+        Delivery::Rejected { reason } => {
+            tracing::warn!(id = %email.id, reason, "e-mail refused by the provider");
+            metrics::counter!(EMAILS_FAILED, "category" => category).increment(1);
+            ctx.outbox.mark_failed(&email.id, &reason).await
+        }
+        Delivery::RetryLater { reason, .. } if attempt >= settings.email_max_attempts => {
+            let reason = format!("gave up after {attempt} attempts: {reason}");
+            tracing::warn!(id = %email.id, reason, "e-mail failed");
+            metrics::counter!(EMAILS_FAILED, "category" => category).increment(1);
+            ctx.outbox.mark_failed(&email.id, &reason).await
+        }
+        Delivery::RetryLater { reason, after } => {
+            let delay = after.unwrap_or_else(|| backoff(settings.email_retry_base, attempt));
+            tracing::info!(id = %email.id, reason, ?delay, attempt, "e-mail will be retried");
+            metrics::counter!(EMAILS_RETRIED, "category" => category).increment(1);
+            ctx.outbox.retry_later(&email.id, delay, &reason).await
+        }
+    };
+    if let Err(e) = result {
+        // The claim lapses and the e-mail is tried again: at least once, never lost.
+        tracing::warn!(id = %email.id, error = %e, "e-mail outcome not recorded");
+    }
+}
+
+/// `base * 2^(attempt-1)`, at most ten minutes, with up to 25% random jitter so that many
+/// e-mails failing together do not come back together.
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+    let capped = exp.min(Duration::from_secs(600));
+    let mut byte = [0u8; 1];
+    let _ = aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut byte);
+    capped + capped.mul_f64(f64::from(byte[0]) / 255.0 * 0.25)
 }

@@ -384,6 +384,8 @@ async fn a_message_that_always_fails_is_dead_lettered_and_the_document_fails() {
         portico_local::worker::WorkerSettings {
             concurrency: 1,
             visibility: Duration::from_secs(1),
+            email_retry_base: Duration::from_millis(100),
+            email_max_attempts: 3,
         },
         stop_rx,
     ));

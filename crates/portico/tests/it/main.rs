@@ -4,6 +4,7 @@
 mod accounts;
 mod cli;
 mod documents;
+mod email;
 mod gateway;
 mod helpers;
 mod jwks;
