@@ -320,3 +320,55 @@ impl Document {
         format!("documents/{}/{}", self.account_id, self.id)
     }
 }
+
+/// A product in the manufacturer's catalogue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Product {
+    pub sku: String,
+    pub name: String,
+    pub category: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+}
+
+/// One quality-control test of a lot, as printed on its Certificate of Analysis.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QcTest {
+    pub name: String,
+    pub method: String,
+    pub specification: String,
+    pub result: String,
+    pub unit: String,
+    pub pass: bool,
+}
+
+/// A manufactured lot of a product, with its QC results.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Lot {
+    pub lot_number: String,
+    pub sku: String,
+    /// `YYYY-MM-DD`
+    pub manufactured_on: String,
+    /// `YYYY-MM-DD`
+    pub expires_on: String,
+    pub qc_tests: Vec<QcTest>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+}
+
+/// A lot sent to an account: what entitles the account's members to the lot's certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Shipment {
+    pub id: String,
+    pub lot_number: String,
+    pub account_id: String,
+    /// `YYYY-MM-DD`
+    pub shipped_on: String,
+    pub quantity: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+}

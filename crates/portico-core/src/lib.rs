@@ -10,11 +10,12 @@ pub mod policy;
 pub mod ports;
 
 pub use domain::{
-    Account, AccountKind, Caller, Document, DocumentStatus, EmailStatus, Instrument, Notification,
-    OutboundEmail, OutboxEntry, Role, User,
+    Account, AccountKind, Caller, Document, DocumentStatus, EmailStatus, Instrument, Lot,
+    Notification, OutboundEmail, OutboxEntry, Product, QcTest, Role, Shipment, User,
 };
 pub use error::{Error, FieldError, Result};
 pub use ports::{
-    Delivery, FileUrls, Mailer, NewAccount, ObjectStore, Outbox, Page, PageRequest, Publisher,
-    Queue, QueueMessage, QueueStats, SequenceGenerator, SequenceRange, Store, StoredObject,
+    CertificateData, CertificateRenderer, Delivery, FileUrls, Mailer, NewAccount, ObjectStore,
+    Outbox, Page, PageRequest, Publisher, Queue, QueueMessage, QueueStats, SequenceGenerator,
+    SequenceRange, Store, StoredObject,
 };

@@ -12,8 +12,8 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
 use crate::domain::{
-    Account, AccountKind, Document, DocumentStatus, EmailStatus, Instrument, Notification,
-    OutboundEmail, OutboxEntry, Role, User,
+    Account, AccountKind, Document, DocumentStatus, EmailStatus, Instrument, Lot, Notification,
+    OutboundEmail, OutboxEntry, Product, Role, Shipment, User,
 };
 use crate::error::{Error, Result};
 
@@ -125,6 +125,22 @@ pub trait Store: Send + Sync + 'static {
         failure_reason: Option<&str>,
         metadata: Option<&serde_json::Value>,
     ) -> Result<bool>;
+
+    /// A known SKU is a conflict.
+    async fn create_product(&self, product: &Product) -> Result<()>;
+    async fn product(&self, sku: &str) -> Result<Option<Product>>;
+    async fn list_products(&self, page: &PageRequest) -> Result<Page<Product>>;
+    /// A known lot number is a conflict.
+    async fn create_lot(&self, lot: &Lot) -> Result<()>;
+    async fn lot(&self, lot_number: &str) -> Result<Option<Lot>>;
+    async fn create_shipment(&self, shipment: &Shipment) -> Result<()>;
+    /// Shipments of one lot, or to one account, oldest first.
+    async fn list_shipments(
+        &self,
+        lot_number: Option<&str>,
+        account_id: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<Shipment>>;
 }
 
 /// A stream of object bytes.
@@ -280,4 +296,21 @@ pub struct SequenceRange {
 #[async_trait]
 pub trait SequenceGenerator: Send + Sync + 'static {
     async fn next(&self, sequence: &str) -> Result<u64>;
+}
+
+/// What a Certificate of Analysis shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CertificateData {
+    /// The manufacturer's name, printed in the header.
+    pub issuer: String,
+    /// `YYYY-MM-DD`; also the PDF's document date, so the same lot renders the same bytes.
+    pub issued_on: String,
+    pub product: Product,
+    pub lot: Lot,
+}
+
+/// Renders documents (Certificates of Analysis) to PDF.
+#[async_trait]
+pub trait CertificateRenderer: Send + Sync + 'static {
+    async fn certificate(&self, data: &CertificateData) -> Result<Vec<u8>>;
 }

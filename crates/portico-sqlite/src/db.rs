@@ -127,6 +127,35 @@ ALTER TABLE outbox ADD COLUMN provider_message_id TEXT;
 ALTER TABLE outbox ADD COLUMN sent_at TEXT;
 CREATE INDEX outbox_due ON outbox(status, next_attempt_at);
 "#,
+    r#"
+CREATE TABLE products (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    sku        TEXT NOT NULL UNIQUE,
+    name       TEXT NOT NULL,
+    category   TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE lots (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    lot_number      TEXT NOT NULL UNIQUE,
+    sku             TEXT NOT NULL REFERENCES products(sku),
+    manufactured_on TEXT NOT NULL,
+    expires_on      TEXT NOT NULL,
+    qc_tests        TEXT NOT NULL,
+    created_at      TEXT NOT NULL
+);
+CREATE TABLE shipments (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    id         TEXT NOT NULL UNIQUE,
+    lot_number TEXT NOT NULL REFERENCES lots(lot_number),
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    shipped_on TEXT NOT NULL,
+    quantity   INTEGER NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX shipments_by_lot ON shipments(lot_number, seq);
+CREATE INDEX shipments_by_account ON shipments(account_id, seq);
+"#,
 ];
 
 /// A SQLite database shared by the local adapters.

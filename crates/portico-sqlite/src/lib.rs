@@ -3,6 +3,7 @@
 //!
 //! rusqlite is blocking, so every call runs on tokio's blocking pool.
 
+mod catalogue;
 mod db;
 mod queue;
 mod sequence;

@@ -7,8 +7,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use std::time::Duration;
 
 use portico_core::domain::{
-    Account, AccountKind, Document, DocumentStatus, EmailStatus, Instrument, Notification,
-    OutboundEmail, OutboxEntry, Role, User,
+    Account, AccountKind, Document, DocumentStatus, EmailStatus, Instrument, Lot, Notification,
+    OutboundEmail, OutboxEntry, Product, Role, Shipment, User,
 };
 use portico_core::ports::{NewAccount, Page, PageRequest, SequenceRange};
 use portico_core::{Error, Outbox, Result, Store};
@@ -18,7 +18,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::Database;
 use crate::db::is_unique_violation;
-use crate::sequence;
+use crate::{catalogue, sequence};
 
 /// The sequence account numbers are taken from.
 const ACCOUNT_NUMBERS: &str = "account_number";
@@ -520,6 +520,66 @@ impl Store for SqliteStore {
             })
             .await
     }
+
+    async fn create_product(&self, product: &Product) -> Result<()> {
+        let p = product.clone();
+        self.db
+            .write(move |conn| catalogue::create_product(conn, &p))
+            .await
+    }
+
+    async fn product(&self, sku: &str) -> Result<Option<Product>> {
+        let sku = sku.to_string();
+        self.db
+            .read(move |conn| catalogue::product(conn, &sku))
+            .await
+    }
+
+    async fn list_products(&self, page: &PageRequest) -> Result<Page<Product>> {
+        let page = page.clone();
+        self.db
+            .read(move |conn| catalogue::list_products(conn, &page))
+            .await
+    }
+
+    async fn create_lot(&self, lot: &Lot) -> Result<()> {
+        let lot = lot.clone();
+        self.db
+            .write(move |conn| catalogue::create_lot(conn, &lot))
+            .await
+    }
+
+    async fn lot(&self, lot_number: &str) -> Result<Option<Lot>> {
+        let lot_number = lot_number.to_string();
+        self.db
+            .read(move |conn| catalogue::lot(conn, &lot_number))
+            .await
+    }
+
+    async fn create_shipment(&self, shipment: &Shipment) -> Result<()> {
+        let s = shipment.clone();
+        self.db
+            .write(move |conn| catalogue::create_shipment(conn, &s))
+            .await
+    }
+
+    async fn list_shipments(
+        &self,
+        lot_number: Option<&str>,
+        account_id: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<Shipment>> {
+        let (lot_number, account_id, page) = (
+            lot_number.map(str::to_string),
+            account_id.map(str::to_string),
+            page.clone(),
+        );
+        self.db
+            .read(move |conn| {
+                catalogue::list_shipments(conn, lot_number.as_deref(), account_id.as_deref(), &page)
+            })
+            .await
+    }
 }
 
 const DOCUMENT_COLUMNS: &str = "seq, id, account_id, uploaded_by, filename, content_type, size, status, failure_reason, metadata, created_at, updated_at";
@@ -805,7 +865,7 @@ fn notification_row(row: &Row<'_>) -> rusqlite::Result<Decoded<Notification>> {
 
 /// A row decodes in two steps: SQLite values (which cannot fail in ways a caller caused), then
 /// domain values, whose failure means the file was edited by hand or is corrupt.
-type Decoded<T> = (i64, Result<T>);
+pub(crate) type Decoded<T> = (i64, Result<T>);
 
 fn account_row(row: &Row<'_>) -> rusqlite::Result<Decoded<Account>> {
     let seq: i64 = row.get(0)?;
@@ -849,7 +909,7 @@ fn user_row(row: &Row<'_>) -> rusqlite::Result<Decoded<User>> {
     Ok((seq, user))
 }
 
-fn paginate<T>(rows: Vec<Decoded<T>>, limit: u32) -> Result<Page<T>> {
+pub(crate) fn paginate<T>(rows: Vec<Decoded<T>>, limit: u32) -> Result<Page<T>> {
     let more = rows.len() > limit as usize;
     let mut items = Vec::with_capacity(rows.len().min(limit as usize));
     let mut last_seq = None;
@@ -870,7 +930,7 @@ fn encode_cursor(seq: i64) -> String {
     URL_SAFE_NO_PAD.encode(format!("v1:{seq}"))
 }
 
-fn decode_cursor(cursor: Option<&str>) -> Result<i64> {
+pub(crate) fn decode_cursor(cursor: Option<&str>) -> Result<i64> {
     let Some(cursor) = cursor else { return Ok(0) };
     URL_SAFE_NO_PAD
         .decode(cursor)
@@ -904,12 +964,12 @@ fn parse_roles(text: &str) -> Result<Vec<Role>> {
         .collect()
 }
 
-fn timestamp(t: OffsetDateTime) -> Result<String> {
+pub(crate) fn timestamp(t: OffsetDateTime) -> Result<String> {
     t.format(&Rfc3339)
         .map_err(|e| Error::Unexpected(anyhow::anyhow!("formatting timestamp: {e}")))
 }
 
-fn parse_timestamp(text: &str) -> Result<OffsetDateTime> {
+pub(crate) fn parse_timestamp(text: &str) -> Result<OffsetDateTime> {
     OffsetDateTime::parse(text, &Rfc3339)
         .map_err(|e| Error::Unexpected(anyhow::anyhow!("bad timestamp {text:?} in database: {e}")))
 }
