@@ -76,6 +76,8 @@ pub struct DocumentsConfig {
     pub upload_url_ttl_secs: u64,
     /// The largest file accepted, in bytes.
     pub max_upload_bytes: u64,
+    /// The manufacturer's name printed on Certificates of Analysis.
+    pub certificate_issuer: String,
 }
 
 /// The queue workers (upload events); `portico serve` runs them unless disabled, and
@@ -99,6 +101,7 @@ impl Default for DocumentsConfig {
         DocumentsConfig {
             upload_url_ttl_secs: 900,
             max_upload_bytes: 1024 * 1024 * 1024,
+            certificate_issuer: "Portico Life Sciences".into(),
         }
     }
 }
@@ -446,6 +449,7 @@ impl Config {
                 self.documents.upload_url_ttl_secs = parse_number(value)?
             }
             "documents.max_upload_bytes" => self.documents.max_upload_bytes = parse_number(value)?,
+            "documents.certificate_issuer" => self.documents.certificate_issuer = value.into(),
             "worker.enabled" => {
                 self.worker.enabled = match value {
                     "true" | "1" | "yes" => true,

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod alerts;
+pub mod catalogue;
 pub mod documents;
 pub mod email;
 pub mod gate;
@@ -15,7 +16,8 @@ mod validate;
 use std::sync::Arc;
 
 use portico_core::{
-    FileUrls, Mailer, ObjectStore, Outbox, Publisher, Queue, SequenceGenerator, Store,
+    CertificateRenderer, FileUrls, Mailer, ObjectStore, Outbox, Publisher, Queue,
+    SequenceGenerator, Store,
 };
 
 /// What every function may use.
@@ -35,6 +37,8 @@ pub struct Context {
     pub file_urls: Arc<dyn FileUrls>,
     /// Durable queues (upload events).
     pub queue: Arc<dyn Queue>,
+    /// PDF documents (Certificates of Analysis).
+    pub renderer: Arc<dyn CertificateRenderer>,
     pub settings: Settings,
 }
 
@@ -68,4 +72,6 @@ pub struct Settings {
     pub upload_url_ttl_secs: u64,
     /// The largest file accepted.
     pub max_upload_bytes: u64,
+    /// The manufacturer's name on certificates.
+    pub issuer_name: String,
 }

@@ -136,6 +136,32 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/outbox", f("list_outbox", get(routes::list_outbox), s))
         .route(
+            "/v1/products",
+            f("list_products", get(routes::list_products), s).merge(f(
+                "create_product",
+                post(routes::create_product),
+                s,
+            )),
+        )
+        .route(
+            "/v1/products/{sku}",
+            f("get_product", get(routes::get_product), s),
+        )
+        .route("/v1/lots", f("create_lot", post(routes::create_lot), s))
+        .route("/v1/lots/{lot}", f("get_lot", get(routes::get_lot), s))
+        .route(
+            "/v1/lots/{lot}/certificate.pdf",
+            f("lot_certificate", get(routes::lot_certificate), s),
+        )
+        .route(
+            "/v1/shipments",
+            f("list_shipments", get(routes::list_shipments), s).merge(f(
+                "create_shipment",
+                post(routes::create_shipment),
+                s,
+            )),
+        )
+        .route(
             "/v1/documents",
             f("list_documents", get(routes::list_documents), s),
         )

@@ -11,10 +11,12 @@ use axum::response::IntoResponse;
 use futures_util::{StreamExt, TryStreamExt};
 use portico_core::Error;
 use portico_core::domain::{
-    Account, Document, DocumentStatus, Instrument, Notification, OutboxEntry, User,
+    Account, Document, DocumentStatus, Instrument, Lot, Notification, OutboxEntry, Product,
+    Shipment, User,
 };
 use portico_core::ports::Page;
 use portico_functions::accounts::{self, AddUser, CreateAccount};
+use portico_functions::catalogue::{self, CreateLot, CreateProduct, CreateShipment};
 use portico_functions::documents::{self, DocumentView, RequestUpload, UploadTicket};
 use portico_functions::email;
 use portico_functions::identity::{self, Me};
@@ -453,6 +455,130 @@ pub async fn list_outbox(
     let status = query.get("status").map(String::as_str);
     Ok(Json(
         email::list_outbox(state.context(), &caller, status, page).await?,
+    ))
+}
+
+/// Adds a product to the catalogue (admins).
+#[utoipa::path(post, path = "/v1/products", tag = "catalogue", security(("bearer" = [])),
+    request_body = CreateProduct,
+    responses((status = 201, body = Product), (status = 403, body = Problem),
+        (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn create_product(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    JsonBody(input): JsonBody<CreateProduct>,
+) -> Answer<impl IntoResponse> {
+    let product = catalogue::create_product(state.context(), &caller, input).await?;
+    Ok(created(format!("/v1/products/{}", product.sku), product))
+}
+
+/// The catalogue, oldest first.
+#[utoipa::path(get, path = "/v1/products", tag = "catalogue", security(("bearer" = [])),
+    params(("limit" = Option<u32>, Query, description = "1 to 200, default 50"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+    responses((status = 200, body = Page<Product>), (status = 401, body = Problem)))]
+pub async fn list_products(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Paging(page): Paging,
+) -> Answer<Json<Page<Product>>> {
+    Ok(Json(
+        catalogue::list_products(state.context(), &caller, page).await?,
+    ))
+}
+
+/// One product.
+#[utoipa::path(get, path = "/v1/products/{sku}", tag = "catalogue", security(("bearer" = [])),
+    params(("sku" = String, Path, description = "SKU")),
+    responses((status = 200, body = Product), (status = 404, body = Problem)))]
+pub async fn get_product(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(sku): Path<String>,
+) -> Answer<Json<Product>> {
+    Ok(Json(
+        catalogue::get_product(state.context(), &caller, &sku).await?,
+    ))
+}
+
+/// Records a manufactured lot with its QC results (admins).
+#[utoipa::path(post, path = "/v1/lots", tag = "catalogue", security(("bearer" = [])),
+    request_body = CreateLot,
+    responses((status = 201, body = Lot), (status = 403, body = Problem),
+        (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn create_lot(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    JsonBody(input): JsonBody<CreateLot>,
+) -> Answer<impl IntoResponse> {
+    let lot = catalogue::create_lot(state.context(), &caller, input).await?;
+    Ok(created(format!("/v1/lots/{}", lot.lot_number), lot))
+}
+
+/// One lot: staff, and members of accounts that received it.
+#[utoipa::path(get, path = "/v1/lots/{lot}", tag = "catalogue", security(("bearer" = [])),
+    params(("lot" = String, Path, description = "Lot number")),
+    responses((status = 200, body = Lot), (status = 404, body = Problem)))]
+pub async fn get_lot(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(lot): Path<String>,
+) -> Answer<Json<Lot>> {
+    Ok(Json(
+        catalogue::get_lot(state.context(), &caller, &lot).await?,
+    ))
+}
+
+/// The lot's Certificate of Analysis (PDF/A-2b): staff, and members of accounts that received it.
+#[utoipa::path(get, path = "/v1/lots/{lot}/certificate.pdf", tag = "catalogue", security(("bearer" = [])),
+    params(("lot" = String, Path, description = "Lot number")),
+    responses((status = 200, description = "The certificate", content_type = "application/pdf"),
+        (status = 404, body = Problem)))]
+pub async fn lot_certificate(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(lot): Path<String>,
+) -> Answer<impl IntoResponse> {
+    let pdf = catalogue::certificate(state.context(), &caller, &lot).await?;
+    let disposition = format!("inline; filename=\"certificate-{lot}.pdf\"");
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/pdf".to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        pdf,
+    ))
+}
+
+/// Records a lot shipped to an account (admins).
+#[utoipa::path(post, path = "/v1/shipments", tag = "catalogue", security(("bearer" = [])),
+    request_body = CreateShipment,
+    responses((status = 201, body = Shipment), (status = 403, body = Problem),
+        (status = 422, body = Problem)))]
+pub async fn create_shipment(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    JsonBody(input): JsonBody<CreateShipment>,
+) -> Answer<impl IntoResponse> {
+    let shipment = catalogue::create_shipment(state.context(), &caller, input).await?;
+    Ok(created(
+        format!("/v1/shipments?lot={}", shipment.lot_number),
+        shipment,
+    ))
+}
+
+/// Shipments: staff see all, members their account's.
+#[utoipa::path(get, path = "/v1/shipments", tag = "catalogue", security(("bearer" = [])),
+    params(("limit" = Option<u32>, Query, description = "1 to 200, default 50"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+    responses((status = 200, body = Page<Shipment>), (status = 401, body = Problem)))]
+pub async fn list_shipments(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Paging(page): Paging,
+) -> Answer<Json<Page<Shipment>>> {
+    Ok(Json(
+        catalogue::list_shipments(state.context(), &caller, page).await?,
     ))
 }
 

@@ -12,6 +12,7 @@ use portico_functions::{Context, Settings};
 use portico_http::{AppState, Limits};
 use portico_mail::{LocalSink, SendGrid};
 use portico_objects::{Objects, SignedUrls};
+use portico_pdf::Pdf;
 use portico_sqlite::{Database, SqliteQueue, SqliteSequence, SqliteStore};
 
 /// The composed backend: the state the HTTP functions run on, and the parts hosts and tests need.
@@ -89,12 +90,14 @@ pub fn compose(config: &Config) -> anyhow::Result<Composition> {
             config.worker.max_receives,
         )),
         sequence: Arc::new(SqliteSequence::new(database, range)),
+        renderer: Arc::new(Pdf::new()),
         settings: Settings {
             region: config.region.clone(),
             admin_group: config.auth.admin_group.clone(),
             support_group: config.auth.support_group.clone(),
             upload_url_ttl_secs: config.documents.upload_url_ttl_secs,
             max_upload_bytes: config.documents.max_upload_bytes,
+            issuer_name: config.documents.certificate_issuer.clone(),
         },
     });
     let limits = Limits {

@@ -134,7 +134,12 @@ mod tests {
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("pdftotext (Debian package poppler-utils) is installed");
-        child.stdin.take().expect("stdin").write_all(pdf).expect("written");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(pdf)
+            .expect("written");
         let out = child.wait_with_output().expect("pdftotext ran");
         (pages, String::from_utf8_lossy(&out.stdout).into_owned())
     }
