@@ -177,6 +177,30 @@ pub fn document_ready(to: &str, document: &Document) -> OutboundEmail {
     )
 }
 
+/// A recall notice for a lot the recipient's account received.
+pub fn lot_recall(
+    to: &str,
+    lot: &portico_core::Lot,
+    product: &portico_core::Product,
+    reason: &str,
+) -> OutboundEmail {
+    compose(
+        email_id(&format!("recall\n{}\n{to}", lot.lot_number)),
+        to,
+        format!("Recall notice: {} lot {}", product.name, lot.lot_number),
+        vec![
+            format!(
+                "Lot {} of {} ({}) is being recalled.",
+                lot.lot_number, product.name, product.sku
+            ),
+            format!("Reason: {reason}"),
+            "Stop using the lot, quarantine remaining stock and contact support for a replacement."
+                .into(),
+        ],
+        "lot_recall",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,6 +233,29 @@ mod tests {
             email.id,
             instrument_alert("n1", "x@y.example", &instrument, "error", "").id
         );
+    }
+
+    #[test]
+    fn recall_notices_name_the_lot() {
+        let product = portico_core::Product {
+            sku: "RGT-1".into(),
+            name: "Buffer <A>".into(),
+            category: "Reagents".into(),
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
+        };
+        let lot = portico_core::Lot {
+            lot_number: "L-7".into(),
+            sku: "RGT-1".into(),
+            manufactured_on: "2026-01-01".into(),
+            expires_on: "2027-01-01".into(),
+            qc_tests: vec![],
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
+        };
+        let email = lot_recall("lab@acme.example", &lot, &product, "contamination");
+        assert_eq!(email.subject, "[Portico] Recall notice: Buffer <A> lot L-7");
+        assert!(email.html.contains("Buffer &lt;A&gt;"));
+        assert!(email.text.contains("contamination"));
+        assert_eq!(email.category, "lot_recall");
     }
 
     #[test]

@@ -30,8 +30,9 @@ impl Pdf {
             TypstEngine::builder()
                 .main_file(CERTIFICATE)
                 .search_fonts_with(
+                    // Bundled fonts first; system fonts only add scripts they lack (CJK).
                     TypstKitFontOptions::default()
-                        .include_system_fonts(false)
+                        .include_system_fonts(true)
                         .include_embedded_fonts(true),
                 )
                 .build()
