@@ -7,6 +7,8 @@
 mod docs;
 mod http;
 mod mqtt;
+mod outbox;
+mod pdf;
 mod queue;
 
 use std::sync::Arc;
@@ -31,6 +33,10 @@ enum Command {
     Docs(docs::Args),
     /// The SQLite queue alone: send + receive + delete throughput (no server needed).
     Queue(queue::Args),
+    /// Certificate rendering (1 and 10 pages) beside Ghostscript making a PDF from PostScript.
+    Pdf(pdf::Args),
+    /// The outbox sender against a local SendGrid stand-in: e-mails per second.
+    Outbox(outbox::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,5 +48,7 @@ fn main() -> anyhow::Result<()> {
         Command::Mqtt(args) => mqtt::main(args, config, issuer),
         Command::Docs(args) => docs::main(args, config, issuer),
         Command::Queue(args) => queue::main(args),
+        Command::Pdf(args) => pdf::main(args),
+        Command::Outbox(args) => outbox::main(args),
     }
 }
