@@ -1,8 +1,10 @@
 //! `portico serve --demo`: a small data set with every role, loaded into an empty data dir.
 
+use portico_core::QcTest;
 use portico_core::domain::Caller;
 use portico_core::ports::PageRequest;
 use portico_functions::accounts::{self, AddUser, CreateAccount};
+use portico_functions::catalogue::{self, CreateLot, CreateProduct, CreateShipment};
 use portico_functions::identity::{Identity, identify};
 use portico_functions::instruments::{self, RegisterInstrument};
 
@@ -127,6 +129,7 @@ pub async fn seed(composition: &Composition) -> anyhow::Result<Option<Demo>> {
         });
     }
     let admin = admin.ok_or_else(|| anyhow::anyhow!("no demo admin"))?;
+    let mut first_account = None;
     for (name, kind, serial, users) in ACCOUNTS {
         let account = accounts::create_account(
             ctx,
@@ -138,6 +141,7 @@ pub async fn seed(composition: &Composition) -> anyhow::Result<Option<Demo>> {
             },
         )
         .await?;
+        first_account.get_or_insert_with(|| account.id.clone());
         for (sub, display_name, roles) in *users {
             accounts::add_user(
                 ctx,
@@ -177,6 +181,60 @@ pub async fn seed(composition: &Composition) -> anyhow::Result<Option<Demo>> {
             device_secret: registered.device_secret,
             account: (*name).into(),
         });
+    }
+    // A product and a lot shipped to the first account, so its members can fetch a certificate.
+    catalogue::create_product(
+        ctx,
+        &admin,
+        CreateProduct {
+            sku: "RGT-100".into(),
+            name: "Taq Polymerase".into(),
+            category: "Enzymes".into(),
+        },
+    )
+    .await?;
+    let qc = |name: &str, method: &str, specification: &str, result: &str, unit: &str| QcTest {
+        name: name.into(),
+        method: method.into(),
+        specification: specification.into(),
+        result: result.into(),
+        unit: unit.into(),
+        pass: true,
+    };
+    catalogue::create_lot(
+        ctx,
+        &admin,
+        CreateLot {
+            lot_number: "L2026-0042".into(),
+            sku: "RGT-100".into(),
+            manufactured_on: "2026-10-01".into(),
+            expires_on: "2028-10-01".into(),
+            qc_tests: vec![
+                qc("Purity", "HPLC", ">= 98.0 %", "99.2", "%"),
+                qc("Activity", "Fluorometric assay", "4.5 - 5.5", "5.1", "U/µL"),
+                qc(
+                    "Endonuclease contamination",
+                    "Gel electrophoresis",
+                    "Not detected",
+                    "Not detected",
+                    "",
+                ),
+            ],
+        },
+    )
+    .await?;
+    if let Some(first) = first_account {
+        catalogue::create_shipment(
+            ctx,
+            &admin,
+            CreateShipment {
+                lot_number: "L2026-0042".into(),
+                account_id: first,
+                shipped_on: "2026-11-02".into(),
+                quantity: 5,
+            },
+        )
+        .await?;
     }
     Ok(Some(Demo {
         logins,

@@ -1034,6 +1034,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_email_claimed_by_a_sender_that_died_comes_due_again() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = store(&dir);
+        let email = OutboundEmail {
+            id: "m1".into(),
+            to: "a@b.example".into(),
+            subject: "s".into(),
+            text: "t".into(),
+            html: "<p>t</p>".into(),
+            category: "test".into(),
+        };
+        store.enqueue(&email).await.expect("queued");
+        store.enqueue(&email).await.expect("a repeat is ignored");
+        let lease = Duration::from_millis(50);
+        let first = store.claim_due(10, lease).await.expect("claimed");
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].1, 1);
+        // Claimed: nobody else gets it while the lease runs...
+        assert!(store.claim_due(10, lease).await.expect("ok").is_empty());
+        // ...and when the sender never records an outcome, it is due again, as attempt 2.
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        let second = store.claim_due(10, lease).await.expect("reclaimed");
+        assert_eq!((second.len(), second[0].1), (1, 2));
+        store.mark_sent("m1", Some("sg-1")).await.expect("sent");
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert!(store.claim_due(10, lease).await.expect("ok").is_empty());
+        let listed = store
+            .list_outbox(
+                Some(EmailStatus::Sent),
+                &PageRequest {
+                    limit: 10,
+                    cursor: None,
+                },
+            )
+            .await
+            .expect("list");
+        assert_eq!(listed.items[0].provider_message_id.as_deref(), Some("sg-1"));
+        assert_eq!(listed.items[0].attempts, 2);
+    }
+
+    #[tokio::test]
     async fn subs_are_unique_case_insensitively() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = store(&dir);

@@ -194,6 +194,15 @@ async fn openapi_describes_every_route() {
         ("/v1/documents/{id}", "get"),
         ("/v1/documents/{id}/content", "put"),
         ("/v1/documents/{id}/content", "get"),
+        ("/v1/outbox", "get"),
+        ("/v1/products", "post"),
+        ("/v1/products", "get"),
+        ("/v1/products/{sku}", "get"),
+        ("/v1/lots", "post"),
+        ("/v1/lots/{lot}", "get"),
+        ("/v1/lots/{lot}/certificate.pdf", "get"),
+        ("/v1/shipments", "post"),
+        ("/v1/shipments", "get"),
     ] {
         assert!(
             doc["paths"][path][method].is_object(),
