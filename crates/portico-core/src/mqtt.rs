@@ -470,6 +470,17 @@ mod tests {
     }
 
     #[test]
+    fn topic_names_and_filters() {
+        assert!(valid_topic_filter("a/+/b/#"));
+        for bad in ["a/#/b", "a/b#", "a/+b", ""] {
+            assert!(!valid_topic_filter(bad), "{bad:?}");
+        }
+        assert!(valid_topic_name("a/b"));
+        assert!(!valid_topic_name("a/+"));
+        assert!(!valid_topic_name(""));
+    }
+
+    #[test]
     fn policy_files_are_checked() {
         let custom = r#"
             [[grant]]

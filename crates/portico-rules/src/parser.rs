@@ -223,7 +223,7 @@ impl Parser {
                 ));
             }
         };
-        if !crate::topic::valid_filter(&from) {
+        if !portico_core::mqtt::valid_topic_filter(&from) {
             return Err(SqlError::new(
                 col,
                 format!("'{from}' is not a valid topic filter"),

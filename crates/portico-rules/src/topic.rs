@@ -20,24 +20,6 @@ pub fn matches(filter: &str, topic: &str) -> bool {
     }
 }
 
-/// Checks a topic filter: non-empty, `#` only as the whole last level, `+` only as a whole level.
-pub fn valid_filter(filter: &str) -> bool {
-    if filter.is_empty() || filter.contains('\0') {
-        return false;
-    }
-    let levels: Vec<&str> = filter.split('/').collect();
-    levels.iter().enumerate().all(|(i, level)| match *level {
-        "#" => i == levels.len() - 1,
-        "+" => true,
-        other => !other.contains('#') && !other.contains('+'),
-    })
-}
-
-/// Checks a topic name for publishing: non-empty, no wildcards.
-pub fn valid_name(topic: &str) -> bool {
-    !topic.is_empty() && !topic.contains(['+', '#', '\0'])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,17 +39,5 @@ mod tests {
         assert!(!matches("+/broker/uptime", "$SYS/broker/uptime"));
         assert!(matches("$SYS/#", "$SYS/broker/uptime"));
         assert!(matches("a//b", "a//b"));
-    }
-
-    #[test]
-    fn filter_and_name_validity() {
-        assert!(valid_filter("a/+/b/#"));
-        assert!(!valid_filter("a/#/b"));
-        assert!(!valid_filter("a/b#"));
-        assert!(!valid_filter("a/+b"));
-        assert!(!valid_filter(""));
-        assert!(valid_name("a/b"));
-        assert!(!valid_name("a/+"));
-        assert!(!valid_name(""));
     }
 }

@@ -221,9 +221,15 @@ pub async fn upload_completed(
     ctx.queue
         .send(UPLOADS_QUEUE, &event.to_string(), &attributes)
         .await?;
+    mark_processing(ctx, &document.id).await?;
+    Ok(())
+}
+
+/// Pending -> processing (a no-op for documents already past it).
+async fn mark_processing(ctx: &Context, id: &str) -> Result<()> {
     ctx.store
         .transition_document(
-            &document.id,
+            id,
             &[DocumentStatus::Pending],
             DocumentStatus::Processing,
             None,
@@ -287,15 +293,7 @@ pub async fn process_upload(ctx: &Context, body: &str) -> Result<Vec<Processed>>
             out.push(Processed::AlreadyDone(document.id));
             continue;
         }
-        ctx.store
-            .transition_document(
-                &document.id,
-                &[DocumentStatus::Pending],
-                DocumentStatus::Processing,
-                None,
-                None,
-            )
-            .await?;
+        mark_processing(ctx, &document.id).await?;
         let outcome = match ctx.objects.get(&key).await {
             Ok(mut stream) => {
                 let mut inspector = Inspector::new(is_csv(&document));
