@@ -370,11 +370,7 @@ impl Store for SqliteStore {
         page: &PageRequest,
     ) -> Result<Page<Notification>> {
         let user_id = user_id.to_string();
-        // Newest first: the cursor is the last row seen, and the next page lies below it.
-        let before = match page.cursor.as_deref() {
-            None => i64::MAX,
-            cursor => decode_cursor(cursor)?,
-        };
+        let before = decode_cursor_newest_first(page.cursor.as_deref())?;
         let limit = page.limit;
         self.db
             .read(move |conn| {
@@ -460,10 +456,7 @@ impl Store for SqliteStore {
 
     async fn list_documents(&self, account_id: &str, page: &PageRequest) -> Result<Page<Document>> {
         let account_id = account_id.to_string();
-        let before = match page.cursor.as_deref() {
-            None => i64::MAX,
-            cursor => decode_cursor(cursor)?,
-        };
+        let before = decode_cursor_newest_first(page.cursor.as_deref())?;
         let limit = page.limit;
         self.db
             .read(move |conn| {
@@ -740,10 +733,7 @@ impl Outbox for SqliteStore {
         page: &PageRequest,
     ) -> Result<Page<OutboxEntry>> {
         let status = status.map(|s| s.as_str());
-        let before = match page.cursor.as_deref() {
-            None => i64::MAX,
-            cursor => decode_cursor(cursor)?,
-        };
+        let before = decode_cursor_newest_first(page.cursor.as_deref())?;
         let limit = page.limit;
         self.db
             .read(move |conn| {
@@ -939,6 +929,14 @@ pub(crate) fn decode_cursor(cursor: Option<&str>) -> Result<i64> {
         .and_then(|s| s.strip_prefix("v1:").and_then(|n| n.parse::<i64>().ok()))
         .filter(|n| *n >= 0)
         .ok_or_else(|| Error::invalid("cursor", "is not a cursor this API returned"))
+}
+
+/// For lists newest first: the cursor is the last row seen, and the next page lies below it.
+fn decode_cursor_newest_first(cursor: Option<&str>) -> Result<i64> {
+    match cursor {
+        None => Ok(i64::MAX),
+        cursor => decode_cursor(cursor),
+    }
 }
 
 /// Subjects are matched case-insensitively (Okta subjects are often e-mail addresses).
