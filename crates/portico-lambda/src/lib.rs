@@ -3,6 +3,10 @@
 //! - `http`: API Gateway REST (v1) and HTTP API (v2) proxy events, served by the same axum Router
 //!   as the local gateway, through lambda_http's own adapter.
 //! - `authorizer`: the API Gateway token authorizer, using the same verifier as every other door.
+//! - `sqs`: SQS batches of S3 upload events for the document worker, with partial batch failures.
+//! - `iot`: the AWS IoT rule action, running the function the rule names.
 
 pub mod authorizer;
 pub mod http;
+pub mod iot;
+pub mod sqs;

@@ -1,5 +1,7 @@
 //! The Lambda bootstrap. `PORTICO_LAMBDA_HANDLER` selects the function this deployment runs:
-//! `http` (API Gateway proxy integration) or `authorizer` (API Gateway Lambda authorizer).
+//! `http` (API Gateway proxy integration), `authorizer` (API Gateway Lambda authorizer), `sqs`
+//! (S3 upload events through SQS) or `iot-rule` (an AWS IoT rule action; the function is named by
+//! `PORTICO_RULE_FUNCTION`).
 
 use std::sync::Arc;
 

@@ -191,3 +191,113 @@ fn fixtures_round_trip_as_api_gateway_events() {
         serde_json::from_value(serde_json::to_value(&v2).expect("to json")).expect("from json");
     assert_eq!(again.raw_path.as_deref(), Some("/v1/me"));
 }
+
+/// An S3 event as moto sends it: no `userIdentity`, no `eTag`.
+fn moto_s3_event(key: &str) -> String {
+    json!({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "eu-west-1",
+        "eventTime": "2026-11-27T12:00:00.000Z", "eventName": "ObjectCreated:Put",
+        "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": "portico-documents"}, "object": {"key": key, "size": 10}}
+    }]})
+    .to_string()
+}
+
+#[tokio::test]
+async fn sqs_batches_fail_only_the_records_that_can_succeed_later() {
+    let app = crate::helpers::spawn_app_with(&[("PORTICO_WORKER_ENABLED", "false")]).await;
+    let acme = app.create_account("Acme").await;
+    let carol = app
+        .add_user(&id(&acme), "carol@acme.example", &["scientist"])
+        .await;
+    let mut keys = Vec::new();
+    for name in ["ready.csv", "broken.csv"] {
+        let body = b"a,b\n1,2\n";
+        let (_, ticket) = app
+            .post(
+                "/v1/documents/uploads",
+                &carol,
+                json!({"filename": name, "content_type": "text/csv", "size": body.len()}),
+            )
+            .await;
+        let url = ticket["upload_url"].as_str().expect("url");
+        let put = app
+            .client
+            .put(url)
+            .header("content-type", "text/csv")
+            .body(body.to_vec())
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(put.status(), reqwest::StatusCode::OK);
+        keys.push((
+            ticket["document_id"].as_str().expect("id").to_string(),
+            format!(
+                "documents/{}/{}",
+                id(&acme),
+                ticket["document_id"].as_str().expect("id")
+            ),
+        ));
+    }
+    // The second object becomes unreadable (a symlink loop): a failure a retry might fix.
+    let broken = app.data_dir.join("objects").join(&keys[1].1);
+    std::fs::remove_file(&broken).expect("remove");
+    std::os::unix::fs::symlink(&broken, &broken).expect("symlink");
+
+    let escaped = |s: String| {
+        serde_json::to_string(&s)
+            .expect("json")
+            .trim_matches('"')
+            .to_string()
+    };
+    let text = fixture(
+        "sqs_s3_batch.json",
+        &[
+            ("BODY_READY", &escaped(moto_s3_event(&keys[0].1))),
+            ("BODY_BROKEN", &escaped(moto_s3_event(&keys[1].1))),
+        ],
+    );
+    let event: aws_lambda_events::sqs::SqsEvent =
+        serde_json::from_str(&text).expect("an SQS event");
+    let response = portico_lambda::sqs::handle(&app.composition.context, event).await;
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, vec!["msg-broken"]);
+    let (_, doc) = app
+        .get(&format!("/v1/documents/{}", keys[0].0), &carol)
+        .await;
+    assert_eq!(doc["status"], "ready", "{doc}");
+    let wire = serde_json::to_value(&response).expect("json");
+    assert_eq!(
+        wire,
+        json!({"batchItemFailures": [{"itemIdentifier": "msg-broken"}]})
+    );
+}
+
+#[tokio::test]
+async fn the_iot_rule_action_runs_the_named_function() {
+    let app = spawn_app().await;
+    let acme = app.create_account("Acme").await;
+    let bob = app
+        .add_user(&id(&acme), "bob@acme.example", &["lab_manager"])
+        .await;
+    app.register_instrument(&id(&acme), "SN-IOT").await;
+    // What IoT Core hands the Lambda: the rule's SELECT output.
+    let payload = json!({"severity": "critical", "message": "Door open", "serial": "SN-IOT", "event_id": "e-1"});
+    portico_lambda::iot::handle(
+        &app.composition.context,
+        "instrument_alert",
+        payload.clone(),
+    )
+    .await
+    .expect("handled");
+    portico_lambda::iot::handle(&app.composition.context, "instrument_alert", payload)
+        .await
+        .expect("idempotent");
+    let (_, notes) = app.get("/v1/notifications", &bob).await;
+    assert_eq!(notes["items"].as_array().map(Vec::len), Some(1));
+    let err = portico_lambda::iot::handle(&app.composition.context, "format_disk", json!({})).await;
+    assert!(err.is_err());
+}
