@@ -404,6 +404,25 @@ async fn a_message_that_always_fails_is_dead_lettered_and_the_document_fails() {
             .await
             .expect("stats");
     assert_eq!((stats.visible, stats.in_flight, stats.dead), (0, 0, 1));
+    // And the metrics show it: three receives, three retries, processing time recorded.
+    let q = "{queue=\"document-uploads\"}";
+    assert!(
+        app.metric(&format!("portico_queue_receives_total{q}"))
+            .await
+            .is_some_and(|v| v >= 3.0)
+    );
+    assert!(
+        app.metric(&format!("portico_queue_retries_total{q}"))
+            .await
+            .is_some_and(|v| v >= 3.0)
+    );
+    assert!(
+        app.metric(&format!(
+            "portico_queue_processing_duration_seconds_count{q}"
+        ))
+        .await
+        .is_some_and(|v| v >= 3.0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

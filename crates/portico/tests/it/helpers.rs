@@ -195,6 +195,27 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// The value of one Prometheus series (`name{labels}` exactly as exposed), if present.
+    /// Counters are process-wide: tests that share a process see each other's counts.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let text = self
+            .client
+            .get(format!("http://{}/metrics", self.metrics_addr))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines().find_map(|line| {
+            line.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+    }
+
     /// E-mails waiting in the outbox for `category`, read straight from the data dir's database
     /// (the outbox has no API; the e-mail worker is its only reader).
     pub fn outbox(&self, category: &str) -> Vec<(String, String)> {
