@@ -19,7 +19,7 @@ pub fn email_id(key: &str) -> String {
 
 /// Queues `email` after checking it cannot break out of its headers.
 pub async fn queue(ctx: &Context, email: OutboundEmail) -> Result<()> {
-    if !valid_address(&email.to) {
+    if !crate::validate::is_email(&email.to) {
         return Err(Error::invalid(
             "to",
             format!("{:?} is not an e-mail address", email.to),
@@ -49,20 +49,6 @@ pub async fn list_outbox(
             })?),
         };
     ctx.outbox.list_outbox(status, &page).await
-}
-
-fn valid_address(address: &str) -> bool {
-    address.len() <= 254
-        && !address.chars().any(|c| {
-            c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';' | '"')
-        })
-        && address.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.contains('@')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-        })
 }
 
 /// Escapes text for HTML.
@@ -260,7 +246,7 @@ mod tests {
 
     #[test]
     fn addresses() {
-        assert!(valid_address("bob@acme.example"));
+        assert!(crate::validate::is_email("bob@acme.example"));
         for bad in [
             "bob",
             "bob@acme",
@@ -269,7 +255,7 @@ mod tests {
             "<x@y.z>",
             "a@b.c,d@e.f",
         ] {
-            assert!(!valid_address(bad), "{bad:?}");
+            assert!(!crate::validate::is_email(bad), "{bad:?}");
         }
     }
 }

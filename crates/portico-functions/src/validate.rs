@@ -20,19 +20,25 @@ pub(crate) fn text(errors: &mut Vec<FieldError>, field: &str, value: &str, max: 
     }
 }
 
-/// A plausible e-mail address: one `@`, something on both sides, a dot in the domain, no spaces.
-pub(crate) fn email(errors: &mut Vec<FieldError>, field: &str, value: &str) {
-    let value = value.trim();
-    let valid = value.len() <= 254
-        && !value.chars().any(|c| c.is_whitespace() || c.is_control())
+/// A plausible e-mail address: one `@`, something on both sides, a dot in the domain, and nothing
+/// that could end or extend an address in a mail header (spaces, control characters, `<>,;"`).
+pub(crate) fn is_email(value: &str) -> bool {
+    value.len() <= 254
+        && !value.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';' | '"')
+        })
         && value.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty()
                 && !domain.contains('@')
                 && domain.contains('.')
                 && !domain.starts_with('.')
                 && !domain.ends_with('.')
-        });
-    if !valid {
+        })
+}
+
+/// A field that must be an e-mail address (see `is_email`).
+pub(crate) fn email(errors: &mut Vec<FieldError>, field: &str, value: &str) {
+    if !is_email(value.trim()) {
         errors.push(FieldError::new(field, "must be an e-mail address"));
     }
 }
