@@ -225,12 +225,7 @@ impl Hooks {
     /// The principal behind a client id, unless its credentials have expired.
     fn admitted(&self, client_id: &str) -> Option<Arc<Admitted>> {
         let clients = self.clients.lock().ok()?;
-        let admitted = clients.get(client_id)?.admitted.clone();
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
-        match admitted.expires_at {
-            Some(exp) if exp <= now => None,
-            _ => Some(admitted),
-        }
+        live(clients.get(client_id)?)
     }
 
     async fn check_subscribe(
@@ -264,12 +259,10 @@ impl Hooks {
             metrics::counter!(DROPPED, "reason" => reason).increment(1);
             PublishAclResult::rejected(false, Some(reason.into()))
         };
-        let Some(admitted) = self.admitted(&client_id) else {
-            return deny("expired");
+        let admitted = match self.admit_publish(&client_id) {
+            Ok(admitted) => admitted,
+            Err(reason) => return deny(reason),
         };
-        if !self.take_token(&client_id) {
-            return deny("rate_limited");
-        }
         if !self
             .gate
             .allows(&admitted.principal, Action::Publish, topic)
@@ -281,24 +274,22 @@ impl Hooks {
         PublishAclResult::allow()
     }
 
-    /// Token bucket per client: a flood from one client is dropped without slowing the others.
-    fn take_token(&self, client_id: &str) -> bool {
-        let Ok(mut clients) = self.clients.lock() else {
-            return false;
-        };
-        let Some(client) = clients.get_mut(client_id) else {
-            return false;
-        };
+    /// The publishing client's principal, if its credentials are live and its token bucket (one
+    /// per client: a flood from one client is dropped without slowing the others) has a token.
+    /// One lock for both: this runs for every message.
+    fn admit_publish(&self, client_id: &str) -> Result<Arc<Admitted>, &'static str> {
+        let mut clients = self.clients.lock().map_err(|_| "expired")?;
+        let client = clients.get_mut(client_id).ok_or("expired")?;
+        let admitted = live(client).ok_or("expired")?;
         let now = Instant::now();
         let elapsed = now.duration_since(client.refilled).as_secs_f64();
         client.tokens = (client.tokens + elapsed * self.rate).min(self.burst);
         client.refilled = now;
-        if client.tokens >= 1.0 {
-            client.tokens -= 1.0;
-            true
-        } else {
-            false
+        if client.tokens < 1.0 {
+            return Err("rate_limited");
         }
+        client.tokens -= 1.0;
+        Ok(admitted)
     }
 
     /// Rules see only messages the policy allowed; each hit runs its function in its own task.
@@ -341,6 +332,15 @@ impl Hooks {
                 }
             }
         }
+    }
+}
+
+/// The client's principal, unless its credentials have expired.
+fn live(client: &Client) -> Option<Arc<Admitted>> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
+    match client.admitted.expires_at {
+        Some(exp) if exp <= now => None,
+        _ => Some(client.admitted.clone()),
     }
 }
 
