@@ -4,7 +4,6 @@
 //! `portico token` are accepted by `portico serve` on the same data dir. Tokens carry the claims
 //! an Okta custom authorization server puts in access tokens.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -58,27 +57,18 @@ impl DevIssuer {
         audience: &str,
     ) -> Result<Self, DevIssuerError> {
         let path = dir.join("dev-issuer.pk8");
-        let io = |source| DevIssuerError::Io {
-            path: path.clone(),
-            source,
-        };
-        std::fs::create_dir_all(dir).map_err(io)?;
-        if !path.exists() {
+        let der = crate::secret_file::load_or_create(&path, || {
             let key = KeyPair::generate(KeySize::Rsa2048).map_err(|_| DevIssuerError::Generate)?;
             let der = key.as_der().map_err(|_| DevIssuerError::Generate)?;
-            let tmp = dir.join(format!("dev-issuer.pk8.{}.tmp", uuid::Uuid::new_v4()));
-            write_private(&tmp, der.as_ref()).map_err(io)?;
-            // A hard link never replaces an existing file, so a concurrent creator's key wins
-            // cleanly and we simply read theirs.
-            let linked = std::fs::hard_link(&tmp, &path);
-            let _ = std::fs::remove_file(&tmp);
-            match linked {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io(e)),
-            }
-        }
-        let der = std::fs::read(&path).map_err(io)?;
+            Ok(der.as_ref().to_vec())
+        })
+        .map_err(|e| match e {
+            crate::secret_file::LoadError::Io(source) => DevIssuerError::Io {
+                path: path.clone(),
+                source,
+            },
+            crate::secret_file::LoadError::Make(e) => e,
+        })?;
         let key =
             KeyPair::from_pkcs8(&der).map_err(|_| DevIssuerError::BadKey { path: path.clone() })?;
         Ok(Self::from_key(key, issuer, audience))
@@ -195,19 +185,6 @@ fn thumbprint(n: &str, e: &str) -> String {
     let canonical = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes());
     URL_SAFE_NO_PAD.encode(digest.as_ref())
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }
 
 #[cfg(test)]

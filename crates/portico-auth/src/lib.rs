@@ -4,6 +4,7 @@
 mod dev_issuer;
 pub mod device_secret;
 mod jwks;
+pub mod secret_file;
 mod verifier;
 
 pub use dev_issuer::{DevIssuer, DevIssuerError, TokenRequest};

@@ -2,7 +2,6 @@
 //! method, the document id, the expiry and (for uploads) the exact size and content type, so a
 //! URL works for one document, one purpose, until it expires, and cannot be edited.
 
-use std::io::Write;
 use std::path::Path;
 
 use async_trait::async_trait;
@@ -26,33 +25,19 @@ impl SignedUrls {
     /// The signing key kept in `dir` (made on first use, readable by the owner only).
     pub fn load_or_create(dir: &Path) -> Result<SignedUrls> {
         let path = dir.join("url-signing.key");
-        std::fs::create_dir_all(dir)
-            .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
-        if !path.exists() {
+        let secret = portico_auth::secret_file::load_or_create(&path, || {
             let mut secret = [0u8; 32];
             SystemRandom::new()
                 .fill(&mut secret)
-                .map_err(|_| anyhow::anyhow!("the system random generator failed"))?;
-            let tmp = dir.join(format!("url-signing.key.{}.tmp", std::process::id()));
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                options.mode(0o600);
+                .map(|()| secret.to_vec())
+                .map_err(|_| anyhow::anyhow!("the system random generator failed"))
+        })
+        .map_err(|e| match e {
+            portico_auth::secret_file::LoadError::Io(e) => {
+                anyhow::anyhow!("{}: {e}", path.display())
             }
-            let mut file = options
-                .open(&tmp)
-                .map_err(|e| anyhow::anyhow!("writing {}: {e}", tmp.display()))?;
-            file.write_all(&secret)
-                .and_then(|_| file.sync_all())
-                .map_err(|e| anyhow::anyhow!("writing {}: {e}", tmp.display()))?;
-            // A hard link never replaces an existing key: a concurrent creator's key wins.
-            let _ = std::fs::hard_link(&tmp, &path);
-            let _ = std::fs::remove_file(&tmp);
-        }
-        let secret =
-            std::fs::read(&path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+            portico_auth::secret_file::LoadError::Make(e) => e,
+        })?;
         if secret.len() != 32 {
             return Err(Error::Unexpected(anyhow::anyhow!(
                 "{} is not a 32-byte key; delete it to make a new one",
