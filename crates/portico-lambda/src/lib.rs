@@ -5,8 +5,12 @@
 //! - `authorizer`: the API Gateway token authorizer, using the same verifier as every other door.
 //! - `sqs`: SQS batches of S3 upload events for the document worker, with partial batch failures.
 //! - `iot`: the AWS IoT rule action, running the function the rule names.
+//! - `kinesis`: Kinesis batches, decoded record by record, with partial batch failures.
+//! - `logs`: CloudWatch Logs subscription payloads, decoded (control messages skipped).
 
 pub mod authorizer;
 pub mod http;
 pub mod iot;
+pub mod kinesis;
+pub mod logs;
 pub mod sqs;

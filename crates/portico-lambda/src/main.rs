@@ -1,10 +1,10 @@
 //! The Lambda bootstrap. `PORTICO_LAMBDA_HANDLER` selects the function this deployment runs:
 //! `http` (API Gateway proxy integration), `authorizer` (API Gateway Lambda authorizer), `sqs`
-//! (S3 upload events through SQS) or `iot-rule` (an AWS IoT rule action; the function is named by
-//! `PORTICO_RULE_FUNCTION`).
-
+//! (S3 upload events through SQS), `iot-rule` (an AWS IoT rule action; the function is named by
+//! `PORTICO_RULE_FUNCTION`), `kinesis` (stream batches) or `logs` (CloudWatch Logs subscription).
 use std::sync::Arc;
 
+use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{LambdaEvent, service_fn};
 use portico_config::Config;
 use serde_json::Value;
@@ -41,8 +41,71 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             }))
             .await
         }
-        other => {
-            Err(format!("PORTICO_LAMBDA_HANDLER={other:?}: expected `http` or `authorizer`").into())
+        "sqs" => {
+            let context = composition.context;
+            lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+                let context = Arc::clone(&context);
+                async move {
+                    Ok::<_, lambda_runtime::Error>(
+                        portico_lambda::sqs::handle(&context, event.payload).await,
+                    )
+                }
+            }))
+            .await
         }
+        "iot-rule" => {
+            let function = std::env::var("PORTICO_RULE_FUNCTION")
+                .map_err(|_| "PORTICO_RULE_FUNCTION is not set")?;
+            let context = composition.context;
+            lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+                let context = Arc::clone(&context);
+                let function = function.clone();
+                async move {
+                    portico_lambda::iot::handle(&context, &function, event.payload)
+                        .await
+                        .map_err(lambda_runtime::Error::from)
+                }
+            }))
+            .await
+        }
+        "kinesis" => {
+            lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
+                // The warehouse export (a later capability) consumes these records; until then
+                // each decoded change is logged, so the stream's content is visible.
+                let outcome = portico_lambda::kinesis::handle(&event.payload, |record| async move {
+                    tracing::info!(
+                        sequence_number = record.sequence_number,
+                        partition_key = record.partition_key,
+                        fields = record.data.len(),
+                        "stream record"
+                    );
+                    Ok(())
+                })
+                .await;
+                Ok::<_, lambda_runtime::Error>(outcome.response())
+            }))
+            .await
+        }
+        "logs" => {
+            lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
+                match portico_lambda::logs::decode(&event.payload) {
+                    Ok(Some(batch)) => tracing::info!(
+                        log_group = batch.log_group,
+                        log_stream = batch.log_stream,
+                        events = batch.log_events.len(),
+                        "log batch"
+                    ),
+                    Ok(None) => tracing::info!("CloudWatch Logs control message skipped"),
+                    // Retrying cannot fix a payload that does not decode: log it and move on.
+                    Err(e) => tracing::warn!(error = %e, "log payload dropped"),
+                }
+                Ok::<_, lambda_runtime::Error>(Value::Null)
+            }))
+            .await
+        }
+        other => Err(format!(
+            "PORTICO_LAMBDA_HANDLER={other:?}: expected http, authorizer, sqs, iot-rule, kinesis or logs"
+        )
+        .into()),
     }
 }

@@ -301,3 +301,89 @@ async fn the_iot_rule_action_runs_the_named_function() {
     let err = portico_lambda::iot::handle(&app.composition.context, "format_disk", json!({})).await;
     assert!(err.is_err());
 }
+
+fn fixture_json(name: &str) -> Value {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).expect("fixture");
+    serde_json::from_str(&text).expect("fixture JSON")
+}
+
+#[tokio::test]
+async fn kinesis_batches_skip_undecodable_records_and_report_the_first_failure() {
+    let event = fixture_json("kinesis_batch.json");
+    let seen = std::sync::Mutex::new(Vec::new());
+    let outcome = portico_lambda::kinesis::handle(&event, |record| {
+        seen.lock()
+            .expect("lock")
+            .push(record.data["event_id"].as_str().unwrap_or("?").to_string());
+        async { Ok(()) }
+    })
+    .await;
+    assert_eq!(outcome.processed, 3);
+    assert_eq!(*seen.lock().expect("lock"), vec!["e-1", "e-2", "e-3"]);
+    // Bad base64 and a JSON array are skipped, each with its reason; nothing is reported.
+    assert_eq!(outcome.skipped.len(), 2, "{:?}", outcome.skipped);
+    assert!(
+        outcome.skipped[0].1.contains("base64"),
+        "{:?}",
+        outcome.skipped
+    );
+    assert!(
+        outcome.skipped[1].1.contains("JSON object"),
+        "{:?}",
+        outcome.skipped
+    );
+    assert_eq!(outcome.response(), json!({"batchItemFailures": []}));
+
+    // A record that fails is reported, and nothing after it runs: Lambda retries from it.
+    let mut calls = 0;
+    let outcome = portico_lambda::kinesis::handle(&event, |record| {
+        calls += 1;
+        let fail = record.data["event_id"] == "e-2";
+        async move {
+            if fail {
+                Err("warehouse unavailable".to_string())
+            } else {
+                Ok(())
+            }
+        }
+    })
+    .await;
+    assert_eq!(calls, 2);
+    assert_eq!(
+        outcome.response(),
+        json!({"batchItemFailures": [
+            {"itemIdentifier": "49590338271490256608559692538361571095921575989136588804"}
+        ]})
+    );
+
+    // Not a Kinesis event at all: nothing to do, nothing reported.
+    let outcome = portico_lambda::kinesis::handle(&json!({"hello": 1}), |_| async { Ok(()) }).await;
+    assert_eq!(outcome, portico_lambda::kinesis::BatchOutcome::default());
+}
+
+#[test]
+fn cloudwatch_logs_payloads_decode_and_control_messages_are_skipped() {
+    let batch = portico_lambda::logs::decode(&fixture_json("cloudwatch_logs_data.json"))
+        .expect("decodes")
+        .expect("a data message");
+    assert_eq!(batch.log_group, "/aws/lambda/portico-http");
+    assert_eq!(batch.log_events.len(), 2);
+    assert_eq!(batch.log_events[1].message, "plain text line");
+    assert_eq!(
+        batch.log_events[0].id,
+        "38123456789012345678901234567890123456789012345678901234"
+    );
+
+    let control = portico_lambda::logs::decode(&fixture_json("cloudwatch_logs_control.json"));
+    assert_eq!(control, Ok(None));
+
+    for (payload, expect) in [
+        (json!({}), "no awslogs.data"),
+        (json!({"awslogs": {"data": "%%%"}}), "not base64"),
+        (json!({"awslogs": {"data": "aGVsbG8="}}), "not gzip"),
+    ] {
+        let err = portico_lambda::logs::decode(&payload).expect_err("refused");
+        assert!(err.to_string().contains(expect), "{err}");
+    }
+}
