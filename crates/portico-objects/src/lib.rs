@@ -170,3 +170,14 @@ mod tests {
         }
     }
 }
+
+/// The shared adapter contract (`portico-contract`), run on local files.
+#[cfg(test)]
+mod contract {
+    #[tokio::test]
+    async fn objects() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let objects = super::Objects::local(dir.path()).expect("objects");
+        portico_contract::objects::exact_sizes_and_nothing_half_written(&objects, "run-1").await;
+    }
+}

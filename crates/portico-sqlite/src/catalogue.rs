@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::db::is_unique_violation;
 use crate::store::{Decoded, decode_cursor, paginate, parse_timestamp, timestamp};
 
-fn conflict_or(e: rusqlite::Error, conflict: String, what: &'static str) -> Error {
+pub(crate) fn conflict_or(e: rusqlite::Error, conflict: String, what: &'static str) -> Error {
     if is_unique_violation(&e) {
         Error::Conflict(conflict)
     } else {

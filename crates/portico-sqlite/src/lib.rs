@@ -13,3 +13,99 @@ pub use db::Database;
 pub use queue::{DEAD_LETTER_SUFFIX, SqliteQueue};
 pub use sequence::SqliteSequence;
 pub use store::SqliteStore;
+
+/// The shared adapter contract (`portico-contract`), run on the SQLite adapters.
+#[cfg(test)]
+mod contract {
+    use std::sync::Arc;
+
+    use portico_contract as suite;
+    use portico_core::ports::SequenceRange;
+    use portico_core::{Queue, SequenceGenerator};
+
+    use crate::{Database, SqliteQueue, SqliteSequence, SqliteStore};
+
+    fn database(dir: &tempfile::TempDir) -> Database {
+        Database::open(&dir.path().join("portico.db")).expect("db")
+    }
+
+    fn store(dir: &tempfile::TempDir) -> SqliteStore {
+        SqliteStore::new(
+            database(dir),
+            SequenceRange {
+                start: 500,
+                end: 1000,
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn sequence() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = database(&dir);
+        suite::sequence::values_stay_in_range_and_increase(|range| {
+            Arc::new(SqliteSequence::new(db.clone(), range)) as Arc<dyn SequenceGenerator>
+        })
+        .await;
+        let range = SequenceRange {
+            start: 1_000,
+            end: 1_000_000,
+        };
+        let generators = (0..2)
+            .map(|_| {
+                Arc::new(SqliteSequence::new(database(&dir), range)) as Arc<dyn SequenceGenerator>
+            })
+            .collect();
+        suite::sequence::concurrent_callers_never_share_a_value(generators, range, 200).await;
+    }
+
+    #[tokio::test]
+    async fn queue() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let q: Arc<dyn Queue> = Arc::new(SqliteQueue::new(database(&dir), 3));
+        suite::queue::visibility_receipts_and_dead_letters(q.as_ref(), "contract-a").await;
+        suite::queue::long_polling_visibility_changes_and_deletes(q, "contract-b").await;
+    }
+
+    #[tokio::test]
+    async fn store_accounts() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        suite::store::accounts_are_numbered_and_paged(&store(&dir)).await;
+    }
+
+    #[tokio::test]
+    async fn store_users() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        suite::store::users_and_roles(&store(&dir)).await;
+    }
+
+    #[tokio::test]
+    async fn store_instruments() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        suite::store::instruments(&store(&dir)).await;
+    }
+
+    #[tokio::test]
+    async fn store_notifications() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        suite::store::notifications(&store(&dir)).await;
+    }
+
+    #[tokio::test]
+    async fn store_documents() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        suite::store::documents(&store(&dir)).await;
+    }
+
+    #[tokio::test]
+    async fn store_catalogue() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        suite::store::catalogue(&store(&dir)).await;
+    }
+
+    #[tokio::test]
+    async fn outbox() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        suite::store::outbox_leases(&store(&dir)).await;
+    }
+}

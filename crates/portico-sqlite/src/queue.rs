@@ -227,64 +227,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn visibility_receipts_and_dead_letters() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let q = queue(&dir);
-        let mut attrs = BTreeMap::new();
-        attrs.insert("kind".to_string(), "test".to_string());
-        q.send("jobs", "hello", &attrs).await.expect("sent");
-        let short = Duration::from_millis(50);
-        let first = q
-            .receive("jobs", 10, short, Duration::ZERO)
-            .await
-            .expect("received");
-        assert_eq!(first.len(), 1);
-        assert_eq!(first[0].attributes, attrs);
-        assert_eq!(first[0].receive_count, 1);
-        // Hidden while in flight.
-        assert!(
-            q.receive("jobs", 10, short, Duration::ZERO)
-                .await
-                .expect("ok")
-                .is_empty()
-        );
-        tokio::time::sleep(Duration::from_millis(80)).await;
-        let second = q
-            .receive("jobs", 10, short, Duration::ZERO)
-            .await
-            .expect("again");
-        assert_eq!(second[0].receive_count, 2);
-        // The first receipt is stale now.
-        assert!(!q.delete("jobs", &first[0].receipt).await.expect("ok"));
-        tokio::time::sleep(Duration::from_millis(80)).await;
-        let third = q
-            .receive("jobs", 10, short, Duration::ZERO)
-            .await
-            .expect("third");
-        assert_eq!(third[0].receive_count, 3);
-        tokio::time::sleep(Duration::from_millis(80)).await;
-        // Received 3 times already: the next receive dead-letters it.
-        assert!(
-            q.receive("jobs", 10, short, Duration::ZERO)
-                .await
-                .expect("ok")
-                .is_empty()
-        );
-        let stats = q.stats("jobs").await.expect("stats");
-        assert_eq!((stats.visible, stats.in_flight, stats.dead), (0, 0, 1));
-        let dead = q
-            .receive("jobs-dead", 10, short, Duration::ZERO)
-            .await
-            .expect("dead");
-        assert_eq!(dead[0].body, "hello");
-        assert!(
-            q.delete("jobs-dead", &dead[0].receipt)
-                .await
-                .expect("deleted")
-        );
-    }
-
-    #[tokio::test]
     async fn long_polling_wakes_on_send_and_messages_survive_reopening() {
         let dir = tempfile::tempdir().expect("temp dir");
         let q = std::sync::Arc::new(queue(&dir));

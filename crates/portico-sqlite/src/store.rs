@@ -434,7 +434,13 @@ impl Store for SqliteStore {
                         timestamp(d.updated_at)?
                     ],
                 )
-                .context("inserting document")?;
+                .map_err(|e| {
+                    crate::catalogue::conflict_or(
+                        e,
+                        format!("document `{}` already exists", d.id),
+                        "inserting document",
+                    )
+                })?;
                 Ok(())
             })
             .await
@@ -970,133 +976,4 @@ pub(crate) fn timestamp(t: OffsetDateTime) -> Result<String> {
 pub(crate) fn parse_timestamp(text: &str) -> Result<OffsetDateTime> {
     OffsetDateTime::parse(text, &Rfc3339)
         .map_err(|e| Error::Unexpected(anyhow::anyhow!("bad timestamp {text:?} in database: {e}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn account(n: u32) -> NewAccount {
-        NewAccount {
-            id: format!("acc-{n}"),
-            name: format!("Lab {n}"),
-            kind: AccountKind::Customer,
-            region: "local".into(),
-            created_at: OffsetDateTime::UNIX_EPOCH,
-        }
-    }
-
-    fn store(dir: &tempfile::TempDir) -> SqliteStore {
-        let db = Database::open(&dir.path().join("p.db")).expect("db");
-        SqliteStore::new(
-            db,
-            SequenceRange {
-                start: 500,
-                end: 1000,
-            },
-        )
-    }
-
-    #[tokio::test]
-    async fn pages_walk_every_account_once() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = store(&dir);
-        for n in 0..5 {
-            let created = store.create_account(&account(n)).await.expect("insert");
-            assert_eq!(created.account_number, (500 + n).to_string());
-        }
-        let mut seen = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = store
-                .list_accounts(None, &PageRequest { limit: 2, cursor })
-                .await
-                .expect("page");
-            seen.extend(page.items.into_iter().map(|a| a.id));
-            match page.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => break,
-            }
-        }
-        assert_eq!(seen, (0..5).map(|n| format!("acc-{n}")).collect::<Vec<_>>());
-        let bad = store
-            .list_accounts(
-                None,
-                &PageRequest {
-                    limit: 2,
-                    cursor: Some("garbage".into()),
-                },
-            )
-            .await;
-        assert!(matches!(bad, Err(Error::Validation(_))));
-    }
-
-    #[tokio::test]
-    async fn an_email_claimed_by_a_sender_that_died_comes_due_again() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = store(&dir);
-        let email = OutboundEmail {
-            id: "m1".into(),
-            to: "a@b.example".into(),
-            subject: "s".into(),
-            text: "t".into(),
-            html: "<p>t</p>".into(),
-            category: "test".into(),
-        };
-        store.enqueue(&email).await.expect("queued");
-        store.enqueue(&email).await.expect("a repeat is ignored");
-        let lease = Duration::from_millis(50);
-        let first = store.claim_due(10, lease).await.expect("claimed");
-        assert_eq!(first.len(), 1);
-        assert_eq!(first[0].1, 1);
-        // Claimed: nobody else gets it while the lease runs...
-        assert!(store.claim_due(10, lease).await.expect("ok").is_empty());
-        // ...and when the sender never records an outcome, it is due again, as attempt 2.
-        tokio::time::sleep(Duration::from_millis(80)).await;
-        let second = store.claim_due(10, lease).await.expect("reclaimed");
-        assert_eq!((second.len(), second[0].1), (1, 2));
-        store.mark_sent("m1", Some("sg-1")).await.expect("sent");
-        tokio::time::sleep(Duration::from_millis(80)).await;
-        assert!(store.claim_due(10, lease).await.expect("ok").is_empty());
-        let listed = store
-            .list_outbox(
-                Some(EmailStatus::Sent),
-                &PageRequest {
-                    limit: 10,
-                    cursor: None,
-                },
-            )
-            .await
-            .expect("list");
-        assert_eq!(listed.items[0].provider_message_id.as_deref(), Some("sg-1"));
-        assert_eq!(listed.items[0].attempts, 2);
-    }
-
-    #[tokio::test]
-    async fn subs_are_unique_case_insensitively() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = store(&dir);
-        store.create_account(&account(1)).await.expect("insert");
-        let user = User {
-            id: "u1".into(),
-            sub: "Ada@Example.com".into(),
-            email: "ada@example.com".into(),
-            display_name: "Ada".into(),
-            account_id: Some("acc-1".into()),
-            roles: vec![Role::LabManager, Role::Scientist],
-            created_at: OffsetDateTime::UNIX_EPOCH,
-        };
-        store.insert_user(&user).await.expect("insert");
-        let again = User {
-            id: "u2".into(),
-            sub: "ada@example.COM".into(),
-            ..user.clone()
-        };
-        assert!(matches!(
-            store.insert_user(&again).await,
-            Err(Error::Conflict(_))
-        ));
-        let found = store.user_by_sub("ADA@example.com").await.expect("read");
-        assert_eq!(found, Some(user));
-    }
 }
