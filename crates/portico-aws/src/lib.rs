@@ -1,2 +1,86 @@
-//! Portico's AWS adapters. Compiled only with the `aws` feature (see Cargo.toml for why).
+//! Portico's AWS adapters: every port on an AWS service, for the Lambda host and for workers on
+//! EC2 / ECS. Compiled only with the `aws` feature (the AWS SDK is a long build; see Cargo.toml).
+//!
+//! | port | adapter |
+//! |---|---|
+//! | `Store`, `Outbox` | [`DynamoStore`]: one DynamoDB table |
+//! | `SequenceGenerator` | [`DynamoSequence`]: region-owned items, conditional block claims |
+//! | `ObjectStore`, `FileUrls` | S3 through `object_store` ([`s3::bucket`]), [`PresignedUrls`] |
+//! | `Queue` | [`SqsQueue`]: SQS with redrive to `<queue>-dead` |
+//! | `Publisher` | [`IotPublisher`]: AWS IoT Data Plane |
+//!
+//! Clients are built without any network call (credentials are fetched on the first request), so
+//! a Lambda's init stays short; they are meant to be built once and reused across invocations.
 #![cfg(feature = "aws")]
+
+mod dynamo;
+mod error;
+mod iot;
+pub mod provision;
+pub mod s3;
+mod sequence;
+mod sqs;
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+pub use dynamo::DynamoStore;
+pub use iot::IotPublisher;
+pub use s3::PresignedUrls;
+pub use sequence::DynamoSequence;
+pub use sqs::SqsQueue;
+
+/// Attempts per AWS call, first included: throttling (`ProvisionedThroughputExceededException`,
+/// SQS `RequestThrottled`, ...) and transient errors are retried with exponential backoff and
+/// jitter by the SDK's standard retry mode.
+pub const MAX_ATTEMPTS: u32 = 8;
+
+/// Where the AWS resources are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsSettings {
+    pub region: String,
+    /// Endpoint for every service (`AWS_ENDPOINT_URL`), e.g. moto; `None` = AWS itself.
+    pub endpoint_url: Option<String>,
+    /// AWS IoT's account-specific data endpoint (`https://<id>-ats.iot.<region>.amazonaws.com`).
+    pub iot_endpoint: Option<String>,
+    pub table: String,
+    pub bucket: String,
+    /// Prefix of queue names: queue `document-uploads` is SQS queue `<prefix>document-uploads`.
+    pub queue_prefix: String,
+}
+
+/// The SDK configuration: region, endpoint and retry policy; credentials from the default chain
+/// (environment, profile, container, instance metadata), resolved lazily.
+pub async fn sdk_config(settings: &AwsSettings) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(settings.region.clone()))
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(MAX_ATTEMPTS)
+                .with_initial_backoff(Duration::from_millis(50))
+                .with_max_backoff(Duration::from_secs(5)),
+        );
+    if let Some(endpoint) = &settings.endpoint_url {
+        loader = loader.endpoint_url(endpoint);
+    }
+    loader.load().await
+}
+
+pub fn dynamodb(config: &SdkConfig) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::new(config)
+}
+
+pub fn sqs(config: &SdkConfig) -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::new(config)
+}
+
+/// The IoT Data Plane client, on the account's data endpoint when one is configured.
+pub fn iot_data(config: &SdkConfig, settings: &AwsSettings) -> aws_sdk_iotdataplane::Client {
+    let mut builder = aws_sdk_iotdataplane::config::Builder::from(config);
+    if let Some(endpoint) = &settings.iot_endpoint {
+        builder = builder.endpoint_url(endpoint);
+    }
+    aws_sdk_iotdataplane::Client::from_conf(builder.build())
+}

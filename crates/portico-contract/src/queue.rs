@@ -39,13 +39,13 @@ pub async fn visibility_receipts_and_dead_letters(q: &dyn Queue, queue: &str) {
     let second = receive_one(q, queue).await;
     assert_eq!(second.len(), 1);
     assert_eq!(second[0].receive_count, 2);
-    // A receipt from an earlier receive does not delete the message (SQS accepts the call but
-    // keeps the message; the local queue says it was stale).
-    let _ = q.delete(queue, &first[0].receipt).await.unwrap();
+    // What a stale receipt does is the adapter's own: SQS may still delete the message with it
+    // (moto does), the local queue refuses it. Workers delete only after their work is committed
+    // and the work is idempotent, so either is safe; the local queue's own tests cover its case.
 
     tokio::time::sleep(PAST_VISIBILITY).await;
     let third = receive_one(q, queue).await;
-    assert_eq!(third.len(), 1, "a stale receipt deleted the message");
+    assert_eq!(third.len(), 1);
     assert_eq!(third[0].receive_count, 3);
 
     tokio::time::sleep(PAST_VISIBILITY).await;

@@ -37,6 +37,13 @@ impl Objects {
     }
 }
 
+impl Objects {
+    /// Objects kept in any `object_store` backend (the AWS host passes its S3 bucket).
+    pub fn from_store(store: Arc<dyn object_store::ObjectStore>) -> Objects {
+        Objects { store }
+    }
+}
+
 fn path(key: &str) -> Result<Path> {
     // Keys are made by Portico from ids; this refuses anything that could escape the store.
     if key.is_empty() || key.contains("..") || key.starts_with('/') || key.contains(['\\', '\0']) {

@@ -227,6 +227,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_stale_receipt_deletes_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let q = queue(&dir);
+        q.send("jobs", "hello", &BTreeMap::new())
+            .await
+            .expect("sent");
+        let short = Duration::from_millis(50);
+        let first = q
+            .receive("jobs", 1, short, Duration::ZERO)
+            .await
+            .expect("first");
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        let second = q
+            .receive("jobs", 1, short, Duration::ZERO)
+            .await
+            .expect("second");
+        assert_eq!(second[0].receive_count, 2);
+        assert!(!q.delete("jobs", &first[0].receipt).await.expect("ok"));
+        assert!(q.delete("jobs", &second[0].receipt).await.expect("deleted"));
+    }
+
+    #[tokio::test]
     async fn long_polling_wakes_on_send_and_messages_survive_reopening() {
         let dir = tempfile::tempdir().expect("temp dir");
         let q = std::sync::Arc::new(queue(&dir));

@@ -1,0 +1,102 @@
+//! Creates the table and queues Portico expects, when they are missing: for development and tests
+//! against moto or a fresh account. Production stacks get the same resources from `deploy/`.
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+use portico_core::Result;
+
+use crate::error::sdk_error;
+
+/// The DynamoDB table: `pk`/`sk` and the three listing indexes, on-demand billing.
+pub async fn table(client: &aws_sdk_dynamodb::Client, name: &str) -> Result<()> {
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .map_err(|e| anyhow::anyhow!("key schema: {e}"))
+    };
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(|e| anyhow::anyhow!("attribute: {e}"))
+    };
+    let mut request = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key("pk", KeyType::Hash)?)
+        .key_schema(key("sk", KeyType::Range)?)
+        .attribute_definitions(attribute("pk")?)
+        .attribute_definitions(attribute("sk")?);
+    for (index, pk, sk) in crate::dynamo::INDEXES {
+        request = request
+            .attribute_definitions(attribute(pk)?)
+            .attribute_definitions(attribute(sk)?)
+            .global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(index)
+                    .key_schema(key(pk, KeyType::Hash)?)
+                    .key_schema(key(sk, KeyType::Range)?)
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::All)
+                            .build(),
+                    )
+                    .build()
+                    .map_err(|e| anyhow::anyhow!("index: {e}"))?,
+            );
+    }
+    match request.send().await {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_in_use_exception()) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(sdk_error("creating table", e)),
+    }
+}
+
+/// Queue `<prefix><name>` with its dead-letter queue `<prefix><name>-dead`, which takes a
+/// message once it has been received `max_receives` times.
+pub async fn queue(
+    client: &aws_sdk_sqs::Client,
+    prefix: &str,
+    name: &str,
+    max_receives: u32,
+) -> Result<()> {
+    let dead = client
+        .create_queue()
+        .queue_name(format!("{prefix}{name}-dead"))
+        .send()
+        .await
+        .map_err(|e| sdk_error("creating dead-letter queue", e))?;
+    let dead_url = dead.queue_url().unwrap_or_default();
+    let arn = client
+        .get_queue_attributes()
+        .queue_url(dead_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| sdk_error("reading dead-letter queue", e))?
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+        .cloned()
+        .unwrap_or_default();
+    let redrive = serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": max_receives});
+    client
+        .create_queue()
+        .queue_name(format!("{prefix}{name}"))
+        .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+        .send()
+        .await
+        .map_err(|e| sdk_error("creating queue", e))?;
+    Ok(())
+}

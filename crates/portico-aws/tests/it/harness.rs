@@ -1,0 +1,122 @@
+//! moto, and adapters on fresh resources.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use portico_aws::AwsSettings;
+
+/// A moto server this process started; killed when the process ends.
+struct Moto {
+    endpoint: String,
+    _child: ChildGuard,
+}
+
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+static MOTO: OnceLock<Moto> = OnceLock::new();
+
+/// The moto endpoint for this test process.
+pub fn endpoint() -> String {
+    if let Ok(endpoint) = std::env::var("PORTICO_TEST_AWS_ENDPOINT") {
+        return endpoint;
+    }
+    MOTO.get_or_init(start_moto).endpoint.clone()
+}
+
+fn start_moto() -> Moto {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let child = Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("moto_server on PATH (pip install 'moto[server]')");
+    let guard = ChildGuard(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "moto_server did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Moto {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        _child: guard,
+    }
+}
+
+/// Settings naming fresh resources in `region`.
+pub fn settings(region: &str) -> AwsSettings {
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    AwsSettings {
+        region: region.to_string(),
+        endpoint_url: Some(endpoint()),
+        iot_endpoint: None,
+        table: format!("portico-{run}"),
+        bucket: format!("portico-{}", &run[..20]),
+        queue_prefix: format!("p{}-", &run[..12]),
+    }
+}
+
+/// SDK clients on `settings`, with the table and the contract's queues created.
+pub struct Env {
+    pub settings: AwsSettings,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub sdk: aws_config::SdkConfig,
+}
+
+pub async fn env(region: &str) -> Env {
+    let settings = settings(region);
+    let sdk = portico_aws::sdk_config(&settings).await;
+    let dynamodb = portico_aws::dynamodb(&sdk);
+    let sqs = portico_aws::sqs(&sdk);
+    portico_aws::provision::table(&dynamodb, &settings.table)
+        .await
+        .unwrap();
+    Env {
+        settings,
+        dynamodb,
+        sqs,
+        sdk,
+    }
+}
+
+impl Env {
+    pub fn sequence(
+        &self,
+        range: portico_core::ports::SequenceRange,
+        block: u64,
+    ) -> Arc<portico_aws::DynamoSequence> {
+        Arc::new(portico_aws::DynamoSequence::new(
+            self.dynamodb.clone(),
+            &self.settings.table,
+            &self.settings.region,
+            range,
+            block,
+        ))
+    }
+
+    /// A bucket, made with a plain S3 `CreateBucket` call (moto does not check signatures).
+    pub async fn bucket(&self) -> Arc<object_store::aws::AmazonS3> {
+        let url = format!("{}/{}", endpoint(), self.settings.bucket);
+        let response = reqwest::Client::new().put(&url).send().await.unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        portico_aws::s3::bucket(
+            &self.settings.bucket,
+            &self.settings.region,
+            self.settings.endpoint_url.as_deref(),
+        )
+        .unwrap()
+    }
+}

@@ -1,0 +1,92 @@
+//! Throttling answers from AWS are retried with backoff; what still fails is `Unavailable`.
+//! A local HTTP server speaks DynamoDB's JSON protocol: it throttles the first requests.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use portico_core::SequenceGenerator;
+use portico_core::ports::SequenceRange;
+
+/// Starts the stand-in: the first `throttled` requests get
+/// `ProvisionedThroughputExceededException`, the rest a successful `UpdateItem` answer.
+async fn dynamodb_stand_in(throttled: usize) -> (String, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let app = Router::new().route(
+        "/",
+        post(move |headers: HeaderMap| {
+            let counter = counter.clone();
+            async move {
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                let target = headers
+                    .get("x-amz-target")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                assert_eq!(target, "DynamoDB_20120810.UpdateItem");
+                if n < throttled {
+                    (
+                        StatusCode::BAD_REQUEST,
+                        [("content-type", "application/x-amz-json-1.0")],
+                        r#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"Rate of requests exceeds the allowed throughput."}"#.to_string(),
+                    )
+                } else {
+                    (
+                        StatusCode::OK,
+                        [("content-type", "application/x-amz-json-1.0")],
+                        r#"{"Attributes":{"next":{"N":"43"}}}"#.to_string(),
+                    )
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), calls)
+}
+
+async fn sequence_against(endpoint: String) -> portico_aws::DynamoSequence {
+    let settings = portico_aws::AwsSettings {
+        region: "eu-central-1".into(),
+        endpoint_url: Some(endpoint),
+        iot_endpoint: None,
+        table: "portico".into(),
+        bucket: "unused".into(),
+        queue_prefix: String::new(),
+    };
+    let sdk = portico_aws::sdk_config(&settings).await;
+    portico_aws::DynamoSequence::new(
+        portico_aws::dynamodb(&sdk),
+        "portico",
+        "eu-central-1",
+        SequenceRange { start: 0, end: 100 },
+        1,
+    )
+}
+
+#[tokio::test]
+async fn throttled_requests_are_retried_with_backoff() {
+    let (endpoint, calls) = dynamodb_stand_in(3).await;
+    let seq = sequence_against(endpoint).await;
+    assert_eq!(seq.next("s").await.unwrap(), 42);
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn throttling_that_does_not_end_is_unavailable() {
+    let (endpoint, calls) = dynamodb_stand_in(usize::MAX).await;
+    let seq = sequence_against(endpoint).await;
+    let err = seq.next("s").await.unwrap_err();
+    assert!(
+        matches!(&err, portico_core::Error::Unavailable(m) if m.contains("ProvisionedThroughputExceeded")),
+        "{err:?}"
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        portico_aws::MAX_ATTEMPTS as usize
+    );
+}
