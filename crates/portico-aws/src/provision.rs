@@ -65,38 +65,43 @@ pub async fn table(client: &aws_sdk_dynamodb::Client, name: &str) -> Result<()> 
 }
 
 /// Queue `<prefix><name>` with its dead-letter queue `<prefix><name>-dead`, which takes a
-/// message once it has been received `max_receives` times.
+/// message once it has been received `max_receives` times. Returns the queue's ARN (for S3
+/// event notifications).
 pub async fn queue(
     client: &aws_sdk_sqs::Client,
     prefix: &str,
     name: &str,
     max_receives: u32,
-) -> Result<()> {
+) -> Result<String> {
     let dead = client
         .create_queue()
         .queue_name(format!("{prefix}{name}-dead"))
         .send()
         .await
         .map_err(|e| sdk_error("creating dead-letter queue", e))?;
-    let dead_url = dead.queue_url().unwrap_or_default();
-    let arn = client
-        .get_queue_attributes()
-        .queue_url(dead_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .map_err(|e| sdk_error("reading dead-letter queue", e))?
-        .attributes()
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
-        .cloned()
-        .unwrap_or_default();
-    let redrive = serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": max_receives});
-    client
+    let dead_arn = arn(client, dead.queue_url().unwrap_or_default()).await?;
+    let redrive =
+        serde_json::json!({"deadLetterTargetArn": dead_arn, "maxReceiveCount": max_receives});
+    let queue = client
         .create_queue()
         .queue_name(format!("{prefix}{name}"))
         .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
         .send()
         .await
         .map_err(|e| sdk_error("creating queue", e))?;
-    Ok(())
+    arn(client, queue.queue_url().unwrap_or_default()).await
+}
+
+async fn arn(client: &aws_sdk_sqs::Client, url: &str) -> Result<String> {
+    Ok(client
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| sdk_error("reading queue attributes", e))?
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+        .cloned()
+        .unwrap_or_default())
 }

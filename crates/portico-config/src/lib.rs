@@ -67,6 +67,40 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub sendgrid: SendgridConfig,
     pub log: LogConfig,
+    /// Which adapters stand behind the ports: `local` (SQLite, files, the embedded broker) or
+    /// `aws` (DynamoDB, S3, SQS, IoT Core; needs a build with the `aws` feature).
+    pub backend: Backend,
+    pub aws: AwsConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    Local,
+    Aws,
+}
+
+/// Where the AWS resources are (used with `backend = "aws"`). Credentials come from the usual
+/// AWS chain (environment, container, instance metadata), never from this file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AwsConfig {
+    /// The AWS region (`AWS_REGION`, which Lambda sets).
+    pub region: Option<String>,
+    /// Endpoint for every AWS service (`AWS_ENDPOINT_URL`), e.g. a local moto; unset = AWS.
+    pub endpoint_url: Option<String>,
+    /// AWS IoT's data endpoint for this account (`aws iot describe-endpoint --endpoint-type
+    /// iot:Data-ATS`); unset = the SDK's default for the region.
+    pub iot_endpoint: Option<String>,
+    /// The DynamoDB table (global table when several regions run).
+    pub table: String,
+    /// The S3 bucket for uploaded documents.
+    pub bucket: String,
+    /// Prefix of SQS queue names: queue `document-uploads` is `<prefix>document-uploads`.
+    pub queue_prefix: String,
+    /// Account numbers claimed per DynamoDB write. 1 keeps numbers ascending across every
+    /// instance of a region; larger blocks save writes, ascending per instance only.
+    pub sequence_block: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -217,6 +251,22 @@ impl Default for Config {
             worker: WorkerConfig::default(),
             sendgrid: SendgridConfig::default(),
             log: LogConfig::default(),
+            backend: Backend::Local,
+            aws: AwsConfig::default(),
+        }
+    }
+}
+
+impl Default for AwsConfig {
+    fn default() -> Self {
+        AwsConfig {
+            region: None,
+            endpoint_url: None,
+            iot_endpoint: None,
+            table: "portico".into(),
+            bucket: "portico-documents".into(),
+            queue_prefix: "portico-".into(),
+            sequence_block: 1,
         }
     }
 }
@@ -359,6 +409,17 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("PORTICO_SENDGRID_MAX_ATTEMPTS", "sendgrid.max_attempts"),
     ("PORTICO_SENDGRID_TIMEOUT_SECS", "sendgrid.timeout_secs"),
     ("PORTICO_LOG", "log.filter"),
+    ("PORTICO_BACKEND", "backend"),
+    // The AWS SDKs' own names, so a Lambda's standard environment is enough.
+    ("AWS_REGION", "aws.region"),
+    ("AWS_ENDPOINT_URL", "aws.endpoint_url"),
+    ("PORTICO_AWS_REGION", "aws.region"),
+    ("PORTICO_AWS_ENDPOINT_URL", "aws.endpoint_url"),
+    ("PORTICO_AWS_IOT_ENDPOINT", "aws.iot_endpoint"),
+    ("PORTICO_AWS_TABLE", "aws.table"),
+    ("PORTICO_AWS_BUCKET", "aws.bucket"),
+    ("PORTICO_AWS_QUEUE_PREFIX", "aws.queue_prefix"),
+    ("PORTICO_AWS_SEQUENCE_BLOCK", "aws.sequence_block"),
 ];
 
 impl Config {
@@ -380,7 +441,7 @@ impl Config {
     /// `file` is given.
     pub fn from_process_env(file: Option<&Path>) -> Result<Config, ConfigError> {
         let env: BTreeMap<String, String> = std::env::vars()
-            .filter(|(k, _)| k.starts_with("PORTICO_"))
+            .filter(|(k, _)| ENV_KEYS.iter().any(|(var, _)| var == k) || k == "PORTICO_CONFIG")
             .collect();
         let from_env = env.get("PORTICO_CONFIG").map(PathBuf::from);
         Self::load(file.or(from_env.as_deref()), &env)
@@ -470,6 +531,20 @@ impl Config {
             "sendgrid.max_attempts" => self.sendgrid.max_attempts = parse_number(value)?,
             "sendgrid.timeout_secs" => self.sendgrid.timeout_secs = parse_number(value)?,
             "log.filter" => self.log.filter = value.into(),
+            "backend" => {
+                self.backend = match value {
+                    "local" => Backend::Local,
+                    "aws" => Backend::Aws,
+                    other => return Err(format!("{other:?} is not `local` or `aws`")),
+                }
+            }
+            "aws.region" => self.aws.region = empty_is_none(value),
+            "aws.endpoint_url" => self.aws.endpoint_url = empty_is_none(value),
+            "aws.iot_endpoint" => self.aws.iot_endpoint = empty_is_none(value),
+            "aws.table" => self.aws.table = value.into(),
+            "aws.bucket" => self.aws.bucket = value.into(),
+            "aws.queue_prefix" => self.aws.queue_prefix = value.into(),
+            "aws.sequence_block" => self.aws.sequence_block = parse_number(value)?,
             other => return Err(format!("unknown key `{other}`")),
         }
         Ok(())
@@ -511,6 +586,17 @@ impl Config {
             || self.mqtt.publish_burst == 0
         {
             return invalid("mqtt limits must be positive (max_packet_bytes at least 1024)".into());
+        }
+        if self.backend == Backend::Aws {
+            if self.aws.region.is_none() {
+                return invalid("backend = \"aws\" needs aws.region (or AWS_REGION)".into());
+            }
+            if self.aws.table.is_empty() || self.aws.bucket.is_empty() {
+                return invalid("backend = \"aws\" needs aws.table and aws.bucket".into());
+            }
+            if self.aws.sequence_block == 0 {
+                return invalid("aws.sequence_block must be at least 1".into());
+            }
         }
         if self.documents.upload_url_ttl_secs == 0 || self.documents.max_upload_bytes == 0 {
             return invalid(
@@ -634,6 +720,44 @@ mod tests {
             .expect("valid");
         assert_eq!(c.http.addr, "127.0.0.1:0");
         assert_eq!(c.auth.admin_group, "ops");
+    }
+
+    #[test]
+    fn the_aws_backend_reads_the_standard_aws_variables() {
+        let c = Config::load(
+            None,
+            &env(&[
+                ("PORTICO_BACKEND", "aws"),
+                ("AWS_REGION", "eu-central-1"),
+                ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+                ("PORTICO_AWS_TABLE", "portico-prod"),
+                ("PORTICO_AWS_SEQUENCE_BLOCK", "10"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(c.backend, Backend::Aws);
+        assert_eq!(c.aws.region.as_deref(), Some("eu-central-1"));
+        assert_eq!(c.aws.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
+        assert_eq!(
+            (c.aws.table.as_str(), c.aws.sequence_block),
+            ("portico-prod", 10)
+        );
+        assert_eq!(c.aws.bucket, "portico-documents");
+        // PORTICO_AWS_REGION wins over AWS_REGION.
+        let c = Config::load(
+            None,
+            &env(&[
+                ("PORTICO_BACKEND", "aws"),
+                ("AWS_REGION", "eu-central-1"),
+                ("PORTICO_AWS_REGION", "us-east-1"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(c.aws.region.as_deref(), Some("us-east-1"));
+        let err = Config::load(None, &env(&[("PORTICO_BACKEND", "aws")])).expect_err("no region");
+        assert!(err.to_string().contains("AWS_REGION"), "{err}");
+        let err = Config::load(None, &env(&[("PORTICO_BACKEND", "cloud")])).expect_err("bad");
+        assert!(err.to_string().contains("PORTICO_BACKEND"), "{err}");
     }
 
     #[test]

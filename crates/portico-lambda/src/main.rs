@@ -23,7 +23,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = Config::from_process_env(None)?;
     let handler = std::env::var("PORTICO_LAMBDA_HANDLER").unwrap_or_else(|_| "http".into());
     // Composition is cheap (no network): keys are fetched on the first event, not at init.
-    let composition = portico_local::compose(&config)?;
+    let composition = portico_local::compose_backend(&config).await?;
     match handler.as_str() {
         "http" => {
             let app = portico_http::app(composition.state);

@@ -1,4 +1,6 @@
-//! Composition: which adapter stands behind each port in the local host.
+//! Composition: which adapter stands behind each port. `compose` wires the local adapters;
+//! `compose_backend` follows `backend` in the configuration, and with the `aws` feature can wire
+//! the AWS adapters instead (for the Lambda host and `portico worker` on EC2 / ECS).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,7 +8,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use portico_auth::{DevIssuer, JwksSettings, Verifier, VerifierSettings};
 use portico_broker::BrokerPublisher;
-use portico_config::Config;
+use portico_config::{Backend, Config};
+use portico_core::Mailer;
 use portico_core::ports::SequenceRange;
 use portico_functions::{Context, Settings};
 use portico_http::{AppState, Limits};
@@ -22,8 +25,8 @@ pub struct Composition {
     pub context: Arc<Context>,
     pub dev_issuer: Option<Arc<DevIssuer>>,
     pub verifier: Arc<Verifier>,
-    /// Delivers server-side publishes once the broker is bound.
-    pub publisher: Arc<BrokerPublisher>,
+    /// Delivers server-side publishes once the embedded broker is bound (local backend only).
+    pub publisher: Option<Arc<BrokerPublisher>>,
 }
 
 /// The issuer the local dev issuer signs as: derived from the configured HTTP address, so that
@@ -32,56 +35,34 @@ pub fn dev_issuer_url(config: &Config) -> String {
     format!("http://{}/oauth2/default", config.http.addr)
 }
 
+/// Wires every port to the adapters `config.backend` names.
+pub async fn compose_backend(config: &Config) -> anyhow::Result<Composition> {
+    match config.backend {
+        Backend::Local => compose(config),
+        #[cfg(feature = "aws")]
+        Backend::Aws => compose_aws(config).await,
+        #[cfg(not(feature = "aws"))]
+        Backend::Aws => anyhow::bail!(
+            "backend = \"aws\" needs a build with the `aws` feature (cargo build --features aws)"
+        ),
+    }
+}
+
 /// Opens the data dir and wires every port to its local adapter.
 pub fn compose(config: &Config) -> anyhow::Result<Composition> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let database = Database::open(&config.data_dir.join("portico.db"))
         .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-
-    let (verifier, dev_issuer) = match &config.auth.issuer {
-        Some(issuer) => {
-            let settings = VerifierSettings::new(
-                issuer,
-                &config.auth.audience,
-                &config.auth.algorithms,
-                config.auth.leeway_secs,
-            );
-            (
-                Verifier::with_discovery(settings, JwksSettings::default()),
-                None,
-            )
-        }
-        None => {
-            let dev = load_dev_issuer(config)?;
-            let verifier = dev.verifier(&config.auth.algorithms, config.auth.leeway_secs);
-            (verifier, Some(Arc::new(dev)))
-        }
-    };
-    let verifier = Arc::new(verifier);
-
-    // One range for this region; account numbers and any other sequence draw from it, each
-    // sequence counting on its own.
-    let range = SequenceRange {
-        start: config.sequence.account_number_start,
-        end: config.sequence.account_number_end,
-    };
+    let (verifier, dev_issuer) = verifier(config)?;
+    let range = account_numbers(config);
     let store = Arc::new(SqliteStore::new(database.clone(), range));
     let publisher = Arc::new(BrokerPublisher::new());
     let signed_urls = Arc::new(SignedUrls::load_or_create(&config.data_dir.join("auth"))?);
     let context = Arc::new(Context {
         store: store.clone(),
         outbox: store,
-        mailer: match &config.sendgrid.api_key {
-            Some(key) => Arc::new(SendGrid::new(
-                &config.sendgrid.base_url,
-                key.expose(),
-                &config.sendgrid.from_email,
-                &config.sendgrid.from_name,
-                Duration::from_secs(config.sendgrid.timeout_secs),
-            )),
-            None => Arc::new(LocalSink),
-        },
+        mailer: mailer(config),
         publisher: publisher.clone(),
         objects: Arc::new(Objects::local(&config.data_dir.join("objects"))?),
         file_urls: signed_urls.clone(),
@@ -91,33 +72,157 @@ pub fn compose(config: &Config) -> anyhow::Result<Composition> {
         )),
         sequence: Arc::new(SqliteSequence::new(database, range)),
         renderer: Arc::new(Pdf::new()),
-        settings: Settings {
-            region: config.region.clone(),
-            admin_group: config.auth.admin_group.clone(),
-            support_group: config.auth.support_group.clone(),
-            upload_url_ttl_secs: config.documents.upload_url_ttl_secs,
-            max_upload_bytes: config.documents.max_upload_bytes,
-            issuer_name: config.documents.certificate_issuer.clone(),
-        },
+        settings: settings(config),
     });
-    let limits = Limits {
-        body_limit_bytes: config.http.body_limit_bytes,
-        request_timeout: Duration::from_secs(config.http.request_timeout_secs),
-    };
     let state = AppState::new(
         context.clone(),
         verifier.clone(),
         dev_issuer.clone(),
         Some(signed_urls),
-        limits,
+        limits(config),
     );
     Ok(Composition {
         state,
         context,
         dev_issuer,
         verifier,
-        publisher,
+        publisher: Some(publisher),
     })
+}
+
+/// Wires every port to its AWS adapter. No network call happens here: the SDK fetches
+/// credentials on the first request, so a Lambda's init stays short.
+#[cfg(feature = "aws")]
+async fn compose_aws(config: &Config) -> anyhow::Result<Composition> {
+    let aws = &config.aws;
+    let settings_aws = portico_aws::AwsSettings {
+        region: aws
+            .region
+            .clone()
+            .context("backend = \"aws\" needs aws.region (AWS_REGION)")?,
+        endpoint_url: aws.endpoint_url.clone(),
+        iot_endpoint: aws.iot_endpoint.clone(),
+        table: aws.table.clone(),
+        bucket: aws.bucket.clone(),
+        queue_prefix: aws.queue_prefix.clone(),
+    };
+    let sdk = portico_aws::sdk_config(&settings_aws).await;
+    let dynamodb = portico_aws::dynamodb(&sdk);
+    // Each AWS region owns its sequence items and its configured range (see DynamoSequence).
+    let sequence = Arc::new(portico_aws::DynamoSequence::new(
+        dynamodb.clone(),
+        &aws.table,
+        &settings_aws.region,
+        account_numbers(config),
+        aws.sequence_block,
+    ));
+    let store = Arc::new(portico_aws::DynamoStore::new(
+        dynamodb,
+        &aws.table,
+        sequence.clone(),
+    ));
+    let bucket = portico_aws::s3::bucket(
+        &aws.bucket,
+        &settings_aws.region,
+        aws.endpoint_url.as_deref(),
+    )?;
+    let (verifier, dev_issuer) = verifier(config)?;
+    let context = Arc::new(Context {
+        store: store.clone(),
+        outbox: store,
+        mailer: mailer(config),
+        publisher: Arc::new(portico_aws::IotPublisher::new(portico_aws::iot_data(
+            &sdk,
+            &settings_aws,
+        ))),
+        objects: Arc::new(Objects::from_store(bucket.clone())),
+        file_urls: Arc::new(portico_aws::PresignedUrls::new(bucket)),
+        queue: Arc::new(portico_aws::SqsQueue::new(
+            portico_aws::sqs(&sdk),
+            &aws.queue_prefix,
+        )),
+        sequence,
+        renderer: Arc::new(Pdf::new()),
+        settings: settings(config),
+    });
+    // Clients upload to and download from S3 itself, so no signed routes are served here.
+    let state = AppState::new(
+        context.clone(),
+        verifier.clone(),
+        dev_issuer.clone(),
+        None,
+        limits(config),
+    );
+    Ok(Composition {
+        state,
+        context,
+        dev_issuer,
+        verifier,
+        publisher: None,
+    })
+}
+
+/// The configured issuer's verifier, or the local dev issuer's (its key in the data dir).
+fn verifier(config: &Config) -> anyhow::Result<(Arc<Verifier>, Option<Arc<DevIssuer>>)> {
+    Ok(match &config.auth.issuer {
+        Some(issuer) => {
+            let settings = VerifierSettings::new(
+                issuer,
+                &config.auth.audience,
+                &config.auth.algorithms,
+                config.auth.leeway_secs,
+            );
+            (
+                Arc::new(Verifier::with_discovery(settings, JwksSettings::default())),
+                None,
+            )
+        }
+        None => {
+            let dev = load_dev_issuer(config)?;
+            let verifier = dev.verifier(&config.auth.algorithms, config.auth.leeway_secs);
+            (Arc::new(verifier), Some(Arc::new(dev)))
+        }
+    })
+}
+
+/// This region's part of the account-number space; any other sequence draws from it too, each
+/// counting on its own.
+fn account_numbers(config: &Config) -> SequenceRange {
+    SequenceRange {
+        start: config.sequence.account_number_start,
+        end: config.sequence.account_number_end,
+    }
+}
+
+fn mailer(config: &Config) -> Arc<dyn Mailer> {
+    match &config.sendgrid.api_key {
+        Some(key) => Arc::new(SendGrid::new(
+            &config.sendgrid.base_url,
+            key.expose(),
+            &config.sendgrid.from_email,
+            &config.sendgrid.from_name,
+            Duration::from_secs(config.sendgrid.timeout_secs),
+        )),
+        None => Arc::new(LocalSink),
+    }
+}
+
+fn settings(config: &Config) -> Settings {
+    Settings {
+        region: config.region.clone(),
+        admin_group: config.auth.admin_group.clone(),
+        support_group: config.auth.support_group.clone(),
+        upload_url_ttl_secs: config.documents.upload_url_ttl_secs,
+        max_upload_bytes: config.documents.max_upload_bytes,
+        issuer_name: config.documents.certificate_issuer.clone(),
+    }
+}
+
+fn limits(config: &Config) -> Limits {
+    Limits {
+        body_limit_bytes: config.http.body_limit_bytes,
+        request_timeout: Duration::from_secs(config.http.request_timeout_secs),
+    }
 }
 
 /// The dev issuer of the data dir (its key is made on first use).

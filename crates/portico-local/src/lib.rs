@@ -22,7 +22,7 @@ use portico_functions::gate::Gate;
 use portico_rules::RuleSet;
 use tokio::net::TcpListener;
 
-pub use compose::{Composition, compose, dev_issuer_url, load_dev_issuer};
+pub use compose::{Composition, compose, compose_backend, dev_issuer_url, load_dev_issuer};
 
 /// A server whose listeners are bound, ready to run.
 pub struct Server {
@@ -38,6 +38,11 @@ pub struct Server {
 impl Server {
     /// Opens the data dir and binds every listener named in `config`.
     pub async fn bind(config: &Config) -> anyhow::Result<Server> {
+        anyhow::ensure!(
+            config.backend == portico_config::Backend::Local,
+            "`portico serve` runs the local backend (the embedded broker, SQLite, files); with \
+             backend = \"aws\" run the Lambda functions, or `portico worker` for the queue"
+        );
         let prometheus = metrics::recorder()?;
         let composition = compose(config)?;
         let http = TcpListener::bind(&config.http.addr)
@@ -194,7 +199,11 @@ async fn bind_broker(config: &Config, composition: &Composition) -> anyhow::Resu
         composition.verifier.clone(),
         policy,
     ));
-    Broker::bind(&settings, gate, rules, &composition.publisher).await
+    let publisher = composition
+        .publisher
+        .as_ref()
+        .context("`portico serve` runs the embedded broker: it needs backend = \"local\"")?;
+    Broker::bind(&settings, gate, rules, publisher).await
 }
 
 /// The worker settings in `config`.

@@ -1,59 +1,9 @@
-//! moto, and adapters on fresh resources.
+//! Adapters on fresh resources in moto.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use portico_aws::AwsSettings;
-
-/// A moto server this process started; killed when the process ends.
-struct Moto {
-    endpoint: String,
-    _child: ChildGuard,
-}
-
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-static MOTO: OnceLock<Moto> = OnceLock::new();
-
-/// The moto endpoint for this test process.
-pub fn endpoint() -> String {
-    if let Ok(endpoint) = std::env::var("PORTICO_TEST_AWS_ENDPOINT") {
-        return endpoint;
-    }
-    MOTO.get_or_init(start_moto).endpoint.clone()
-}
-
-fn start_moto() -> Moto {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap();
-    let child = Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("moto_server on PATH (pip install 'moto[server]')");
-    let guard = ChildGuard(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "moto_server did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Moto {
-        endpoint: format!("http://127.0.0.1:{port}"),
-        _child: guard,
-    }
-}
+use portico_contract::moto::endpoint;
 
 /// Settings naming fresh resources in `region`.
 pub fn settings(region: &str) -> AwsSettings {

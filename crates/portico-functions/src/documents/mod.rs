@@ -248,8 +248,36 @@ fn event_keys(body: &str) -> Vec<String> {
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|r| r["s3"]["object"]["key"].as_str().map(str::to_string))
+        .filter_map(|r| r["s3"]["object"]["key"].as_str().map(decode_event_key))
         .collect()
+}
+
+/// S3 event notifications carry object keys URL-encoded (`+` for a space, `%XX` for a byte;
+/// moto encodes `/` too). Keys Portico writes itself are plain, and decode to themselves.
+fn decode_event_key(key: &str) -> String {
+    let bytes = key.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                {
+                    Some(byte) => {
+                        out.push(byte);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            other => out.push(other),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The document an object key belongs to (`documents/<account>/<id>`).
@@ -438,5 +466,8 @@ mod tests {
         let body = r#"{"Records":[{"s3":{"object":{"key":"documents/a/d1","size":3}}},{"s3":{}}]}"#;
         assert_eq!(event_keys(body), vec!["documents/a/d1".to_string()]);
         assert!(event_keys("not json").is_empty());
+        // S3 (and moto) URL-encode keys in events.
+        let body = r#"{"Records":[{"s3":{"object":{"key":"documents%2Fa%2Fd1"}}},{"s3":{"object":{"key":"a+b%20c%zz%4"}}}]}"#;
+        assert_eq!(event_keys(body), vec!["documents/a/d1", "a b c%zz%4"]);
     }
 }

@@ -102,6 +102,48 @@ pub async fn spawn_on(config: Config) -> TestApp {
     }
 }
 
+/// Serves only the HTTP API on `config` (any backend; no broker, no workers): what the Lambda
+/// host runs, on a local port.
+#[cfg(feature = "aws")]
+pub async fn spawn_api(config: Config) -> TestApp {
+    let composition = portico_local::compose_backend(&config)
+        .await
+        .expect("composes");
+    let issuer = composition
+        .dev_issuer
+        .clone()
+        .unwrap_or_else(|| Arc::new(portico_local::load_dev_issuer(&config).expect("dev issuer")));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let addr = listener.local_addr().expect("addr");
+    let app = portico_http::app(composition.state.clone());
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let nowhere: SocketAddr = ([127, 0, 0, 1], 0).into();
+    TestApp {
+        data_dir: config.data_dir.clone(),
+        addr,
+        metrics_addr: nowhere,
+        mqtt_addr: nowhere,
+        mqtt_ws_addr: nowhere,
+        issuer,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client"),
+        composition,
+        stop: Some(stop),
+        _dir: None,
+    }
+}
+
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)

@@ -2,6 +2,8 @@
 //! and talks to it as a client would.
 
 mod accounts;
+#[cfg(feature = "aws")]
+mod aws;
 mod catalogue;
 mod cli;
 mod documents;

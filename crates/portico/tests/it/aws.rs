@@ -1,0 +1,155 @@
+//! The AWS backend end to end, against moto: the HTTP API composed on DynamoDB, S3, SQS and IoT;
+//! a client uploads to S3 with the presigned URL; S3's event notification reaches SQS; the
+//! `portico worker` binary (backend = aws) takes it and the document becomes ready.
+//! Built only with `--features aws`.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{id, spawn_api, test_config};
+
+/// moto keeps each region apart; S3 notifications go to queues of the bucket's region, and a
+/// bucket created without a location is in us-east-1.
+const REGION: &str = "us-east-1";
+
+struct Resources {
+    env: Vec<(&'static str, String)>,
+}
+
+/// A table, the upload queue with its dead-letter queue, and a bucket that notifies the queue.
+async fn resources() -> Resources {
+    let endpoint = portico_contract::moto::endpoint();
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let settings = portico_aws::AwsSettings {
+        region: REGION.into(),
+        endpoint_url: Some(endpoint.clone()),
+        iot_endpoint: None,
+        table: format!("portico-{run}"),
+        bucket: format!("portico-{}", &run[..20]),
+        queue_prefix: format!("p{}-", &run[..12]),
+    };
+    let sdk = portico_aws::sdk_config(&settings).await;
+    portico_aws::provision::table(&portico_aws::dynamodb(&sdk), &settings.table)
+        .await
+        .expect("table");
+    let queue_arn = portico_aws::provision::queue(
+        &portico_aws::sqs(&sdk),
+        &settings.queue_prefix,
+        "document-uploads",
+        3,
+    )
+    .await
+    .expect("queue");
+    let client = reqwest::Client::new();
+    let bucket_url = format!("{endpoint}/{}", settings.bucket);
+    let created = client.put(&bucket_url).send().await.expect("bucket");
+    assert!(created.status().is_success(), "{}", created.status());
+    let notification = format!(
+        r#"<NotificationConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><QueueConfiguration><Id>portico-document-uploads</Id><Queue>{queue_arn}</Queue><Event>s3:ObjectCreated:*</Event></QueueConfiguration></NotificationConfiguration>"#
+    );
+    let configured = client
+        .put(format!("{bucket_url}?notification"))
+        .header("content-type", "application/xml")
+        .body(notification)
+        .send()
+        .await
+        .expect("notification");
+    assert!(configured.status().is_success(), "{}", configured.status());
+    Resources {
+        env: vec![
+            ("PORTICO_BACKEND", "aws".into()),
+            ("PORTICO_AWS_REGION", REGION.into()),
+            ("PORTICO_AWS_ENDPOINT_URL", endpoint),
+            ("PORTICO_AWS_TABLE", settings.table),
+            ("PORTICO_AWS_BUCKET", settings.bucket),
+            ("PORTICO_AWS_QUEUE_PREFIX", settings.queue_prefix),
+        ],
+    }
+}
+
+#[tokio::test]
+async fn an_upload_to_s3_reaches_the_worker_through_sqs_and_the_document_is_ready() {
+    let resources = resources().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env: Vec<(&str, &str)> = resources
+        .env
+        .iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .collect();
+    let app = spawn_api(test_config(dir.path(), &env)).await;
+
+    let acme = app.create_account("Acme Labs").await;
+    assert_eq!(acme["account_number"], "100000", "{acme}");
+    let carol = app
+        .add_user(&id(&acme), "carol@acme.example", &["scientist"])
+        .await;
+    let body = b"time,temp\n2026-11-27T10:00:00Z,21.5\n2026-11-27T10:01:00Z,21.7\n".to_vec();
+    let (status, ticket) = app
+        .post(
+            "/v1/documents/uploads",
+            &carol,
+            json!({"filename": "run.csv", "content_type": "text/csv", "size": body.len()}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{ticket}");
+    let upload_url = ticket["upload_url"].as_str().expect("url");
+    // A presigned S3 URL, not one of the local host's routes.
+    assert!(upload_url.contains("X-Amz-Signature="), "{upload_url}");
+    let document_id = ticket["document_id"].as_str().expect("id").to_string();
+    let put = app
+        .client
+        .put(upload_url)
+        .header("content-type", "text/csv")
+        .body(body.clone())
+        .send()
+        .await
+        .expect("upload");
+    assert!(put.status().is_success(), "{}", put.status());
+
+    // The worker, as operators run it on EC2 / ECS: the real binary, configured by environment.
+    let mut worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_portico"));
+    worker
+        .arg("worker")
+        .env("PORTICO_DATA_DIR", dir.path())
+        .env("PORTICO_LOG", "warn")
+        .env("PORTICO_WORKER_VISIBILITY_TIMEOUT_SECS", "10")
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true);
+    for (k, v) in &resources.env {
+        worker.env(k, v);
+    }
+    let _worker = worker.spawn().expect("portico worker starts");
+
+    let mut doc = Value::Null;
+    for _ in 0..300 {
+        let (_, current) = app
+            .get(&format!("/v1/documents/{document_id}"), &carol)
+            .await;
+        doc = current;
+        if doc["status"] == "ready" || doc["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(doc["status"], "ready", "{doc}");
+    assert_eq!(doc["metadata"]["csv"]["rows"], 2, "{doc}");
+    assert_eq!(doc["size"], body.len());
+
+    // The download link is presigned S3 too, and gives the bytes back.
+    let download = doc["download_url"].as_str().expect("download url");
+    let got = app.client.get(download).send().await.expect("download");
+    assert_eq!(got.status(), StatusCode::OK);
+    assert_eq!(got.bytes().await.expect("bytes").as_ref(), body.as_slice());
+
+    // The ready notification was stored in DynamoDB for the uploader.
+    let (_, notes) = app.get("/v1/notifications", &carol).await;
+    let kinds: Vec<&str> = notes["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|n| n["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, vec!["document_ready"], "{notes}");
+}
