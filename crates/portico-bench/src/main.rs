@@ -6,6 +6,7 @@
 
 mod docs;
 mod http;
+mod lambda;
 mod mqtt;
 mod outbox;
 mod pdf;
@@ -37,6 +38,8 @@ enum Command {
     Pdf(pdf::Args),
     /// The outbox sender against a local SendGrid stand-in: e-mails per second.
     Outbox(outbox::Args),
+    /// Lambda cold start of a binary against a local Runtime API stand-in (no server needed).
+    Lambda(lambda::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -50,5 +53,6 @@ fn main() -> anyhow::Result<()> {
         Command::Queue(args) => queue::main(args),
         Command::Pdf(args) => pdf::main(args),
         Command::Outbox(args) => outbox::main(args),
+        Command::Lambda(args) => lambda::main(args),
     }
 }

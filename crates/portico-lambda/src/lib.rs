@@ -7,8 +7,11 @@
 //! - `iot`: the AWS IoT rule action, running the function the rule names.
 //! - `kinesis`: Kinesis batches, decoded record by record, with partial batch failures.
 //! - `logs`: CloudWatch Logs subscription payloads, decoded (control messages skipped).
+//!
+//! Metrics leave each invocation as CloudWatch EMF lines on stdout (`emf`).
 
 pub mod authorizer;
+pub mod emf;
 pub mod http;
 pub mod iot;
 pub mod kinesis;

@@ -1,12 +1,17 @@
 //! The Lambda bootstrap. `PORTICO_LAMBDA_HANDLER` selects the function this deployment runs:
 //! `http` (API Gateway proxy integration), `authorizer` (API Gateway Lambda authorizer), `sqs`
-//! (S3 upload events through SQS), `iot-rule` (an AWS IoT rule action; the function is named by
+//! (S3 upload events through SQS), `sqs-dead` (their dead-letter queue: documents marked failed),
+//! `outbox` (scheduled: sends the e-mails due), `iot-rule` (an AWS IoT rule action; the function is named by
 //! `PORTICO_RULE_FUNCTION`), `kinesis` (stream batches) or `logs` (CloudWatch Logs subscription).
+//!
+//! Every handler's metrics leave as CloudWatch EMF lines at the end of each invocation.
+
 use std::sync::Arc;
 
 use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{LambdaEvent, service_fn};
 use portico_config::Config;
+use portico_lambda::emf::{Emf, Flushing};
 use serde_json::Value;
 
 #[tokio::main]
@@ -20,6 +25,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         )
         .without_time() // CloudWatch stamps every line itself
         .init();
+    let emf = Emf::new("Portico");
+    metrics::set_global_recorder(emf.clone())
+        .map_err(|e| format!("installing the metrics recorder: {e}"))?;
     let config = Config::from_process_env(None)?;
     let handler = std::env::var("PORTICO_LAMBDA_HANDLER").unwrap_or_else(|_| "http".into());
     // Composition is cheap (no network): keys are fetched on the first event, not at init.
@@ -27,37 +35,84 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     match handler.as_str() {
         "http" => {
             let app = portico_http::app(composition.state);
-            lambda_http::run(portico_lambda::http::service(app)).await
+            lambda_http::run(Flushing::new(portico_lambda::http::service(app), emf)).await
         }
         "authorizer" => {
             let verifier = composition.verifier;
-            lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+            lambda_runtime::run(Flushing::new(
+                service_fn(move |event: LambdaEvent<Value>| {
                 let verifier = Arc::clone(&verifier);
                 async move {
                     portico_lambda::authorizer::handle(&verifier, event.payload)
                         .await
                         .map_err(lambda_runtime::Error::from)
                 }
-            }))
+            }),
+                emf,
+            ))
             .await
         }
         "sqs" => {
             let context = composition.context;
-            lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+            lambda_runtime::run(Flushing::new(
+                service_fn(move |event: LambdaEvent<SqsEvent>| {
                 let context = Arc::clone(&context);
                 async move {
                     Ok::<_, lambda_runtime::Error>(
                         portico_lambda::sqs::handle(&context, event.payload).await,
                     )
                 }
-            }))
+            }),
+                emf,
+            ))
+            .await
+        }
+        "sqs-dead" => {
+            let context = composition.context;
+            lambda_runtime::run(Flushing::new(
+                service_fn(move |event: LambdaEvent<SqsEvent>| {
+                    let context = Arc::clone(&context);
+                    async move {
+                        Ok::<_, lambda_runtime::Error>(
+                            portico_lambda::sqs::handle_dead_letters(&context, event.payload).await,
+                        )
+                    }
+                }),
+                emf,
+            ))
+            .await
+        }
+        "outbox" => {
+            // Invoked on a schedule (EventBridge): sends what is due, for at most 50 s.
+            let context = composition.context;
+            let settings = portico_local::worker_settings(&config);
+            lambda_runtime::run(Flushing::new(
+                service_fn(move |_: LambdaEvent<Value>| {
+                    let context = Arc::clone(&context);
+                    async move {
+                        let started = std::time::Instant::now();
+                        let mut sent = 0;
+                        while started.elapsed() < std::time::Duration::from_secs(50) {
+                            let claimed =
+                                portico_local::worker::send_due_emails(&context, settings).await;
+                            if claimed == 0 {
+                                break;
+                            }
+                            sent += claimed;
+                        }
+                        Ok::<_, lambda_runtime::Error>(serde_json::json!({ "claimed": sent }))
+                    }
+                }),
+                emf,
+            ))
             .await
         }
         "iot-rule" => {
             let function = std::env::var("PORTICO_RULE_FUNCTION")
                 .map_err(|_| "PORTICO_RULE_FUNCTION is not set")?;
             let context = composition.context;
-            lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+            lambda_runtime::run(Flushing::new(
+                service_fn(move |event: LambdaEvent<Value>| {
                 let context = Arc::clone(&context);
                 let function = function.clone();
                 async move {
@@ -65,11 +120,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                         .await
                         .map_err(lambda_runtime::Error::from)
                 }
-            }))
+            }),
+                emf,
+            ))
             .await
         }
         "kinesis" => {
-            lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
+            lambda_runtime::run(Flushing::new(
+                service_fn(|event: LambdaEvent<Value>| async move {
                 // The warehouse export (a later capability) consumes these records; until then
                 // each decoded change is logged, so the stream's content is visible.
                 let outcome = portico_lambda::kinesis::handle(&event.payload, |record| async move {
@@ -83,11 +141,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 })
                 .await;
                 Ok::<_, lambda_runtime::Error>(outcome.response())
-            }))
+            }),
+                emf,
+            ))
             .await
         }
         "logs" => {
-            lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
+            lambda_runtime::run(Flushing::new(
+                service_fn(|event: LambdaEvent<Value>| async move {
                 match portico_lambda::logs::decode(&event.payload) {
                     Ok(Some(batch)) => tracing::info!(
                         log_group = batch.log_group,
@@ -100,11 +161,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                     Err(e) => tracing::warn!(error = %e, "log payload dropped"),
                 }
                 Ok::<_, lambda_runtime::Error>(Value::Null)
-            }))
+            }),
+                emf,
+            ))
             .await
         }
         other => Err(format!(
-            "PORTICO_LAMBDA_HANDLER={other:?}: expected http, authorizer, sqs, iot-rule, kinesis or logs"
+            "PORTICO_LAMBDA_HANDLER={other:?}: expected http, authorizer, sqs, sqs-dead, outbox, iot-rule, kinesis or logs"
         )
         .into()),
     }

@@ -16,11 +16,34 @@ pub async fn handle(ctx: &Context, event: SqsEvent) -> SqsBatchResponse {
         };
         if let Err(e) = documents::process_upload(ctx, body).await {
             tracing::warn!(message_id = id, error = %e, "upload event failed; SQS will redeliver it");
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id;
-            failures.push(failure);
+            failures.push(failure(id));
         }
     }
+    response(failures)
+}
+
+/// Batches from the upload queue's dead-letter queue: each event failed too often, so its
+/// document is marked failed (the message can then go; SQS keeps a copy only until deleted).
+pub async fn handle_dead_letters(ctx: &Context, event: SqsEvent) -> SqsBatchResponse {
+    let mut failures = Vec::new();
+    for record in event.records {
+        let id = record.message_id.clone().unwrap_or_default();
+        let body = record.body.as_deref().unwrap_or_default();
+        if let Err(e) = documents::dead_lettered(ctx, body).await {
+            tracing::warn!(message_id = id, error = %e, "dead-lettered upload not recorded; SQS will redeliver it");
+            failures.push(failure(id));
+        }
+    }
+    response(failures)
+}
+
+fn failure(id: String) -> BatchItemFailure {
+    let mut failure = BatchItemFailure::default();
+    failure.item_identifier = id;
+    failure
+}
+
+fn response(failures: Vec<BatchItemFailure>) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = failures;
     response

@@ -174,24 +174,7 @@ async fn report_queue(ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
 /// that lapses (the sender died mid-send) makes it due again.
 async fn send_emails(ctx: Arc<Context>, settings: WorkerSettings, mut stop: watch::Receiver<bool>) {
     loop {
-        let claimed = match ctx.outbox.claim_due(20, EMAIL_LEASE).await {
-            Ok(claimed) => claimed,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the outbox");
-                Vec::new()
-            }
-        };
-        let idle = claimed.is_empty();
-        let sends = claimed.into_iter().map(|(email, attempt)| {
-            let ctx = ctx.clone();
-            async move {
-                let started = Instant::now();
-                let delivery = ctx.mailer.deliver(&email).await;
-                metrics::histogram!(EMAIL_SEND).record(started.elapsed().as_secs_f64());
-                record(&ctx, settings, &email, attempt, delivery).await;
-            }
-        });
-        futures_util::future::join_all(sends).await;
+        let idle = send_due_emails(&ctx, settings).await == 0;
         if idle {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
@@ -202,6 +185,30 @@ async fn send_emails(ctx: Arc<Context>, settings: WorkerSettings, mut stop: watc
             return;
         }
     }
+}
+
+/// One pass of the outbox sender: sends the e-mails due now (up to 20) and returns how many it
+/// claimed. The Lambda host runs passes on a schedule; `portico worker` runs them in a loop.
+pub async fn send_due_emails(ctx: &Arc<Context>, settings: WorkerSettings) -> usize {
+    let claimed = match ctx.outbox.claim_due(20, EMAIL_LEASE).await {
+        Ok(claimed) => claimed,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the outbox");
+            Vec::new()
+        }
+    };
+    let count = claimed.len();
+    let sends = claimed.into_iter().map(|(email, attempt)| {
+        let ctx = ctx.clone();
+        async move {
+            let started = Instant::now();
+            let delivery = ctx.mailer.deliver(&email).await;
+            metrics::histogram!(EMAIL_SEND).record(started.elapsed().as_secs_f64());
+            record(&ctx, settings, &email, attempt, delivery).await;
+        }
+    });
+    futures_util::future::join_all(sends).await;
+    count
 }
 
 async fn record(

@@ -387,3 +387,38 @@ fn cloudwatch_logs_payloads_decode_and_control_messages_are_skipped() {
         assert!(err.to_string().contains(expect), "{err}");
     }
 }
+
+#[tokio::test]
+async fn dead_lettered_upload_events_mark_their_documents_failed() {
+    let app = crate::helpers::spawn_app_with(&[("PORTICO_WORKER_ENABLED", "false")]).await;
+    let acme = app.create_account("Acme").await;
+    let carol = app
+        .add_user(&id(&acme), "carol@acme.example", &["scientist"])
+        .await;
+    let (_, ticket) = app
+        .post(
+            "/v1/documents/uploads",
+            &carol,
+            json!({"filename": "lost.csv", "content_type": "text/csv", "size": 4}),
+        )
+        .await;
+    let document_id = ticket["document_id"].as_str().expect("id").to_string();
+    let key = format!("documents/{}/{document_id}", id(&acme));
+    let mut record = aws_lambda_events::sqs::SqsMessage::default();
+    record.message_id = Some("dead-1".into());
+    record.body = Some(moto_s3_event(&key));
+    let mut event = aws_lambda_events::sqs::SqsEvent::default();
+    event.records = vec![record];
+    let response = portico_lambda::sqs::handle_dead_letters(&app.composition.context, event).await;
+    assert!(response.batch_item_failures.is_empty());
+    let (_, doc) = app
+        .get(&format!("/v1/documents/{document_id}"), &carol)
+        .await;
+    assert_eq!(doc["status"], "failed", "{doc}");
+    assert!(
+        doc["failure_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("too many attempts")),
+        "{doc}"
+    );
+}
