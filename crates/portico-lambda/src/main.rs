@@ -109,7 +109,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         }
         "iot-rule" => {
             let function = std::env::var("PORTICO_RULE_FUNCTION")
-                .map_err(|_| "PORTICO_RULE_FUNCTION is not set")?;
+                .unwrap_or_else(|_| "instrument_alert".into());
             let context = composition.context;
             lambda_runtime::run(Flushing::new(
                 service_fn(move |event: LambdaEvent<Value>| {

@@ -1,0 +1,353 @@
+# Portico on AWS: the HTTP API behind API Gateway with the token authorizer, the document upload
+# pipeline (S3 -> SQS -> Lambda), the IoT rule that turns instrument events into notifications,
+# the scheduled e-mail sender, and the DynamoDB table. The same resources as
+# deploy/cloudformation/portico.yaml. One package, one function per handler.
+
+terraform {
+  required_version = ">= 1.5"
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = ">= 5.40"
+    }
+  }
+}
+
+data "aws_caller_identity" "current" {}
+data "aws_region" "current" {}
+data "aws_partition" "current" {}
+
+locals {
+  account   = data.aws_caller_identity.current.account_id
+  region    = data.aws_region.current.name
+  partition = data.aws_partition.current.partition
+  prefix    = "${var.name}-"
+
+  environment = merge(
+    {
+      PORTICO_BACKEND                       = "aws"
+      PORTICO_REGION                        = var.region_label
+      PORTICO_AUTH_ISSUER                   = var.auth_issuer
+      PORTICO_AUTH_AUDIENCE                 = var.auth_audience
+      PORTICO_AWS_TABLE                     = aws_dynamodb_table.portico.name
+      PORTICO_AWS_BUCKET                    = aws_s3_bucket.documents.bucket
+      PORTICO_AWS_QUEUE_PREFIX              = local.prefix
+      PORTICO_AWS_IOT_ENDPOINT              = var.iot_data_endpoint
+      PORTICO_SEQUENCE_ACCOUNT_NUMBER_START = tostring(var.account_number_start)
+      PORTICO_SEQUENCE_ACCOUNT_NUMBER_END   = tostring(var.account_number_end)
+      PORTICO_LOG                           = var.log_level
+    },
+    var.sendgrid_api_key == "" ? {} : { PORTICO_SENDGRID_API_KEY = var.sendgrid_api_key },
+  )
+
+  # handler name => function settings
+  functions = {
+    http               = { handler = "http", memory = 512, timeout = 30, extra = {} }
+    authorizer         = { handler = "authorizer", memory = 256, timeout = 10, extra = {} }
+    uploads            = { handler = "sqs", memory = 1024, timeout = 90, extra = {} }
+    uploads-dead       = { handler = "sqs-dead", memory = 256, timeout = 30, extra = {} }
+    instrument-alert   = { handler = "iot-rule", memory = 256, timeout = 30, extra = { PORTICO_RULE_FUNCTION = "instrument_alert" } }
+    outbox             = { handler = "outbox", memory = 256, timeout = 60, extra = {} }
+  }
+}
+
+# --- data ----------------------------------------------------------------------------------------
+
+resource "aws_dynamodb_table" "portico" {
+  name             = var.name
+  billing_mode     = "PAY_PER_REQUEST"
+  hash_key         = "pk"
+  range_key        = "sk"
+  stream_enabled   = true
+  stream_view_type = "NEW_AND_OLD_IMAGES"
+
+  dynamic "attribute" {
+    for_each = ["pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk"]
+    content {
+      name = attribute.value
+      type = "S"
+    }
+  }
+
+  dynamic "global_secondary_index" {
+    for_each = ["gsi1", "gsi2", "gsi3"]
+    content {
+      name            = global_secondary_index.value
+      hash_key        = "${global_secondary_index.value}pk"
+      range_key       = "${global_secondary_index.value}sk"
+      projection_type = "ALL"
+    }
+  }
+
+  # Global table: replicated last-writer-wins. Account numbers stay unique because every region
+  # owns its sequence items and its own range (see crates/portico-aws/src/sequence.rs).
+  dynamic "replica" {
+    for_each = var.replica_regions
+    content {
+      region_name = replica.value
+    }
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+
+  server_side_encryption {
+    enabled = true
+  }
+}
+
+resource "aws_s3_bucket" "documents" {
+  bucket = "${var.name}-${local.account}-documents"
+}
+
+resource "aws_s3_bucket_public_access_block" "documents" {
+  bucket                  = aws_s3_bucket.documents.id
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+# Browsers upload and download with presigned URLs.
+resource "aws_s3_bucket_cors_configuration" "documents" {
+  bucket = aws_s3_bucket.documents.id
+  cors_rule {
+    allowed_methods = ["GET", "PUT"]
+    allowed_origins = ["*"]
+    allowed_headers = ["*"]
+    max_age_seconds = 3600
+  }
+}
+
+resource "aws_sqs_queue" "uploads_dead" {
+  name                      = "${local.prefix}document-uploads-dead"
+  message_retention_seconds = 1209600
+  sqs_managed_sse_enabled   = true
+}
+
+resource "aws_sqs_queue" "uploads" {
+  name = "${local.prefix}document-uploads"
+  # Six times the function timeout, as Lambda recommends for SQS event sources.
+  visibility_timeout_seconds = 540
+  sqs_managed_sse_enabled    = true
+  redrive_policy = jsonencode({
+    deadLetterTargetArn = aws_sqs_queue.uploads_dead.arn
+    maxReceiveCount     = 5
+  })
+}
+
+resource "aws_sqs_queue_policy" "uploads" {
+  queue_url = aws_sqs_queue.uploads.id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Principal = { Service = "s3.amazonaws.com" }
+      Action    = "sqs:SendMessage"
+      Resource  = aws_sqs_queue.uploads.arn
+      Condition = {
+        ArnLike      = { "aws:SourceArn" = aws_s3_bucket.documents.arn }
+        StringEquals = { "aws:SourceAccount" = local.account }
+      }
+    }]
+  })
+}
+
+resource "aws_s3_bucket_notification" "documents" {
+  bucket = aws_s3_bucket.documents.id
+  queue {
+    queue_arn     = aws_sqs_queue.uploads.arn
+    events        = ["s3:ObjectCreated:*"]
+    filter_prefix = "documents/"
+  }
+  depends_on = [aws_sqs_queue_policy.uploads]
+}
+
+# --- functions -----------------------------------------------------------------------------------
+
+resource "aws_iam_role" "functions" {
+  name = "${var.name}-functions"
+  assume_role_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Principal = { Service = "lambda.amazonaws.com" }
+      Action    = "sts:AssumeRole"
+    }]
+  })
+}
+
+resource "aws_iam_role_policy_attachment" "logs" {
+  role       = aws_iam_role.functions.name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+}
+
+resource "aws_iam_role_policy" "functions" {
+  name = "portico"
+  role = aws_iam_role.functions.id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Effect = "Allow"
+        # Users are written in a transaction with the claim on their sub; transactions are
+        # authorised by the actions they contain.
+        Action   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:ConditionCheckItem"]
+        Resource = [aws_dynamodb_table.portico.arn, "${aws_dynamodb_table.portico.arn}/index/*"]
+      },
+      {
+        Effect   = "Allow"
+        Action   = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"]
+        Resource = "${aws_s3_bucket.documents.arn}/documents/*"
+      },
+      {
+        Effect   = "Allow"
+        Action   = ["sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueUrl", "sqs:GetQueueAttributes"]
+        Resource = [aws_sqs_queue.uploads.arn, aws_sqs_queue.uploads_dead.arn]
+      },
+      {
+        Effect = "Allow"
+        Action = "iot:Publish"
+        Resource = [
+          "arn:${local.partition}:iot:${local.region}:${local.account}:topic/users/*",
+          "arn:${local.partition}:iot:${local.region}:${local.account}:topic/accounts/*",
+          "arn:${local.partition}:iot:${local.region}:${local.account}:topic/instruments/*",
+        ]
+      },
+    ]
+  })
+}
+
+resource "aws_lambda_function" "portico" {
+  for_each = local.functions
+
+  function_name    = "${var.name}-${each.key}"
+  runtime          = "provided.al2023"
+  handler          = "bootstrap"
+  architectures    = [var.architecture]
+  filename         = var.package
+  source_code_hash = filebase64sha256(var.package)
+  role             = aws_iam_role.functions.arn
+  memory_size      = each.value.memory
+  timeout          = each.value.timeout
+  # One e-mail sender at a time is enough; more would only contend for the same claims.
+  reserved_concurrent_executions = each.key == "outbox" ? 1 : -1
+
+  environment {
+    variables = merge(local.environment, { PORTICO_LAMBDA_HANDLER = each.value.handler }, each.value.extra)
+  }
+}
+
+resource "aws_lambda_event_source_mapping" "uploads" {
+  event_source_arn        = aws_sqs_queue.uploads.arn
+  function_name           = aws_lambda_function.portico["uploads"].arn
+  batch_size              = 10
+  function_response_types = ["ReportBatchItemFailures"]
+}
+
+resource "aws_lambda_event_source_mapping" "uploads_dead" {
+  event_source_arn        = aws_sqs_queue.uploads_dead.arn
+  function_name           = aws_lambda_function.portico["uploads-dead"].arn
+  batch_size              = 10
+  function_response_types = ["ReportBatchItemFailures"]
+}
+
+resource "aws_cloudwatch_event_rule" "outbox" {
+  name                = "${var.name}-outbox"
+  description         = "Sends the e-mails due in Portico's outbox."
+  schedule_expression = "rate(1 minute)"
+}
+
+resource "aws_cloudwatch_event_target" "outbox" {
+  rule = aws_cloudwatch_event_rule.outbox.name
+  arn  = aws_lambda_function.portico["outbox"].arn
+}
+
+resource "aws_lambda_permission" "outbox" {
+  function_name = aws_lambda_function.portico["outbox"].function_name
+  action        = "lambda:InvokeFunction"
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.outbox.arn
+}
+
+# --- IoT ------------------------------------------------------------------------------------------
+
+resource "aws_iot_topic_rule" "instrument_alert" {
+  name        = replace("${var.name}_instrument_alert", "-", "_")
+  description = "Instrument errors and critical events become notifications."
+  enabled     = true
+  sql         = "SELECT *, topic(2) AS serial FROM 'instruments/+/events' WHERE severity IN ('error', 'critical')"
+  sql_version = "2016-03-23"
+  lambda {
+    function_arn = aws_lambda_function.portico["instrument-alert"].arn
+  }
+}
+
+resource "aws_lambda_permission" "instrument_alert" {
+  function_name  = aws_lambda_function.portico["instrument-alert"].function_name
+  action         = "lambda:InvokeFunction"
+  principal      = "iot.amazonaws.com"
+  source_arn     = aws_iot_topic_rule.instrument_alert.arn
+  source_account = local.account
+}
+
+# --- API ------------------------------------------------------------------------------------------
+
+resource "aws_apigatewayv2_api" "portico" {
+  name          = var.name
+  protocol_type = "HTTP"
+}
+
+resource "aws_apigatewayv2_authorizer" "token" {
+  api_id                            = aws_apigatewayv2_api.portico.id
+  name                              = "portico-token"
+  authorizer_type                   = "REQUEST"
+  authorizer_payload_format_version = "2.0"
+  enable_simple_responses           = true
+  identity_sources                  = ["$request.header.Authorization"]
+  authorizer_result_ttl_in_seconds  = 300
+  authorizer_uri                    = aws_lambda_function.portico["authorizer"].invoke_arn
+}
+
+resource "aws_apigatewayv2_integration" "http" {
+  api_id                 = aws_apigatewayv2_api.portico.id
+  integration_type       = "AWS_PROXY"
+  integration_uri        = aws_lambda_function.portico["http"].invoke_arn
+  payload_format_version = "2.0"
+}
+
+# Everything under /v1 needs a token; health and the API description do not.
+resource "aws_apigatewayv2_route" "v1" {
+  api_id             = aws_apigatewayv2_api.portico.id
+  route_key          = "ANY /v1/{proxy+}"
+  authorization_type = "CUSTOM"
+  authorizer_id      = aws_apigatewayv2_authorizer.token.id
+  target             = "integrations/${aws_apigatewayv2_integration.http.id}"
+}
+
+resource "aws_apigatewayv2_route" "public" {
+  api_id    = aws_apigatewayv2_api.portico.id
+  route_key = "$default"
+  target    = "integrations/${aws_apigatewayv2_integration.http.id}"
+}
+
+resource "aws_apigatewayv2_stage" "default" {
+  api_id      = aws_apigatewayv2_api.portico.id
+  name        = "$default"
+  auto_deploy = true
+}
+
+resource "aws_lambda_permission" "api_http" {
+  function_name = aws_lambda_function.portico["http"].function_name
+  action        = "lambda:InvokeFunction"
+  principal     = "apigateway.amazonaws.com"
+  source_arn    = "${aws_apigatewayv2_api.portico.execution_arn}/*"
+}
+
+resource "aws_lambda_permission" "api_authorizer" {
+  function_name = aws_lambda_function.portico["authorizer"].function_name
+  action        = "lambda:InvokeFunction"
+  principal     = "apigateway.amazonaws.com"
+  source_arn    = "${aws_apigatewayv2_api.portico.execution_arn}/authorizers/${aws_apigatewayv2_authorizer.token.id}"
+}

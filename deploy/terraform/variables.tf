@@ -1,0 +1,67 @@
+variable "name" {
+  description = "Prefix of every resource name (e.g. portico-prod)."
+  type        = string
+  default     = "portico"
+}
+
+variable "package" {
+  description = "The Lambda package made by deploy/package.sh (a zip holding `bootstrap`)."
+  type        = string
+  default     = "../../target/lambda/portico-lambda.zip"
+}
+
+variable "architecture" {
+  description = "x86_64 or arm64, matching the package."
+  type        = string
+  default     = "x86_64"
+}
+
+variable "auth_issuer" {
+  description = "The Okta authorization server issuer, e.g. https://example.okta.com/oauth2/default."
+  type        = string
+}
+
+variable "auth_audience" {
+  type    = string
+  default = "api://default"
+}
+
+variable "region_label" {
+  description = "The name Portico records on every account number this region issues."
+  type        = string
+}
+
+variable "account_number_start" {
+  description = "First account number of this region's range; every region gets a disjoint range."
+  type        = number
+  default     = 100000
+}
+
+variable "account_number_end" {
+  description = "End (exclusive) of this region's account-number range."
+  type        = number
+  default     = 100000000000
+}
+
+variable "replica_regions" {
+  description = "Other regions the DynamoDB table is replicated to (a global table). Each region's stack needs its own account-number range."
+  type        = list(string)
+  default     = []
+}
+
+variable "iot_data_endpoint" {
+  description = "https://<id>-ats.iot.<region>.amazonaws.com (aws iot describe-endpoint --endpoint-type iot:Data-ATS)."
+  type        = string
+}
+
+variable "sendgrid_api_key" {
+  description = "Empty keeps e-mails in the outbox table, marked sent by the local sink."
+  type        = string
+  default     = ""
+  sensitive   = true
+}
+
+variable "log_level" {
+  type    = string
+  default = "info"
+}
