@@ -59,6 +59,36 @@ async fn sequence_blocks_end_exactly_at_the_range_end() {
 }
 
 #[tokio::test]
+async fn racing_claims_at_the_end_of_the_range_hand_out_every_value_once() {
+    let env = env(REGION).await;
+    let range = SequenceRange { start: 0, end: 50 };
+    // Blocks of 8 in a range of 50: the last claims are compare-and-set races between instances.
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let generator = env.sequence(range, 8);
+        for _ in 0..2 {
+            let generator = generator.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut values = Vec::new();
+                loop {
+                    match generator.next("race").await {
+                        Ok(v) => values.push(v),
+                        Err(portico_core::Error::Unavailable(_)) => return values,
+                        Err(e) => panic!("{e:?}"),
+                    }
+                }
+            }));
+        }
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    all.sort();
+    assert_eq!(all, (0..50).collect::<Vec<_>>());
+}
+
+#[tokio::test]
 async fn queue() {
     let env = env(REGION).await;
     for name in ["contract-a", "contract-b"] {

@@ -90,3 +90,70 @@ async fn throttling_that_does_not_end_is_unavailable() {
         portico_aws::MAX_ATTEMPTS as usize
     );
 }
+
+/// An SQS stand-in (AWS JSON protocol): `GetQueueUrl` is throttled `throttled` times, then every
+/// call succeeds.
+async fn sqs_stand_in(throttled: usize) -> (String, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let app = Router::new().route(
+        "/",
+        post(move |headers: HeaderMap| {
+            let counter = counter.clone();
+            async move {
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                let target = headers
+                    .get("x-amz-target")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                let json = [("content-type", "application/x-amz-json-1.0")];
+                match target.as_str() {
+                    "AmazonSQS.GetQueueUrl" if n < throttled => (
+                        StatusCode::BAD_REQUEST,
+                        json,
+                        r#"{"__type":"com.amazonaws.sqs#RequestThrottled","message":"Request is throttled."}"#.to_string(),
+                    ),
+                    "AmazonSQS.GetQueueUrl" => (
+                        StatusCode::OK,
+                        json,
+                        r#"{"QueueUrl":"http://127.0.0.1/123456789012/portico-document-uploads"}"#.to_string(),
+                    ),
+                    "AmazonSQS.SendMessage" => (
+                        StatusCode::OK,
+                        json,
+                        r#"{"MessageId":"m-1"}"#.to_string(),
+                    ),
+                    other => panic!("unexpected call {other}"),
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), calls)
+}
+
+#[tokio::test]
+async fn throttled_queue_calls_are_retried_too() {
+    use portico_core::Queue;
+    let (endpoint, calls) = sqs_stand_in(2).await;
+    let settings = portico_aws::AwsSettings {
+        region: "eu-central-1".into(),
+        endpoint_url: Some(endpoint),
+        iot_endpoint: None,
+        table: "unused".into(),
+        bucket: "unused".into(),
+        queue_prefix: "portico-".into(),
+    };
+    let sdk = portico_aws::sdk_config(&settings).await;
+    let queue = portico_aws::SqsQueue::new(portico_aws::sqs(&sdk), "portico-");
+    let id = queue
+        .send("document-uploads", "{}", &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(id, "m-1");
+    // Two throttled lookups, the lookup that worked, the send.
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+}
