@@ -153,3 +153,77 @@ async fn an_upload_to_s3_reaches_the_worker_through_sqs_and_the_document_is_read
         .collect();
     assert_eq!(kinds, vec!["document_ready"], "{notes}");
 }
+
+#[tokio::test]
+async fn api_gateway_events_get_the_local_gateways_answers_on_the_aws_backend() {
+    let resources = resources().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env: Vec<(&str, &str)> = resources
+        .env
+        .iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .collect();
+    let app = spawn_api(test_config(dir.path(), &env)).await;
+    crate::lambda::same_answers_both_ways(&app).await;
+}
+
+#[tokio::test]
+async fn an_instrument_alert_notifies_through_iot_core_and_queues_e_mail_in_dynamodb() {
+    let resources = resources().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env: Vec<(&str, &str)> = resources
+        .env
+        .iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .collect();
+    let config = test_config(dir.path(), &env);
+    let app = spawn_api(config.clone()).await;
+    let acme = app.create_account("Acme").await;
+    let bob = app
+        .add_user(&id(&acme), "bob@acme.example", &["lab_manager"])
+        .await;
+    let carol = app
+        .add_user(&id(&acme), "carol@acme.example", &["scientist"])
+        .await;
+    app.register_instrument(&id(&acme), "SN-AWS-1").await;
+
+    // What the IoT rule hands the Lambda, twice (IoT Core delivers at least once).
+    let payload = json!({"severity": "critical", "message": "Door open", "serial": "SN-AWS-1", "event_id": "e-1"});
+    for _ in 0..2 {
+        portico_lambda::iot::handle(
+            &app.composition.context,
+            "instrument_alert",
+            payload.clone(),
+        )
+        .await
+        .expect("handled");
+    }
+    let (_, notes) = app.get("/v1/notifications", &bob).await;
+    assert_eq!(notes["items"].as_array().map(Vec::len), Some(1), "{notes}");
+    assert_eq!(notes["items"][0]["kind"], "instrument_alert");
+    let (_, none) = app.get("/v1/notifications", &carol).await;
+    assert_eq!(none["items"].as_array().map(Vec::len), Some(0), "{none}");
+
+    // The critical alert's e-mail waits in the DynamoDB outbox (beside the welcome e-mails);
+    // one pass of the scheduled sender delivers everything due.
+    let settings = portico_local::worker_settings(&config);
+    let mut claimed = 0;
+    loop {
+        let n = portico_local::worker::send_due_emails(&app.composition.context, settings).await;
+        if n == 0 {
+            break;
+        }
+        claimed += n;
+    }
+    let (status, outbox) = app.get("/v1/outbox?limit=50", &app.admin_token()).await;
+    assert_eq!(status, StatusCode::OK, "{outbox}");
+    let entries = outbox["items"].as_array().expect("items");
+    assert_eq!(claimed, entries.len(), "{outbox}");
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["category"] == "instrument_alert" && e["to"] == "bob@acme.example"),
+        "{outbox}"
+    );
+    assert!(entries.iter().all(|e| e["status"] == "sent"), "{outbox}");
+}

@@ -65,7 +65,12 @@ async fn both_ways(
 
 #[tokio::test]
 async fn proxy_events_get_the_same_answers_as_the_local_gateway() {
-    let app = spawn_app().await;
+    same_answers_both_ways(&spawn_app().await).await;
+}
+
+/// API Gateway events through the Lambda handler answer exactly as HTTP requests to the gateway
+/// do, on whichever backend `app` runs.
+pub async fn same_answers_both_ways(app: &TestApp) {
     let acme = app.create_account("Acme").await;
     let carol = app
         .add_user(&id(&acme), "carol@acme.example", &["scientist"])
@@ -81,13 +86,13 @@ async fn proxy_events_get_the_same_answers_as_the_local_gateway() {
             ("/healthz".to_string(), ""),
         ] {
             let (local, lambda) =
-                both_ways(&app, fixture_name, Method::GET, &path, token, None).await;
+                both_ways(app, fixture_name, Method::GET, &path, token, None).await;
             assert_eq!(local, lambda, "{fixture_name} GET {path}");
         }
         // Writes: same status and same shape of answer (each creates its own account).
         let body = json!({"name": "Via Lambda", "kind": "distributor"});
         let ((local_status, local), (lambda_status, lambda)) = both_ways(
-            &app,
+            app,
             fixture_name,
             Method::POST,
             "/v1/accounts",
@@ -101,7 +106,7 @@ async fn proxy_events_get_the_same_answers_as_the_local_gateway() {
         // Validation problems are identical.
         let bad = json!({"name": "", "kind": "customer"});
         let (local, lambda) = both_ways(
-            &app,
+            app,
             fixture_name,
             Method::POST,
             "/v1/accounts",
