@@ -124,7 +124,9 @@ pub(crate) enum Lookup {
 /// Keys of a remote issuer, found through its discovery metadata.
 pub(crate) struct RemoteKeys {
     issuer: String,
-    http: reqwest::Client,
+    /// Built on first use: making a client loads the system's root certificates, a cost that
+    /// belongs to the first fetch, not to a Lambda's init.
+    http: std::sync::OnceLock<reqwest::Client>,
     settings: JwksSettings,
     state: RwLock<KeyState>,
     /// Held while refreshing, so a burst of unknown `kid`s costs one fetch, not one each.
@@ -133,13 +135,9 @@ pub(crate) struct RemoteKeys {
 
 impl RemoteKeys {
     pub fn new(issuer: String, settings: JwksSettings) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .build()
-            .unwrap_or_default();
         RemoteKeys {
             issuer,
-            http,
+            http: std::sync::OnceLock::new(),
             settings,
             state: RwLock::new(KeyState {
                 keys: KeyMap::new(),
@@ -149,6 +147,15 @@ impl RemoteKeys {
             }),
             refresh: Mutex::new(()),
         }
+    }
+
+    fn http(&self) -> &reqwest::Client {
+        self.http.get_or_init(|| {
+            reqwest::Client::builder()
+                .timeout(self.settings.timeout)
+                .build()
+                .unwrap_or_default()
+        })
     }
 
     pub async fn lookup(&self, kid: &str) -> Lookup {
@@ -245,7 +252,7 @@ impl RemoteKeys {
             jwks_uri: String,
         }
         let response = self
-            .http
+            .http()
             .get(url)
             .send()
             .await
@@ -268,7 +275,7 @@ impl RemoteKeys {
 
     async fn fetch(&self, jwks_uri: &str) -> Result<(KeyMap, Duration), String> {
         let response = self
-            .http
+            .http()
             .get(jwks_uri)
             .send()
             .await

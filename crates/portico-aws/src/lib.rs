@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `Store`, `Outbox` | [`DynamoStore`]: one DynamoDB table |
 //! | `SequenceGenerator` | [`DynamoSequence`]: region-owned items, conditional block claims |
-//! | `ObjectStore`, `FileUrls` | S3 through `object_store` ([`s3::bucket`]), [`PresignedUrls`] |
+//! | `ObjectStore`, `FileUrls` | S3 through `object_store` ([`s3::bucket`]), [`PresignedUrls`]; both as [`LazyBucket`] |
 //! | `Queue` | [`SqsQueue`]: SQS with redrive to `<queue>-dead` |
 //! | `Publisher` | [`IotPublisher`]: AWS IoT Data Plane |
 //!
@@ -28,7 +28,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 pub use dynamo::DynamoStore;
 pub use iot::IotPublisher;
-pub use s3::PresignedUrls;
+pub use s3::{LazyBucket, PresignedUrls};
 pub use sequence::DynamoSequence;
 pub use sqs::SqsQueue;
 

@@ -72,3 +72,70 @@ impl FileUrls for PresignedUrls {
         self.sign(http::Method::GET, document, expires_at).await
     }
 }
+
+/// The documents bucket as both ports (`ObjectStore` and `FileUrls`), opened on first use: making
+/// the S3 client loads the system's root certificates, which is the first request's business, not
+/// a Lambda's init.
+pub struct LazyBucket {
+    name: String,
+    region: String,
+    endpoint: Option<String>,
+    opened: std::sync::OnceLock<std::result::Result<Opened, String>>,
+}
+
+struct Opened {
+    objects: portico_objects::Objects,
+    urls: PresignedUrls,
+}
+
+impl LazyBucket {
+    pub fn new(name: &str, region: &str, endpoint: Option<&str>) -> LazyBucket {
+        LazyBucket {
+            name: name.to_string(),
+            region: region.to_string(),
+            endpoint: endpoint.map(str::to_owned),
+            opened: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn opened(&self) -> Result<&Opened> {
+        self.opened
+            .get_or_init(|| {
+                let s3 = bucket(&self.name, &self.region, self.endpoint.as_deref())
+                    .map_err(|e| e.to_string())?;
+                Ok(Opened {
+                    objects: portico_objects::Objects::from_store(s3.clone()),
+                    urls: PresignedUrls::new(s3),
+                })
+            })
+            .as_ref()
+            .map_err(|e| Error::Unavailable(e.clone()))
+    }
+}
+
+#[async_trait]
+impl portico_core::ObjectStore for LazyBucket {
+    async fn put(
+        &self,
+        key: &str,
+        body: portico_core::ports::ByteStream,
+        size: u64,
+    ) -> Result<portico_core::StoredObject> {
+        self.opened()?.objects.put(key, body, size).await
+    }
+
+    async fn get(&self, key: &str) -> Result<portico_core::ports::ByteStream> {
+        self.opened()?.objects.get(key).await
+    }
+}
+
+#[async_trait]
+impl FileUrls for LazyBucket {
+    async fn upload_url(&self, document: &Document, expires_at: i64) -> Result<String> {
+        self.opened()?.urls.upload_url(document, expires_at).await
+    }
+
+    async fn download_url(&self, document: &Document, expires_at: i64) -> Result<String> {
+        self.opened()?.urls.download_url(document, expires_at).await
+    }
+}

@@ -121,11 +121,11 @@ async fn compose_aws(config: &Config) -> anyhow::Result<Composition> {
         &aws.table,
         sequence.clone(),
     ));
-    let bucket = portico_aws::s3::bucket(
+    let bucket = Arc::new(portico_aws::LazyBucket::new(
         &aws.bucket,
         &settings_aws.region,
         aws.endpoint_url.as_deref(),
-    )?;
+    ));
     let (verifier, dev_issuer) = verifier(config)?;
     let context = Arc::new(Context {
         store: store.clone(),
@@ -135,8 +135,8 @@ async fn compose_aws(config: &Config) -> anyhow::Result<Composition> {
             &sdk,
             &settings_aws,
         ))),
-        objects: Arc::new(Objects::from_store(bucket.clone())),
-        file_urls: Arc::new(portico_aws::PresignedUrls::new(bucket)),
+        objects: bucket.clone(),
+        file_urls: bucket,
         queue: Arc::new(portico_aws::SqsQueue::new(
             portico_aws::sqs(&sdk),
             &aws.queue_prefix,

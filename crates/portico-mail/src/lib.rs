@@ -12,7 +12,9 @@ use portico_core::{Delivery, Mailer, OutboundEmail};
 use serde_json::{Value, json};
 
 pub struct SendGrid {
-    http: reqwest::Client,
+    /// Built on first send (loading root certificates is not a start-up cost).
+    http: std::sync::OnceLock<reqwest::Client>,
+    timeout: Duration,
     endpoint: String,
     api_key: String,
     from_email: String,
@@ -28,15 +30,22 @@ impl SendGrid {
         timeout: Duration,
     ) -> Self {
         SendGrid {
-            http: reqwest::Client::builder()
-                .timeout(timeout)
-                .build()
-                .unwrap_or_default(),
+            http: std::sync::OnceLock::new(),
+            timeout,
             endpoint: format!("{}/v3/mail/send", base_url.trim_end_matches('/')),
             api_key: api_key.to_string(),
             from_email: from_email.to_string(),
             from_name: from_name.to_string(),
         }
+    }
+
+    fn http(&self) -> &reqwest::Client {
+        self.http.get_or_init(|| {
+            reqwest::Client::builder()
+                .timeout(self.timeout)
+                .build()
+                .unwrap_or_default()
+        })
     }
 
     /// The Mail Send request body for `email`.
@@ -59,7 +68,7 @@ impl SendGrid {
 impl Mailer for SendGrid {
     async fn deliver(&self, email: &OutboundEmail) -> Delivery {
         let response = match self
-            .http
+            .http()
             .post(&self.endpoint)
             .bearer_auth(&self.api_key)
             .json(&self.body(email))
