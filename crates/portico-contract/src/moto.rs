@@ -3,10 +3,16 @@
 //! The endpoint is `PORTICO_TEST_AWS_ENDPOINT` when set (`.ci/run` may start one for the run);
 //! otherwise the first call starts a `moto_server` for this test process on a free loopback port,
 //! killed when the process exits. Tests keep apart by naming their own tables, queues, buckets.
+//!
+//! Tests reach moto through a small proxy that runs DynamoDB requests one at a time. DynamoDB
+//! applies every single-item write atomically; moto serves requests on threads without a lock,
+//! so two concurrent conditional updates of one item can both succeed there, and tests of
+//! concurrent allocation would measure moto's race instead of Portico's logic. Other services pass
+//! through unserialised (an SQS long poll must not hold up the send that ends it).
 
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 struct Moto {
@@ -24,13 +30,93 @@ impl Drop for ChildGuard {
 }
 
 static MOTO: OnceLock<Moto> = OnceLock::new();
+static PROXY: OnceLock<String> = OnceLock::new();
 
-/// The moto endpoint for this test process, e.g. `http://127.0.0.1:40123`.
+/// The endpoint tests use, e.g. `http://127.0.0.1:40123`: the proxy in front of moto.
 pub fn endpoint() -> String {
-    if let Ok(endpoint) = std::env::var("PORTICO_TEST_AWS_ENDPOINT") {
-        return endpoint;
+    PROXY
+        .get_or_init(|| {
+            let moto = match std::env::var("PORTICO_TEST_AWS_ENDPOINT") {
+                Ok(endpoint) => endpoint,
+                Err(_) => MOTO.get_or_init(start).endpoint.clone(),
+            };
+            proxy(moto)
+        })
+        .clone()
+}
+
+/// Starts the proxy on its own thread and runtime (it outlives every test's runtime).
+fn proxy(upstream: String) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(format!("http://{}", listener.local_addr().unwrap()))
+                .unwrap();
+            let state = Arc::new(Proxy {
+                upstream,
+                client: reqwest::Client::new(),
+                dynamodb: tokio::sync::Mutex::new(()),
+            });
+            let app = axum::Router::new().fallback(forward).with_state(state);
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    rx.recv().unwrap()
+}
+
+struct Proxy {
+    upstream: String,
+    client: reqwest::Client,
+    /// Held while a DynamoDB request is at moto.
+    dynamodb: tokio::sync::Mutex<()>,
+}
+
+async fn forward(
+    axum::extract::State(proxy): axum::extract::State<Arc<Proxy>>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let is_dynamodb = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("DynamoDB_"));
+    let mut upstream = proxy
+        .client
+        .request(parts.method.clone(), format!("{}{path}", proxy.upstream))
+        .body(body);
+    for (name, value) in &parts.headers {
+        if name != "host" && name != "content-length" {
+            upstream = upstream.header(name, value);
+        }
     }
-    MOTO.get_or_init(start).endpoint.clone()
+    let _serialised = if is_dynamodb {
+        Some(proxy.dynamodb.lock().await)
+    } else {
+        None
+    };
+    let answer = upstream.send().await.unwrap();
+    let mut response = axum::response::Response::builder().status(answer.status());
+    for (name, value) in answer.headers() {
+        if name != "content-length" && name != "transfer-encoding" {
+            response = response.header(name, value);
+        }
+    }
+    response
+        .body(axum::body::Body::from(answer.bytes().await.unwrap()))
+        .unwrap()
 }
 
 fn start() -> Moto {
