@@ -20,16 +20,21 @@ const TIME_COLUMNS: &[&str] = &[
 pub struct Inspector {
     hash: digest::Context,
     size: u64,
+    /// The size the uploader declared. Locally the upload route enforces it; a presigned S3 URL
+    /// does not, so the check here is what holds on AWS.
+    declared: u64,
     head: Vec<u8>,
     csv: Option<CsvScan>,
 }
 
 impl Inspector {
-    /// `csv`: analyse the file as a CSV run file (it was declared as one).
-    pub fn new(csv: bool) -> Self {
+    /// `csv`: analyse the file as a CSV run file (it was declared as one); `declared`: the size
+    /// the uploader announced.
+    pub fn new(csv: bool, declared: u64) -> Self {
         Inspector {
             hash: digest::Context::new(&digest::SHA256),
             size: 0,
+            declared,
             head: Vec::new(),
             csv: csv.then(CsvScan::new),
         }
@@ -39,6 +44,13 @@ impl Inspector {
         let first = self.size == 0 && !chunk.is_empty();
         self.hash.update(chunk);
         self.size += chunk.len() as u64;
+        if self.size > self.declared {
+            // Stop reading at once: the rest of an oversized file is never looked at.
+            return Err(format!(
+                "the file is larger than the {} bytes declared",
+                self.declared
+            ));
+        }
         if self.head.len() < 512 {
             let take = (512 - self.head.len()).min(chunk.len());
             self.head.extend_from_slice(&chunk[..take]);
@@ -59,6 +71,12 @@ impl Inspector {
     pub fn finish(mut self) -> Result<Value, String> {
         if self.size == 0 {
             return Err("the file is empty".into());
+        }
+        if self.size != self.declared {
+            return Err(format!(
+                "the file has {} bytes, {} were declared",
+                self.size, self.declared
+            ));
         }
         let sniffed = sniff(&self.head);
         let mut metadata = json!({
@@ -248,7 +266,8 @@ mod tests {
     use super::*;
 
     fn inspect(csv: bool, chunks: &[&[u8]]) -> Result<Value, String> {
-        let mut i = Inspector::new(csv);
+        let declared = chunks.iter().map(|c| c.len() as u64).sum();
+        let mut i = Inspector::new(csv, declared);
         for c in chunks {
             i.feed(c)?;
         }
@@ -270,6 +289,17 @@ mod tests {
         }
         let no_trailing_newline = inspect(true, &[b"a,b\n1,2"]).expect("valid");
         assert_eq!(no_trailing_newline["csv"]["rows"], 1);
+    }
+
+    #[test]
+    fn a_file_of_another_size_than_declared_is_refused() {
+        let mut longer = Inspector::new(true, 4);
+        let err = longer.feed(b"a,b\n1,2\n").expect_err("too long");
+        assert!(err.contains("larger than the 4 bytes declared"), "{err}");
+        let mut shorter = Inspector::new(true, 100);
+        shorter.feed(b"a,b\n1,2\n").expect("fed");
+        let err = shorter.finish().expect_err("too short");
+        assert!(err.contains("has 8 bytes, 100 were declared"), "{err}");
     }
 
     #[test]

@@ -324,7 +324,7 @@ pub async fn process_upload(ctx: &Context, body: &str) -> Result<Vec<Processed>>
         mark_processing(ctx, &document.id).await?;
         let outcome = match ctx.objects.get(&key).await {
             Ok(mut stream) => {
-                let mut inspector = Inspector::new(is_csv(&document));
+                let mut inspector = Inspector::new(is_csv(&document), document.size);
                 let mut verdict = Ok(());
                 while let Some(chunk) = stream.next().await {
                     let chunk = chunk.map_err(|e| anyhow::anyhow!("reading {key}: {e}"))?;

@@ -152,6 +152,41 @@ async fn an_upload_to_s3_reaches_the_worker_through_sqs_and_the_document_is_read
         .filter_map(|n| n["kind"].as_str())
         .collect();
     assert_eq!(kinds, vec!["document_ready"], "{notes}");
+
+    // A presigned S3 URL does not hold the client to the size it declared; the worker does.
+    let (_, ticket) = app
+        .post(
+            "/v1/documents/uploads",
+            &carol,
+            json!({"filename": "small.csv", "content_type": "text/csv", "size": 4}),
+        )
+        .await;
+    let sneaky = ticket["document_id"].as_str().expect("id").to_string();
+    let put = app
+        .client
+        .put(ticket["upload_url"].as_str().expect("url"))
+        .header("content-type", "text/csv")
+        .body("a,b\n1,2\n3,4\n")
+        .send()
+        .await
+        .expect("upload");
+    assert!(put.status().is_success(), "{}", put.status());
+    let mut doc = Value::Null;
+    for _ in 0..300 {
+        let (_, current) = app.get(&format!("/v1/documents/{sneaky}"), &carol).await;
+        doc = current;
+        if doc["status"] == "ready" || doc["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(doc["status"], "failed", "{doc}");
+    assert!(
+        doc["failure_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("larger than the 4 bytes declared")),
+        "{doc}"
+    );
 }
 
 #[tokio::test]
