@@ -25,6 +25,11 @@ use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_smithy_http_client::tls;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 
 pub use dynamo::DynamoStore;
 pub use iot::IotPublisher;
@@ -56,6 +61,7 @@ pub struct AwsSettings {
 pub async fn sdk_config(settings: &AwsSettings) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(settings.region.clone()))
+        .http_client(SharedHttpClient::new(LazyHttpClient::default()))
         .retry_config(
             RetryConfig::standard()
                 .with_max_attempts(MAX_ATTEMPTS)
@@ -66,6 +72,31 @@ pub async fn sdk_config(settings: &AwsSettings) -> SdkConfig {
         loader = loader.endpoint_url(endpoint);
     }
     loader.load().await
+}
+
+/// The SDK's HTTPS client (rustls on aws-lc, as the SDK's default), made on the first request.
+/// Every SDK client checks its HTTP client when it is constructed, and the default one answers
+/// by setting up TLS, which reads the system's root certificates: ~2 ms of a Lambda's init for
+/// nothing an invocation may ever need.
+#[derive(Debug, Default)]
+struct LazyHttpClient(std::sync::OnceLock<SharedHttpClient>);
+
+impl HttpClient for LazyHttpClient {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        self.0
+            .get_or_init(|| {
+                aws_smithy_http_client::Builder::new()
+                    .tls_provider(tls::Provider::Rustls(
+                        tls::rustls_provider::CryptoMode::AwsLc,
+                    ))
+                    .build_https()
+            })
+            .http_connector(settings, components)
+    }
 }
 
 pub fn dynamodb(config: &SdkConfig) -> aws_sdk_dynamodb::Client {
