@@ -52,30 +52,20 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             ))
             .await
         }
-        "sqs" => {
-            let context = composition.context;
-            lambda_runtime::run(Flushing::new(
-                service_fn(move |event: LambdaEvent<SqsEvent>| {
-                let context = Arc::clone(&context);
-                async move {
-                    Ok::<_, lambda_runtime::Error>(
-                        portico_lambda::sqs::handle(&context, event.payload).await,
-                    )
-                }
-            }),
-                emf,
-            ))
-            .await
-        }
-        "sqs-dead" => {
+        "sqs" | "sqs-dead" => {
+            // The upload queue, or its dead-letter queue (whose documents are marked failed).
+            let dead_letters = handler == "sqs-dead";
             let context = composition.context;
             lambda_runtime::run(Flushing::new(
                 service_fn(move |event: LambdaEvent<SqsEvent>| {
                     let context = Arc::clone(&context);
                     async move {
-                        Ok::<_, lambda_runtime::Error>(
-                            portico_lambda::sqs::handle_dead_letters(&context, event.payload).await,
-                        )
+                        let response = if dead_letters {
+                            portico_lambda::sqs::handle_dead_letters(&context, event.payload).await
+                        } else {
+                            portico_lambda::sqs::handle(&context, event.payload).await
+                        };
+                        Ok::<_, lambda_runtime::Error>(response)
                     }
                 }),
                 emf,

@@ -54,7 +54,7 @@ pub fn compose(config: &Config) -> anyhow::Result<Composition> {
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let database = Database::open(&config.data_dir.join("portico.db"))
         .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    let (verifier, dev_issuer) = verifier(config)?;
+    let auth = verifier(config)?;
     let range = account_numbers(config);
     let store = Arc::new(SqliteStore::new(database.clone(), range));
     let publisher = Arc::new(BrokerPublisher::new());
@@ -74,20 +74,13 @@ pub fn compose(config: &Config) -> anyhow::Result<Composition> {
         renderer: Arc::new(Pdf::new()),
         settings: settings(config),
     });
-    let state = AppState::new(
-        context.clone(),
-        verifier.clone(),
-        dev_issuer.clone(),
-        Some(signed_urls),
-        limits(config),
-    );
-    Ok(Composition {
-        state,
+    Ok(assemble(
+        config,
         context,
-        dev_issuer,
-        verifier,
-        publisher: Some(publisher),
-    })
+        auth,
+        Some(signed_urls),
+        Some(publisher),
+    ))
 }
 
 /// Wires every port to its AWS adapter. No network call happens here: the SDK fetches
@@ -126,7 +119,7 @@ async fn compose_aws(config: &Config) -> anyhow::Result<Composition> {
         &settings_aws.region,
         aws.endpoint_url.as_deref(),
     ));
-    let (verifier, dev_issuer) = verifier(config)?;
+    let auth = verifier(config)?;
     let context = Arc::new(Context {
         store: store.clone(),
         outbox: store,
@@ -145,21 +138,33 @@ async fn compose_aws(config: &Config) -> anyhow::Result<Composition> {
         renderer: Arc::new(Pdf::new()),
         settings: settings(config),
     });
-    // Clients upload to and download from S3 itself, so no signed routes are served here.
+    // Clients upload to and download from S3 itself, so no signed routes are served here; the
+    // embedded broker does not exist here either.
+    Ok(assemble(config, context, auth, None, None))
+}
+
+/// The HTTP state over `context`, and the parts hosts need.
+fn assemble(
+    config: &Config,
+    context: Arc<Context>,
+    (verifier, dev_issuer): (Arc<Verifier>, Option<Arc<DevIssuer>>),
+    signed_urls: Option<Arc<SignedUrls>>,
+    publisher: Option<Arc<BrokerPublisher>>,
+) -> Composition {
     let state = AppState::new(
         context.clone(),
         verifier.clone(),
         dev_issuer.clone(),
-        None,
+        signed_urls,
         limits(config),
     );
-    Ok(Composition {
+    Composition {
         state,
         context,
         dev_issuer,
         verifier,
-        publisher: None,
-    })
+        publisher,
+    }
 }
 
 /// The configured issuer's verifier, or the local dev issuer's (its key in the data dir).

@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{id, spawn_api, test_config};
+use crate::helpers::{TestApp, id, spawn_api, test_config};
 
 /// moto keeps each region apart; S3 notifications go to queues of the bucket's region, and a
 /// bucket created without a location is in us-east-1.
@@ -69,6 +69,20 @@ async fn resources() -> Resources {
     }
 }
 
+/// The document once the worker is done with it (ready or failed), waiting up to 30 s.
+async fn settled(app: &TestApp, id: &str, token: &str) -> Value {
+    let mut doc = Value::Null;
+    for _ in 0..300 {
+        let (_, current) = app.get(&format!("/v1/documents/{id}"), token).await;
+        doc = current;
+        if doc["status"] == "ready" || doc["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    doc
+}
+
 #[tokio::test]
 async fn an_upload_to_s3_reaches_the_worker_through_sqs_and_the_document_is_ready() {
     let resources = resources().await;
@@ -122,17 +136,7 @@ async fn an_upload_to_s3_reaches_the_worker_through_sqs_and_the_document_is_read
     }
     let _worker = worker.spawn().expect("portico worker starts");
 
-    let mut doc = Value::Null;
-    for _ in 0..300 {
-        let (_, current) = app
-            .get(&format!("/v1/documents/{document_id}"), &carol)
-            .await;
-        doc = current;
-        if doc["status"] == "ready" || doc["status"] == "failed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let doc = settled(&app, &document_id, &carol).await;
     assert_eq!(doc["status"], "ready", "{doc}");
     assert_eq!(doc["metadata"]["csv"]["rows"], 2, "{doc}");
     assert_eq!(doc["size"], body.len());
@@ -171,15 +175,7 @@ async fn an_upload_to_s3_reaches_the_worker_through_sqs_and_the_document_is_read
         .await
         .expect("upload");
     assert!(put.status().is_success(), "{}", put.status());
-    let mut doc = Value::Null;
-    for _ in 0..300 {
-        let (_, current) = app.get(&format!("/v1/documents/{sneaky}"), &carol).await;
-        doc = current;
-        if doc["status"] == "ready" || doc["status"] == "failed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let doc = settled(&app, &sneaky, &carol).await;
     assert_eq!(doc["status"], "failed", "{doc}");
     assert!(
         doc["failure_reason"]
