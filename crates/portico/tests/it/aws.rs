@@ -18,6 +18,14 @@ struct Resources {
     env: Vec<(&'static str, String)>,
 }
 
+impl Resources {
+    /// A test configuration on these resources, with `data_dir` (the dev issuer's key).
+    fn config(&self, data_dir: &std::path::Path) -> portico_config::Config {
+        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        test_config(data_dir, &env)
+    }
+}
+
 /// A table, the upload queue with its dead-letter queue, and a bucket that notifies the queue.
 async fn resources() -> Resources {
     let endpoint = portico_contract::moto::endpoint();
@@ -87,12 +95,8 @@ async fn settled(app: &TestApp, id: &str, token: &str) -> Value {
 async fn an_upload_to_s3_reaches_the_worker_through_sqs_and_the_document_is_ready() {
     let resources = resources().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let env: Vec<(&str, &str)> = resources
-        .env
-        .iter()
-        .map(|(k, v)| (*k, v.as_str()))
-        .collect();
-    let app = spawn_api(test_config(dir.path(), &env)).await;
+    let config = resources.config(dir.path());
+    let app = spawn_api(config).await;
 
     let acme = app.create_account("Acme Labs").await;
     assert_eq!(acme["account_number"], "100000", "{acme}");
@@ -189,12 +193,8 @@ async fn an_upload_to_s3_reaches_the_worker_through_sqs_and_the_document_is_read
 async fn api_gateway_events_get_the_local_gateways_answers_on_the_aws_backend() {
     let resources = resources().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let env: Vec<(&str, &str)> = resources
-        .env
-        .iter()
-        .map(|(k, v)| (*k, v.as_str()))
-        .collect();
-    let app = spawn_api(test_config(dir.path(), &env)).await;
+    let config = resources.config(dir.path());
+    let app = spawn_api(config).await;
     crate::lambda::same_answers_both_ways(&app).await;
 }
 
@@ -202,12 +202,7 @@ async fn api_gateway_events_get_the_local_gateways_answers_on_the_aws_backend() 
 async fn an_instrument_alert_notifies_through_iot_core_and_queues_e_mail_in_dynamodb() {
     let resources = resources().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let env: Vec<(&str, &str)> = resources
-        .env
-        .iter()
-        .map(|(k, v)| (*k, v.as_str()))
-        .collect();
-    let config = test_config(dir.path(), &env);
+    let config = resources.config(dir.path());
     let app = spawn_api(config.clone()).await;
     let acme = app.create_account("Acme").await;
     let bob = app

@@ -92,10 +92,7 @@ pub async fn spawn_on(config: Config) -> TestApp {
         mqtt_addr,
         mqtt_ws_addr,
         issuer,
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("client"),
+        client: client(),
         composition,
         stop: Some(stop),
         _dir: None,
@@ -134,14 +131,19 @@ pub async fn spawn_api(config: Config) -> TestApp {
         mqtt_addr: nowhere,
         mqtt_ws_addr: nowhere,
         issuer,
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("client"),
+        client: client(),
         composition,
         stop: Some(stop),
         _dir: None,
     }
+}
+
+/// The HTTP client tests call the server with.
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
 }
 
 impl TestApp {
