@@ -43,6 +43,8 @@ pub struct TokenRequest {
 pub struct DevIssuer {
     issuer: String,
     audience: String,
+    /// Scopes the API requires: minted tokens carry them, and the verifier asks for them.
+    required_scopes: Vec<String>,
     kid: String,
     key: KeyPair,
     jwks: Value,
@@ -85,6 +87,7 @@ impl DevIssuer {
         DevIssuer {
             issuer: issuer.to_string(),
             audience: audience.to_string(),
+            required_scopes: Vec::new(),
             kid,
             key,
             jwks,
@@ -118,8 +121,15 @@ impl DevIssuer {
     }
 
     /// A verifier that accepts this issuer's tokens, with no network access.
+    /// The same issuer, with tokens that carry `scopes` and a verifier that requires them.
+    pub fn with_required_scopes(mut self, scopes: &[String]) -> Self {
+        self.required_scopes = scopes.to_vec();
+        self
+    }
+
     pub fn verifier(&self, algorithms: &[String], leeway_secs: u64) -> Verifier {
-        let settings = VerifierSettings::new(&self.issuer, &self.audience, algorithms, leeway_secs);
+        let settings = VerifierSettings::new(&self.issuer, &self.audience, algorithms, leeway_secs)
+            .require_scopes(&self.required_scopes);
         let jwks = self.jwks.to_string();
         match Verifier::with_jwks(settings, jwks.as_bytes()) {
             Ok(v) => v,
@@ -131,6 +141,10 @@ impl DevIssuer {
     /// Mints an access token shaped like Okta's.
     pub fn mint(&self, request: &TokenRequest) -> Result<String, DevIssuerError> {
         let now = now_secs();
+        let scopes: Vec<&str> = ["openid", "profile", "email"]
+            .into_iter()
+            .chain(self.required_scopes.iter().map(String::as_str))
+            .collect();
         let claims = json!({
             "ver": 1,
             "jti": format!("AT.{}", uuid::Uuid::new_v4().simple()),
@@ -140,7 +154,7 @@ impl DevIssuer {
             "exp": now + request.ttl.as_secs(),
             "cid": "portico-cli",
             "uid": format!("00u{}", &thumbprint(&request.sub.to_lowercase(), "uid")[..17]),
-            "scp": ["openid", "profile", "email"],
+            "scp": scopes,
             "sub": request.sub,
             "groups": request.groups,
         });

@@ -52,12 +52,20 @@ pub enum AuthError {
     /// The issuer's keys cannot be had and none are cached: not the caller's fault.
     #[error("signing keys are unavailable: {0}")]
     KeysUnavailable(String),
+    /// A valid token without a scope this API requires: the caller is known but not allowed
+    /// (OAuth's `insufficient_scope`: 403, not 401).
+    #[error("token lacks the required scope `{scope}`")]
+    InsufficientScope { sub: String, scope: String },
 }
 
 impl AuthError {
     /// True when the caller can do nothing about it and should retry later.
     pub fn is_unavailable(&self) -> bool {
         matches!(self, AuthError::KeysUnavailable(_))
+    }
+
+    pub fn is_insufficient_scope(&self) -> bool {
+        matches!(self, AuthError::InsufficientScope { .. })
     }
 }
 
@@ -95,6 +103,8 @@ pub struct VerifierSettings {
     /// Always contains RS256; ES256 only when configured.
     pub algorithms: Vec<Algorithm>,
     pub leeway_secs: u64,
+    /// Scopes every token must carry in `scp` (none by default).
+    pub required_scopes: Vec<String>,
 }
 
 impl VerifierSettings {
@@ -110,7 +120,14 @@ impl VerifierSettings {
             audience: audience.to_string(),
             algorithms: algs,
             leeway_secs: leeway_secs.min(120),
+            required_scopes: Vec::new(),
         }
+    }
+
+    /// Requires every token to carry `scopes`.
+    pub fn require_scopes(mut self, scopes: &[String]) -> Self {
+        self.required_scopes = scopes.to_vec();
+        self
     }
 }
 
@@ -176,6 +193,23 @@ impl Verifier {
 
     /// Verifies `token` and returns its claims.
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let claims = self.verify_token(token).await?;
+        if let Some(missing) = self
+            .settings
+            .required_scopes
+            .iter()
+            .find(|scope| !claims.scp.contains(scope))
+        {
+            return Err(AuthError::InsufficientScope {
+                sub: claims.sub,
+                scope: missing.clone(),
+            });
+        }
+        Ok(claims)
+    }
+
+    /// The token's claims if it is genuine and current, whatever its scopes.
+    async fn verify_token(&self, token: &str) -> Result<Claims, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::TooLarge);
         }

@@ -202,6 +202,9 @@ pub struct AuthConfig {
     pub algorithms: Vec<String>,
     /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds (at most 120).
     pub leeway_secs: u64,
+    /// Scopes every access token must carry (`scp`); a valid token without them is refused as
+    /// `insufficient_scope` (HTTP 403, MQTT "not authorized", a Deny policy at API Gateway).
+    pub required_scopes: Vec<String>,
 }
 
 /// The account-number range this region may issue. Regions that share accounts must be given
@@ -314,6 +317,7 @@ impl Default for AuthConfig {
             support_group: "portico-support".into(),
             algorithms: vec!["RS256".into()],
             leeway_secs: 60,
+            required_scopes: Vec::new(),
         }
     }
 }
@@ -378,6 +382,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("PORTICO_AUTH_SUPPORT_GROUP", "auth.support_group"),
     ("PORTICO_AUTH_ALGORITHMS", "auth.algorithms"),
     ("PORTICO_AUTH_LEEWAY_SECS", "auth.leeway_secs"),
+    ("PORTICO_AUTH_REQUIRED_SCOPES", "auth.required_scopes"),
     (
         "PORTICO_SEQUENCE_ACCOUNT_NUMBER_START",
         "sequence.account_number_start",
@@ -500,6 +505,14 @@ impl Config {
                     .collect()
             }
             "auth.leeway_secs" => self.auth.leeway_secs = parse_number(value)?,
+            "auth.required_scopes" => {
+                self.auth.required_scopes = value
+                    .split([',', ' '])
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            }
             "sequence.account_number_start" => {
                 self.sequence.account_number_start = parse_number(value)?
             }
@@ -743,6 +756,12 @@ mod tests {
             ("portico-prod", 10)
         );
         assert_eq!(c.aws.bucket, "portico-documents");
+        let c = Config::load(
+            None,
+            &env(&[("PORTICO_AUTH_REQUIRED_SCOPES", "portico.api, portico.admin")]),
+        )
+        .expect("valid");
+        assert_eq!(c.auth.required_scopes, vec!["portico.api", "portico.admin"]);
         // PORTICO_AWS_REGION wins over AWS_REGION.
         let c = Config::load(
             None,

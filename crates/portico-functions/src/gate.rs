@@ -73,6 +73,8 @@ impl Gate {
         let claims = self.verifier.verify(token).await.map_err(|e| {
             if e.is_unavailable() {
                 Refusal::Unavailable(e.to_string())
+            } else if e.is_insufficient_scope() {
+                Refusal::NotAuthorized(e.to_string())
             } else {
                 Refusal::BadCredentials(e.to_string())
             }

@@ -41,6 +41,8 @@ impl FromRequestParts<AppState> for Authenticated {
                 Problem::from(Error::Unavailable(
                     "tokens cannot be verified right now".into(),
                 ))
+            } else if e.is_insufficient_scope() {
+                Problem::insufficient_scope(e.to_string())
             } else {
                 Problem::unauthorized(e.to_string())
             }

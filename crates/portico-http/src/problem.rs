@@ -11,6 +11,9 @@ use utoipa::ToSchema;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// The problem slug (and RFC 6750 error) of a token without a required scope.
+const INSUFFICIENT_SCOPE: &str = "insufficient_scope";
+
 /// An error answer.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Problem {
@@ -42,6 +45,11 @@ impl Problem {
 
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    }
+
+    /// A genuine token without a scope the API requires (RFC 6750 `insufficient_scope`).
+    pub fn insufficient_scope(detail: impl Into<String>) -> Self {
+        Problem::new(StatusCode::FORBIDDEN, INSUFFICIENT_SCOPE, detail)
     }
 
     pub fn validation(errors: Vec<FieldError>) -> Self {
@@ -96,6 +104,11 @@ impl IntoResponse for Problem {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static(r#"Bearer error="invalid_token""#),
+            );
+        } else if self.kind.ends_with(INSUFFICIENT_SCOPE) {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Bearer error="insufficient_scope""#),
             );
         }
         response

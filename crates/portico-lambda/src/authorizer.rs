@@ -4,13 +4,17 @@
 //! events (answered with a simple response). The policy allows the whole API, not only the method
 //! in the event, because API Gateway caches one policy per token for every method; which caller
 //! may do what is decided by the functions themselves, from Portico's own records.
+//!
+//! A token that does not verify is `Unauthorized` (401, as the local gateway answers). A genuine
+//! token without a scope the API requires (`PORTICO_AUTH_REQUIRED_SCOPES`) gets a Deny policy for
+//! the whole API (403, cached like an Allow), or `isAuthorized: false` from an HTTP API.
 
 use aws_lambda_events::apigw::{
     ApiGatewayCustomAuthorizerPolicy, ApiGatewayCustomAuthorizerResponse,
     ApiGatewayV2CustomAuthorizerSimpleResponse,
 };
 use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
-use portico_auth::{Claims, Verifier};
+use portico_auth::{AuthError, Claims, Verifier};
 use serde_json::{Value, json};
 
 #[derive(Debug, thiserror::Error)]
@@ -59,30 +63,45 @@ pub async fn handle(verifier: &Verifier, event: Value) -> Result<Value, Authoriz
         other => return Err(AuthorizerError::BadEvent(format!("type {other:?}"))),
     };
     let token = token.ok_or(AuthorizerError::Unauthorized)?;
-    let claims = verify(verifier, token).await?;
+    let (principal, effect, context) = match verifier.verify(token).await {
+        Ok(claims) => (claims.sub.clone(), IamPolicyEffect::Allow, context(&claims)),
+        Err(AuthError::InsufficientScope { sub, scope }) => {
+            tracing::info!(sub, scope, "token without a required scope: denied");
+            (
+                sub,
+                IamPolicyEffect::Deny,
+                json!({"reason": "insufficient_scope", "scope": scope}),
+            )
+        }
+        Err(e) => return Err(refusal(e)),
+    };
     let mut statement = IamPolicyStatement::default();
     statement.action = vec!["execute-api:Invoke".into()];
-    statement.effect = IamPolicyEffect::Allow;
+    statement.effect = effect;
     statement.resource = vec![whole_api(method_arn)?];
     let mut policy = ApiGatewayCustomAuthorizerPolicy::default();
     policy.version = Some("2012-10-17".into());
     policy.statement = vec![statement];
     let mut response = ApiGatewayCustomAuthorizerResponse::<Value>::default();
-    response.principal_id = Some(claims.sub.clone());
+    response.principal_id = Some(principal);
     response.policy_document = policy;
-    response.context = context(&claims);
+    response.context = context;
     to_value(&response)
 }
 
 async fn verify(verifier: &Verifier, token: &str) -> Result<Claims, AuthorizerError> {
-    verifier.verify(token).await.map_err(|e| {
-        if e.is_unavailable() {
-            AuthorizerError::Unavailable(e.to_string())
-        } else {
-            tracing::info!(reason = %e, "token refused");
-            AuthorizerError::Unauthorized
-        }
-    })
+    verifier.verify(token).await.map_err(refusal)
+}
+
+/// A token that does not verify is refused as `Unauthorized`; keys that cannot be had make the
+/// authorizer itself fail (API Gateway answers 500, the client may retry).
+fn refusal(e: AuthError) -> AuthorizerError {
+    if e.is_unavailable() {
+        AuthorizerError::Unavailable(e.to_string())
+    } else {
+        tracing::info!(reason = %e, "token refused");
+        AuthorizerError::Unauthorized
+    }
 }
 
 /// A header of a REQUEST or v2 event, by case-insensitive name.

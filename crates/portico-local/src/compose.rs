@@ -176,7 +176,8 @@ fn verifier(config: &Config) -> anyhow::Result<(Arc<Verifier>, Option<Arc<DevIss
                 &config.auth.audience,
                 &config.auth.algorithms,
                 config.auth.leeway_secs,
-            );
+            )
+            .require_scopes(&config.auth.required_scopes);
             (
                 Arc::new(Verifier::with_discovery(settings, JwksSettings::default())),
                 None,
@@ -237,5 +238,6 @@ pub fn load_dev_issuer(config: &Config) -> anyhow::Result<DevIssuer> {
         &dev_issuer_url(config),
         &config.auth.audience,
     )
+    .map(|issuer| issuer.with_required_scopes(&config.auth.required_scopes))
     .context("loading the local dev issuer")
 }

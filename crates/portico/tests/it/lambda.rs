@@ -427,3 +427,65 @@ async fn dead_lettered_upload_events_mark_their_documents_failed() {
         "{doc}"
     );
 }
+
+#[tokio::test]
+async fn a_token_without_a_required_scope_gets_a_deny_policy() {
+    let app =
+        crate::helpers::spawn_app_with(&[("PORTICO_AUTH_REQUIRED_SCOPES", "portico.api")]).await;
+    // Minted by the dev issuer with the required scope: allowed.
+    let good = app.admin_token();
+    // Genuine, signed by the same issuer, but without the scope.
+    let scopeless = app
+        .issuer
+        .sign(&app.claims("admin@portico.example"))
+        .expect("signed");
+    for fixture_name in ["authorizer_token.json", "authorizer_request.json"] {
+        let allowed = authorize(&app, fixture_name, &good)
+            .await
+            .expect("answered");
+        assert_eq!(allowed["policyDocument"]["Statement"][0]["Effect"], "Allow");
+        let denied = authorize(&app, fixture_name, &scopeless)
+            .await
+            .expect("answered with a policy");
+        assert_eq!(denied["principalId"], "admin@portico.example");
+        let statement = &denied["policyDocument"]["Statement"][0];
+        assert_eq!(statement["Effect"], "Deny", "{denied}");
+        assert_eq!(
+            json!(statement["Resource"]),
+            json!(["arn:aws:execute-api:eu-west-1:123456789012:abc123defg/prod/*/*"])
+        );
+        assert_eq!(denied["context"]["reason"], "insufficient_scope");
+        assert_eq!(denied["context"]["scope"], "portico.api");
+    }
+    let v2 = authorize(&app, "authorizer_v2.json", &scopeless)
+        .await
+        .expect("answered");
+    assert_eq!(v2["isAuthorized"], false);
+
+    // The gateway says the same thing in HTTP terms: 403 insufficient_scope, not 401.
+    let response = app
+        .client
+        .get(app.url("/v1/me"))
+        .bearer_auth(&scopeless)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), reqwest::StatusCode::FORBIDDEN);
+    assert_eq!(
+        response
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
+        Some(r#"Bearer error="insufficient_scope""#)
+    );
+    let problem: Value = response.json().await.expect("problem");
+    assert_eq!(problem["type"], "urn:portico:problem:insufficient_scope");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("portico.api")),
+        "{problem}"
+    );
+    let (status, _) = app.get("/v1/me", &good).await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+}

@@ -762,3 +762,37 @@ async fn policy_and_rules_files_replace_the_defaults() {
         "the custom rule fired"
     );
 }
+
+#[tokio::test]
+async fn a_token_without_a_required_scope_cannot_connect() {
+    let app = spawn_app_with(&[("PORTICO_AUTH_REQUIRED_SCOPES", "portico.api")]).await;
+    let acme = app.create_account("Acme").await;
+    let bob = app
+        .add_user(&id(&acme), "bob@acme.example", &["lab_manager"])
+        .await;
+    let scopeless = app
+        .issuer
+        .sign(&app.claims("bob@acme.example"))
+        .expect("signed");
+    let attempt = |client_id: &'static str, password: String| {
+        let addr = app.mqtt_addr;
+        async move {
+            connect(Connect {
+                addr,
+                client_id,
+                username: "bob",
+                password: &password,
+                clean: true,
+                websocket: false,
+            })
+            .await
+            .err()
+        }
+    };
+    // Genuine but not allowed: "not authorized", not "bad credentials".
+    assert_eq!(
+        attempt("scopeless", scopeless).await,
+        Some(ConnectReturnCode::NotAuthorized)
+    );
+    assert!(attempt("scoped", bob).await.is_none());
+}
