@@ -29,6 +29,7 @@ locals {
       PORTICO_REGION                        = var.region_label
       PORTICO_AUTH_ISSUER                   = var.auth_issuer
       PORTICO_AUTH_AUDIENCE                 = var.auth_audience
+      PORTICO_AUTH_REQUIRED_SCOPES          = var.required_scopes
       PORTICO_AWS_TABLE                     = aws_dynamodb_table.portico.name
       PORTICO_AWS_BUCKET                    = aws_s3_bucket.documents.bucket
       PORTICO_AWS_QUEUE_PREFIX              = local.prefix

@@ -26,6 +26,12 @@ variable "auth_audience" {
   default = "api://default"
 }
 
+variable "required_scopes" {
+  description = "Scopes every token must carry, comma-separated (e.g. portico.api); empty for none."
+  type        = string
+  default     = ""
+}
+
 variable "region_label" {
   description = "The name Portico records on every account number this region issues."
   type        = string
