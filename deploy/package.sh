@@ -24,7 +24,7 @@ mkdir -p "$out"
 
 if cargo lambda --version >/dev/null 2>&1; then
   cargo lambda build --release -p portico-lambda --features aws --target "$triple"
-  binary="$target_dir/$triple/release/portico-lambda"
+  binary="$target_dir/lambda/portico-lambda/bootstrap"
 else
   if [ "$arch" != "$(uname -m | sed 's/aarch64/arm64/')" ]; then
     echo "cross-building for $arch needs cargo-lambda (cargo install cargo-lambda)" >&2
