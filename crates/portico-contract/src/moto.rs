@@ -1,8 +1,9 @@
 //! moto (`moto_server`, PyPI `moto[server]`): the AWS stand-in the AWS adapters' tests talk to.
 //!
 //! The endpoint is `PORTICO_TEST_AWS_ENDPOINT` when set (`.ci/run` may start one for the run);
-//! otherwise the first call starts a `moto_server` for this test process on a free loopback port,
-//! killed when the process exits. Tests keep apart by naming their own tables, queues, buckets.
+//! otherwise the first call starts a `moto_server` for this test process on a free loopback port.
+//! Statics are never dropped, so a guard cannot stop it: a small shell watcher stops it once the
+//! test process is gone. Tests keep apart by naming their own tables, queues, buckets.
 //!
 //! Tests reach moto through a small proxy that runs DynamoDB requests one at a time. DynamoDB
 //! applies every single-item write atomically; moto serves requests on threads without a lock,
@@ -11,25 +12,11 @@
 //! through unserialised (an SQS long poll must not hold up the send that ends it).
 
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-struct Moto {
-    endpoint: String,
-    _child: ChildGuard,
-}
-
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-static MOTO: OnceLock<Moto> = OnceLock::new();
+static MOTO: OnceLock<String> = OnceLock::new();
 static PROXY: OnceLock<String> = OnceLock::new();
 
 /// The endpoint tests use, e.g. `http://127.0.0.1:40123`: the proxy in front of moto.
@@ -38,7 +25,7 @@ pub fn endpoint() -> String {
         .get_or_init(|| {
             let moto = match std::env::var("PORTICO_TEST_AWS_ENDPOINT") {
                 Ok(endpoint) => endpoint,
-                Err(_) => MOTO.get_or_init(start).endpoint.clone(),
+                Err(_) => MOTO.get_or_init(start).clone(),
             };
             proxy(moto)
         })
@@ -119,25 +106,35 @@ async fn forward(
         .unwrap()
 }
 
-fn start() -> Moto {
+/// Starts moto for this process and returns its endpoint. The shell beside it polls this
+/// process and stops moto within half a second of it ending, however it ends.
+fn start() -> String {
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap();
-    let child = Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+    let watcher = format!(
+        "moto_server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & moto=$!; \
+         while kill -0 {parent} 2>/dev/null && kill -0 $moto 2>/dev/null; do sleep 0.5; done; \
+         kill $moto 2>/dev/null; wait $moto",
+        parent = std::process::id()
+    );
+    let mut shell = Command::new("sh")
+        .args(["-c", &watcher])
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("moto_server on PATH (pip install 'moto[server]')");
-    let guard = ChildGuard(child);
+        .unwrap();
+    // Reaped if it ends while this process lives (moto failed to start).
+    std::thread::spawn(move || shell.wait());
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "moto_server did not start");
+        assert!(
+            Instant::now() < deadline,
+            "moto_server did not start on port {port}: is it on PATH? (pip install 'moto[server]')"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
-    Moto {
-        endpoint: format!("http://127.0.0.1:{port}"),
-        _child: guard,
-    }
+    format!("http://127.0.0.1:{port}")
 }
