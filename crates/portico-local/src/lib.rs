@@ -206,6 +206,28 @@ async fn bind_broker(config: &Config, composition: &Composition) -> anyhow::Resu
     Broker::bind(&settings, gate, rules, publisher).await
 }
 
+/// Serves Prometheus `/metrics` on `config.metrics.addr` for a process other than `serve` (the
+/// worker), until the process ends; returns the bound address. A taken address (a `serve` on the
+/// same machine and configuration) is logged and the process goes on without its own endpoint.
+pub async fn serve_metrics(config: &Config) -> anyhow::Result<Option<SocketAddr>> {
+    let handle = metrics::recorder()?;
+    let listener = match TcpListener::bind(&config.metrics.addr).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::warn!(addr = %config.metrics.addr, error = %e, "metrics listener not started");
+            return Ok(None);
+        }
+    };
+    let addr = listener.local_addr()?;
+    tracing::info!(listener = "metrics", addr = %addr, "Prometheus metrics on http://{addr}/metrics");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, metrics::router(handle)).await {
+            tracing::warn!(error = %e, "metrics listener failed");
+        }
+    });
+    Ok(Some(addr))
+}
+
 /// The worker settings in `config`.
 pub fn worker_settings(config: &Config) -> worker::WorkerSettings {
     worker::WorkerSettings {

@@ -100,6 +100,7 @@ fn worker(config: Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
         let composition = portico_local::compose_backend(&config).await?;
+        portico_local::serve_metrics(&config).await?;
         let settings = portico_local::worker_settings(&config);
         tracing::info!(concurrency = settings.concurrency, data_dir = %config.data_dir.display(), "portico worker starting");
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -184,3 +184,51 @@ fn a_bad_rules_file_stops_startup_with_the_position() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("rule `broken`: column 38"), "{stderr}");
 }
+
+#[tokio::test]
+async fn the_worker_process_serves_its_own_metrics() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_portico"))
+        .arg("worker")
+        .env("PORTICO_DATA_DIR", dir.path())
+        .env("PORTICO_METRICS_ADDR", "127.0.0.1:0")
+        .env("PORTICO_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("portico worker starts");
+    let mut lines = BufReader::new(worker.stdout.take().expect("stdout")).lines();
+    let addr = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if event["listener"] == "metrics" {
+                return event["addr"].as_str().expect("addr").to_string();
+            }
+        }
+        panic!("the worker exited before serving metrics");
+    })
+    .await
+    .expect("a metrics listener within 30 s");
+    // The queue gauges appear once the worker has looked at its queue (every 2 s).
+    let mut body = String::new();
+    for _ in 0..50 {
+        body = reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .expect("metrics answer")
+            .text()
+            .await
+            .expect("text");
+        if body.contains("portico_queue_depth") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        body.contains("portico_queue_depth{queue=\"document-uploads\"}"),
+        "{body}"
+    );
+    worker.start_kill().expect("stopped");
+}
