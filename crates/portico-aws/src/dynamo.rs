@@ -155,7 +155,7 @@ impl DynamoStore {
         }
     }
 
-    /// Reads a record, lets `change` edit it (returning `None` leaves it as it is) and writes it
+    /// Reads a record, lets `change` edit it (returning false leaves it as it is) and writes it
     /// back unless it changed meanwhile, in which case everything is done again.
     async fn update<T, F>(&self, pk: String, sk: &str, mut change: F) -> Result<Option<T>>
     where
@@ -217,20 +217,10 @@ impl DynamoStore {
         let mut start = decode_cursor(page.cursor.as_deref(), index, &partition)?;
         let mut items: Vec<Item> = Vec::new();
         loop {
+            let want = (limit + 1 - items.len()) as i32;
             let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(index.name)
-                .key_condition_expression("#pk = :pk")
-                .expression_attribute_names("#pk", index.pk)
-                .expression_attribute_values(":pk", s(partition.clone()))
-                .scan_index_forward(!newest_first)
-                .limit((limit + 1 - items.len()) as i32)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error("listing", e))?;
+                .query(index, &partition, newest_first, Some(want), start.take())
+                .await?;
             items.extend(output.items().iter().filter(|i| keep(i)).cloned());
             if items.len() > limit {
                 break;
@@ -249,23 +239,38 @@ impl DynamoStore {
         Ok((items, next_cursor))
     }
 
+    /// One round trip of a listing: up to `limit` items of an index partition after `start`.
+    async fn query(
+        &self,
+        index: Index,
+        partition: &str,
+        newest_first: bool,
+        limit: Option<i32>,
+        start: Option<Item>,
+    ) -> Result<aws_sdk_dynamodb::operation::query::QueryOutput> {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .index_name(index.name)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", index.pk)
+            .expression_attribute_values(":pk", s(partition))
+            .scan_index_forward(!newest_first)
+            .set_limit(limit)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| sdk_error("listing", e))
+    }
+
     /// Every item of an index partition (for small partitions: users of an account, staff).
     async fn all(&self, index: Index, partition: String) -> Result<Vec<Item>> {
         let mut items = Vec::new();
         let mut start = None;
         loop {
             let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(index.name)
-                .key_condition_expression("#pk = :pk")
-                .expression_attribute_names("#pk", index.pk)
-                .expression_attribute_values(":pk", s(partition.clone()))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error("listing", e))?;
+                .query(index, &partition, false, None, start.take())
+                .await?;
             items.extend(output.items().iter().cloned());
             match output.last_evaluated_key() {
                 Some(key) => start = Some(key.clone()),
