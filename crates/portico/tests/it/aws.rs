@@ -3,12 +3,11 @@
 //! `portico worker` binary (backend = aws) takes it and the document becomes ready.
 //! Built only with `--features aws`.
 
-use std::time::Duration;
-
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::helpers::{TestApp, id, spawn_api, test_config};
+use crate::documents::{put, request, settled};
+use crate::helpers::{id, spawn_api, test_config};
 
 /// moto keeps each region apart; S3 notifications go to queues of the bucket's region, and a
 /// bucket created without a location is in us-east-1.
@@ -77,20 +76,6 @@ async fn resources() -> Resources {
     }
 }
 
-/// The document once the worker is done with it (ready or failed), waiting up to 30 s.
-async fn settled(app: &TestApp, id: &str, token: &str) -> Value {
-    let mut doc = Value::Null;
-    for _ in 0..300 {
-        let (_, current) = app.get(&format!("/v1/documents/{id}"), token).await;
-        doc = current;
-        if doc["status"] == "ready" || doc["status"] == "failed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    doc
-}
-
 #[tokio::test]
 async fn an_upload_to_s3_reaches_the_worker_through_sqs_and_the_document_is_ready() {
     let resources = resources().await;
@@ -104,27 +89,14 @@ async fn an_upload_to_s3_reaches_the_worker_through_sqs_and_the_document_is_read
         .add_user(&id(&acme), "carol@acme.example", &["scientist"])
         .await;
     let body = b"time,temp\n2026-11-27T10:00:00Z,21.5\n2026-11-27T10:01:00Z,21.7\n".to_vec();
-    let (status, ticket) = app
-        .post(
-            "/v1/documents/uploads",
-            &carol,
-            json!({"filename": "run.csv", "content_type": "text/csv", "size": body.len()}),
-        )
-        .await;
+    let (status, ticket) = request(&app, &carol, "run.csv", "text/csv", body.len()).await;
     assert_eq!(status, StatusCode::CREATED, "{ticket}");
     let upload_url = ticket["upload_url"].as_str().expect("url");
     // A presigned S3 URL, not one of the local host's routes.
     assert!(upload_url.contains("X-Amz-Signature="), "{upload_url}");
     let document_id = ticket["document_id"].as_str().expect("id").to_string();
-    let put = app
-        .client
-        .put(upload_url)
-        .header("content-type", "text/csv")
-        .body(body.clone())
-        .send()
-        .await
-        .expect("upload");
-    assert!(put.status().is_success(), "{}", put.status());
+    let (status, _) = put(&app, upload_url, "text/csv", body.clone()).await;
+    assert!(status.is_success(), "{status}");
 
     // The worker, as operators run it on EC2 / ECS: the real binary, configured by environment.
     let mut worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_portico"));
@@ -140,7 +112,7 @@ async fn an_upload_to_s3_reaches_the_worker_through_sqs_and_the_document_is_read
     }
     let _worker = worker.spawn().expect("portico worker starts");
 
-    let doc = settled(&app, &document_id, &carol).await;
+    let doc = settled(&app, &carol, &document_id).await;
     assert_eq!(doc["status"], "ready", "{doc}");
     assert_eq!(doc["metadata"]["csv"]["rows"], 2, "{doc}");
     assert_eq!(doc["size"], body.len());
@@ -162,24 +134,12 @@ async fn an_upload_to_s3_reaches_the_worker_through_sqs_and_the_document_is_read
     assert_eq!(kinds, vec!["document_ready"], "{notes}");
 
     // A presigned S3 URL does not hold the client to the size it declared; the worker does.
-    let (_, ticket) = app
-        .post(
-            "/v1/documents/uploads",
-            &carol,
-            json!({"filename": "small.csv", "content_type": "text/csv", "size": 4}),
-        )
-        .await;
+    let (_, ticket) = request(&app, &carol, "small.csv", "text/csv", 4).await;
     let sneaky = ticket["document_id"].as_str().expect("id").to_string();
-    let put = app
-        .client
-        .put(ticket["upload_url"].as_str().expect("url"))
-        .header("content-type", "text/csv")
-        .body("a,b\n1,2\n3,4\n")
-        .send()
-        .await
-        .expect("upload");
-    assert!(put.status().is_success(), "{}", put.status());
-    let doc = settled(&app, &sneaky, &carol).await;
+    let url = ticket["upload_url"].as_str().expect("url");
+    let (status, _) = put(&app, url, "text/csv", b"a,b\n1,2\n3,4\n".to_vec()).await;
+    assert!(status.is_success(), "{status}");
+    let doc = settled(&app, &carol, &sneaky).await;
     assert_eq!(doc["status"], "failed", "{doc}");
     assert!(
         doc["failure_reason"]

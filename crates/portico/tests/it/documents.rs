@@ -23,7 +23,7 @@ async fn scientist(app: &TestApp) -> Uploader {
     }
 }
 
-async fn request(
+pub(crate) async fn request(
     app: &TestApp,
     token: &str,
     filename: &str,
@@ -38,7 +38,12 @@ async fn request(
     .await
 }
 
-async fn put(app: &TestApp, url: &str, content_type: &str, body: Vec<u8>) -> (StatusCode, Value) {
+pub(crate) async fn put(
+    app: &TestApp,
+    url: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (StatusCode, Value) {
     let response = app
         .client
         .put(url)
@@ -52,7 +57,7 @@ async fn put(app: &TestApp, url: &str, content_type: &str, body: Vec<u8>) -> (St
 }
 
 /// Polls the document until it is ready or failed.
-async fn settled(app: &TestApp, token: &str, document_id: &str) -> Value {
+pub(crate) async fn settled(app: &TestApp, token: &str, document_id: &str) -> Value {
     for _ in 0..300 {
         let (status, doc) = app
             .get(&format!("/v1/documents/{document_id}"), token)
