@@ -10,7 +10,7 @@ const SECOND: Duration = Duration::from_secs(1);
 /// Long enough past a one-second visibility timeout for every adapter to show the message again.
 const PAST_VISIBILITY: Duration = Duration::from_millis(1_300);
 
-/// Receives from `queue` until a message arrives or `patience` runs out.
+/// Receives from `queue`, long-polling up to two seconds for a message to arrive.
 async fn receive_one(q: &dyn Queue, queue: &str) -> Vec<portico_core::ports::QueueMessage> {
     q.receive(queue, 10, SECOND, Duration::from_secs(2))
         .await

@@ -38,7 +38,7 @@ pub async fn concurrent_callers_never_share_a_value(
     per_task: usize,
 ) {
     let mut tasks = Vec::new();
-    for (i, generator) in generators.into_iter().enumerate() {
+    for generator in generators {
         for _ in 0..2 {
             let generator = generator.clone();
             tasks.push(tokio::spawn(async move {
@@ -46,14 +46,14 @@ pub async fn concurrent_callers_never_share_a_value(
                 for _ in 0..per_task {
                     values.push(generator.next("concurrent").await.unwrap());
                 }
-                (i, values)
+                values
             }));
         }
     }
     let mut all = HashSet::new();
     let mut count = 0;
     for task in tasks {
-        let (_, values) = task.await.unwrap();
+        let values = task.await.unwrap();
         assert!(values.windows(2).all(|w| w[0] < w[1]), "{values:?}");
         for v in values {
             assert!(
