@@ -41,6 +41,18 @@ pub fn hash(secret: &str) -> Option<String> {
     ))
 }
 
+/// A hash no secret matches, made like every stored one: checking a secret for an unknown serial
+/// against it costs what a wrong secret for a known serial costs, so timing tells no serial apart.
+pub fn unknown_serial_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        generate()
+            .and_then(|secret| hash(&secret))
+            // Without randomness, a hash of the wrong form: `verify` rejects it at once.
+            .unwrap_or_default()
+    })
+}
+
 /// Whether `secret` is the one `stored` was made from.
 pub fn verify(secret: &str, stored: &str) -> bool {
     let mut parts = stored.split('$');

@@ -5,6 +5,7 @@
 //! `PORTICO_DATA_DIR` and `PORTICO_HTTP_ADDR` as the server.
 
 mod docs;
+mod flood;
 mod http;
 mod lambda;
 mod mqtt;
@@ -30,6 +31,8 @@ enum Command {
     Http(http::Args),
     /// MQTT fan-out, fan-in, idle connections and alert latency, against Portico or another broker.
     Mqtt(mqtt::Args),
+    /// Bad MQTT CONNECTs in a flood, with /healthz latency during it; refusal timing by serial.
+    ConnectFlood(flood::Args),
     /// Upload-to-ready latency by file size, sustained documents/s, memory during a large upload.
     Docs(docs::Args),
     /// The SQLite queue alone: send + receive + delete throughput (no server needed).
@@ -50,6 +53,7 @@ fn main() -> anyhow::Result<()> {
         Command::Http(args) => http::main(args, config, issuer),
         Command::Mqtt(args) => mqtt::main(args, config, issuer),
         Command::Docs(args) => docs::main(args, config, issuer),
+        Command::ConnectFlood(args) => flood::main(args, config, issuer),
         Command::Queue(args) => queue::main(args),
         Command::Pdf(args) => pdf::main(args),
         Command::Outbox(args) => outbox::main(args),

@@ -8,6 +8,8 @@
 
 mod hooks;
 mod publisher;
+mod retained;
+mod throttle;
 
 use std::net::SocketAddr;
 use std::num::NonZeroU16;
@@ -38,6 +40,12 @@ pub struct BrokerSettings {
     pub publish_rate_per_sec: u32,
     /// How many publishes one client may send in a burst before the rate applies.
     pub publish_burst: u32,
+    /// Retained messages (and their payload bytes) one identity may hold.
+    pub retained_per_identity: usize,
+    pub retained_bytes_per_identity: usize,
+    /// Retained messages (and their payload bytes) the broker holds in all.
+    pub retained_max: usize,
+    pub retained_max_bytes: usize,
 }
 
 impl Default for BrokerSettings {
@@ -50,6 +58,10 @@ impl Default for BrokerSettings {
             max_topic_levels: 8,
             publish_rate_per_sec: 100,
             publish_burst: 200,
+            retained_per_identity: 100,
+            retained_bytes_per_identity: 1024 * 1024,
+            retained_max: 100_000,
+            retained_max_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -71,12 +83,14 @@ impl Broker {
         rules: RuleSet,
         publisher: &BrokerPublisher,
     ) -> anyhow::Result<Broker> {
-        // Retained messages live in memory, as with most brokers' defaults; the cap bounds it.
+        // Retained messages live in memory, as with most brokers' defaults; the hooks' ledger
+        // bounds them per identity and in all, and the retainer's own cap backs it up.
+        let retainer = format!(
+            "storage.type = \"ram\"\nmax_retained_messages = {}\nmax_payload_size = \"128KB\"\n",
+            settings.retained_max.max(1)
+        );
         let scx = ServerContext::new()
-            .plugins_config_map_add(
-                "rmqtt-retainer",
-                "storage.type = \"ram\"\nmax_retained_messages = 100000\nmax_payload_size = \"128KB\"\n",
-            )
+            .plugins_config_map_add("rmqtt-retainer", &retainer)
             .build()
             .await;
         rmqtt_retainer::register(&scx, true, false)

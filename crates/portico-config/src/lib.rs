@@ -181,6 +181,14 @@ pub struct MqttConfig {
     pub publish_rate_per_sec: u32,
     /// Publishes one client may send in a burst.
     pub publish_burst: u32,
+    /// Retained messages one identity (a user or an instrument) may hold.
+    pub retained_per_identity: usize,
+    /// Bytes of retained payload one identity may hold.
+    pub retained_bytes_per_identity: usize,
+    /// Retained messages the broker holds in all.
+    pub retained_max: usize,
+    /// Bytes of retained payload the broker holds in all.
+    pub retained_max_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -296,6 +304,10 @@ impl Default for MqttConfig {
             max_topic_levels: 8,
             publish_rate_per_sec: 100,
             publish_burst: 200,
+            retained_per_identity: 100,
+            retained_bytes_per_identity: 1024 * 1024,
+            retained_max: 100_000,
+            retained_max_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -375,6 +387,16 @@ const ENV_KEYS: &[(&str, &str)] = &[
         "mqtt.publish_rate_per_sec",
     ),
     ("PORTICO_MQTT_PUBLISH_BURST", "mqtt.publish_burst"),
+    (
+        "PORTICO_MQTT_RETAINED_PER_IDENTITY",
+        "mqtt.retained_per_identity",
+    ),
+    (
+        "PORTICO_MQTT_RETAINED_BYTES_PER_IDENTITY",
+        "mqtt.retained_bytes_per_identity",
+    ),
+    ("PORTICO_MQTT_RETAINED_MAX", "mqtt.retained_max"),
+    ("PORTICO_MQTT_RETAINED_MAX_BYTES", "mqtt.retained_max_bytes"),
     ("PORTICO_METRICS_ADDR", "metrics.addr"),
     ("PORTICO_AUTH_ISSUER", "auth.issuer"),
     ("PORTICO_AUTH_AUDIENCE", "auth.audience"),
@@ -492,6 +514,12 @@ impl Config {
             "mqtt.max_topic_levels" => self.mqtt.max_topic_levels = parse_number(value)?,
             "mqtt.publish_rate_per_sec" => self.mqtt.publish_rate_per_sec = parse_number(value)?,
             "mqtt.publish_burst" => self.mqtt.publish_burst = parse_number(value)?,
+            "mqtt.retained_per_identity" => self.mqtt.retained_per_identity = parse_number(value)?,
+            "mqtt.retained_bytes_per_identity" => {
+                self.mqtt.retained_bytes_per_identity = parse_number(value)?
+            }
+            "mqtt.retained_max" => self.mqtt.retained_max = parse_number(value)?,
+            "mqtt.retained_max_bytes" => self.mqtt.retained_max_bytes = parse_number(value)?,
             "metrics.addr" => self.metrics.addr = value.into(),
             "auth.issuer" => self.auth.issuer = empty_is_none(value),
             "auth.audience" => self.auth.audience = value.into(),

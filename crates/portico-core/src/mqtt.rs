@@ -34,6 +34,55 @@ impl Principal {
     }
 }
 
+/// How a client id relates to the identity connecting with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientIdClaim {
+    /// Reserved for this identity: no one else may use it, and a session another identity holds
+    /// under it is discarded when the owner connects.
+    Owner,
+    /// Reserved for another identity: refused.
+    Foreign,
+    /// Nobody's in particular: the identity whose session holds it keeps it while that session
+    /// lives, and other identities are refused meanwhile.
+    Free,
+}
+
+/// Whose `client_id` is. An instrument's serial belongs to that instrument
+/// (`is_instrument_serial`: some registered instrument has `client_id` as its serial), and an id that begins with a
+/// user id (`<user_id>`, `<user_id>-phone`, ...) belongs to that user: a stable client id that no
+/// other account can squat. Everything else is free.
+pub fn claim_client_id(
+    principal: &Principal,
+    client_id: &str,
+    is_instrument_serial: bool,
+) -> ClientIdClaim {
+    let serial_claim = match principal {
+        Principal::Instrument { serial, .. } if serial == client_id => ClientIdClaim::Owner,
+        _ if is_instrument_serial => ClientIdClaim::Foreign,
+        _ => ClientIdClaim::Free,
+    };
+    if serial_claim != ClientIdClaim::Free {
+        return serial_claim;
+    }
+    match (leading_user_id(client_id), principal) {
+        (None, _) => ClientIdClaim::Free,
+        (Some(id), Principal::User { user_id, .. }) if id.eq_ignore_ascii_case(user_id) => {
+            ClientIdClaim::Owner
+        }
+        (Some(_), _) => ClientIdClaim::Foreign,
+    }
+}
+
+/// The UUID (a user id's shape) that `client_id` starts with, if it starts with one.
+fn leading_user_id(client_id: &str) -> Option<&str> {
+    let head = client_id.get(..36)?;
+    let shaped = head.char_indices().all(|(i, c)| match i {
+        8 | 13 | 18 | 23 => c == '-',
+        _ => c.is_ascii_hexdigit(),
+    });
+    shaped.then_some(head)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Publish,
@@ -510,5 +559,45 @@ mod tests {
                 .account_serial_candidates("accounts/a1/channels/x")
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn client_ids_of_instruments_and_user_prefixes_are_reserved() {
+        use ClientIdClaim::{Foreign, Free, Owner};
+        let bob_id = "0190b1c2-7a3e-7cde-8f01-23456789abcd";
+        let bob = user(bob_id, Some("a1"), &[Role::Scientist]);
+        let mallory = user("0190b1c2-0000-7cde-8f01-23456789abcd", Some("a2"), &[]);
+        let sn1 = instrument("SN1", "a1");
+        let rows: &[(&Principal, &str, bool, ClientIdClaim)] = &[
+            (&sn1, "SN1", true, Owner),
+            (&sn1, "SN2", true, Foreign),
+            (&sn1, "rig-7", false, Free),
+            (&bob, "SN1", true, Foreign),
+            (&bob, "bob-phone", false, Free),
+            (&bob, bob_id, false, Owner),
+            (
+                &bob,
+                "0190B1C2-7A3E-7CDE-8F01-23456789ABCD-phone",
+                false,
+                Owner,
+            ),
+            (&bob, &format!("{bob_id}/laptop"), false, Owner),
+            (&mallory, &format!("{bob_id}-phone"), false, Foreign),
+            (&sn1, bob_id, false, Foreign),
+            (&mallory, "0190b1c2-7a3e-7cde-8f01", false, Free),
+            (
+                &mallory,
+                "zz90b1c2-7a3e-7cde-8f01-23456789abcd",
+                false,
+                Free,
+            ),
+        ];
+        for (principal, client_id, serial, expected) in rows {
+            assert_eq!(
+                claim_client_id(principal, client_id, *serial),
+                *expected,
+                "{principal:?} as {client_id}"
+            );
+        }
     }
 }

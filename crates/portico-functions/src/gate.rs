@@ -5,7 +5,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use portico_auth::Verifier;
-use portico_core::mqtt::{Action, Policy, Principal};
+use portico_core::mqtt::{Action, ClientIdClaim, Policy, Principal, claim_client_id};
+use tokio::sync::Semaphore;
 
 use crate::Context;
 use crate::identity::{Identity, identify};
@@ -21,6 +22,12 @@ pub enum Refusal {
     Unavailable(String),
 }
 
+/// Whether a CONNECT password is an access token (three dot-separated parts, like any JWT) rather
+/// than a device secret; only then is the username free text.
+pub fn is_access_token(password: &str) -> bool {
+    password.split('.').count() == 3
+}
+
 /// A connected client: who it is, and until when its credentials hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admitted {
@@ -33,14 +40,19 @@ pub struct Gate {
     ctx: Arc<Context>,
     verifier: Arc<Verifier>,
     policy: Policy,
+    /// Device-secret checks (PBKDF2, milliseconds of CPU each) running at once: fewer than the
+    /// cores, so a flood of CONNECTs cannot take every core from the HTTP API and the broker.
+    secret_checks: Semaphore,
 }
 
 impl Gate {
     pub fn new(ctx: Arc<Context>, verifier: Arc<Verifier>, policy: Policy) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Gate {
             ctx,
             verifier,
             policy,
+            secret_checks: Semaphore::new(cores.saturating_sub(1).max(1)),
         }
     }
 
@@ -59,7 +71,7 @@ impl Gate {
             .and_then(|p| std::str::from_utf8(p).ok())
             .filter(|p| !p.is_empty())
             .ok_or_else(|| Refusal::BadCredentials("a password is required".into()))?;
-        if password.split('.').count() == 3 {
+        if is_access_token(password) {
             self.connect_user(password).await
         } else {
             let serial = username.filter(|u| !u.is_empty()).ok_or_else(|| {
@@ -110,16 +122,22 @@ impl Gate {
             .instrument_secret_hash(serial)
             .await
             .map_err(unavailable)?;
-        let Some(stored) = stored else {
-            return Err(bad());
-        };
+        let known = stored.is_some();
+        // An unknown serial is checked against a hash too, so both refusals take the same time.
+        let stored =
+            stored.unwrap_or_else(|| portico_auth::device_secret::unknown_serial_hash().to_owned());
         let secret = secret.to_string();
+        let _slot = self
+            .secret_checks
+            .acquire()
+            .await
+            .map_err(|e| Refusal::Unavailable(e.to_string()))?;
         let matches = tokio::task::spawn_blocking(move || {
             portico_auth::device_secret::verify(&secret, &stored)
         })
         .await
         .map_err(|e| Refusal::Unavailable(e.to_string()))?;
-        if !matches {
+        if !(matches && known) {
             return Err(bad());
         }
         let instrument = self
@@ -136,6 +154,29 @@ impl Gate {
             },
             expires_at: None,
         })
+    }
+
+    /// Whose `client_id` is, seen from `principal` (see `claim_client_id`).
+    pub async fn claim_client_id(
+        &self,
+        principal: &Principal,
+        client_id: &str,
+    ) -> Result<ClientIdClaim, Refusal> {
+        let own_serial =
+            matches!(principal, Principal::Instrument { serial, .. } if serial == client_id);
+        let is_serial = !own_serial
+            && self
+                .ctx
+                .store
+                .instrument(client_id)
+                .await
+                .map_err(|e| Refusal::Unavailable(e.to_string()))?
+                .is_some();
+        Ok(claim_client_id(
+            principal,
+            client_id,
+            is_serial || own_serial,
+        ))
     }
 
     /// Whether `principal` may publish to (or subscribe to) `topic`.

@@ -193,6 +193,10 @@ async fn bind_broker(config: &Config, composition: &Composition) -> anyhow::Resu
         max_topic_levels: config.mqtt.max_topic_levels,
         publish_rate_per_sec: config.mqtt.publish_rate_per_sec,
         publish_burst: config.mqtt.publish_burst,
+        retained_per_identity: config.mqtt.retained_per_identity,
+        retained_bytes_per_identity: config.mqtt.retained_bytes_per_identity,
+        retained_max: config.mqtt.retained_max,
+        retained_max_bytes: config.mqtt.retained_max_bytes,
     };
     let gate = Arc::new(Gate::new(
         composition.context.clone(),

@@ -13,6 +13,7 @@ mod helpers;
 mod jwks;
 mod lambda;
 mod mqtt;
+mod mqtt_attacks;
 mod mqtt_client;
 mod sequence;
 mod tokens;

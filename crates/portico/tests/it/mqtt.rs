@@ -10,10 +10,10 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, id, spawn_app, spawn_app_with};
 use crate::mqtt_client::{Connect, Mqtt, connect};
 
-const QUIET: Duration = Duration::from_millis(700);
-const WAIT: Duration = Duration::from_secs(10);
+pub(crate) const QUIET: Duration = Duration::from_millis(700);
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
-async fn as_user(app: &TestApp, client_id: &str, token: &str) -> Mqtt {
+pub(crate) async fn as_user(app: &TestApp, client_id: &str, token: &str) -> Mqtt {
     connect(Connect {
         addr: app.mqtt_addr,
         client_id,
@@ -26,7 +26,7 @@ async fn as_user(app: &TestApp, client_id: &str, token: &str) -> Mqtt {
     .expect("user connects")
 }
 
-async fn as_instrument(app: &TestApp, serial: &str, secret: &str) -> Mqtt {
+pub(crate) async fn as_instrument(app: &TestApp, serial: &str, secret: &str) -> Mqtt {
     connect(Connect {
         addr: app.mqtt_addr,
         client_id: serial,
@@ -41,19 +41,20 @@ async fn as_instrument(app: &TestApp, serial: &str, secret: &str) -> Mqtt {
 
 /// Acme (lab manager bob, scientist carol, account admin alice, instrument SN-A1), Globex (lab
 /// manager dan, instrument SN-G1), and a support user.
-struct World {
-    app: TestApp,
-    acme: Value,
-    bob: String,
-    carol: String,
-    alice: String,
-    dan: String,
-    support: String,
-    sn_a1: String,
-    sn_g1: String,
+pub(crate) struct World {
+    pub(crate) app: TestApp,
+    pub(crate) acme: Value,
+    pub(crate) globex: Value,
+    pub(crate) bob: String,
+    pub(crate) carol: String,
+    pub(crate) alice: String,
+    pub(crate) dan: String,
+    pub(crate) support: String,
+    pub(crate) sn_a1: String,
+    pub(crate) sn_g1: String,
 }
 
-async fn world() -> World {
+pub(crate) async fn world() -> World {
     let app = spawn_app().await;
     let acme = app.create_account("Acme").await;
     let globex = app.create_account("Globex").await;
@@ -76,6 +77,7 @@ async fn world() -> World {
     World {
         app,
         acme,
+        globex,
         bob,
         carol,
         alice,

@@ -33,6 +33,15 @@ pub struct Connect<'a> {
 
 /// Connects and waits for the CONNACK; a refusal comes back as its return code.
 pub async fn connect(c: Connect<'_>) -> Result<Mqtt, rumqttc::ConnectReturnCode> {
+    connect_with(c, None).await
+}
+
+/// Connects with a last will (published by the broker if the connection drops without a
+/// DISCONNECT, e.g. when the `Mqtt` is dropped).
+pub async fn connect_with(
+    c: Connect<'_>,
+    will: Option<rumqttc::LastWill>,
+) -> Result<Mqtt, rumqttc::ConnectReturnCode> {
     let mut options = if c.websocket {
         let mut o = MqttOptions::new(c.client_id, format!("ws://{}/mqtt", c.addr), c.addr.port());
         o.set_transport(Transport::Ws);
@@ -44,6 +53,9 @@ pub async fn connect(c: Connect<'_>) -> Result<Mqtt, rumqttc::ConnectReturnCode>
         .set_credentials(c.username, c.password)
         .set_clean_session(c.clean)
         .set_keep_alive(Duration::from_secs(30));
+    if let Some(will) = will {
+        options.set_last_will(will);
+    }
     let (client, mut eventloop) = AsyncClient::new(options, 256);
     let (pub_tx, publishes) = mpsc::unbounded_channel();
     let (sub_tx, subacks) = mpsc::unbounded_channel();

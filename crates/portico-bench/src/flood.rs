@@ -1,0 +1,264 @@
+//! A flood of bad MQTT CONNECTs (a known serial with wrong device secrets, from many connections at
+//! once) while a prober times `GET /healthz`: how much one misbehaving client costs everyone else.
+//! Also times single refusals for a known serial beside an unknown one, which must not differ (a
+//! difference tells an attacker which serials exist).
+//!
+//! CONNECT packets are written by hand (MQTT 3.1.1): the flood needs nothing but the handshake.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use portico_auth::DevIssuer;
+use portico_config::Config;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::http::{cores, cpu_model, mint};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Broker address; defaults to PORTICO_MQTT_ADDR.
+    #[arg(long)]
+    mqtt_addr: Option<String>,
+    /// Concurrent flooding connections.
+    #[arg(long, default_value_t = 50)]
+    attackers: usize,
+    /// How long the flood lasts.
+    #[arg(long, default_value = "6s")]
+    duration: humantime::Duration,
+    /// Upper bound on CONNECT attempts in the flood, whatever the duration.
+    #[arg(long, default_value_t = 20_000)]
+    max_attempts: usize,
+    /// Refusals timed one at a time for a known and for an unknown serial.
+    #[arg(long, default_value_t = 40)]
+    timing_samples: usize,
+}
+
+pub fn main(args: Args, config: Config, issuer: Arc<DevIssuer>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(args, config, issuer))
+}
+
+async fn run(args: Args, config: Config, issuer: Arc<DevIssuer>) -> anyhow::Result<()> {
+    let mqtt = args.mqtt_addr.clone().unwrap_or(config.mqtt.addr.clone());
+    let http_base = format!("http://{}", config.http.addr);
+    let serial = seed_instrument(&issuer, &http_base).await?;
+    println!("machine: {} cores; {}", cores(), cpu_model());
+    println!();
+
+    // Timing first, on a quiet server; each sample is its own connection.
+    let mut known = Latencies::default();
+    let mut unknown = Latencies::default();
+    for n in 0..args.timing_samples {
+        known
+            .0
+            .push(time_refusal(&mqtt, &serial, &format!("timing-k-{n}")).await?);
+        unknown
+            .0
+            .push(time_refusal(&mqtt, &format!("SN-NOPE-{n}"), &format!("timing-u-{n}")).await?);
+    }
+    println!("| refusal of a bad CONNECT | samples | p50 ms | p99 ms | max ms |");
+    println!("|---|---|---|---|---|");
+    known.print("known serial, wrong secret");
+    unknown.print("unknown serial");
+    println!();
+
+    let client = reqwest::Client::new();
+    let quiet = probe(&client, &http_base, Duration::from_secs(2), None).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let refused_fast = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from(args.duration);
+    let mut flooders = Vec::new();
+    for worker in 0..args.attackers {
+        let (mqtt, serial, stop, attempts) =
+            (mqtt.clone(), serial.clone(), stop.clone(), attempts.clone());
+        let refused_fast = refused_fast.clone();
+        let max = args.max_attempts;
+        flooders.push(tokio::spawn(async move {
+            let mut n = 0usize;
+            while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+                if attempts.fetch_add(1, Ordering::Relaxed) >= max {
+                    break;
+                }
+                let started = Instant::now();
+                let client_id = format!("flood-{worker}-{n}");
+                n += 1;
+                if connect(&mqtt, &client_id, &serial, "wrong-secret")
+                    .await
+                    .is_ok()
+                    && started.elapsed() < Duration::from_millis(2)
+                {
+                    refused_fast.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    let flooded = probe(
+        &client,
+        &http_base,
+        Duration::from(args.duration),
+        Some(deadline),
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for f in flooders {
+        let _ = f.await;
+    }
+    let sent = attempts.load(Ordering::Relaxed).min(args.max_attempts);
+    println!("| GET /healthz | samples | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|");
+    quiet.print("quiet server");
+    flooded.print(&format!(
+        "during {sent} bad CONNECTs from {} connections in {}",
+        args.attackers, args.duration
+    ));
+    println!();
+    println!(
+        "refused in under 2 ms: {} of {sent}",
+        refused_fast.load(Ordering::Relaxed)
+    );
+    Ok(())
+}
+
+/// Registers an instrument through the API, as an admin would.
+async fn seed_instrument(issuer: &DevIssuer, base: &str) -> anyhow::Result<String> {
+    let http = reqwest::Client::new();
+    let admin = mint(issuer, "bench-admin@portico.example", &["portico-admins"])?;
+    let post = |path: &'static str, body: Value| {
+        let (http, admin) = (http.clone(), admin.clone());
+        async move {
+            let response = http
+                .post(format!("{base}{path}"))
+                .bearer_auth(&admin)
+                .json(&body)
+                .send()
+                .await?;
+            let status = response.status();
+            let body: Value = response.json().await?;
+            if !status.is_success() {
+                bail!("{path}: {status} {body}");
+            }
+            Ok::<Value, anyhow::Error>(body)
+        }
+    };
+    let run = std::process::id();
+    let account = post(
+        "/v1/accounts",
+        json!({"name": format!("Flood bench {run}"), "kind": "internal"}),
+    )
+    .await?;
+    let account_id = account["id"].as_str().context("account id")?;
+    let serial = format!("SN-FLOOD-{run}");
+    post(
+        "/v1/instruments",
+        json!({"serial": serial, "model": "Bench", "account_id": account_id, "name": "Flood"}),
+    )
+    .await?;
+    Ok(serial)
+}
+
+async fn time_refusal(addr: &str, serial: &str, client_id: &str) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let code = connect(addr, client_id, serial, "wrong-secret").await?;
+    if code == 0 {
+        bail!("a wrong secret was accepted");
+    }
+    Ok(started.elapsed())
+}
+
+/// One MQTT 3.1.1 CONNECT; answers the CONNACK return code.
+async fn connect(
+    addr: &str,
+    client_id: &str,
+    username: &str,
+    password: &str,
+) -> anyhow::Result<u8> {
+    let field = |out: &mut Vec<u8>, s: &[u8]| {
+        out.extend_from_slice(&(s.len() as u16).to_be_bytes());
+        out.extend_from_slice(s);
+    };
+    let mut body = Vec::new();
+    field(&mut body, b"MQTT");
+    body.extend_from_slice(&[4, 0b1100_0010, 0, 30]);
+    field(&mut body, client_id.as_bytes());
+    field(&mut body, username.as_bytes());
+    field(&mut body, password.as_bytes());
+    let mut packet = vec![0x10];
+    let mut len = body.len();
+    loop {
+        let mut byte = (len % 128) as u8;
+        len /= 128;
+        if len > 0 {
+            byte |= 0x80;
+        }
+        packet.push(byte);
+        if len == 0 {
+            break;
+        }
+    }
+    packet.extend_from_slice(&body);
+    let mut stream = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr))
+        .await
+        .context("connect timed out")??;
+    stream.write_all(&packet).await?;
+    let mut ack = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(30), stream.read_exact(&mut ack))
+        .await
+        .context("CONNACK timed out")??;
+    Ok(ack[3])
+}
+
+#[derive(Default)]
+struct Latencies(Vec<Duration>);
+
+impl Latencies {
+    /// The `p` quantile in milliseconds.
+    fn ms(&self, p: f64) -> f64 {
+        let mut l = self.0.clone();
+        l.sort_unstable();
+        if l.is_empty() {
+            return 0.0;
+        }
+        let i = ((l.len() as f64 * p).ceil() as usize).clamp(1, l.len()) - 1;
+        l[i].as_secs_f64() * 1000.0
+    }
+
+    fn print(&self, name: &str) {
+        println!(
+            "| {name} | {} | {:.2} | {:.2} | {:.2} |",
+            self.0.len(),
+            self.ms(0.5),
+            self.ms(0.99),
+            self.ms(1.0)
+        );
+    }
+}
+
+/// Times `GET /healthz` every 20 ms for `length` (or until `deadline`).
+async fn probe(
+    client: &reqwest::Client,
+    base: &str,
+    length: Duration,
+    deadline: Option<Instant>,
+) -> Latencies {
+    let end = deadline.unwrap_or_else(|| Instant::now() + length);
+    let mut out = Latencies::default();
+    while Instant::now() < end {
+        let started = Instant::now();
+        if client
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            out.0.push(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    out
+}
