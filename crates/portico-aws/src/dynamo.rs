@@ -33,6 +33,7 @@ use portico_core::domain::{
     OutboxEntry, Product, Role, Shipment, User,
 };
 use portico_core::ports::{NewAccount, Page, PageRequest};
+use portico_core::domain::sub_key;
 use portico_core::{Error, FieldError, Outbox, Result, SequenceGenerator, Store};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -454,7 +455,7 @@ impl Store for DynamoStore {
             ],
         )?;
         let mut claim = Item::new();
-        claim.insert("pk".into(), s(format!("SUB#{}", user.sub.to_lowercase())));
+        claim.insert("pk".into(), s(format!("SUB#{}", sub_key(&user.sub))));
         claim.insert("sk".into(), s("#"));
         claim.insert("user_id".into(), s(user.id.clone()));
         let put = |item: Item| -> Result<TransactWriteItem> {
@@ -506,7 +507,7 @@ impl Store for DynamoStore {
     }
 
     async fn user_by_sub(&self, sub: &str) -> Result<Option<User>> {
-        let Some(claim) = self.get(format!("SUB#{}", sub.to_lowercase()), "#").await? else {
+        let Some(claim) = self.get(format!("SUB#{}", sub_key(sub)), "#").await? else {
             return Ok(None);
         };
         let user_id = claim

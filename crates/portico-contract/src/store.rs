@@ -97,7 +97,7 @@ pub async fn accounts_are_numbered_and_paged(store: &dyn Store) {
     assert!(matches!(bad, Err(Error::Validation(_))), "{bad:?}");
 }
 
-/// Users: subs unique case-insensitively, roles replaced, listed per account oldest first, and
+/// Users: subs unique after ASCII case folding (and nothing else), roles replaced, listed per account oldest first, and
 /// found by role within an account or platform-wide.
 pub async fn users_and_roles(store: &dyn Store) {
     store.create_account(&new_account(1)).await.unwrap();
@@ -119,6 +119,27 @@ pub async fn users_and_roles(store: &dyn Store) {
         Some(ada.clone())
     );
     assert_eq!(store.user_by_id("u-1").await.unwrap(), Some(ada.clone()));
+    // Only ASCII case folds: look-alikes are other subjects, and may be other users.
+    for other in [
+        "user1@example.com ",
+        " user1@example.com",
+        "\u{1D5CE}ser1@example.com",
+        "USER1@EXAMPLE.CO\u{041C}",
+    ] {
+        assert_eq!(store.user_by_sub(other).await.unwrap(), None, "{other:?}");
+    }
+    let spaced = User {
+        id: "u-spaced".into(),
+        sub: "user1@example.com ".into(),
+        account_id: Some("acc-2".into()),
+        roles: vec![Role::Scientist],
+        ..ada.clone()
+    };
+    store.insert_user(&spaced).await.unwrap();
+    assert_eq!(
+        store.user_by_sub("USER1@example.com ").await.unwrap(),
+        Some(spaced.clone())
+    );
 
     for n in 2..6 {
         store

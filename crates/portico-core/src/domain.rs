@@ -98,7 +98,8 @@ pub struct Account {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct User {
     pub id: String,
-    /// The identity provider's subject; matched case-insensitively.
+    /// The identity provider's subject; matched byte for byte after ASCII case folding
+    /// (`sub_key`).
     pub sub: String,
     pub email: String,
     pub display_name: String,
@@ -113,6 +114,14 @@ impl User {
     pub fn has_role(&self, role: Role) -> bool {
         self.roles.contains(&role)
     }
+}
+
+/// The form of a subject that stores index and match: ASCII letters folded to lower case (Okta
+/// subjects are often e-mail addresses, typed in any case), every other byte kept. No trimming
+/// and no Unicode folding: `"karl "` or `"\u{212A}arl"` (a Kelvin sign) are other subjects than
+/// `karl`, never aliases of it.
+pub fn sub_key(sub: &str) -> String {
+    sub.to_ascii_lowercase()
 }
 
 /// Who is calling a function: what the token proved, and Portico's record of that person.

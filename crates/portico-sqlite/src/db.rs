@@ -156,6 +156,11 @@ CREATE TABLE shipments (
 CREATE INDEX shipments_by_lot ON shipments(lot_number, seq);
 CREATE INDEX shipments_by_account ON shipments(account_id, seq);
 "#,
+    // Subjects match byte for byte after ASCII case folding (`portico_core::domain::sub_key`);
+    // keys made before were trimmed and Unicode-folded. SQLite's lower() folds ASCII only.
+    r#"
+UPDATE users SET sub_key = lower(sub);
+"#,
 ];
 
 /// A SQLite database shared by the local adapters.

@@ -11,6 +11,7 @@ use portico_core::domain::{
     OutboundEmail, OutboxEntry, Product, Role, Shipment, User,
 };
 use portico_core::ports::{NewAccount, Page, PageRequest, SequenceRange};
+use portico_core::domain::sub_key;
 use portico_core::{Error, Outbox, Result, Store};
 use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
 use time::OffsetDateTime;
@@ -943,11 +944,6 @@ fn decode_cursor_newest_first(cursor: Option<&str>) -> Result<i64> {
         None => Ok(i64::MAX),
         cursor => decode_cursor(cursor),
     }
-}
-
-/// Subjects are matched case-insensitively (Okta subjects are often e-mail addresses).
-fn sub_key(sub: &str) -> String {
-    sub.trim().to_lowercase()
 }
 
 fn roles_text(roles: &[Role]) -> String {

@@ -160,6 +160,49 @@ async fn duplicate_subjects_conflict_case_insensitively() {
 }
 
 #[tokio::test]
+async fn look_alike_subjects_are_other_people() {
+    let app = spawn_app().await;
+    let beta = app.create_account("Beta").await;
+    let karl = app
+        .add_user(&id(&beta), "karl@beta.example", &["lab_manager"])
+        .await;
+    let (_, me) = app.get("/v1/me", &karl).await;
+    let karl_id = me["id"].as_str().expect("karl has an id").to_string();
+    // ASCII case still folds: Okta subjects are often e-mail addresses typed in any case.
+    let (_, me) = app.get("/v1/me", &app.token("KARL@Beta.Example", &[])).await;
+    assert_eq!(me["id"], karl_id.as_str());
+    // A Kelvin sign, a trailing or leading space, a dotless i: other subjects, not aliases.
+    for sub in [
+        "\u{212A}arl@beta.example",
+        "karl@beta.example ",
+        " karl@beta.example",
+        "karl@beta.example\t",
+        "kar\u{131}@beta.example",
+    ] {
+        let token = app.token(sub, &[]);
+        let (status, me) = app.get("/v1/me", &token).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(me["id"].is_null(), "{sub:?} logged in as {me}");
+        let (status, _) = app
+            .get(&format!("/v1/accounts/{}", id(&beta)), &token)
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{sub:?}");
+    }
+    // And none of them can be added as a user either.
+    for sub in [" karl@beta.example", "karl@beta.example ", "ka\u{0007}rl@beta.example"] {
+        let (status, problem) = app
+            .post(
+                &format!("/v1/accounts/{}/users", id(&beta)),
+                &app.admin_token(),
+                json!({"sub": sub, "email": "k@beta.example", "display_name": "K", "roles": ["scientist"]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{sub:?}: {problem}");
+        assert_eq!(problem["errors"][0]["field"], "sub", "{problem}");
+    }
+}
+
+#[tokio::test]
 async fn validation_names_every_bad_field_and_changes_nothing() {
     let app = spawn_app().await;
     let admin = app.admin_token();
