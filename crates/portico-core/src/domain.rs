@@ -116,6 +116,24 @@ impl User {
     }
 }
 
+/// Whether `value` may be an identifier that becomes part of a storage key, an MQTT topic level
+/// or a URL path segment (serials, SKUs, lot numbers): 1 to 64 ASCII letters, digits, `-`, `_`
+/// or `.`, neither starting nor ending with `.` and without `..` (which object stores refuse).
+pub fn is_key_safe_id(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 64
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !value.starts_with('.')
+        && !value.ends_with('.')
+        && !value.contains("..")
+}
+
+/// What a caller is told when `is_key_safe_id` refuses a value.
+pub const KEY_SAFE_ID_RULE: &str =
+    "must be 1 to 64 letters, digits, '-', '_' or '.', not starting or ending with '.' nor containing '..'";
+
 /// The form of a subject that stores index and match: ASCII letters folded to lower case (Okta
 /// subjects are often e-mail addresses, typed in any case), every other byte kept. No trimming
 /// and no Unicode folding: `"karl "` or `"\u{212A}arl"` (a Kelvin sign) are other subjects than

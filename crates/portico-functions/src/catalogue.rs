@@ -15,6 +15,7 @@ use crate::validate;
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProduct {
+    /// 1 to 64 letters, digits, `-`, `_` or `.` (not at either end, never `..`).
     pub sku: String,
     pub name: String,
     pub category: String,
@@ -24,6 +25,8 @@ pub struct CreateProduct {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateLot {
+    /// 1 to 64 letters, digits, `-`, `_` or `.` (not at either end, never `..`): it names the
+    /// lot's certificate in the object store.
     pub lot_number: String,
     pub sku: String,
     /// `YYYY-MM-DD`
@@ -45,21 +48,6 @@ pub struct CreateShipment {
 }
 
 /// Codes (SKUs, lot numbers) appear in URLs and storage keys: a safe alphabet only.
-fn code(errors: &mut Vec<FieldError>, field: &str, value: &str) {
-    let ok = !value.is_empty()
-        && value.len() <= 64
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && !value.starts_with('.');
-    if !ok {
-        errors.push(FieldError::new(
-            field,
-            "must be 1 to 64 letters, digits, '-', '_' or '.'",
-        ));
-    }
-}
-
 fn date(errors: &mut Vec<FieldError>, field: &str, value: &str) -> Option<time::Date> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
     match time::Date::parse(value, &format) {
@@ -78,7 +66,7 @@ pub async fn create_product(
 ) -> Result<Product> {
     policy::require_admin(caller)?;
     let mut errors = Vec::new();
-    code(&mut errors, "sku", &input.sku);
+    validate::key_safe_id(&mut errors, "sku", &input.sku);
     validate::text(&mut errors, "name", &input.name, 300);
     validate::text(&mut errors, "category", &input.category, 100);
     if !errors.is_empty() {
@@ -114,8 +102,8 @@ pub async fn list_products(
 pub async fn create_lot(ctx: &Context, caller: &Caller, input: CreateLot) -> Result<Lot> {
     policy::require_admin(caller)?;
     let mut errors = Vec::new();
-    code(&mut errors, "lot_number", &input.lot_number);
-    code(&mut errors, "sku", &input.sku);
+    validate::key_safe_id(&mut errors, "lot_number", &input.lot_number);
+    validate::key_safe_id(&mut errors, "sku", &input.sku);
     let made = date(&mut errors, "manufactured_on", &input.manufactured_on);
     let expires = date(&mut errors, "expires_on", &input.expires_on);
     if let (Some(m), Some(e)) = (made, expires)
@@ -201,7 +189,7 @@ pub async fn create_shipment(
 ) -> Result<Shipment> {
     policy::require_admin(caller)?;
     let mut errors = Vec::new();
-    code(&mut errors, "lot_number", &input.lot_number);
+    validate::key_safe_id(&mut errors, "lot_number", &input.lot_number);
     date(&mut errors, "shipped_on", &input.shipped_on);
     if input.quantity == 0 {
         errors.push(FieldError::new("quantity", "must be at least 1"));

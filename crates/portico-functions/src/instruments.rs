@@ -2,7 +2,7 @@
 
 use portico_core::domain::{Caller, Instrument};
 use portico_core::ports::{Page, PageRequest};
-use portico_core::{Error, FieldError, Result, policy};
+use portico_core::{Error, Result, policy};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -14,8 +14,8 @@ use crate::validate;
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterInstrument {
-    /// The instrument's serial number: 1 to 64 letters, digits, `-`, `_` or `.`; it is also the
-    /// instrument's MQTT username and a topic level.
+    /// The instrument's serial number: 1 to 64 letters, digits, `-`, `_` or `.` (not at either
+    /// end, never `..`); it is also the instrument's MQTT username, client id and a topic level.
     pub serial: String,
     pub model: String,
     pub account_id: String,
@@ -37,18 +37,7 @@ pub async fn register(
     input: RegisterInstrument,
 ) -> Result<RegisteredInstrument> {
     let mut errors = Vec::new();
-    let serial_ok = !input.serial.is_empty()
-        && input.serial.len() <= 64
-        && input
-            .serial
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if !serial_ok {
-        errors.push(FieldError::new(
-            "serial",
-            "must be 1 to 64 letters, digits, '-', '_' or '.'",
-        ));
-    }
+    validate::key_safe_id(&mut errors, "serial", &input.serial);
     validate::text(&mut errors, "model", &input.model, 100);
     validate::text(&mut errors, "name", &input.name, 200);
     validate::token_like(&mut errors, "account_id", &input.account_id, 64);

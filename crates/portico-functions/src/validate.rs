@@ -56,3 +56,13 @@ pub(crate) fn token_like(errors: &mut Vec<FieldError>, field: &str, value: &str,
         errors.push(FieldError::new(field, "must not contain whitespace"));
     }
 }
+
+/// An identifier that becomes part of a storage key or topic (see `is_key_safe_id`).
+pub(crate) fn key_safe_id(errors: &mut Vec<FieldError>, field: &str, value: &str) {
+    if !portico_core::domain::is_key_safe_id(value) {
+        errors.push(FieldError::new(
+            field,
+            portico_core::domain::KEY_SAFE_ID_RULE,
+        ));
+    }
+}

@@ -205,3 +205,51 @@ async fn catalogue_input_is_checked() {
     let (status, problem) = app.post("/v1/shipments", &admin, json!({"lot_number": "NOPE", "account_id": "nope", "shipped_on": "2026-01-01", "quantity": 0})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
 }
+
+#[tokio::test]
+async fn ids_that_name_stored_objects_are_refused_unless_storage_takes_them() {
+    let app = spawn_app().await;
+    let admin = app.admin_token();
+    let acme = app.create_account("Acme").await;
+    app.post(
+        "/v1/products",
+        &admin,
+        json!({"sku": "P-1", "name": "Product", "category": "C"}),
+    )
+    .await;
+    // Each of these once passed validation and then made every certificate request a 500.
+    for lot in ["L..2", "L2.", "..", "L.-..x"] {
+        let (status, problem) = app
+            .post(
+                "/v1/lots",
+                &admin,
+                json!({"lot_number": lot, "sku": "P-1", "manufactured_on": "2026-01-01", "expires_on": "2027-01-01", "qc_tests": qc_tests(1)}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{lot}: {problem}");
+        assert_eq!(problem["errors"][0]["field"], "lot_number", "{problem}");
+    }
+    for (path, body, field) in [
+        ("/v1/products", json!({"sku": "P..1", "name": "x", "category": "y"}), "sku"),
+        (
+            "/v1/instruments",
+            json!({"serial": "SN..1", "model": "m", "account_id": id(&acme), "name": "n"}),
+            "serial",
+        ),
+    ] {
+        let (status, problem) = app.post(path, &admin, body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {problem}");
+        assert_eq!(problem["errors"][0]["field"], field, "{problem}");
+    }
+    // A dotted lot number that storage takes works end to end.
+    let (status, problem) = app
+        .post(
+            "/v1/lots",
+            &admin,
+            json!({"lot_number": "L.2026.7", "sku": "P-1", "manufactured_on": "2026-01-01", "expires_on": "2027-01-01", "qc_tests": qc_tests(1)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{problem}");
+    let (status, _, _) = pdf(&app, &admin, "L.2026.7").await;
+    assert_eq!(status, StatusCode::OK);
+}
