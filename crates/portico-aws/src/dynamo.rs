@@ -28,12 +28,12 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
 use base64::Engine as _;
+use portico_core::domain::sub_key;
 use portico_core::domain::{
     Account, Document, DocumentStatus, EmailStatus, Instrument, Lot, Notification, OutboundEmail,
     OutboxEntry, Product, Role, Shipment, User,
 };
 use portico_core::ports::{NewAccount, Page, PageRequest};
-use portico_core::domain::sub_key;
 use portico_core::{Error, FieldError, Outbox, Result, SequenceGenerator, Store};
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -159,6 +159,12 @@ pub struct HttpConfig {
     pub body_limit_bytes: usize,
     /// A request that takes longer is answered 503 and its work cancelled.
     pub request_timeout_secs: u64,
+    /// The external base URL (behind a proxy or load balancer) that every absolute link uses,
+    /// e.g. `https://portal.example.com`; unset, links use the Host a loopback caller sent.
+    pub public_url: Option<String>,
+    /// Browser origins allowed to call the API (CORS), e.g. `https://portal.example.com`; `*`
+    /// allows any origin (never with credentials). Empty: no cross-origin access.
+    pub cors_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -288,6 +294,8 @@ impl Default for HttpConfig {
             addr: "127.0.0.1:8080".into(),
             body_limit_bytes: 64 * 1024,
             request_timeout_secs: 30,
+            public_url: None,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -370,6 +378,8 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("PORTICO_DATA_DIR", "data_dir"),
     ("PORTICO_REGION", "region"),
     ("PORTICO_HTTP_ADDR", "http.addr"),
+    ("PORTICO_HTTP_PUBLIC_URL", "http.public_url"),
+    ("PORTICO_HTTP_CORS_ORIGINS", "http.cors_origins"),
     ("PORTICO_HTTP_BODY_LIMIT_BYTES", "http.body_limit_bytes"),
     (
         "PORTICO_HTTP_REQUEST_TIMEOUT_SECS",
@@ -505,6 +515,17 @@ impl Config {
             "http.addr" => self.http.addr = value.into(),
             "http.body_limit_bytes" => self.http.body_limit_bytes = parse_number(value)?,
             "http.request_timeout_secs" => self.http.request_timeout_secs = parse_number(value)?,
+            "http.public_url" => {
+                self.http.public_url = empty_is_none(value).map(|u| u.trim_end_matches('/').into())
+            }
+            "http.cors_origins" => {
+                self.http.cors_origins = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.trim_end_matches('/').to_string())
+                    .collect()
+            }
             "mqtt.addr" => self.mqtt.addr = value.into(),
             "mqtt.ws_addr" => self.mqtt.ws_addr = value.into(),
             "mqtt.rules_file" => self.mqtt.rules_file = empty_is_none(value).map(PathBuf::from),
@@ -620,6 +641,21 @@ impl Config {
                 self.region
             ));
         }
+        if let Some(url) = &self.http.public_url
+            && !is_base_url(url)
+        {
+            return invalid(format!(
+                "http.public_url = {url:?} must be an http(s) URL with a host, and no query or fragment"
+            ));
+        }
+        for origin in &self.http.cors_origins {
+            let wildcard_alone = origin == "*" && self.http.cors_origins.len() == 1;
+            if !(wildcard_alone || is_origin(origin)) {
+                return invalid(format!(
+                    "http.cors_origins: {origin:?} must be an origin (scheme://host[:port], no path), or `*` alone"
+                ));
+            }
+        }
         if self.mqtt.max_packet_bytes < 1024
             || self.mqtt.max_inflight == 0
             || self.mqtt.max_topic_levels == 0
@@ -721,6 +757,29 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_else(|e| format!("# cannot print configuration: {e}\n"))
     }
+}
+
+/// `http(s)://host[:port][/path]`, without query or fragment.
+fn is_base_url(url: &str) -> bool {
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let host = rest.split('/').next().unwrap_or("");
+    !host.is_empty()
+        && !url.contains(['?', '#', ' ', '\\'])
+        && !url.chars().any(|c| c.is_control())
+        && !host.contains('@')
+}
+
+/// `http(s)://host[:port]`: a base URL with no path.
+fn is_origin(origin: &str) -> bool {
+    is_base_url(origin)
+        && origin
+            .split_once("://")
+            .is_some_and(|(_, rest)| !rest.contains('/'))
 }
 
 fn parse_number<T: std::str::FromStr>(value: &str) -> Result<T, String> {
@@ -841,5 +900,42 @@ mod tests {
         );
         assert!(!c.to_toml().contains("topsecret"));
         assert!(!format!("{c:?}").contains("topsecret"));
+    }
+
+    #[test]
+    fn public_url_and_cors_origins_are_checked() {
+        let load = |key: &str, value: &str| {
+            let env: BTreeMap<String, String> =
+                [(key.to_string(), value.to_string())].into_iter().collect();
+            Config::load(None, &env)
+        };
+        for (key, value) in [
+            ("PORTICO_HTTP_PUBLIC_URL", "portal.example.com"),
+            ("PORTICO_HTTP_PUBLIC_URL", "https://portal.example.com/?x=1"),
+            ("PORTICO_HTTP_PUBLIC_URL", "https://user@portal.example.com"),
+            (
+                "PORTICO_HTTP_CORS_ORIGINS",
+                "https://portal.example.com/app",
+            ),
+            ("PORTICO_HTTP_CORS_ORIGINS", "*, https://portal.example.com"),
+            ("PORTICO_HTTP_CORS_ORIGINS", "portal.example.com"),
+        ] {
+            assert!(load(key, value).is_err(), "{key}={value}");
+        }
+        let c = load("PORTICO_HTTP_PUBLIC_URL", "https://portal.example.com/api/").expect("ok");
+        assert_eq!(
+            c.http.public_url.as_deref(),
+            Some("https://portal.example.com/api")
+        );
+        let c = load(
+            "PORTICO_HTTP_CORS_ORIGINS",
+            "https://portal.example.com, http://localhost:3000/",
+        )
+        .expect("ok");
+        assert_eq!(
+            c.http.cors_origins,
+            vec!["https://portal.example.com", "http://localhost:3000"]
+        );
+        assert!(load("PORTICO_HTTP_CORS_ORIGINS", "*").is_ok());
     }
 }

@@ -131,8 +131,7 @@ pub fn is_key_safe_id(value: &str) -> bool {
 }
 
 /// What a caller is told when `is_key_safe_id` refuses a value.
-pub const KEY_SAFE_ID_RULE: &str =
-    "must be 1 to 64 letters, digits, '-', '_' or '.', not starting or ending with '.' nor containing '..'";
+pub const KEY_SAFE_ID_RULE: &str = "must be 1 to 64 letters, digits, '-', '_' or '.', not starting or ending with '.' nor containing '..'";
 
 /// The form of a subject that stores index and match: ASCII letters folded to lower case (Okta
 /// subjects are often e-mail addresses, typed in any case), every other byte kept. No trimming
@@ -282,6 +281,9 @@ pub struct OutboxEntry {
 pub enum DocumentStatus {
     /// Waiting for its upload.
     Pending,
+    /// Its upload link is in use: the one PUT that reserved the document is streaming its bytes
+    /// (back to `pending` if that PUT fails).
+    Uploading,
     /// Uploaded; the worker is checking it.
     Processing,
     Ready,
@@ -292,6 +294,7 @@ impl DocumentStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             DocumentStatus::Pending => "pending",
+            DocumentStatus::Uploading => "uploading",
             DocumentStatus::Processing => "processing",
             DocumentStatus::Ready => "ready",
             DocumentStatus::Failed => "failed",
@@ -301,6 +304,7 @@ impl DocumentStatus {
     pub fn parse(s: &str) -> Option<DocumentStatus> {
         [
             DocumentStatus::Pending,
+            DocumentStatus::Uploading,
             DocumentStatus::Processing,
             DocumentStatus::Ready,
             DocumentStatus::Failed,

@@ -19,6 +19,7 @@ use portico_functions::Context;
 use portico_objects::SignedUrls;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 pub use extract::bearer_token;
@@ -35,6 +36,16 @@ pub struct Limits {
     pub request_timeout: Duration,
 }
 
+/// How the API meets the outside world.
+#[derive(Debug, Clone, Default)]
+pub struct Edge {
+    /// The external base URL that every absolute link starts with (no trailing slash).
+    pub public_url: Option<String>,
+    /// Browser origins that may call the API; `*` alone is any origin. Never with credentials:
+    /// the API authenticates with bearer tokens, not cookies.
+    pub cors_origins: Vec<String>,
+}
+
 /// Everything the handlers share.
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
@@ -46,6 +57,7 @@ struct Shared {
     /// Present when this host serves document bytes itself (the local host).
     signed_urls: Option<Arc<SignedUrls>>,
     limits: Limits,
+    edge: Edge,
 }
 
 impl AppState {
@@ -55,6 +67,7 @@ impl AppState {
         dev_issuer: Option<Arc<DevIssuer>>,
         signed_urls: Option<Arc<SignedUrls>>,
         limits: Limits,
+        edge: Edge,
     ) -> Self {
         AppState(Arc::new(Shared {
             context,
@@ -62,7 +75,12 @@ impl AppState {
             dev_issuer,
             signed_urls,
             limits,
+            edge,
         }))
+    }
+
+    pub fn edge(&self) -> &Edge {
+        &self.0.edge
     }
 
     pub fn signed_urls(&self) -> Option<&SignedUrls> {
@@ -207,5 +225,38 @@ pub fn app(state: AppState) -> Router {
                 .layer(middleware::from_fn(problem::normalize_errors))
                 .layer(CatchPanicLayer::new()),
         )
+        // Outermost, so a preflight is answered before routing and every answer, errors too,
+        // carries the CORS headers a browser needs to read it.
+        .layer(cors(&state.0.edge))
         .with_state(state)
+}
+
+/// CORS for the configured origins: the methods and headers the API uses, `x-request-id` and
+/// `Location` readable by scripts, preflights cached for ten minutes. No origins, no CORS.
+fn cors(edge: &Edge) -> CorsLayer {
+    use axum::http::{HeaderName, Method, header};
+    if edge.cors_origins.is_empty() {
+        return CorsLayer::new();
+    }
+    let origins = if edge.cors_origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            edge.cors_origins
+                .iter()
+                .filter_map(|o| o.parse().ok())
+                .collect::<Vec<_>>(),
+        )
+    };
+    let request_id = HeaderName::from_static("x-request-id");
+    CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods([Method::GET, Method::POST, Method::PUT])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            request_id.clone(),
+        ])
+        .expose_headers([request_id, header::LOCATION])
+        .max_age(Duration::from_secs(600))
 }

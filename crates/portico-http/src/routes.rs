@@ -27,9 +27,9 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use crate::AppState;
 use crate::extract::{Authenticated, JsonBody, Paging};
 use crate::problem::Problem;
+use crate::{AppState, Edge};
 
 type Answer<T> = Result<T, Problem>;
 
@@ -239,7 +239,7 @@ pub async fn request_upload(
     JsonBody(input): JsonBody<RequestUpload>,
 ) -> Answer<impl IntoResponse> {
     let mut ticket = documents::request_upload(state.context(), &caller, input).await?;
-    ticket.upload_url = absolute(&headers, ticket.upload_url);
+    ticket.upload_url = absolute(state.edge(), &headers, ticket.upload_url);
     let location = format!("/v1/documents/{}", ticket.document_id);
     Ok(created(location, ticket))
 }
@@ -270,7 +270,9 @@ pub async fn get_document(
     Path(id): Path<String>,
 ) -> Answer<Json<DocumentView>> {
     let mut view = documents::get(state.context(), &caller, &id).await?;
-    view.download_url = view.download_url.map(|u| absolute(&headers, u));
+    view.download_url = view
+        .download_url
+        .map(|u| absolute(state.edge(), &headers, u));
     Ok(Json(view))
 }
 
@@ -341,14 +343,31 @@ pub async fn upload_content(
         ))
         .into());
     }
+    documents::reserve_upload(ctx, &document.id).await?;
+    let mut reservation = Reservation {
+        state: Some(state.clone()),
+        id: document.id.clone(),
+    };
     let stream = body
         .into_data_stream()
         .map_err(std::io::Error::other)
         .boxed();
-    let stored = ctx
+    let stored = match ctx
         .objects
         .put(&document.object_key(), stream, document.size)
-        .await?;
+        .await
+    {
+        Ok(stored) => stored,
+        Err(e) => {
+            // Released before answering, so the client sees `pending` as soon as it is told.
+            reservation.state = None;
+            documents::release_upload(ctx, &document.id).await?;
+            return Err(e.into());
+        }
+    };
+    // Stored: from here on the document never goes back to pending, so no later PUT can replace
+    // bytes the worker may be checking.
+    reservation.state = None;
     documents::upload_completed(ctx, &document, &stored).await?;
     Ok((
         [(header::ETAG, format!("\"{}\"", stored.sha256))],
@@ -422,21 +441,63 @@ fn param<T: std::str::FromStr>(query: &HashMap<String, String>, name: &str) -> R
         .ok_or_else(bad_link)
 }
 
-/// Makes a host-relative URL absolute with the host the client called.
-fn absolute(headers: &HeaderMap, url: String) -> String {
+/// A document reserved by an upload PUT that has not stored its bytes yet. Dropped while still
+/// armed (the PUT failed, or the client went away mid-body and axum dropped the handler), it
+/// gives the document back to `pending`.
+struct Reservation {
+    state: Option<AppState>,
+    id: String,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let Some(state) = self.state.take() else {
+            return;
+        };
+        let id = std::mem::take(&mut self.id);
+        tokio::spawn(async move {
+            if let Err(e) = documents::release_upload(state.context(), &id).await {
+                tracing::warn!(document_id = id, error = %e, "releasing an upload reservation failed");
+            }
+        });
+    }
+}
+
+/// Makes a host-relative URL absolute: with the configured public URL; else with the Host the
+/// caller sent, but only a loopback one (a developer's own machine): any other Host header is the
+/// caller's to choose, so it never names this server in a link, and the link stays host-relative.
+fn absolute(edge: &Edge, headers: &HeaderMap, url: String) -> String {
     if !url.starts_with('/') {
         return url;
     }
-    let host = headers
+    if let Some(base) = &edge.public_url {
+        return format!("{base}{url}");
+    }
+    let Some(host) = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .unwrap_or("127.0.0.1");
+        .filter(|h| is_loopback_host(h))
+    else {
+        return url;
+    };
     let scheme = headers
         .get("x-forwarded-proto")
         .and_then(|h| h.to_str().ok())
         .filter(|p| *p == "https" || *p == "http")
         .unwrap_or("http");
     format!("{scheme}://{host}{url}")
+}
+
+/// `localhost`, `127.x.y.z` or `[::1]`, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The e-mail outbox, newest first (admins): every e-mail with its delivery state.
@@ -591,11 +652,15 @@ pub async fn dev_issuer_metadata(
     headers: HeaderMap,
 ) -> Answer<impl IntoResponse> {
     let issuer = state.dev_issuer().ok_or_else(no_dev_issuer)?;
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("127.0.0.1");
-    let jwks_uri = format!("http://{host}/oauth2/default/v1/keys");
+    let mut jwks_uri = absolute(
+        state.edge(),
+        &headers,
+        "/oauth2/default/v1/keys".to_string(),
+    );
+    if jwks_uri.starts_with('/') {
+        // Metadata needs an absolute URI: the issuer's own origin.
+        jwks_uri = format!("{}/v1/keys", issuer.issuer());
+    }
     Ok(Json(issuer.metadata(&jwks_uri)))
 }
 

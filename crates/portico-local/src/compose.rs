@@ -12,7 +12,7 @@ use portico_config::{Backend, Config};
 use portico_core::Mailer;
 use portico_core::ports::SequenceRange;
 use portico_functions::{Context, Settings};
-use portico_http::{AppState, Limits};
+use portico_http::{AppState, Edge, Limits};
 use portico_mail::{LocalSink, SendGrid};
 use portico_objects::{Objects, SignedUrls};
 use portico_pdf::Pdf;
@@ -157,6 +157,14 @@ fn assemble(
         dev_issuer.clone(),
         signed_urls,
         limits(config),
+        Edge {
+            public_url: config
+                .http
+                .public_url
+                .as_deref()
+                .map(|u| u.trim_end_matches('/').to_string()),
+            cors_origins: config.http.cors_origins.clone(),
+        },
     );
     Composition {
         state,

@@ -6,12 +6,12 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use std::time::Duration;
 
+use portico_core::domain::sub_key;
 use portico_core::domain::{
     Account, AccountKind, Document, DocumentStatus, EmailStatus, Instrument, Lot, Notification,
     OutboundEmail, OutboxEntry, Product, Role, Shipment, User,
 };
 use portico_core::ports::{NewAccount, Page, PageRequest, SequenceRange};
-use portico_core::domain::sub_key;
 use portico_core::{Error, Outbox, Result, Store};
 use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
 use time::OffsetDateTime;

@@ -225,12 +225,49 @@ pub async fn upload_completed(
     Ok(())
 }
 
-/// Pending -> processing (a no-op for documents already past it).
+/// A PUT on a document's upload link begins: reserves the document for that PUT, atomically, so
+/// a second PUT (concurrent or later, even after the file was checked) is a conflict and changes
+/// nothing.
+pub async fn reserve_upload(ctx: &Context, id: &str) -> Result<()> {
+    let reserved = ctx
+        .store
+        .transition_document(
+            id,
+            &[DocumentStatus::Pending],
+            DocumentStatus::Uploading,
+            None,
+            None,
+        )
+        .await?;
+    if !reserved {
+        return Err(Error::Conflict(
+            "this document's file was already uploaded, or is being uploaded".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The PUT that reserved a document ended before its bytes were stored: the link (until it
+/// expires) may be used again.
+pub async fn release_upload(ctx: &Context, id: &str) -> Result<()> {
+    ctx.store
+        .transition_document(
+            id,
+            &[DocumentStatus::Uploading],
+            DocumentStatus::Pending,
+            None,
+            None,
+        )
+        .await?;
+    Ok(())
+}
+
+/// Pending (or uploading) -> processing (a no-op for documents already past it).
 async fn mark_processing(ctx: &Context, id: &str) -> Result<()> {
     ctx.store
         .transition_document(
             id,
-            &[DocumentStatus::Pending],
+            &[DocumentStatus::Pending, DocumentStatus::Uploading],
             DocumentStatus::Processing,
             None,
             None,
@@ -407,7 +444,11 @@ async fn finish(
         .store
         .transition_document(
             &document.id,
-            &[DocumentStatus::Pending, DocumentStatus::Processing],
+            &[
+                DocumentStatus::Pending,
+                DocumentStatus::Uploading,
+                DocumentStatus::Processing,
+            ],
             status,
             reason,
             metadata,

@@ -169,7 +169,9 @@ async fn look_alike_subjects_are_other_people() {
     let (_, me) = app.get("/v1/me", &karl).await;
     let karl_id = me["id"].as_str().expect("karl has an id").to_string();
     // ASCII case still folds: Okta subjects are often e-mail addresses typed in any case.
-    let (_, me) = app.get("/v1/me", &app.token("KARL@Beta.Example", &[])).await;
+    let (_, me) = app
+        .get("/v1/me", &app.token("KARL@Beta.Example", &[]))
+        .await;
     assert_eq!(me["id"], karl_id.as_str());
     // A Kelvin sign, a trailing or leading space, a dotless i: other subjects, not aliases.
     for sub in [
@@ -189,7 +191,11 @@ async fn look_alike_subjects_are_other_people() {
         assert_eq!(status, StatusCode::FORBIDDEN, "{sub:?}");
     }
     // And none of them can be added as a user either.
-    for sub in [" karl@beta.example", "karl@beta.example ", "ka\u{0007}rl@beta.example"] {
+    for sub in [
+        " karl@beta.example",
+        "karl@beta.example ",
+        "ka\u{0007}rl@beta.example",
+    ] {
         let (status, problem) = app
             .post(
                 &format!("/v1/accounts/{}/users", id(&beta)),
@@ -197,7 +203,11 @@ async fn look_alike_subjects_are_other_people() {
                 json!({"sub": sub, "email": "k@beta.example", "display_name": "K", "roles": ["scientist"]}),
             )
             .await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{sub:?}: {problem}");
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{sub:?}: {problem}"
+        );
         assert_eq!(problem["errors"][0]["field"], "sub", "{problem}");
     }
 }

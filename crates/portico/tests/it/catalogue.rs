@@ -230,7 +230,11 @@ async fn ids_that_name_stored_objects_are_refused_unless_storage_takes_them() {
         assert_eq!(problem["errors"][0]["field"], "lot_number", "{problem}");
     }
     for (path, body, field) in [
-        ("/v1/products", json!({"sku": "P..1", "name": "x", "category": "y"}), "sku"),
+        (
+            "/v1/products",
+            json!({"sku": "P..1", "name": "x", "category": "y"}),
+            "sku",
+        ),
         (
             "/v1/instruments",
             json!({"serial": "SN..1", "model": "m", "account_id": id(&acme), "name": "n"}),
@@ -238,7 +242,11 @@ async fn ids_that_name_stored_objects_are_refused_unless_storage_takes_them() {
         ),
     ] {
         let (status, problem) = app.post(path, &admin, body).await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {problem}");
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{path}: {problem}"
+        );
         assert_eq!(problem["errors"][0]["field"], field, "{problem}");
     }
     // A dotted lot number that storage takes works end to end.

@@ -301,6 +301,117 @@ async fn bad_requests_and_bad_uploads_are_refused_and_lose_nothing() {
     assert_eq!(status, StatusCode::CONFLICT);
 }
 
+/// Sends the head of a PUT and the first `sent` bytes of `body` over a raw socket, leaving the
+/// rest for later: a slow client in the middle of its upload.
+async fn slow_put(
+    url: &str,
+    content_type: &str,
+    body: &[u8],
+    sent: usize,
+) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let rest = url.strip_prefix("http://").expect("http url");
+    let (host, path) = rest.split_at(rest.find('/').expect("path"));
+    let mut stream = tokio::net::TcpStream::connect(host)
+        .await
+        .expect("connects");
+    let head = format!(
+        "PUT {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("head");
+    stream.write_all(&body[..sent]).await.expect("first bytes");
+    stream.flush().await.expect("flush");
+    stream
+}
+
+/// Finishes a `slow_put` and reads the status code of its answer.
+async fn finish_slow_put(mut stream: tokio::net::TcpStream, rest: &[u8]) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(rest).await.expect("rest of the body");
+    let mut answer = vec![0u8; 1024];
+    let n = stream.read(&mut answer).await.expect("answer");
+    let line = String::from_utf8_lossy(&answer[..n]);
+    line.split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("a status line")
+}
+
+#[tokio::test]
+async fn an_upload_link_stores_one_file_once() {
+    let app = spawn_app().await;
+    let carol = scientist(&app).await;
+    let first = RUN_CSV.as_bytes().to_vec();
+    let (_, ticket) = request(&app, &carol.token, "run.csv", "text/csv", first.len()).await;
+    let url = ticket["upload_url"].as_str().expect("url").to_string();
+    let doc_id = ticket["document_id"].as_str().expect("id").to_string();
+    // The same length, other bytes: what an attacker would swap in.
+    let swapped: Vec<u8> = RUN_CSV.replace("0.12", "9.99").into_bytes();
+    assert_eq!(swapped.len(), first.len());
+
+    let slow = slow_put(&url, "text/csv", &swapped, 10).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // While the slow PUT holds the link, another is a conflict that changes nothing.
+    let (status, problem) = put(&app, &url, "text/csv", first.clone()).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(finish_slow_put(slow, &swapped[10..]).await, 200);
+    let doc = settled(&app, &carol.token, &doc_id).await;
+    assert_eq!(doc["status"], "ready", "{doc}");
+    // After the check, the link stores nothing more, in one go or slowly.
+    let (status, _) = put(&app, &url, "text/csv", first.clone()).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let late = slow_put(&url, "text/csv", &first, 10).await;
+    assert_eq!(finish_slow_put(late, &first[10..]).await, 409);
+    // The stored bytes are the ones the worker checked.
+    let download = doc["download_url"].as_str().expect("download url");
+    let stored = app
+        .client
+        .get(download)
+        .send()
+        .await
+        .expect("download")
+        .bytes()
+        .await
+        .expect("bytes");
+    assert_eq!(stored.as_ref(), swapped.as_slice());
+    // And the recorded checksum is theirs: the same bytes uploaded anew give the same one.
+    let twin = upload(&app, &carol.token, "twin.csv", "text/csv", &swapped).await;
+    assert_eq!(doc["metadata"]["sha256"], twin["metadata"]["sha256"]);
+}
+
+#[tokio::test]
+async fn a_failed_or_abandoned_upload_frees_its_link() {
+    let app = spawn_app().await;
+    let carol = scientist(&app).await;
+    let body = RUN_CSV.as_bytes().to_vec();
+    let (_, ticket) = request(&app, &carol.token, "run.csv", "text/csv", body.len()).await;
+    let url = ticket["upload_url"].as_str().expect("url").to_string();
+    let doc_id = ticket["document_id"].as_str().expect("id").to_string();
+    // A client that goes away mid-body leaves the document pending, not stuck.
+    let abandoned = slow_put(&url, "text/csv", &body, 10).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(abandoned);
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        let (_, doc) = app
+            .get(&format!("/v1/documents/{doc_id}"), &carol.token)
+            .await;
+        status = doc["status"].clone();
+        if status == "pending" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, "pending");
+    let (status, _) = put(&app, &url, "text/csv", body).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        settled(&app, &carol.token, &doc_id).await["status"],
+        "ready"
+    );
+}
+
 #[tokio::test]
 async fn upload_links_expire() {
     let app = spawn_app_with(&[("PORTICO_DOCUMENTS_UPLOAD_URL_TTL_SECS", "1")]).await;

@@ -258,3 +258,143 @@ async fn the_dev_issuer_publishes_discovery_and_keys() {
         "private key material must never be served"
     );
 }
+
+/// The upload link a caller gets when it says `Host: host`.
+async fn upload_url_for_host(app: &crate::helpers::TestApp, token: &str, host: &str) -> String {
+    let response = app
+        .client
+        .post(app.url("/v1/documents/uploads"))
+        .bearer_auth(token)
+        .header("host", host)
+        .json(&serde_json::json!({"filename": "run.csv", "content_type": "text/csv", "size": 10}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let ticket: Value = response.json().await.expect("json");
+    ticket["upload_url"].as_str().expect("url").to_string()
+}
+
+#[tokio::test]
+async fn links_name_this_server_only_as_configured_or_from_loopback() {
+    let app = spawn_app().await;
+    let acme = app.create_account("Acme").await;
+    let carol = app
+        .add_user(
+            &crate::helpers::id(&acme),
+            "carol@acme.example",
+            &["scientist"],
+        )
+        .await;
+    // A caller's Host header names the server only on loopback (a developer's own machine) ...
+    let port = app.addr.port();
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+    ] {
+        let url = upload_url_for_host(&app, &carol, &host).await;
+        assert!(
+            url.starts_with(&format!("http://{host}/v1/documents/")),
+            "{url}"
+        );
+    }
+    // ... any other Host is the caller's invention: the link stays host-relative.
+    for host in ["evil.example", "evil.example:80", "127.0.0.1.evil.example"] {
+        let url = upload_url_for_host(&app, &carol, host).await;
+        assert!(url.starts_with("/v1/documents/"), "{host}: {url}");
+    }
+
+    let app =
+        spawn_app_with(&[("PORTICO_HTTP_PUBLIC_URL", "https://portal.example.com/api/")]).await;
+    let acme = app.create_account("Acme").await;
+    let carol = app
+        .add_user(
+            &crate::helpers::id(&acme),
+            "carol@acme.example",
+            &["scientist"],
+        )
+        .await;
+    for host in ["evil.example", "127.0.0.1"] {
+        let url = upload_url_for_host(&app, &carol, host).await;
+        assert!(
+            url.starts_with("https://portal.example.com/api/v1/documents/"),
+            "{host}: {url}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn cross_origin_calls_follow_the_configured_origins() {
+    let preflight = |app: &crate::helpers::TestApp, origin: &str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/v1/me"))
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+    };
+    let app = spawn_app().await;
+    let response = preflight(&app, "https://portal.example.com")
+        .await
+        .expect("sent");
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+
+    let app = spawn_app_with(&[(
+        "PORTICO_HTTP_CORS_ORIGINS",
+        "https://portal.example.com, http://localhost:3000",
+    )])
+    .await;
+    let response = preflight(&app, "https://portal.example.com")
+        .await
+        .expect("sent");
+    assert!(response.status().is_success(), "{}", response.status());
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+    };
+    assert_eq!(
+        header("access-control-allow-origin"),
+        "https://portal.example.com"
+    );
+    assert!(header("access-control-allow-headers").contains("authorization"));
+    assert!(header("access-control-allow-methods").contains("put"));
+    assert!(header("access-control-allow-credentials").is_empty());
+    let response = preflight(&app, "https://evil.example").await.expect("sent");
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    // The answer itself, errors too, is readable by the page, request id included.
+    let response = app
+        .client
+        .get(app.url("/v1/me"))
+        .header("origin", "http://localhost:3000")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let allowed = response.headers().get("access-control-allow-origin");
+    assert_eq!(
+        allowed.and_then(|v| v.to_str().ok()),
+        Some("http://localhost:3000")
+    );
+    let exposed = response
+        .headers()
+        .get("access-control-expose-headers")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    assert!(exposed.contains("x-request-id"), "{exposed}");
+}
