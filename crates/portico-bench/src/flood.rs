@@ -29,11 +29,20 @@ pub struct Args {
     /// How long the flood lasts.
     #[arg(long, default_value = "6s")]
     duration: humantime::Duration,
+    /// Loopback source addresses the flood comes from (127.0.0.2, 127.0.0.3, ...), to stand for
+    /// a distributed attack; 1 = every attacker on 127.0.0.1.
+    #[arg(long, default_value_t = 1)]
+    sources: u8,
+    /// Flood with a new unknown serial per attempt (each a full secret check) instead of one
+    /// known serial.
+    #[arg(long)]
+    unknown_serials: bool,
     /// Upper bound on CONNECT attempts in the flood, whatever the duration.
     #[arg(long, default_value_t = 20_000)]
     max_attempts: usize,
-    /// Refusals timed one at a time for a known and for an unknown serial.
-    #[arg(long, default_value_t = 40)]
+    /// Refusals timed one at a time for a known and for an unknown serial, each known serial
+    /// once (failures of one serial are throttled after five; of one address after twenty).
+    #[arg(long, default_value_t = 9)]
     timing_samples: usize,
 }
 
@@ -47,17 +56,18 @@ pub fn main(args: Args, config: Config, issuer: Arc<DevIssuer>) -> anyhow::Resul
 async fn run(args: Args, config: Config, issuer: Arc<DevIssuer>) -> anyhow::Result<()> {
     let mqtt = args.mqtt_addr.clone().unwrap_or(config.mqtt.addr.clone());
     let http_base = format!("http://{}", config.http.addr);
-    let serial = seed_instrument(&issuer, &http_base).await?;
+    let serials = seed_instruments(&issuer, &http_base, args.timing_samples.max(1)).await?;
+    let serial = serials[0].clone();
     println!("machine: {} cores; {}", cores(), cpu_model());
     println!();
 
     // Timing first, on a quiet server; each sample is its own connection.
     let mut known = Latencies::default();
     let mut unknown = Latencies::default();
-    for n in 0..args.timing_samples {
+    for (n, known_serial) in serials.iter().enumerate() {
         known
             .0
-            .push(time_refusal(&mqtt, &serial, &format!("timing-k-{n}")).await?);
+            .push(time_refusal(&mqtt, known_serial, &format!("timing-k-{n}")).await?);
         unknown
             .0
             .push(time_refusal(&mqtt, &format!("SN-NOPE-{n}"), &format!("timing-u-{n}")).await?);
@@ -80,6 +90,16 @@ async fn run(args: Args, config: Config, issuer: Arc<DevIssuer>) -> anyhow::Resu
             (mqtt.clone(), serial.clone(), stop.clone(), attempts.clone());
         let refused_fast = refused_fast.clone();
         let max = args.max_attempts;
+        let unknown_serials = args.unknown_serials;
+        let source = match args.sources {
+            0 | 1 => None,
+            n => Some(std::net::Ipv4Addr::new(
+                127,
+                0,
+                0,
+                2 + (worker % usize::from(n)) as u8,
+            )),
+        };
         flooders.push(tokio::spawn(async move {
             let mut n = 0usize;
             while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
@@ -89,7 +109,12 @@ async fn run(args: Args, config: Config, issuer: Arc<DevIssuer>) -> anyhow::Resu
                 let started = Instant::now();
                 let client_id = format!("flood-{worker}-{n}");
                 n += 1;
-                if connect(&mqtt, &client_id, &serial, "wrong-secret")
+                let username = if unknown_serials {
+                    format!("SN-GUESS-{worker}-{n}")
+                } else {
+                    serial.clone()
+                };
+                if connect_from(source, &mqtt, &client_id, &username, "wrong-secret")
                     .await
                     .is_ok()
                     && started.elapsed() < Duration::from_millis(2)
@@ -114,8 +139,15 @@ async fn run(args: Args, config: Config, issuer: Arc<DevIssuer>) -> anyhow::Resu
     println!("| GET /healthz | samples | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|");
     quiet.print("quiet server");
     flooded.print(&format!(
-        "during {sent} bad CONNECTs from {} connections in {}",
-        args.attackers, args.duration
+        "during {sent} bad CONNECTs ({}) from {} connections, {} source addresses, in {}",
+        if args.unknown_serials {
+            "a new unknown serial each"
+        } else {
+            "one known serial"
+        },
+        args.attackers,
+        args.sources.max(1),
+        args.duration
     ));
     println!();
     println!(
@@ -125,8 +157,12 @@ async fn run(args: Args, config: Config, issuer: Arc<DevIssuer>) -> anyhow::Resu
     Ok(())
 }
 
-/// Registers an instrument through the API, as an admin would.
-async fn seed_instrument(issuer: &DevIssuer, base: &str) -> anyhow::Result<String> {
+/// Registers `count` instruments through the API, as an admin would.
+async fn seed_instruments(
+    issuer: &DevIssuer,
+    base: &str,
+    count: usize,
+) -> anyhow::Result<Vec<String>> {
     let http = reqwest::Client::new();
     let admin = mint(issuer, "bench-admin@portico.example", &["portico-admins"])?;
     let post = |path: &'static str, body: Value| {
@@ -153,13 +189,17 @@ async fn seed_instrument(issuer: &DevIssuer, base: &str) -> anyhow::Result<Strin
     )
     .await?;
     let account_id = account["id"].as_str().context("account id")?;
-    let serial = format!("SN-FLOOD-{run}");
-    post(
-        "/v1/instruments",
-        json!({"serial": serial, "model": "Bench", "account_id": account_id, "name": "Flood"}),
-    )
-    .await?;
-    Ok(serial)
+    let mut serials = Vec::with_capacity(count);
+    for n in 0..count {
+        let serial = format!("SN-FLOOD-{run}-{n}");
+        post(
+            "/v1/instruments",
+            json!({"serial": serial, "model": "Bench", "account_id": account_id, "name": "Flood"}),
+        )
+        .await?;
+        serials.push(serial);
+    }
+    Ok(serials)
 }
 
 async fn time_refusal(addr: &str, serial: &str, client_id: &str) -> anyhow::Result<Duration> {
@@ -171,8 +211,18 @@ async fn time_refusal(addr: &str, serial: &str, client_id: &str) -> anyhow::Resu
     Ok(started.elapsed())
 }
 
-/// One MQTT 3.1.1 CONNECT; answers the CONNACK return code.
 async fn connect(
+    addr: &str,
+    client_id: &str,
+    username: &str,
+    password: &str,
+) -> anyhow::Result<u8> {
+    connect_from(None, addr, client_id, username, password).await
+}
+
+/// One MQTT 3.1.1 CONNECT, from `source` if given; answers the CONNACK return code.
+async fn connect_from(
+    source: Option<std::net::Ipv4Addr>,
     addr: &str,
     client_id: &str,
     username: &str,
@@ -202,7 +252,18 @@ async fn connect(
         }
     }
     packet.extend_from_slice(&body);
-    let mut stream = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr))
+    let open = async {
+        match source {
+            None => Ok(TcpStream::connect(addr).await?),
+            Some(ip) => {
+                let socket = tokio::net::TcpSocket::new_v4()?;
+                socket.bind((ip, 0).into())?;
+                let target: std::net::SocketAddr = addr.parse()?;
+                Ok::<_, anyhow::Error>(socket.connect(target).await?)
+            }
+        }
+    };
+    let mut stream = tokio::time::timeout(Duration::from_secs(10), open)
         .await
         .context("connect timed out")??;
     stream.write_all(&packet).await?;

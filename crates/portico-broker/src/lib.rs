@@ -118,9 +118,12 @@ impl Broker {
 
         let inflight = NonZeroU16::new(settings.max_inflight).unwrap_or(NonZeroU16::MIN);
         let builder = |name: &str, addr: SocketAddr| {
+            // SO_REUSEADDR, as tokio's listeners have: a restarted broker binds at once even
+            // while its last connections sit in TIME_WAIT (a live listener still conflicts).
             Builder::new()
                 .name(name)
                 .laddr(addr)
+                .reuseaddr(Some(true))
                 .allow_anonymous(false)
                 .max_packet_size(settings.max_packet_size)
                 .max_inflight(inflight)
