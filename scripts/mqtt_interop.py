@@ -4,7 +4,8 @@
 Starts `portico serve` on free loopback ports with a fresh data dir, then drives the instrument
 alert path with Debian's mosquitto_pub / mosquitto_sub (MQTT 3.1, 3.1.1 and 5 over TCP) and with
 paho-mqtt over WebSocket (MQTT 3.1, 3.1.1 and 5): the lab manager gets the alert, a scientist's
-wildcard subscription is refused, a wrong device secret is refused.
+wildcard subscription is refused, a wrong device secret is refused, and so are a will on a topic
+the client may not publish to and a client id that is an instrument's serial.
 
 Usage: scripts/mqtt_interop.py PATH_TO_PORTICO_BINARY
 Prints one line per check and ends with "N passed, M failed"; exits non-zero on any failure.
@@ -89,11 +90,11 @@ def mosquitto_sub(addr, version, client_id, password, topic):
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def mosquitto_pub(addr, version, serial, secret, topic, message):
+def mosquitto_pub(addr, version, serial, secret, topic, message, client_id=None, extra=()):
     host, port = host_port(addr)
     return subprocess.run(
-        ["mosquitto_pub", "-h", host, "-p", port, "-V", version, "-i", serial, "-u", serial,
-         "-P", secret, "-t", topic, "-q", "1", "-m", message],
+        ["mosquitto_pub", "-h", host, "-p", port, "-V", version, "-i", client_id or serial,
+         "-u", serial, "-P", secret, "-t", topic, "-q", "1", "-m", message, *extra],
         capture_output=True, text=True, timeout=TIMEOUT)
 
 
@@ -165,6 +166,20 @@ def main():
 
                 bad = mosquitto_pub(mqtt_addr, version, "SN-IOP", "wrong-secret", "instruments/SN-IOP/events", "{}")
                 check(f"mosquitto_pub -V {version}: a wrong device secret is refused", bad.returncode != 0, bad.stderr)
+
+                # A scientist may publish to her account's channels, but not leave a retained
+                # command for an instrument as her will, nor connect as the instrument's client id.
+                channel = f"accounts/{account}/channels/iop"
+                forged = mosquitto_pub(mqtt_addr, version, "carol", carol, channel, "hello",
+                                       client_id=f"carol-will-{version}",
+                                       extra=("--will-topic", "instruments/SN-IOP/commands",
+                                              "--will-payload", "purge", "--will-retain", "--will-qos", "1"))
+                check(f"mosquitto_pub -V {version}: a will on another's topic is refused",
+                      forged.returncode != 0 and "not authori" in (forged.stderr + forged.stdout).lower(),
+                      forged.stderr)
+                squat = mosquitto_pub(mqtt_addr, version, "carol", carol, channel, "hello", client_id="SN-IOP")
+                check(f"mosquitto_pub -V {version}: an instrument's serial as client id is refused",
+                      squat.returncode != 0, squat.stderr)
 
             for name, protocol in (("3.1", mqtt.MQTTv31), ("3.1.1", mqtt.MQTTv311), ("5", mqtt.MQTTv5)):
                 def trigger(name=name):

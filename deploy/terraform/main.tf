@@ -298,6 +298,20 @@ resource "aws_lambda_permission" "instrument_alert" {
 resource "aws_apigatewayv2_api" "portico" {
   name          = var.name
   protocol_type = "HTTP"
+
+  # API Gateway answers preflights itself (before the authorizer) and sets these headers on every
+  # answer; the same origins as PORTICO_HTTP_CORS_ORIGINS on the local host.
+  dynamic "cors_configuration" {
+    for_each = length(var.cors_origins) > 0 ? [1] : []
+    content {
+      allow_origins     = var.cors_origins
+      allow_methods     = ["GET", "POST", "PUT"]
+      allow_headers     = ["authorization", "content-type", "x-request-id"]
+      expose_headers    = ["x-request-id", "location"]
+      allow_credentials = false
+      max_age           = 600
+    }
+  }
 }
 
 resource "aws_apigatewayv2_authorizer" "token" {

@@ -71,3 +71,9 @@ variable "log_level" {
   type    = string
   default = "info"
 }
+
+variable "cors_origins" {
+  description = "Browser origins allowed to call the API (e.g. https://portal.example.com); [\"*\"] for any origin (never with credentials); empty for no cross-origin access."
+  type        = list(string)
+  default     = []
+}
