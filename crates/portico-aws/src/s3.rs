@@ -1,10 +1,20 @@
 //! Objects in S3 through `object_store` (the same multipart, exact-size writer as local files),
 //! and presigned S3 URLs for clients' uploads and downloads.
+//!
+//! An upload URL must hold the client to what was declared and work once: it signs the declared
+//! `Content-Type` and `Content-Length`, and `If-None-Match: *`, a conditional write S3 refuses
+//! (412) once the object exists. So the link stores one file, of the declared size and type, and
+//! can never replace a file the worker has checked. object_store's signer signs only method and
+//! path, so uploads are presigned with `aws-sigv4` (AWS's own SigV4 code) instead.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use aws_sigv4::http_request::{
+    PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
+    UriPathNormalizationMode, sign,
+};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
 use object_store::signer::Signer;
@@ -36,40 +46,110 @@ pub fn bucket(bucket: &str, region: &str, endpoint: Option<&str>) -> Result<Arc<
 /// `FileUrls` as S3 presigned URLs for the document's object key.
 pub struct PresignedUrls {
     s3: Arc<AmazonS3>,
+    region: String,
 }
 
 impl PresignedUrls {
-    pub fn new(s3: Arc<AmazonS3>) -> PresignedUrls {
-        PresignedUrls { s3 }
+    pub fn new(s3: Arc<AmazonS3>, region: &str) -> PresignedUrls {
+        PresignedUrls {
+            s3,
+            region: region.to_string(),
+        }
     }
 
+    /// object_store's presigned URL for `method`: path and method signed, nothing else.
     async fn sign(
         &self,
         method: http::Method,
         document: &Document,
         expires_at: i64,
-    ) -> Result<String> {
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let valid_for = Duration::from_secs(expires_at.saturating_sub(now).max(1) as u64);
+    ) -> Result<url::Url> {
         let path = Path::parse(document.object_key())
             .map_err(|e| Error::Unexpected(anyhow::anyhow!("object key: {e}")))?;
-        let url = self
-            .s3
-            .signed_url(method, &path, valid_for.min(MAX_PRESIGN))
+        self.s3
+            .signed_url(method, &path, valid_for(expires_at))
             .await
-            .map_err(|e| Error::Unavailable(format!("presigning S3 URL: {e}")))?;
+            .map_err(|e| Error::Unavailable(format!("presigning S3 URL: {e}")))
+    }
+
+    /// A PUT presigned with the document's type, size and the create-only condition signed in.
+    async fn sign_upload(&self, document: &Document, expires_at: i64) -> Result<String> {
+        // object_store knows the bucket's URL form (virtual-hosted or path-style, the endpoint);
+        // its URL without the query is the request to sign.
+        let mut url = self.sign(http::Method::PUT, document, expires_at).await?;
+        url.set_query(None);
+        let credential = self
+            .s3
+            .credentials()
+            .get_credential()
+            .await
+            .map_err(|e| Error::Unavailable(format!("AWS credentials for presigning: {e}")))?;
+        let identity = aws_credential_types::Credentials::new(
+            credential.key_id.clone(),
+            credential.secret_key.clone(),
+            credential.token.clone(),
+            None,
+            "portico",
+        )
+        .into();
+        let mut settings = SigningSettings::default();
+        settings.signature_location = SignatureLocation::QueryParams;
+        settings.expires_in = Some(valid_for(expires_at));
+        // S3's rules: keys are encoded once and never normalized.
+        settings.percent_encoding_mode = PercentEncodingMode::Single;
+        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name("s3")
+            .time(SystemTime::now())
+            .settings(settings)
+            .build()
+            .map_err(|e| Error::Unexpected(anyhow::anyhow!("presigning parameters: {e}")))?
+            .into();
+        let size = document.size.to_string();
+        let headers = [
+            ("content-type", document.content_type.as_str()),
+            ("content-length", size.as_str()),
+            portico_core::ports::UPLOAD_CONDITION,
+        ];
+        let request = SignableRequest::new(
+            "PUT",
+            url.as_str(),
+            headers.into_iter(),
+            SignableBody::UnsignedPayload,
+        )
+        .map_err(|e| Error::Unexpected(anyhow::anyhow!("presigning {url}: {e}")))?;
+        let (instructions, _) = sign(request, &params)
+            .map_err(|e| Error::Unexpected(anyhow::anyhow!("presigning {url}: {e}")))?
+            .into_parts();
+        {
+            let mut query = url.query_pairs_mut();
+            for (name, value) in instructions.params() {
+                query.append_pair(name, value);
+            }
+        }
         Ok(url.to_string())
     }
+}
+
+/// How long a URL is valid to be good until `expires_at` (S3 caps it at seven days).
+fn valid_for(expires_at: i64) -> Duration {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    Duration::from_secs(expires_at.saturating_sub(now).max(1) as u64).min(MAX_PRESIGN)
 }
 
 #[async_trait]
 impl FileUrls for PresignedUrls {
     async fn upload_url(&self, document: &Document, expires_at: i64) -> Result<String> {
-        self.sign(http::Method::PUT, document, expires_at).await
+        self.sign_upload(document, expires_at).await
     }
 
     async fn download_url(&self, document: &Document, expires_at: i64) -> Result<String> {
-        self.sign(http::Method::GET, document, expires_at).await
+        Ok(self
+            .sign(http::Method::GET, document, expires_at)
+            .await?
+            .to_string())
     }
 }
 
@@ -105,7 +185,7 @@ impl LazyBucket {
                     .map_err(|e| e.to_string())?;
                 Ok(Opened {
                     objects: portico_objects::Objects::from_store(s3.clone()),
-                    urls: PresignedUrls::new(s3),
+                    urls: PresignedUrls::new(s3, &self.region),
                 })
             })
             .as_ref()

@@ -164,6 +164,11 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn get(&self, key: &str) -> Result<ByteStream>;
 }
 
+/// The header every upload PUT carries beside `Content-Type`: create-only. S3 refuses (412) a
+/// conditional PUT once the object exists, so an upload link can never replace a stored file;
+/// presigned URLs sign it in, and upload tickets tell clients to send it.
+pub const UPLOAD_CONDITION: (&str, &str) = ("If-None-Match", "*");
+
 /// Where clients send and fetch document bytes: signed, expiring URLs (locally, routes of the
 /// local host; on AWS, S3 presigned URLs). A URL may be relative to the API's base URL.
 #[async_trait]

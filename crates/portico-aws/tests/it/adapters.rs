@@ -183,7 +183,7 @@ async fn presigned_urls_take_an_upload_and_give_it_back() {
     use portico_core::{FileUrls, ObjectStore};
     let env = env(REGION).await;
     let bucket = env.bucket().await;
-    let urls = portico_aws::PresignedUrls::new(bucket.clone());
+    let urls = portico_aws::PresignedUrls::new(bucket.clone(), REGION);
     let objects = portico_objects::Objects::from_store(bucket);
     let now = time::OffsetDateTime::now_utc();
     let document = portico_core::domain::Document {
@@ -203,15 +203,25 @@ async fn presigned_urls_take_an_upload_and_give_it_back() {
     let upload = urls.upload_url(&document, expires).await.unwrap();
     assert!(upload.contains("X-Amz-Signature="), "{upload}");
     assert!(upload.contains("documents/acc-1/d-1"), "{upload}");
+    // S3 checks every signed header: the declared type and size, and create-only.
+    assert!(
+        upload.contains("X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost%3Bif-none-match"),
+        "{upload}"
+    );
     let client = reqwest::Client::new();
-    let put = client
-        .put(&upload)
-        .header("content-type", "text/csv")
-        .body("a,b\n1,2\n")
-        .send()
-        .await
-        .unwrap();
-    assert!(put.status().is_success(), "{}", put.status());
+    let put = |body: &'static str| {
+        client
+            .put(&upload)
+            .header("content-type", "text/csv")
+            .header("if-none-match", "*")
+            .body(body)
+            .send()
+    };
+    let first = put("a,b\n1,2\n").await.unwrap();
+    assert!(first.status().is_success(), "{}", first.status());
+    // A second PUT on the link cannot replace the object (the worker may have checked it).
+    let second = put("x,y\n9,9\n").await.unwrap();
+    assert_eq!(second.status(), reqwest::StatusCode::PRECONDITION_FAILED);
     // The object is where the worker will look for it.
     let body: Vec<bytes::Bytes> =
         futures_util::TryStreamExt::try_collect(objects.get(&document.object_key()).await.unwrap())

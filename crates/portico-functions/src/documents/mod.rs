@@ -42,8 +42,11 @@ pub struct RequestUpload {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct UploadTicket {
     pub document_id: String,
-    /// `PUT` the file here with the declared `Content-Type` and exactly `size` bytes.
+    /// `PUT` the file here, once, with exactly `size` bytes and the `upload_headers`.
     pub upload_url: String,
+    /// Headers the PUT must carry: the declared `Content-Type`, and `If-None-Match: *` (the link
+    /// creates the file and never replaces it; on S3 both are signed into the URL).
+    pub upload_headers: BTreeMap<String, String>,
     pub expires_at: String,
 }
 
@@ -105,9 +108,15 @@ pub async fn request_upload(
         .file_urls
         .upload_url(&document, expires.unix_timestamp())
         .await?;
+    let (condition, value) = portico_core::ports::UPLOAD_CONDITION;
+    let upload_headers = BTreeMap::from([
+        ("Content-Type".to_string(), document.content_type.clone()),
+        (condition.to_string(), value.to_string()),
+    ]);
     Ok(UploadTicket {
         document_id: document.id,
         upload_url,
+        upload_headers,
         expires_at: expires.format(&Rfc3339).unwrap_or_default(),
     })
 }

@@ -123,6 +123,20 @@ async fn an_upload_to_s3_reaches_the_worker_through_sqs_and_the_document_is_read
     assert_eq!(got.status(), StatusCode::OK);
     assert_eq!(got.bytes().await.expect("bytes").as_ref(), body.as_slice());
 
+    // The upload link creates the object once: S3 refuses a second PUT (If-None-Match: * is
+    // signed into it), so the bytes the worker checked stay the bytes users download.
+    assert_eq!(ticket["upload_headers"]["If-None-Match"], "*", "{ticket}");
+    assert_eq!(
+        ticket["upload_headers"]["Content-Type"], "text/csv",
+        "{ticket}"
+    );
+    let mut swapped = body.clone();
+    swapped[0] = b'X';
+    let (status, _) = put(&app, upload_url, "text/csv", swapped).await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED);
+    let got = app.client.get(download).send().await.expect("download");
+    assert_eq!(got.bytes().await.expect("bytes").as_ref(), body.as_slice());
+
     // The ready notification was stored in DynamoDB for the uploader.
     let (_, notes) = app.get("/v1/notifications", &carol).await;
     let kinds: Vec<&str> = notes["items"]
@@ -133,7 +147,8 @@ async fn an_upload_to_s3_reaches_the_worker_through_sqs_and_the_document_is_read
         .collect();
     assert_eq!(kinds, vec!["document_ready"], "{notes}");
 
-    // A presigned S3 URL does not hold the client to the size it declared; the worker does.
+    // S3 holds the client to the signed Content-Length (moto does not check signatures), and the
+    // worker checks the size too.
     let (_, ticket) = request(&app, &carol, "small.csv", "text/csv", 4).await;
     let sneaky = ticket["document_id"].as_str().expect("id").to_string();
     let url = ticket["upload_url"].as_str().expect("url");

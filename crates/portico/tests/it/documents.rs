@@ -48,6 +48,8 @@ pub(crate) async fn put(
         .client
         .put(url)
         .header("content-type", content_type)
+        // As every upload ticket's `upload_headers` say (S3 signs it into the URL).
+        .header("if-none-match", "*")
         .body(body)
         .send()
         .await
@@ -316,7 +318,7 @@ async fn slow_put(
         .await
         .expect("connects");
     let head = format!(
-        "PUT {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        "PUT {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\nIf-None-Match: *\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await.expect("head");
