@@ -455,3 +455,43 @@ async fn failed_logins_back_off_per_username() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(attempt(&w.sn_a1).await, None);
 }
+
+#[tokio::test]
+async fn failed_logins_back_off_per_source_address() {
+    let w = world().await;
+    let app = &w.app;
+    let attempt = |client_id: String, username: String, password: String| async move {
+        connect(Connect {
+            addr: app.mqtt_addr,
+            client_id: &client_id,
+            username: &username,
+            password: &password,
+            clean: true,
+            websocket: false,
+        })
+        .await
+        .err()
+    };
+    // Guessing a new serial every time dodges the per-serial backoff, not the per-address one.
+    for n in 0..20 {
+        assert_eq!(
+            attempt(format!("guess-{n}"), format!("SN-GUESS-{n}"), "x".into()).await,
+            Some(ConnectReturnCode::BadUserNamePassword)
+        );
+    }
+    assert_eq!(
+        attempt("guess-20".into(), "SN-GUESS-20".into(), "x".into()).await,
+        Some(ConnectReturnCode::BadUserNamePassword)
+    );
+    // The address is blocked for a moment: even a good login from it waits ...
+    assert_eq!(
+        attempt("bob".into(), "bob".into(), w.bob.clone()).await,
+        Some(ConnectReturnCode::NotAuthorized)
+    );
+    // ... and gets in once the backoff has passed.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        attempt("bob".into(), "bob".into(), w.bob.clone()).await,
+        None
+    );
+}
