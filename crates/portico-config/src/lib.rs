@@ -8,6 +8,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize, Serializer};
+use smart_default::SmartDefault;
+
+mod layers;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -51,12 +54,17 @@ impl Serialize for Secret {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Every setting Portico has, declared once: each field carries its default; its TOML key is its
+/// path (`http.addr`) and its environment variable is derived from that path
+/// (`PORTICO_HTTP_ADDR`; see `layers`). Secrets are `Secret`s, which never print.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, SmartDefault)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Where all local state lives: SQLite files, objects, the dev issuer key.
+    #[default(_code = "PathBuf::from(\"./portico-data\")")]
     pub data_dir: PathBuf,
     /// The name of this deployment's region; it is recorded on every account number it issues.
+    #[default = "local"]
     pub region: String,
     pub http: HttpConfig,
     pub mqtt: MqttConfig,
@@ -73,16 +81,17 @@ pub struct Config {
     pub aws: AwsConfig,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, SmartDefault)]
 #[serde(rename_all = "snake_case")]
 pub enum Backend {
+    #[default]
     Local,
     Aws,
 }
 
 /// Where the AWS resources are (used with `backend = "aws"`). Credentials come from the usual
 /// AWS chain (environment, container, instance metadata), never from this file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, SmartDefault)]
 #[serde(default, deny_unknown_fields)]
 pub struct AwsConfig {
     /// The AWS region (`AWS_REGION`, which Lambda sets).
@@ -93,71 +102,64 @@ pub struct AwsConfig {
     /// iot:Data-ATS`); unset = the SDK's default for the region.
     pub iot_endpoint: Option<String>,
     /// The DynamoDB table (global table when several regions run).
+    #[default = "portico"]
     pub table: String,
     /// The S3 bucket for uploaded documents.
+    #[default = "portico-documents"]
     pub bucket: String,
     /// Prefix of SQS queue names: queue `document-uploads` is `<prefix>document-uploads`.
+    #[default = "portico-"]
     pub queue_prefix: String,
     /// Account numbers claimed per DynamoDB write. 1 keeps numbers ascending across every
     /// instance of a region; larger blocks save writes, ascending per instance only.
+    #[default = 1]
     pub sequence_block: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, SmartDefault)]
 #[serde(default, deny_unknown_fields)]
 pub struct DocumentsConfig {
     /// How long upload and download links stay valid, in seconds.
+    #[default = 900]
     pub upload_url_ttl_secs: u64,
     /// The largest file accepted, in bytes.
+    #[default(1024 * 1024 * 1024)]
     pub max_upload_bytes: u64,
     /// The manufacturer's name printed on Certificates of Analysis.
+    #[default = "Portico Life Sciences"]
     pub certificate_issuer: String,
 }
 
 /// The queue workers (upload events); `portico serve` runs them unless disabled, and
 /// `portico worker` runs only them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, SmartDefault)]
 #[serde(default, deny_unknown_fields)]
 pub struct WorkerConfig {
     /// Whether `portico serve` runs the workers too.
+    #[default = true]
     pub enabled: bool,
     /// Messages processed at once.
+    #[default = 2]
     pub concurrency: usize,
     /// How long a received message stays hidden while a worker holds it (extended while work
     /// goes on); after that another worker gets it.
+    #[default = 30]
     pub visibility_timeout_secs: u64,
     /// Receives before a message goes to the dead-letter queue.
+    #[default = 5]
     pub max_receives: u32,
 }
 
-impl Default for DocumentsConfig {
-    fn default() -> Self {
-        DocumentsConfig {
-            upload_url_ttl_secs: 900,
-            max_upload_bytes: 1024 * 1024 * 1024,
-            certificate_issuer: "Portico Life Sciences".into(),
-        }
-    }
-}
-
-impl Default for WorkerConfig {
-    fn default() -> Self {
-        WorkerConfig {
-            enabled: true,
-            concurrency: 2,
-            visibility_timeout_secs: 30,
-            max_receives: 5,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, SmartDefault)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
+    #[default = "127.0.0.1:8080"]
     pub addr: String,
     /// Largest request body accepted, in bytes; larger ones get 413.
+    #[default(64 * 1024)]
     pub body_limit_bytes: usize,
     /// A request that takes longer is answered 503 and its work cancelled.
+    #[default = 30]
     pub request_timeout_secs: u64,
     /// The external base URL (behind a proxy or load balancer) that every absolute link uses,
     /// e.g. `https://portal.example.com`; unset, links use the Host a loopback caller sent.
@@ -167,54 +169,72 @@ pub struct HttpConfig {
     pub cors_origins: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, SmartDefault)]
 #[serde(default, deny_unknown_fields)]
 pub struct MqttConfig {
+    #[default = "127.0.0.1:1883"]
     pub addr: String,
     /// WebSocket listener; clients connect on the path `/mqtt`.
+    #[default = "127.0.0.1:8083"]
     pub ws_addr: String,
     /// A TOML or JSON rules file replacing the built-in rules.
     pub rules_file: Option<PathBuf>,
     /// A TOML policy file replacing the built-in policy.
     pub policy_file: Option<PathBuf>,
     /// Largest MQTT packet accepted, in bytes.
+    #[default(128 * 1024)]
     pub max_packet_bytes: u32,
     /// Unacknowledged QoS 1/2 messages per client.
+    #[default = 32]
     pub max_inflight: u16,
     /// Deepest topic accepted, in levels.
+    #[default = 8]
     pub max_topic_levels: usize,
-    /// Publishes per second one client may sustain; more are dropped.
+    /// Publishes per second one identity may sustain (all its connections together); more are
+    /// dropped.
+    #[default = 100]
     pub publish_rate_per_sec: u32,
-    /// Publishes one client may send in a burst.
+    /// Publishes one identity may send in a burst.
+    #[default = 200]
     pub publish_burst: u32,
     /// Retained messages one identity (a user or an instrument) may hold.
+    #[default = 100]
     pub retained_per_identity: usize,
     /// Bytes of retained payload one identity may hold.
+    #[default(1024 * 1024)]
     pub retained_bytes_per_identity: usize,
     /// Retained messages the broker holds in all.
+    #[default = 100_000]
     pub retained_max: usize,
     /// Bytes of retained payload the broker holds in all.
+    #[default(256 * 1024 * 1024)]
     pub retained_max_bytes: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, SmartDefault)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
     /// Prometheus text exposition at `/metrics`.
+    #[default = "127.0.0.1:9464"]
     pub addr: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, SmartDefault)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// An Okta custom authorization server issuer; unset means Portico's own dev issuer.
     pub issuer: Option<String>,
+    #[default = "api://default"]
     pub audience: String,
+    #[default = "portico-admins"]
     pub admin_group: String,
+    #[default = "portico-support"]
     pub support_group: String,
     /// Accepted signature algorithms: `RS256` always; `ES256` only when listed here.
+    #[default(_code = "vec![\"RS256\".to_string()]")]
     pub algorithms: Vec<String>,
     /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds (at most 120).
+    #[default = 60]
     pub leeway_secs: u64,
     /// Scopes every access token must carry (`scp`); a valid token without them is refused as
     /// `insufficient_scope` (HTTP 403, MQTT "not authorized", a Deny policy at API Gateway).
@@ -223,253 +243,70 @@ pub struct AuthConfig {
 
 /// The account-number range this region may issue. Regions that share accounts must be given
 /// disjoint ranges; see the sequence generator's contract.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, SmartDefault)]
 #[serde(default, deny_unknown_fields)]
 pub struct SequenceConfig {
+    #[default = 100_000]
     pub account_number_start: u64,
     /// Exclusive end of the range.
+    #[default = 1_000_000_000_000]
     pub account_number_end: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, SmartDefault)]
 #[serde(default, deny_unknown_fields)]
 pub struct SendgridConfig {
     /// Unset: emails stay in the local outbox.
     pub api_key: Option<Secret>,
+    #[default = "https://api.sendgrid.com"]
     pub base_url: String,
+    #[default = "no-reply@portico.example"]
     pub from_email: String,
+    #[default = "Portico"]
     pub from_name: String,
     /// First retry delay after a 5xx or no answer; doubles per attempt (with jitter).
+    #[default = 2000]
     pub retry_base_ms: u64,
     /// Attempts before an e-mail is given up as failed.
+    #[default = 8]
     pub max_attempts: u32,
     /// How long one send may take.
+    #[default = 10]
     pub timeout_secs: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, SmartDefault)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     /// A tracing filter, e.g. `info` or `portico_http=debug,info`.
+    #[default = "info"]
     pub filter: String,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            data_dir: PathBuf::from("./portico-data"),
-            region: "local".into(),
-            http: HttpConfig::default(),
-            mqtt: MqttConfig::default(),
-            metrics: MetricsConfig::default(),
-            auth: AuthConfig::default(),
-            sequence: SequenceConfig::default(),
-            documents: DocumentsConfig::default(),
-            worker: WorkerConfig::default(),
-            sendgrid: SendgridConfig::default(),
-            log: LogConfig::default(),
-            backend: Backend::Local,
-            aws: AwsConfig::default(),
-        }
-    }
-}
-
-impl Default for AwsConfig {
-    fn default() -> Self {
-        AwsConfig {
-            region: None,
-            endpoint_url: None,
-            iot_endpoint: None,
-            table: "portico".into(),
-            bucket: "portico-documents".into(),
-            queue_prefix: "portico-".into(),
-            sequence_block: 1,
-        }
-    }
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        HttpConfig {
-            addr: "127.0.0.1:8080".into(),
-            body_limit_bytes: 64 * 1024,
-            request_timeout_secs: 30,
-            public_url: None,
-            cors_origins: Vec::new(),
-        }
-    }
-}
-
-impl Default for MqttConfig {
-    fn default() -> Self {
-        MqttConfig {
-            addr: "127.0.0.1:1883".into(),
-            ws_addr: "127.0.0.1:8083".into(),
-            rules_file: None,
-            policy_file: None,
-            max_packet_bytes: 128 * 1024,
-            max_inflight: 32,
-            max_topic_levels: 8,
-            publish_rate_per_sec: 100,
-            publish_burst: 200,
-            retained_per_identity: 100,
-            retained_bytes_per_identity: 1024 * 1024,
-            retained_max: 100_000,
-            retained_max_bytes: 256 * 1024 * 1024,
-        }
-    }
-}
-
-impl Default for MetricsConfig {
-    fn default() -> Self {
-        MetricsConfig {
-            addr: "127.0.0.1:9464".into(),
-        }
-    }
-}
-
-impl Default for AuthConfig {
-    fn default() -> Self {
-        AuthConfig {
-            issuer: None,
-            audience: "api://default".into(),
-            admin_group: "portico-admins".into(),
-            support_group: "portico-support".into(),
-            algorithms: vec!["RS256".into()],
-            leeway_secs: 60,
-            required_scopes: Vec::new(),
-        }
-    }
-}
-
-impl Default for SequenceConfig {
-    fn default() -> Self {
-        SequenceConfig {
-            account_number_start: 100_000,
-            account_number_end: 1_000_000_000_000,
-        }
-    }
-}
-
-impl Default for SendgridConfig {
-    fn default() -> Self {
-        SendgridConfig {
-            api_key: None,
-            base_url: "https://api.sendgrid.com".into(),
-            from_email: "no-reply@portico.example".into(),
-            from_name: "Portico".into(),
-            retry_base_ms: 2000,
-            max_attempts: 8,
-            timeout_secs: 10,
-        }
-    }
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            filter: "info".into(),
-        }
-    }
-}
-
-/// The environment variables Portico reads, and the key each one sets.
-const ENV_KEYS: &[(&str, &str)] = &[
-    ("PORTICO_DATA_DIR", "data_dir"),
-    ("PORTICO_REGION", "region"),
-    ("PORTICO_HTTP_ADDR", "http.addr"),
-    ("PORTICO_HTTP_PUBLIC_URL", "http.public_url"),
-    ("PORTICO_HTTP_CORS_ORIGINS", "http.cors_origins"),
-    ("PORTICO_HTTP_BODY_LIMIT_BYTES", "http.body_limit_bytes"),
-    (
-        "PORTICO_HTTP_REQUEST_TIMEOUT_SECS",
-        "http.request_timeout_secs",
-    ),
-    ("PORTICO_MQTT_ADDR", "mqtt.addr"),
-    ("PORTICO_MQTT_WS_ADDR", "mqtt.ws_addr"),
-    ("PORTICO_MQTT_RULES_FILE", "mqtt.rules_file"),
-    ("PORTICO_MQTT_POLICY_FILE", "mqtt.policy_file"),
-    ("PORTICO_MQTT_MAX_PACKET_BYTES", "mqtt.max_packet_bytes"),
-    ("PORTICO_MQTT_MAX_INFLIGHT", "mqtt.max_inflight"),
-    ("PORTICO_MQTT_MAX_TOPIC_LEVELS", "mqtt.max_topic_levels"),
-    (
-        "PORTICO_MQTT_PUBLISH_RATE_PER_SEC",
-        "mqtt.publish_rate_per_sec",
-    ),
-    ("PORTICO_MQTT_PUBLISH_BURST", "mqtt.publish_burst"),
-    (
-        "PORTICO_MQTT_RETAINED_PER_IDENTITY",
-        "mqtt.retained_per_identity",
-    ),
-    (
-        "PORTICO_MQTT_RETAINED_BYTES_PER_IDENTITY",
-        "mqtt.retained_bytes_per_identity",
-    ),
-    ("PORTICO_MQTT_RETAINED_MAX", "mqtt.retained_max"),
-    ("PORTICO_MQTT_RETAINED_MAX_BYTES", "mqtt.retained_max_bytes"),
-    ("PORTICO_METRICS_ADDR", "metrics.addr"),
-    ("PORTICO_AUTH_ISSUER", "auth.issuer"),
-    ("PORTICO_AUTH_AUDIENCE", "auth.audience"),
-    ("PORTICO_AUTH_ADMIN_GROUP", "auth.admin_group"),
-    ("PORTICO_AUTH_SUPPORT_GROUP", "auth.support_group"),
-    ("PORTICO_AUTH_ALGORITHMS", "auth.algorithms"),
-    ("PORTICO_AUTH_LEEWAY_SECS", "auth.leeway_secs"),
-    ("PORTICO_AUTH_REQUIRED_SCOPES", "auth.required_scopes"),
-    (
-        "PORTICO_SEQUENCE_ACCOUNT_NUMBER_START",
-        "sequence.account_number_start",
-    ),
-    (
-        "PORTICO_SEQUENCE_ACCOUNT_NUMBER_END",
-        "sequence.account_number_end",
-    ),
-    (
-        "PORTICO_DOCUMENTS_UPLOAD_URL_TTL_SECS",
-        "documents.upload_url_ttl_secs",
-    ),
-    (
-        "PORTICO_DOCUMENTS_MAX_UPLOAD_BYTES",
-        "documents.max_upload_bytes",
-    ),
-    ("PORTICO_WORKER_ENABLED", "worker.enabled"),
-    ("PORTICO_WORKER_CONCURRENCY", "worker.concurrency"),
-    (
-        "PORTICO_WORKER_VISIBILITY_TIMEOUT_SECS",
-        "worker.visibility_timeout_secs",
-    ),
-    ("PORTICO_WORKER_MAX_RECEIVES", "worker.max_receives"),
-    ("PORTICO_SENDGRID_API_KEY", "sendgrid.api_key"),
-    ("PORTICO_SENDGRID_BASE_URL", "sendgrid.base_url"),
-    ("PORTICO_SENDGRID_FROM_EMAIL", "sendgrid.from_email"),
-    ("PORTICO_SENDGRID_FROM_NAME", "sendgrid.from_name"),
-    ("PORTICO_SENDGRID_RETRY_BASE_MS", "sendgrid.retry_base_ms"),
-    ("PORTICO_SENDGRID_MAX_ATTEMPTS", "sendgrid.max_attempts"),
-    ("PORTICO_SENDGRID_TIMEOUT_SECS", "sendgrid.timeout_secs"),
-    ("PORTICO_LOG", "log.filter"),
-    ("PORTICO_BACKEND", "backend"),
-    // The AWS SDKs' own names, so a Lambda's standard environment is enough.
-    ("AWS_REGION", "aws.region"),
-    ("AWS_ENDPOINT_URL", "aws.endpoint_url"),
-    ("PORTICO_AWS_REGION", "aws.region"),
-    ("PORTICO_AWS_ENDPOINT_URL", "aws.endpoint_url"),
-    ("PORTICO_AWS_IOT_ENDPOINT", "aws.iot_endpoint"),
-    ("PORTICO_AWS_TABLE", "aws.table"),
-    ("PORTICO_AWS_BUCKET", "aws.bucket"),
-    ("PORTICO_AWS_QUEUE_PREFIX", "aws.queue_prefix"),
-    ("PORTICO_AWS_SEQUENCE_BLOCK", "aws.sequence_block"),
-];
-
 impl Config {
     /// Loads defaults, then `file` (if any), then the given environment, and validates the result.
+    /// An unknown key in the file, or an unknown `PORTICO_*` variable, is an error that names the
+    /// closest known one.
     pub fn load(
         file: Option<&Path>,
         env: &BTreeMap<String, String>,
     ) -> Result<Config, ConfigError> {
-        let mut config = match file {
-            Some(path) => Self::from_file(path)?,
-            None => Config::default(),
-        };
-        config.apply_env(env)?;
+        let mut layers = layers::Layers::new()?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            layers
+                .merge_file(&text)
+                .map_err(|message| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message,
+                })?;
+        }
+        layers.merge_env(env)?;
+        let mut config = layers.finish()?;
+        config.normalize();
         config.validate()?;
         Ok(config)
     }
@@ -478,138 +315,27 @@ impl Config {
     /// `file` is given.
     pub fn from_process_env(file: Option<&Path>) -> Result<Config, ConfigError> {
         let env: BTreeMap<String, String> = std::env::vars()
-            .filter(|(k, _)| ENV_KEYS.iter().any(|(var, _)| var == k) || k == "PORTICO_CONFIG")
+            .filter(|(k, _)| layers::is_read(k))
             .collect();
         let from_env = env.get("PORTICO_CONFIG").map(PathBuf::from);
         Self::load(file.or(from_env.as_deref()), &env)
     }
 
-    fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })
+    /// Every environment variable that sets a key, with the key: derived from the declaration.
+    pub fn environment_variables() -> Vec<(String, String)> {
+        layers::Layers::new()
+            .map(|l| l.variables())
+            .unwrap_or_default()
     }
 
-    fn apply_env(&mut self, env: &BTreeMap<String, String>) -> Result<(), ConfigError> {
-        for (var, key) in ENV_KEYS {
-            let Some(value) = env.get(*var) else { continue };
-            self.set(key, value).map_err(|message| ConfigError::Env {
-                var: (*var).to_string(),
-                message,
-            })?;
+    /// One spelling for values that have several: base URLs and origins without a trailing `/`.
+    fn normalize(&mut self) {
+        if let Some(url) = &mut self.http.public_url {
+            *url = url.trim_end_matches('/').to_string();
         }
-        Ok(())
-    }
-
-    fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
-        let value = value.trim();
-        let empty_is_none = |v: &str| (!v.is_empty()).then(|| v.to_string());
-        match key {
-            "data_dir" => self.data_dir = PathBuf::from(value),
-            "region" => self.region = value.into(),
-            "http.addr" => self.http.addr = value.into(),
-            "http.body_limit_bytes" => self.http.body_limit_bytes = parse_number(value)?,
-            "http.request_timeout_secs" => self.http.request_timeout_secs = parse_number(value)?,
-            "http.public_url" => {
-                self.http.public_url = empty_is_none(value).map(|u| u.trim_end_matches('/').into())
-            }
-            "http.cors_origins" => {
-                self.http.cors_origins = value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(|s| s.trim_end_matches('/').to_string())
-                    .collect()
-            }
-            "mqtt.addr" => self.mqtt.addr = value.into(),
-            "mqtt.ws_addr" => self.mqtt.ws_addr = value.into(),
-            "mqtt.rules_file" => self.mqtt.rules_file = empty_is_none(value).map(PathBuf::from),
-            "mqtt.policy_file" => self.mqtt.policy_file = empty_is_none(value).map(PathBuf::from),
-            "mqtt.max_packet_bytes" => self.mqtt.max_packet_bytes = parse_number(value)?,
-            "mqtt.max_inflight" => self.mqtt.max_inflight = parse_number(value)?,
-            "mqtt.max_topic_levels" => self.mqtt.max_topic_levels = parse_number(value)?,
-            "mqtt.publish_rate_per_sec" => self.mqtt.publish_rate_per_sec = parse_number(value)?,
-            "mqtt.publish_burst" => self.mqtt.publish_burst = parse_number(value)?,
-            "mqtt.retained_per_identity" => self.mqtt.retained_per_identity = parse_number(value)?,
-            "mqtt.retained_bytes_per_identity" => {
-                self.mqtt.retained_bytes_per_identity = parse_number(value)?
-            }
-            "mqtt.retained_max" => self.mqtt.retained_max = parse_number(value)?,
-            "mqtt.retained_max_bytes" => self.mqtt.retained_max_bytes = parse_number(value)?,
-            "metrics.addr" => self.metrics.addr = value.into(),
-            "auth.issuer" => self.auth.issuer = empty_is_none(value),
-            "auth.audience" => self.auth.audience = value.into(),
-            "auth.admin_group" => self.auth.admin_group = value.into(),
-            "auth.support_group" => self.auth.support_group = value.into(),
-            "auth.algorithms" => {
-                self.auth.algorithms = value
-                    .split(',')
-                    .map(|a| a.trim().to_string())
-                    .filter(|a| !a.is_empty())
-                    .collect()
-            }
-            "auth.leeway_secs" => self.auth.leeway_secs = parse_number(value)?,
-            "auth.required_scopes" => {
-                self.auth.required_scopes = value
-                    .split([',', ' '])
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            }
-            "sequence.account_number_start" => {
-                self.sequence.account_number_start = parse_number(value)?
-            }
-            "sequence.account_number_end" => {
-                self.sequence.account_number_end = parse_number(value)?
-            }
-            "documents.upload_url_ttl_secs" => {
-                self.documents.upload_url_ttl_secs = parse_number(value)?
-            }
-            "documents.max_upload_bytes" => self.documents.max_upload_bytes = parse_number(value)?,
-            "documents.certificate_issuer" => self.documents.certificate_issuer = value.into(),
-            "worker.enabled" => {
-                self.worker.enabled = match value {
-                    "true" | "1" | "yes" => true,
-                    "false" | "0" | "no" => false,
-                    other => return Err(format!("{other:?} is not true or false")),
-                }
-            }
-            "worker.concurrency" => self.worker.concurrency = parse_number(value)?,
-            "worker.visibility_timeout_secs" => {
-                self.worker.visibility_timeout_secs = parse_number(value)?
-            }
-            "worker.max_receives" => self.worker.max_receives = parse_number(value)?,
-            "sendgrid.api_key" => self.sendgrid.api_key = empty_is_none(value).map(Secret),
-            "sendgrid.base_url" => self.sendgrid.base_url = value.into(),
-            "sendgrid.from_email" => self.sendgrid.from_email = value.into(),
-            "sendgrid.from_name" => self.sendgrid.from_name = value.into(),
-            "sendgrid.retry_base_ms" => self.sendgrid.retry_base_ms = parse_number(value)?,
-            "sendgrid.max_attempts" => self.sendgrid.max_attempts = parse_number(value)?,
-            "sendgrid.timeout_secs" => self.sendgrid.timeout_secs = parse_number(value)?,
-            "log.filter" => self.log.filter = value.into(),
-            "backend" => {
-                self.backend = match value {
-                    "local" => Backend::Local,
-                    "aws" => Backend::Aws,
-                    other => return Err(format!("{other:?} is not `local` or `aws`")),
-                }
-            }
-            "aws.region" => self.aws.region = empty_is_none(value),
-            "aws.endpoint_url" => self.aws.endpoint_url = empty_is_none(value),
-            "aws.iot_endpoint" => self.aws.iot_endpoint = empty_is_none(value),
-            "aws.table" => self.aws.table = value.into(),
-            "aws.bucket" => self.aws.bucket = value.into(),
-            "aws.queue_prefix" => self.aws.queue_prefix = value.into(),
-            "aws.sequence_block" => self.aws.sequence_block = parse_number(value)?,
-            other => return Err(format!("unknown key `{other}`")),
+        for origin in &mut self.http.cors_origins {
+            *origin = origin.trim_end_matches('/').to_string();
         }
-        Ok(())
     }
 
     /// Checks every value that can be checked without I/O.
@@ -782,12 +508,6 @@ fn is_origin(origin: &str) -> bool {
             .is_some_and(|(_, rest)| !rest.contains('/'))
 }
 
-fn parse_number<T: std::str::FromStr>(value: &str) -> Result<T, String> {
-    value
-        .parse()
-        .map_err(|_| format!("{value:?} is not a valid number"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -937,5 +657,69 @@ mod tests {
             vec!["https://portal.example.com", "http://localhost:3000"]
         );
         assert!(load("PORTICO_HTTP_CORS_ORIGINS", "*").is_ok());
+    }
+
+    #[test]
+    fn every_documented_variable_is_read_and_typos_name_the_closest() {
+        let c = Config::load(
+            None,
+            &env(&[
+                ("PORTICO_DOCUMENTS_CERTIFICATE_ISSUER", "Acme Reagents GmbH"),
+                ("PORTICO_LAMBDA_HANDLER", "sqs"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(c.documents.certificate_issuer, "Acme Reagents GmbH");
+
+        let err = Config::load(None, &env(&[("PORTICO_HTTP_ADRR", "127.0.0.1:9000")]))
+            .expect_err("a typo is not ignored");
+        let message = err.to_string();
+        assert!(message.contains("PORTICO_HTTP_ADRR"), "{message}");
+        assert!(
+            message.contains("did you mean `PORTICO_HTTP_ADDR`"),
+            "{message}"
+        );
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("portico.toml");
+        std::fs::write(&path, "[http]\nadrr = \"127.0.0.1:9000\"\n").expect("write");
+        let message = Config::load(Some(&path), &BTreeMap::new())
+            .expect_err("unknown key")
+            .to_string();
+        assert!(message.contains("did you mean `http.addr`"), "{message}");
+        std::fs::write(&path, "[htpt]\naddr = \"127.0.0.1:9000\"\n").expect("write");
+        let message = Config::load(Some(&path), &BTreeMap::new())
+            .expect_err("unknown section")
+            .to_string();
+        assert!(message.contains("did you mean `http.addr`"), "{message}");
+    }
+
+    #[test]
+    fn seconds_and_milliseconds_take_durations_too() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("portico.toml");
+        std::fs::write(&path, "[worker]\nvisibility_timeout_secs = \"2m\"\n").expect("write");
+        let c = Config::load(
+            Some(&path),
+            &env(&[
+                ("PORTICO_HTTP_REQUEST_TIMEOUT_SECS", "1m 30s"),
+                ("PORTICO_SENDGRID_RETRY_BASE_MS", "1.5s"),
+                ("PORTICO_DOCUMENTS_UPLOAD_URL_TTL_SECS", "600"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(c.worker.visibility_timeout_secs, 120);
+        assert_eq!(c.http.request_timeout_secs, 90);
+        assert_eq!(c.sendgrid.retry_base_ms, 1500);
+        assert_eq!(c.documents.upload_url_ttl_secs, 600);
+        // Printed as before: numbers in the key's unit.
+        assert!(c.to_toml().contains("request_timeout_secs = 90"));
+        let err = Config::load(None, &env(&[("PORTICO_WORKER_CONCURRENCY", "2s")]))
+            .expect_err("not a duration key");
+        assert!(
+            err.to_string().contains("PORTICO_WORKER_CONCURRENCY"),
+            "{err}"
+        );
     }
 }

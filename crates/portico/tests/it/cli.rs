@@ -59,6 +59,40 @@ fn bad_configuration_is_a_clear_error() {
 }
 
 #[test]
+fn a_mistyped_variable_stops_startup_and_names_the_right_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = portico(
+        dir.path(),
+        &["serve"],
+        &[
+            ("PORTICO_HTTP_ADRR", "127.0.0.1:0"),
+            ("PORTICO_HTTP_ADDR", "127.0.0.1:0"),
+            ("PORTICO_MQTT_ADDR", "127.0.0.1:0"),
+            ("PORTICO_MQTT_WS_ADDR", "127.0.0.1:0"),
+            ("PORTICO_METRICS_ADDR", "127.0.0.1:0"),
+        ],
+    );
+    assert!(!out.status.success(), "serve started with a typo");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("PORTICO_HTTP_ADRR"), "{stderr}");
+    assert!(
+        stderr.contains("did you mean `PORTICO_HTTP_ADDR`"),
+        "{stderr}"
+    );
+    // A variable the docs name, once silently dropped, now reaches the configuration.
+    let out = portico(
+        dir.path(),
+        &["config"],
+        &[("PORTICO_DOCUMENTS_CERTIFICATE_ISSUER", "Acme Reagents GmbH")],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("certificate_issuer = \"Acme Reagents GmbH\""),
+        "{text}"
+    );
+}
+
+#[test]
 fn token_prints_only_a_token_the_data_dir_issuer_signed() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = portico(
@@ -231,4 +265,39 @@ async fn the_worker_process_serves_its_own_metrics() {
         "{body}"
     );
     worker.start_kill().expect("stopped");
+}
+
+#[test]
+fn every_variable_the_docs_and_templates_name_is_read() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut texts = Vec::new();
+    for file in [
+        "README.md",
+        "deploy/README.md",
+        "deploy/cloudformation/portico.yaml",
+        "deploy/terraform/main.tf",
+    ] {
+        texts.push(std::fs::read_to_string(root.join(file)).expect(file));
+    }
+    let mut names: Vec<String> = Vec::new();
+    for text in &texts {
+        for (i, _) in text.match_indices("PORTICO_") {
+            let name: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            let name = name.trim_end_matches('_').to_string();
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    assert!(names.len() > 30, "{names:?}");
+    for name in names {
+        let env: std::collections::BTreeMap<String, String> =
+            [(name.clone(), "1".to_string())].into_iter().collect();
+        if let Err(e) = portico_config::Config::load(None, &env) {
+            assert!(!e.to_string().contains("unknown variable"), "{name}: {e}");
+        }
+    }
 }
