@@ -12,69 +12,15 @@ Prints one line per check and ends with "N passed, M failed"; exits non-zero on 
 """
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 
 import paho.mqtt.client as mqtt
 
-TIMEOUT = 10
-
-
-class Server:
-    def __init__(self, binary, data_dir):
-        env = dict(os.environ)
-        env.update({
-            "PORTICO_DATA_DIR": data_dir,
-            "PORTICO_HTTP_ADDR": "127.0.0.1:0",
-            "PORTICO_METRICS_ADDR": "127.0.0.1:0",
-            "PORTICO_MQTT_ADDR": "127.0.0.1:0",
-            "PORTICO_MQTT_WS_ADDR": "127.0.0.1:0",
-            "PORTICO_LOG": "info",
-        })
-        self.binary, self.env = binary, env
-        self.proc = subprocess.Popen([binary, "serve", "--demo"], env=env, stdout=subprocess.PIPE, text=True)
-        self.addrs = {}
-        deadline = time.time() + 60
-        while len(self.addrs) < 3 and time.time() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise SystemExit("portico serve exited before listening")
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if event.get("listener") in ("http", "mqtt", "mqtt-ws"):
-                self.addrs[event["listener"]] = event["addr"]
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self):
-        for _ in self.proc.stdout:
-            pass
-
-    def token(self, sub, groups=""):
-        args = [self.binary, "token", "--sub", sub] + (["--groups", groups] if groups else [])
-        return subprocess.run(args, env=self.env, check=True, capture_output=True, text=True).stdout.strip()
-
-    def api(self, method, path, token, body=None):
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"http://{self.addrs['http']}{path}", data=data, method=method)
-        request.add_header("Authorization", f"Bearer {token}")
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
-            return json.loads(response.read())
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+from portico_server import TIMEOUT, Server
 
 
 def host_port(addr):

@@ -211,6 +211,30 @@ async fn openapi_describes_every_route() {
     }
     assert!(doc["components"]["schemas"]["Account"].is_object());
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    // Every error answer is documented, as the problem document it is.
+    let paths = doc["paths"].as_object().expect("paths");
+    for (path, item) in paths {
+        for (method, op) in item.as_object().expect("path item") {
+            let responses = op["responses"].as_object().expect("responses");
+            for status in ["500", "503"] {
+                assert!(
+                    responses.contains_key(status),
+                    "{method} {path}: no {status}"
+                );
+            }
+            if op["security"].as_array().is_some_and(|s| !s.is_empty()) {
+                assert!(responses.contains_key("401"), "{method} {path}: no 401");
+            }
+            for (status, response) in responses {
+                if status.starts_with(['4', '5']) {
+                    assert!(
+                        response["content"]["application/problem+json"].is_object(),
+                        "{method} {path} {status}: not a problem document"
+                    );
+                }
+            }
+        }
+    }
 }
 
 #[tokio::test]
