@@ -91,6 +91,96 @@ pub fn not_found_account(account_id: &str) -> Error {
     Error::NotFound(format!("account `{account_id}` not found"))
 }
 
+/// Which accounts' records a listing shows the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every account's (platform staff).
+    All,
+    /// One account's: the caller's own.
+    Account(String),
+    /// None: the caller belongs to no account.
+    Nothing,
+}
+
+/// Lists of accounts, instruments and shipments: admins and support see every account's;
+/// members see their own account's; anyone else an empty list.
+pub fn list_scope(caller: &Caller) -> Result<Scope> {
+    require_provisioned(caller)?;
+    Ok(if caller.sees_all_accounts() {
+        Scope::All
+    } else {
+        own_account_scope(caller)
+    })
+}
+
+fn own_account_scope(caller: &Caller) -> Scope {
+    match caller.account_id() {
+        Some(account) => Scope::Account(account.to_string()),
+        None => Scope::Nothing,
+    }
+}
+
+/// Read an instrument of `account_id`: whoever may see that account; others get 404.
+pub fn read_instrument(caller: &Caller, serial: &str, account_id: &str) -> Result<()> {
+    require_provisioned(caller)?;
+    if can_see_account(caller, account_id) {
+        Ok(())
+    } else {
+        Err(Error::NotFound(format!("instrument `{serial}` not found")))
+    }
+}
+
+/// Read a document of `account_id`: the account's members, and platform admins. Support staff do
+/// not: documents are customers' lab data (run files, reports), and support's job (instrument
+/// alerts, service) does not need them; a customer who wants support to look shares the file.
+/// Everyone else gets 404.
+pub fn read_document(caller: &Caller, document_id: &str, account_id: &str) -> Result<()> {
+    require_provisioned(caller)?;
+    if caller.has_role(Role::Admin) || caller.is_member_of(account_id) {
+        Ok(())
+    } else {
+        Err(Error::NotFound(format!(
+            "document `{document_id}` not found"
+        )))
+    }
+}
+
+/// List documents: a member sees their account's; platform staff, who belong to no account,
+/// read documents by id only (admins) or not at all (support).
+pub fn list_documents(caller: &Caller) -> Result<Scope> {
+    require_provisioned(caller)?;
+    Ok(own_account_scope(caller))
+}
+
+/// Upload a document: into the caller's own account, so only account members may; answers the
+/// account.
+pub fn upload_document(caller: &Caller) -> Result<&str> {
+    require_provisioned(caller)?;
+    caller.account_id().ok_or_else(|| {
+        Error::Forbidden("documents belong to an account, and you are not a member of one".into())
+    })
+}
+
+/// Read a lot (and its certificate): platform staff see every lot; members see the lots shipped
+/// to their account (`received`); others get 404.
+pub fn read_lot(caller: &Caller, lot_number: &str, received: bool) -> Result<()> {
+    require_provisioned(caller)?;
+    if caller.sees_all_accounts() || (caller.account_id().is_some() && received) {
+        Ok(())
+    } else {
+        Err(Error::NotFound(format!("lot `{lot_number}` not found")))
+    }
+}
+
+/// Notifications are their owner's alone: answers the owner's user id. Listing needs a user
+/// record (every provisioned caller has one).
+pub fn own_notifications(caller: &Caller) -> Result<&str> {
+    require_provisioned(caller)?;
+    caller
+        .user_id()
+        .ok_or_else(|| Error::Forbidden("you have no notifications".into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,5 +252,165 @@ mod tests {
             Err(Error::Forbidden(_))
         ));
         assert!(matches!(require_admin(&support), Err(Error::Forbidden(_))));
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Answer {
+        Allow,
+        /// 404: the caller may not know the thing exists.
+        Hide,
+        /// 403: the caller may see it, but not do this.
+        Forbid,
+    }
+    use Answer::{Allow as A, Forbid as F, Hide as H};
+
+    fn answer<T>(result: Result<T>) -> Answer {
+        match result {
+            Ok(_) => A,
+            Err(Error::NotFound(_)) => H,
+            Err(Error::Forbidden(_)) => F,
+            Err(e) => panic!("the policy answered {e:?}"),
+        }
+    }
+
+    /// Every role x every action x own account (`a`) / another (`b`), as one table. Platform
+    /// staff belong to no account; `a` is just some account to them.
+    #[test]
+    fn the_whole_policy_as_one_table() {
+        let callers = [
+            caller(None, &[Role::Admin]),
+            caller(None, &[Role::Support]),
+            caller(Some("a"), &[Role::AccountAdmin]),
+            caller(Some("a"), &[Role::LabManager]),
+            caller(Some("a"), &[Role::Scientist]),
+            Caller {
+                sub: "stranger".into(),
+                user: None,
+            },
+        ];
+        type Action = fn(&Caller) -> Answer;
+        let rows: &[(&str, Action, [Answer; 6])] = &[
+            // (action, decision)           admin support acc_admin lab_mgr scientist stranger
+            (
+                "read own account",
+                |c| answer(read_account(c, "a")),
+                [A, A, A, A, A, F],
+            ),
+            (
+                "read other account",
+                |c| answer(read_account(c, "b")),
+                [A, A, H, H, H, F],
+            ),
+            (
+                "list own users",
+                |c| answer(list_account_users(c, "a")),
+                [A, F, A, A, A, F],
+            ),
+            (
+                "list other users",
+                |c| answer(list_account_users(c, "b")),
+                [A, F, H, H, H, F],
+            ),
+            (
+                "add own user",
+                |c| answer(add_account_user(c, "a", &[Role::Scientist])),
+                [A, F, A, F, F, F],
+            ),
+            (
+                "add other user",
+                |c| answer(add_account_user(c, "b", &[Role::Scientist])),
+                [A, F, H, H, H, F],
+            ),
+            (
+                "grant admin",
+                |c| answer(add_account_user(c, "a", &[Role::Admin])),
+                [A, F, F, F, F, F],
+            ),
+            (
+                "register own instrument",
+                |c| answer(register_instrument(c, "a")),
+                [A, F, A, F, F, F],
+            ),
+            (
+                "register other instrument",
+                |c| answer(register_instrument(c, "b")),
+                [A, F, H, H, H, F],
+            ),
+            (
+                "read own instrument",
+                |c| answer(read_instrument(c, "SN", "a")),
+                [A, A, A, A, A, F],
+            ),
+            (
+                "read other instrument",
+                |c| answer(read_instrument(c, "SN", "b")),
+                [A, A, H, H, H, F],
+            ),
+            (
+                "read own document",
+                |c| answer(read_document(c, "d", "a")),
+                [A, H, A, A, A, F],
+            ),
+            (
+                "read other document",
+                |c| answer(read_document(c, "d", "b")),
+                [A, H, H, H, H, F],
+            ),
+            (
+                "upload a document",
+                |c| answer(upload_document(c)),
+                [F, F, A, A, A, F],
+            ),
+            (
+                "read a received lot",
+                |c| answer(read_lot(c, "L1", true)),
+                [A, A, A, A, A, F],
+            ),
+            (
+                "read another lot",
+                |c| answer(read_lot(c, "L1", false)),
+                [A, A, H, H, H, F],
+            ),
+            (
+                "own notifications",
+                |c| answer(own_notifications(c)),
+                [A, A, A, A, A, F],
+            ),
+            (
+                "catalogue, outbox",
+                |c| answer(require_admin(c)),
+                [A, F, F, F, F, F],
+            ),
+        ];
+        for (action, decide, expected) in rows {
+            let got: Vec<Answer> = callers.iter().map(decide).collect();
+            assert_eq!(got, expected.to_vec(), "{action}");
+        }
+        let scopes: Vec<Option<Scope>> = callers.iter().map(|c| list_scope(c).ok()).collect();
+        let own = Some(Scope::Account("a".into()));
+        assert_eq!(
+            scopes,
+            vec![
+                Some(Scope::All),
+                Some(Scope::All),
+                own.clone(),
+                own.clone(),
+                own.clone(),
+                None
+            ]
+        );
+        let documents: Vec<Option<Scope>> =
+            callers.iter().map(|c| list_documents(c).ok()).collect();
+        assert_eq!(
+            documents,
+            vec![
+                Some(Scope::Nothing),
+                Some(Scope::Nothing),
+                own.clone(),
+                own.clone(),
+                own,
+                None
+            ]
+        );
     }
 }

@@ -48,6 +48,16 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+impl<T> Page<T> {
+    /// The page of a listing the caller may see nothing of.
+    pub fn empty() -> Page<T> {
+        Page {
+            items: Vec::new(),
+            next_cursor: None,
+        }
+    }
+}
+
 /// An account about to be created; the store gives it its number.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewAccount {

@@ -1,6 +1,7 @@
 //! Accounts and their users.
 
 use portico_core::domain::{Account, AccountKind, Caller, Role, User};
+use portico_core::policy::Scope;
 use portico_core::ports::{Page, PageRequest};
 use portico_core::{Error, FieldError, NewAccount, Result, policy};
 use serde::Deserialize;
@@ -92,16 +93,10 @@ pub async fn list_accounts(
     caller: &Caller,
     page: PageRequest,
 ) -> Result<Page<Account>> {
-    policy::require_provisioned(caller)?;
-    if caller.sees_all_accounts() {
-        return ctx.store.list_accounts(None, &page).await;
-    }
-    match caller.account_id() {
-        Some(own) => ctx.store.list_accounts(Some(own), &page).await,
-        None => Ok(Page {
-            items: Vec::new(),
-            next_cursor: None,
-        }),
+    match policy::list_scope(caller)? {
+        Scope::All => ctx.store.list_accounts(None, &page).await,
+        Scope::Account(own) => ctx.store.list_accounts(Some(&own), &page).await,
+        Scope::Nothing => Ok(Page::empty()),
     }
 }
 

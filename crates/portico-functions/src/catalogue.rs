@@ -2,6 +2,7 @@
 //! Certificate of Analysis for those entitled to it.
 
 use portico_core::domain::{Caller, Lot, Product, QcTest, Shipment};
+use portico_core::policy::Scope;
 use portico_core::ports::{Page, PageRequest};
 use portico_core::{CertificateData, Error, FieldError, Result, policy};
 use serde::Deserialize;
@@ -152,11 +153,8 @@ pub async fn create_lot(ctx: &Context, caller: &Caller, input: CreateLot) -> Res
 }
 
 /// Whether the caller may see a lot: staff always; members of an account that received it.
-async fn may_see_lot(ctx: &Context, caller: &Caller, lot_number: &str) -> Result<bool> {
-    policy::require_provisioned(caller)?;
-    if caller.sees_all_accounts() {
-        return Ok(true);
-    }
+/// Whether the lot was shipped to the caller's account (the fact the policy decides on).
+async fn received(ctx: &Context, caller: &Caller, lot_number: &str) -> Result<bool> {
     let Some(account) = caller.account_id() else {
         return Ok(false);
     };
@@ -175,11 +173,13 @@ async fn may_see_lot(ctx: &Context, caller: &Caller, lot_number: &str) -> Result
 }
 
 pub async fn get_lot(ctx: &Context, caller: &Caller, lot_number: &str) -> Result<Lot> {
-    let not_found = || Error::NotFound(format!("lot `{lot_number}` not found"));
-    if !may_see_lot(ctx, caller, lot_number).await? {
-        return Err(not_found());
-    }
-    ctx.store.lot(lot_number).await?.ok_or_else(not_found)
+    policy::require_provisioned(caller)?;
+    let received = !caller.sees_all_accounts() && received(ctx, caller, lot_number).await?;
+    policy::read_lot(caller, lot_number, received)?;
+    ctx.store
+        .lot(lot_number)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("lot `{lot_number}` not found")))
 }
 
 pub async fn create_shipment(
@@ -223,16 +223,10 @@ pub async fn list_shipments(
     caller: &Caller,
     page: PageRequest,
 ) -> Result<Page<Shipment>> {
-    policy::require_provisioned(caller)?;
-    if caller.sees_all_accounts() {
-        return ctx.store.list_shipments(None, None, &page).await;
-    }
-    match caller.account_id() {
-        Some(account) => ctx.store.list_shipments(None, Some(account), &page).await,
-        None => Ok(Page {
-            items: Vec::new(),
-            next_cursor: None,
-        }),
+    match policy::list_scope(caller)? {
+        Scope::All => ctx.store.list_shipments(None, None, &page).await,
+        Scope::Account(own) => ctx.store.list_shipments(None, Some(&own), &page).await,
+        Scope::Nothing => Ok(Page::empty()),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Instruments: registration (with a one-time device secret) and who may see them.
 
 use portico_core::domain::{Caller, Instrument};
+use portico_core::policy::Scope;
 use portico_core::ports::{Page, PageRequest};
 use portico_core::{Error, Result, policy};
 use serde::{Deserialize, Serialize};
@@ -74,25 +75,19 @@ pub async fn register(
 
 pub async fn get(ctx: &Context, caller: &Caller, serial: &str) -> Result<Instrument> {
     policy::require_provisioned(caller)?;
-    let not_found = || Error::NotFound(format!("instrument `{serial}` not found"));
-    let instrument = ctx.store.instrument(serial).await?.ok_or_else(not_found)?;
-    if policy::can_see_account(caller, &instrument.account_id) {
-        Ok(instrument)
-    } else {
-        Err(not_found())
-    }
+    let instrument = ctx
+        .store
+        .instrument(serial)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("instrument `{serial}` not found")))?;
+    policy::read_instrument(caller, serial, &instrument.account_id)?;
+    Ok(instrument)
 }
 
 pub async fn list(ctx: &Context, caller: &Caller, page: PageRequest) -> Result<Page<Instrument>> {
-    policy::require_provisioned(caller)?;
-    if caller.sees_all_accounts() {
-        return ctx.store.list_instruments(None, &page).await;
-    }
-    match caller.account_id() {
-        Some(own) => ctx.store.list_instruments(Some(own), &page).await,
-        None => Ok(Page {
-            items: Vec::new(),
-            next_cursor: None,
-        }),
+    match policy::list_scope(caller)? {
+        Scope::All => ctx.store.list_instruments(None, &page).await,
+        Scope::Account(own) => ctx.store.list_instruments(Some(&own), &page).await,
+        Scope::Nothing => Ok(Page::empty()),
     }
 }

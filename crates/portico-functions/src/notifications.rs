@@ -8,20 +8,16 @@ use time::OffsetDateTime;
 use crate::Context;
 
 pub async fn list(ctx: &Context, caller: &Caller, page: PageRequest) -> Result<Page<Notification>> {
-    policy::require_provisioned(caller)?;
-    match caller.user_id() {
-        Some(user_id) => ctx.store.list_notifications(user_id, &page).await,
-        None => Err(Error::Forbidden("you have no notifications".into())),
-    }
+    let owner = policy::own_notifications(caller)?;
+    ctx.store.list_notifications(owner, &page).await
 }
 
 pub async fn mark_read(ctx: &Context, caller: &Caller, id: &str) -> Result<Notification> {
-    policy::require_provisioned(caller)?;
-    let user_id = caller
-        .user_id()
-        .ok_or_else(|| Error::NotFound(format!("notification `{id}` not found")))?;
+    // Another user's notification is simply not among the caller's: 404.
+    let owner = policy::own_notifications(caller)
+        .map_err(|_| Error::NotFound(format!("notification `{id}` not found")))?;
     ctx.store
-        .mark_notification_read(user_id, id, OffsetDateTime::now_utc())
+        .mark_notification_read(owner, id, OffsetDateTime::now_utc())
         .await?
         .ok_or_else(|| Error::NotFound(format!("notification `{id}` not found")))
 }

@@ -7,7 +7,8 @@ mod inspect;
 use std::collections::BTreeMap;
 
 use futures_util::StreamExt;
-use portico_core::domain::{Caller, Document, DocumentStatus, Notification, Role};
+use portico_core::domain::{Caller, Document, DocumentStatus, Notification};
+use portico_core::policy::Scope;
 use portico_core::ports::{Page, PageRequest};
 use portico_core::{Error, FieldError, Result, StoredObject, policy};
 use serde::{Deserialize, Serialize};
@@ -64,12 +65,10 @@ pub async fn request_upload(
     caller: &Caller,
     input: RequestUpload,
 ) -> Result<UploadTicket> {
-    policy::require_provisioned(caller)?;
-    let (Some(account_id), Some(user_id)) = (caller.account_id(), caller.user_id()) else {
-        return Err(Error::Forbidden(
-            "documents belong to an account, and you are not a member of one".into(),
-        ));
-    };
+    let account_id = policy::upload_document(caller)?;
+    let user_id = caller
+        .user_id()
+        .ok_or_else(|| Error::Forbidden("documents are uploaded by users".into()))?;
     let mut errors = Vec::new();
     check_filename(&mut errors, &input.filename);
     check_content_type(&mut errors, &input.content_type);
@@ -158,17 +157,11 @@ fn check_content_type(errors: &mut Vec<FieldError>, value: &str) {
     }
 }
 
-fn visible(caller: &Caller, document: &Document) -> bool {
-    caller.has_role(Role::Admin) || caller.is_member_of(&document.account_id)
-}
-
 pub async fn get(ctx: &Context, caller: &Caller, id: &str) -> Result<DocumentView> {
     policy::require_provisioned(caller)?;
     let not_found = || Error::NotFound(format!("document `{id}` not found"));
     let document = ctx.store.document(id).await?.ok_or_else(not_found)?;
-    if !visible(caller, &document) {
-        return Err(not_found());
-    }
+    policy::read_document(caller, id, &document.account_id)?;
     let download_url = if document.status == DocumentStatus::Ready {
         let expires = OffsetDateTime::now_utc()
             + time::Duration::seconds(ctx.settings.upload_url_ttl_secs as i64);
@@ -187,13 +180,9 @@ pub async fn get(ctx: &Context, caller: &Caller, id: &str) -> Result<DocumentVie
 }
 
 pub async fn list(ctx: &Context, caller: &Caller, page: PageRequest) -> Result<Page<Document>> {
-    policy::require_provisioned(caller)?;
-    match caller.account_id() {
-        Some(account) => ctx.store.list_documents(account, &page).await,
-        None => Ok(Page {
-            items: Vec::new(),
-            next_cursor: None,
-        }),
+    match policy::list_documents(caller)? {
+        Scope::Account(own) => ctx.store.list_documents(&own, &page).await,
+        Scope::All | Scope::Nothing => Ok(Page::empty()),
     }
 }
 

@@ -287,7 +287,8 @@ fn every_variable_the_docs_and_templates_name_is_read() {
                 .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
                 .collect();
             let name = name.trim_end_matches('_').to_string();
-            if !names.contains(&name) {
+            // The README's own example of a typo.
+            if name != "PORTICO_HTTP_ADRR" && !names.contains(&name) {
                 names.push(name);
             }
         }
