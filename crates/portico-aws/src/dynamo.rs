@@ -617,7 +617,8 @@ impl Store for DynamoStore {
         }
     }
 
-    async fn insert_notifications(&self, notifications: &[Notification]) -> Result<()> {
+    async fn insert_notifications(&self, notifications: &[Notification]) -> Result<Vec<String>> {
+        let mut new = Vec::new();
         for note in notifications {
             let partition = format!("NOTIFICATIONS#{}", note.user_id);
             let item = item(
@@ -627,11 +628,12 @@ impl Store for DynamoStore {
                 &[(GSI1, partition, order(note.created_at, &note.id))],
             )?;
             match self.create(item, String::new()).await {
-                Ok(()) | Err(Error::Conflict(_)) => {} // a redelivered event: keep the first
+                Ok(()) => new.push(note.id.clone()),
+                Err(Error::Conflict(_)) => {} // a redelivered event: keep the first
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
+        Ok(new)
     }
 
     async fn list_notifications(

@@ -253,14 +253,16 @@ pub async fn notifications(store: &dyn Store) {
         read_at: None,
     };
     let batch: Vec<Notification> = (0..5).map(|n| note(n, "u-1")).collect();
-    store.insert_notifications(&batch).await.unwrap();
-    // Redelivered, with a changed title: the first stays.
+    let new = store.insert_notifications(&batch).await.unwrap();
+    assert_eq!(new, vec!["n-0", "n-1", "n-2", "n-3", "n-4"]);
+    // Redelivered, with a changed title: the first stays, and only the new one is new.
     let mut again = note(2, "u-1");
     again.title = "changed".into();
-    store
+    let new = store
         .insert_notifications(&[again, note(9, "u-2")])
         .await
         .unwrap();
+    assert_eq!(new, vec!["n-9"]);
     let listed = walk(
         2,
         |p| async move { store.list_notifications("u-1", &p).await },

@@ -41,20 +41,6 @@ impl Error {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Validation(vec![FieldError::new(field, message)])
     }
-
-    /// The HTTP status that best describes this error; every host maps errors the same way.
-    pub fn status(&self) -> u16 {
-        match self {
-            Error::Unauthenticated(_) => 401,
-            Error::Forbidden(_) => 403,
-            Error::NotFound(_) => 404,
-            Error::Conflict(_) => 409,
-            Error::TooLarge(_) => 413,
-            Error::Validation(_) => 422,
-            Error::Unavailable(_) => 503,
-            Error::Unexpected(_) => 500,
-        }
-    }
 }
 
 /// One rejected field of a request: `field` is a JSON path such as `roles[1]`.

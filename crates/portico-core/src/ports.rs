@@ -104,8 +104,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Page<Instrument>>;
 
     /// Stores notifications; one whose id is already stored is left as it is (a redelivered
-    /// event does not notify twice).
-    async fn insert_notifications(&self, notifications: &[Notification]) -> Result<()>;
+    /// event does not notify twice). Answers the ids that were new.
+    async fn insert_notifications(&self, notifications: &[Notification]) -> Result<Vec<String>>;
     /// One user's notifications, newest first.
     async fn list_notifications(
         &self,

@@ -11,11 +11,6 @@ use time::OffsetDateTime;
 
 use crate::Context;
 
-/// Ids of notifications for an event that carries its own id are derived from it, so a
-/// redelivered event (MQTT QoS 1 may deliver twice) stores and sends nothing new.
-const NOTIFICATION_NAMESPACE: uuid::Uuid =
-    uuid::Uuid::from_u128(0x5f1c_2a7e_8b43_4c0d_9e61_0d2b_7a31_c4e9);
-
 /// Who was told.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertOutcome {
@@ -68,12 +63,13 @@ pub async fn instrument_alert(ctx: &Context, event: &Value) -> Result<AlertOutco
     let notifications: Vec<Notification> = recipients
         .values()
         .map(|user| Notification {
+            // An event that carries its own id notifies once however often it is delivered
+            // (MQTT QoS 1 may deliver twice); one without can only be told apart by arrival.
             id: match &event_key {
-                Some(key) => uuid::Uuid::new_v5(
-                    &NOTIFICATION_NAMESPACE,
-                    format!("{serial}\n{key}\n{}", user.id).as_bytes(),
-                )
-                .to_string(),
+                Some(key) => crate::notifications::notification_id(
+                    &format!("instrument_alert\n{serial}\n{key}"),
+                    &user.id,
+                ),
                 None => uuid::Uuid::now_v7().to_string(),
             },
             user_id: user.id.clone(),
@@ -90,18 +86,7 @@ pub async fn instrument_alert(ctx: &Context, event: &Value) -> Result<AlertOutco
             read_at: None,
         })
         .collect();
-    ctx.store.insert_notifications(&notifications).await?;
-
-    for notification in &notifications {
-        let topic = format!("users/{}/notifications", notification.user_id);
-        let payload = serde_json::to_vec(notification)
-            .map_err(|e| anyhow::anyhow!("encoding notification: {e}"))?;
-        // A user who is offline still has the stored notification: a failed publish is logged,
-        // not fatal for the others.
-        if let Err(e) = ctx.publisher.publish(&topic, payload, 1).await {
-            tracing::warn!(topic, error = %e, "notification not published");
-        }
-    }
+    crate::notifications::deliver(ctx, &notifications).await?;
 
     let mut emailed = 0;
     if severity == "critical" {

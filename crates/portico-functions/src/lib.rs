@@ -16,15 +16,12 @@ mod validate;
 use std::sync::Arc;
 
 use portico_core::{
-    CertificateRenderer, FileUrls, Mailer, ObjectStore, Outbox, Publisher, Queue,
-    SequenceGenerator, Store,
+    CertificateRenderer, FileUrls, Mailer, ObjectStore, Outbox, Publisher, Queue, Store,
 };
 
 /// What every function may use.
 pub struct Context {
     pub store: Arc<dyn Store>,
-    /// Region-safe numbering for functions that need their own sequences.
-    pub sequence: Arc<dyn SequenceGenerator>,
     /// Messages to MQTT clients (user notification topics, instrument commands).
     pub publisher: Arc<dyn Publisher>,
     /// E-mails to send.

@@ -16,7 +16,7 @@ use portico_http::{AppState, Edge, Limits};
 use portico_mail::{LocalSink, SendGrid};
 use portico_objects::{Objects, SignedUrls};
 use portico_pdf::Pdf;
-use portico_sqlite::{Database, SqliteQueue, SqliteSequence, SqliteStore};
+use portico_sqlite::{Database, SqliteQueue, SqliteStore};
 
 /// The composed backend: the state the HTTP functions run on, and the parts hosts and tests need.
 #[derive(Clone)]
@@ -66,11 +66,7 @@ pub fn compose(config: &Config) -> anyhow::Result<Composition> {
         publisher: publisher.clone(),
         objects: Arc::new(Objects::local(&config.data_dir.join("objects"))?),
         file_urls: signed_urls.clone(),
-        queue: Arc::new(SqliteQueue::new(
-            database.clone(),
-            config.worker.max_receives,
-        )),
-        sequence: Arc::new(SqliteSequence::new(database, range)),
+        queue: Arc::new(SqliteQueue::new(database, config.worker.max_receives)),
         renderer: Arc::new(Pdf::new()),
         settings: settings(config),
     });
@@ -110,9 +106,7 @@ async fn compose_aws(config: &Config) -> anyhow::Result<Composition> {
         aws.sequence_block,
     ));
     let store = Arc::new(portico_aws::DynamoStore::new(
-        dynamodb,
-        &aws.table,
-        sequence.clone(),
+        dynamodb, &aws.table, sequence,
     ));
     let bucket = Arc::new(portico_aws::LazyBucket::new(
         &aws.bucket,
@@ -134,7 +128,6 @@ async fn compose_aws(config: &Config) -> anyhow::Result<Composition> {
             portico_aws::sqs(&sdk),
             &aws.queue_prefix,
         )),
-        sequence,
         renderer: Arc::new(Pdf::new()),
         settings: settings(config),
     });

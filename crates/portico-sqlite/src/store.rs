@@ -330,13 +330,14 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn insert_notifications(&self, notifications: &[Notification]) -> Result<()> {
+    async fn insert_notifications(&self, notifications: &[Notification]) -> Result<Vec<String>> {
         let notifications = notifications.to_vec();
         self.db
             .write(move |conn| {
                 let tx = conn
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .context("starting notification transaction")?;
+                let mut new = Vec::new();
                 {
                     let mut insert = tx
                         .prepare_cached(
@@ -346,7 +347,7 @@ impl Store for SqliteStore {
                         )
                         .context("preparing notification insert")?;
                     for n in &notifications {
-                        insert
+                        let inserted = insert
                             .execute(params![
                                 n.id,
                                 n.user_id,
@@ -357,10 +358,13 @@ impl Store for SqliteStore {
                                 timestamp(n.created_at)?
                             ])
                             .context("inserting notification")?;
+                        if inserted == 1 {
+                            new.push(n.id.clone());
+                        }
                     }
                 }
                 tx.commit().context("committing notifications")?;
-                Ok(())
+                Ok(new)
             })
             .await
     }

@@ -24,9 +24,6 @@ pub use inspect::Inspector;
 pub const UPLOADS_QUEUE: &str = "document-uploads";
 /// The bucket name upload events carry (S3's shape; locally it names the object store).
 const BUCKET: &str = "portico-documents";
-const NOTIFICATION_NAMESPACE: uuid::Uuid =
-    uuid::Uuid::from_u128(0x2b7d_61e4_0c9a_4f35_8a1e_5d36_c0f7_19b2);
-
 /// `POST /v1/documents/uploads`
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -422,11 +419,10 @@ async fn finish(
         ),
     };
     let notification = Notification {
-        id: uuid::Uuid::new_v5(
-            &NOTIFICATION_NAMESPACE,
-            format!("{}\n{}", document.id, status.as_str()).as_bytes(),
-        )
-        .to_string(),
+        id: crate::notifications::notification_id(
+            &format!("{kind}\n{}", document.id),
+            &document.uploaded_by,
+        ),
         user_id: document.uploaded_by.clone(),
         kind: kind.into(),
         title,
@@ -435,9 +431,9 @@ async fn finish(
         created_at: OffsetDateTime::now_utc(),
         read_at: None,
     };
-    ctx.store
-        .insert_notifications(std::slice::from_ref(&notification))
-        .await?;
+    // Told before the status moves: a worker that dies in between tells nobody twice (the
+    // notification's id is derived) and nobody never.
+    crate::notifications::deliver(ctx, std::slice::from_ref(&notification)).await?;
     let moved = ctx
         .store
         .transition_document(
@@ -460,12 +456,6 @@ async fn finish(
     }
     if moved {
         tracing::info!(document_id = %document.id, status = status.as_str(), reason, "document checked");
-        let topic = format!("users/{}/notifications", document.uploaded_by);
-        let payload = serde_json::to_vec(&notification)
-            .map_err(|e| anyhow::anyhow!("encoding notification: {e}"))?;
-        if let Err(e) = ctx.publisher.publish(&topic, payload, 1).await {
-            tracing::debug!(topic, error = %e, "document notification stored but not published");
-        }
     }
     Ok(())
 }

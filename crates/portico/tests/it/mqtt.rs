@@ -179,6 +179,10 @@ async fn an_instrument_error_reaches_exactly_the_right_people() {
     tokio::time::sleep(QUIET).await;
     assert_eq!(notifications(app, &w.bob).await.len(), 1);
     assert_eq!(app.outbox("instrument_alert").len(), 2);
+    // Nor sends it again over MQTT.
+    for (name, client) in subscribers.iter_mut() {
+        assert!(client.next(QUIET).await.is_none(), "{name} was told twice");
+    }
 
     // Only the owner can mark it read.
     let nid = bob_list[0]["id"].as_str().expect("id");
