@@ -158,7 +158,12 @@ pub async fn add_user(
     ctx.store.insert_user(&user).await?;
     tracing::info!(user_id = %user.id, account_id, roles = ?user.roles, "user added to account");
     // The user exists either way; a welcome that cannot be queued is logged, not an error.
-    if let Err(e) = crate::email::queue(ctx, crate::email::welcome(&user, &account)).await {
+    let welcome = crate::email::welcome(&user, &account);
+    let queued = match welcome {
+        Ok(email) => crate::email::queue(ctx, email).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = queued {
         tracing::warn!(user_id = %user.id, error = %e, "welcome e-mail not queued");
     }
     Ok(user)

@@ -97,7 +97,7 @@ pub async fn instrument_alert(ctx: &Context, event: &Value) -> Result<AlertOutco
                 &instrument,
                 &severity,
                 message,
-            );
+            )?;
             crate::email::queue(ctx, email).await?;
             emailed += 1;
         }

@@ -1,4 +1,4 @@
-//! E-mail templates (text and HTML, values escaped) and the one way e-mails enter the outbox:
+//! E-mails from templates (text and HTML, values escaped in HTML) and the one way e-mails enter the outbox:
 //! recipients and subjects are checked so nothing can smuggle headers in.
 
 use portico_core::domain::{
@@ -6,6 +6,8 @@ use portico_core::domain::{
 };
 use portico_core::ports::{Page, PageRequest};
 use portico_core::{Error, Result, policy};
+
+use serde_json::json;
 
 use crate::Context;
 
@@ -51,20 +53,62 @@ pub async fn list_outbox(
     ctx.outbox.list_outbox(status, &page).await
 }
 
-/// Escapes text for HTML.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            other => out.push(other),
+/// The e-mail templates, one text and one HTML template per kind of e-mail (`templates/email/`),
+/// both extending a layout. HTML templates escape every value (MiniJinja's auto-escaping by file
+/// extension); text templates keep values as written.
+fn templates() -> &'static minijinja::Environment<'static> {
+    static TEMPLATES: std::sync::OnceLock<minijinja::Environment<'static>> =
+        std::sync::OnceLock::new();
+    TEMPLATES.get_or_init(|| {
+        let mut env = minijinja::Environment::new();
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        for (name, source) in [
+            (
+                "layout.html",
+                include_str!("../templates/email/layout.html"),
+            ),
+            ("layout.txt", include_str!("../templates/email/layout.txt")),
+            (
+                "welcome.html",
+                include_str!("../templates/email/welcome.html"),
+            ),
+            (
+                "welcome.txt",
+                include_str!("../templates/email/welcome.txt"),
+            ),
+            (
+                "instrument_alert.html",
+                include_str!("../templates/email/instrument_alert.html"),
+            ),
+            (
+                "instrument_alert.txt",
+                include_str!("../templates/email/instrument_alert.txt"),
+            ),
+            (
+                "document_ready.html",
+                include_str!("../templates/email/document_ready.html"),
+            ),
+            (
+                "document_ready.txt",
+                include_str!("../templates/email/document_ready.txt"),
+            ),
+            (
+                "lot_recall.html",
+                include_str!("../templates/email/lot_recall.html"),
+            ),
+            (
+                "lot_recall.txt",
+                include_str!("../templates/email/lot_recall.txt"),
+            ),
+        ] {
+            // The templates are part of the build and covered by the tests below; one that does
+            // not parse fails every render of its kind with the parse error.
+            if let Err(e) = env.add_template(name, source) {
+                tracing::error!(template = name, error = %e, "e-mail template does not parse");
+            }
         }
-    }
-    out
+        env
+    })
 }
 
 /// One line of subject: control characters become spaces.
@@ -74,53 +118,47 @@ fn subject(text: &str) -> String {
         .collect()
 }
 
-fn html(title: &str, paragraphs: &[String]) -> String {
-    let body: String = paragraphs
-        .iter()
-        .map(|p| format!("<p>{}</p>", escape(p)))
-        .collect();
-    format!(
-        "<!DOCTYPE html><html><body style=\"font-family:sans-serif\"><h2>{}</h2>{body}<p style=\"color:#777\">Portico customer portal</p></body></html>",
-        escape(title)
-    )
-}
-
+/// Renders the `category` e-mail (its text and HTML templates) for `to`, titled `title`.
 fn compose(
     id: String,
     to: &str,
     title: String,
-    paragraphs: Vec<String>,
     category: &str,
-) -> OutboundEmail {
-    OutboundEmail {
+    values: serde_json::Value,
+) -> Result<OutboundEmail> {
+    let mut context = values;
+    if let serde_json::Value::Object(map) = &mut context {
+        map.insert("title".into(), title.clone().into());
+    }
+    let render = |extension: &str| {
+        templates()
+            .get_template(&format!("{category}.{extension}"))
+            .and_then(|t| t.render(minijinja::value::Serde(&context)))
+            .map_err(|e| {
+                Error::Unexpected(anyhow::anyhow!("rendering the {category} e-mail: {e:#}"))
+            })
+    };
+    Ok(OutboundEmail {
         id,
         to: to.trim().to_string(),
         subject: subject(&format!("[Portico] {title}")),
-        text: format!(
-            "{title}\n\n{}\n\n-- \nPortico customer portal\n",
-            paragraphs.join("\n\n")
-        ),
-        html: html(&title, &paragraphs),
+        text: render("txt")?,
+        html: render("html")?,
         category: category.into(),
-    }
+    })
 }
 
-pub fn welcome(user: &User, account: &Account) -> OutboundEmail {
+pub fn welcome(user: &User, account: &Account) -> Result<OutboundEmail> {
     compose(
         email_id(&format!("welcome\n{}", user.id)),
         &user.email,
         format!("Welcome to {}", account.name),
-        vec![
-            format!("Hello {},", user.display_name),
-            format!(
-                "you now have access to the {} account (number {}) as {}.",
-                account.name,
-                account.account_number,
-                user.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
-            ),
-            "Sign in with your company account to see your instruments, documents and notifications.".into(),
-        ],
         "welcome",
+        json!({
+            "user": user,
+            "account": account,
+            "roles": user.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+        }),
     )
 }
 
@@ -130,36 +168,23 @@ pub fn instrument_alert(
     instrument: &Instrument,
     severity: &str,
     message: &str,
-) -> OutboundEmail {
+) -> Result<OutboundEmail> {
     compose(
         email_id(&format!("alert\n{notification_id}")),
         to,
         format!("{severity}: {} ({})", instrument.name, instrument.serial),
-        vec![
-            message.to_string(),
-            format!(
-                "Instrument: {} ({}, model {})",
-                instrument.name, instrument.serial, instrument.model
-            ),
-            format!("Severity: {severity}"),
-        ],
         "instrument_alert",
+        json!({"instrument": instrument, "severity": severity, "message": message}),
     )
 }
 
-pub fn document_ready(to: &str, document: &Document) -> OutboundEmail {
+pub fn document_ready(to: &str, document: &Document) -> Result<OutboundEmail> {
     compose(
         email_id(&format!("document-ready\n{}", document.id)),
         to,
         format!("{} is ready", document.filename),
-        vec![
-            format!(
-                "Your file {} ({} bytes) has been checked and is ready.",
-                document.filename, document.size
-            ),
-            "Open it from the documents page of the portal.".into(),
-        ],
         "document_ready",
+        json!({"document": document}),
     )
 }
 
@@ -169,21 +194,13 @@ pub fn lot_recall(
     lot: &portico_core::Lot,
     product: &portico_core::Product,
     reason: &str,
-) -> OutboundEmail {
+) -> Result<OutboundEmail> {
     compose(
         email_id(&format!("recall\n{}\n{to}", lot.lot_number)),
         to,
         format!("Recall notice: {} lot {}", product.name, lot.lot_number),
-        vec![
-            format!(
-                "Lot {} of {} ({}) is being recalled.",
-                lot.lot_number, product.name, product.sku
-            ),
-            format!("Reason: {reason}"),
-            "Stop using the lot, quarantine remaining stock and contact support for a replacement."
-                .into(),
-        ],
         "lot_recall",
+        json!({"lot": lot, "product": product, "reason": reason}),
     )
 }
 
@@ -206,7 +223,8 @@ mod tests {
             &instrument,
             "critical",
             "<script>alert(1)</script>",
-        );
+        )
+        .expect("renders");
         assert!(!email.subject.contains(['\r', '\n']), "{:?}", email.subject);
         assert!(email.html.contains("&lt;script&gt;"));
         assert!(!email.html.contains("<script>"));
@@ -217,7 +235,9 @@ mod tests {
         );
         assert_eq!(
             email.id,
-            instrument_alert("n1", "x@y.example", &instrument, "error", "").id
+            instrument_alert("n1", "x@y.example", &instrument, "error", "")
+                .expect("renders")
+                .id
         );
     }
 
@@ -237,7 +257,8 @@ mod tests {
             qc_tests: vec![],
             created_at: time::OffsetDateTime::UNIX_EPOCH,
         };
-        let email = lot_recall("lab@acme.example", &lot, &product, "contamination");
+        let email =
+            lot_recall("lab@acme.example", &lot, &product, "contamination").expect("renders");
         assert_eq!(email.subject, "[Portico] Recall notice: Buffer <A> lot L-7");
         assert!(email.html.contains("Buffer &lt;A&gt;"));
         assert!(email.text.contains("contamination"));
@@ -257,5 +278,44 @@ mod tests {
         ] {
             assert!(!crate::validate::is_email(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_welcome_reads_the_same_in_text_and_html() {
+        let user = portico_core::User {
+            id: "u".into(),
+            sub: "s".into(),
+            email: "lena@example.com".into(),
+            display_name: "Lena <3".into(),
+            account_id: Some("a".into()),
+            roles: vec![
+                portico_core::Role::LabManager,
+                portico_core::Role::Scientist,
+            ],
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
+        };
+        let account = portico_core::Account {
+            id: "a".into(),
+            account_number: "100000".into(),
+            name: "Example & Co".into(),
+            kind: portico_core::AccountKind::Customer,
+            region: "local".into(),
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
+        };
+        let email = welcome(&user, &account).expect("renders");
+        assert_eq!(email.subject, "[Portico] Welcome to Example & Co");
+        assert_eq!(
+            email.text,
+            "Welcome to Example & Co\n\nHello Lena <3,\n\nyou now have access to the Example & Co \
+             account (number 100000) as lab_manager, scientist.\n\nSign in with your company \
+             account to see your instruments, documents and notifications.\n\n-- \nPortico \
+             customer portal"
+        );
+        assert!(
+            email
+                .html
+                .contains("<h2>Welcome to Example &amp; Co</h2><p>Hello Lena &lt;3,</p>")
+        );
+        assert!(email.html.contains("as lab_manager, scientist.</p>"));
     }
 }

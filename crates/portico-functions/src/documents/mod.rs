@@ -452,7 +452,11 @@ async fn finish(
         && let Some(uploader) = ctx.store.user_by_id(&document.uploaded_by).await?
     {
         // Same id on a repeat: the outbox keeps one.
-        crate::email::queue(ctx, crate::email::document_ready(&uploader.email, document)).await?;
+        crate::email::queue(
+            ctx,
+            crate::email::document_ready(&uploader.email, document)?,
+        )
+        .await?;
     }
     if moved {
         tracing::info!(document_id = %document.id, status = status.as_str(), reason, "document checked");
