@@ -260,18 +260,32 @@ impl TestApp {
         })
     }
 
-    /// E-mails waiting in the outbox for `category`, read straight from the data dir's database
-    /// (the outbox has no API; the e-mail worker is its only reader).
-    pub fn outbox(&self, category: &str) -> Vec<(String, String)> {
-        let db = rusqlite::Connection::open(self.data_dir.join("portico.db")).expect("database");
-        let mut query = db
-            .prepare("SELECT recipient, subject FROM outbox WHERE category = ?1 ORDER BY seq")
-            .expect("query");
-        query
-            .query_map([category], |row| Ok((row.get(0)?, row.get(1)?)))
-            .expect("rows")
-            .collect::<Result<_, _>>()
-            .expect("decoded")
+    /// (recipient, subject) of every e-mail in the outbox for `category`, oldest first, as an
+    /// admin sees them through `GET /v1/outbox`.
+    pub async fn outbox(&self, category: &str) -> Vec<(String, String)> {
+        let admin = self.admin_token();
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let path = match &cursor {
+                Some(c) => format!("/v1/outbox?limit=200&cursor={c}"),
+                None => "/v1/outbox?limit=200".to_string(),
+            };
+            let (status, page) = self.get(&path, &admin).await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            for entry in page["items"].as_array().expect("items") {
+                if entry["category"] == category {
+                    let field = |name: &str| entry[name].as_str().expect(name).to_string();
+                    out.push((field("to"), field("subject")));
+                }
+            }
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_string()),
+                None => break,
+            }
+        }
+        out.reverse();
+        out
     }
 
     /// Registers an instrument as admin; returns its device secret.

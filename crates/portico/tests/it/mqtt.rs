@@ -155,6 +155,7 @@ async fn an_instrument_error_reaches_exactly_the_right_people() {
     // Critical: an e-mail each for Bob and support waits in the outbox.
     let mut to: Vec<String> = app
         .outbox("instrument_alert")
+        .await
         .into_iter()
         .map(|(to, _)| to)
         .collect();
@@ -178,7 +179,7 @@ async fn an_instrument_error_reaches_exactly_the_right_people() {
         .await;
     tokio::time::sleep(QUIET).await;
     assert_eq!(notifications(app, &w.bob).await.len(), 1);
-    assert_eq!(app.outbox("instrument_alert").len(), 2);
+    assert_eq!(app.outbox("instrument_alert").await.len(), 2);
     // Nor sends it again over MQTT.
     for (name, client) in subscribers.iter_mut() {
         assert!(client.next(QUIET).await.is_none(), "{name} was told twice");
