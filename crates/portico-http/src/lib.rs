@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
-use axum::routing::{get, post, put};
+use axum::routing::get;
 use portico_auth::{DevIssuer, Verifier};
 use portico_functions::Context;
 use portico_objects::SignedUrls;
@@ -21,6 +21,7 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use utoipa_axum::router::OpenApiRouter;
 
 pub use extract::bearer_token;
 pub use openapi::document as openapi_document;
@@ -106,116 +107,16 @@ impl AppState {
 
 /// The Router of the whole HTTP API.
 pub fn app(state: AppState) -> Router {
-    use invoke::function as f;
-    let s = &state;
-    Router::new()
-        .route("/healthz", f("healthz", get(routes::healthz), s))
-        .route("/openapi.json", f("openapi", get(routes::openapi), s))
-        .route("/v1/me", f("get_me", get(routes::get_me), s))
-        .route(
-            "/v1/accounts",
-            f("list_accounts", get(routes::list_accounts), s).merge(f(
-                "create_account",
-                post(routes::create_account),
-                s,
-            )),
-        )
-        .route(
-            "/v1/accounts/{id}",
-            f("get_account", get(routes::get_account), s),
-        )
-        .route(
-            "/v1/accounts/{id}/users",
-            f("list_account_users", get(routes::list_account_users), s).merge(f(
-                "add_account_user",
-                post(routes::add_account_user),
-                s,
-            )),
-        )
-        .route(
-            "/v1/instruments",
-            f("list_instruments", get(routes::list_instruments), s).merge(f(
-                "register_instrument",
-                post(routes::register_instrument),
-                s,
-            )),
-        )
-        .route(
-            "/v1/instruments/{serial}",
-            f("get_instrument", get(routes::get_instrument), s),
-        )
-        .route(
-            "/v1/notifications",
-            f("list_notifications", get(routes::list_notifications), s),
-        )
-        .route(
-            "/v1/notifications/{id}/read",
-            f("read_notification", post(routes::read_notification), s),
-        )
-        .route("/v1/outbox", f("list_outbox", get(routes::list_outbox), s))
-        .route(
-            "/v1/products",
-            f("list_products", get(routes::list_products), s).merge(f(
-                "create_product",
-                post(routes::create_product),
-                s,
-            )),
-        )
-        .route(
-            "/v1/products/{sku}",
-            f("get_product", get(routes::get_product), s),
-        )
-        .route("/v1/lots", f("create_lot", post(routes::create_lot), s))
-        .route("/v1/lots/{lot}", f("get_lot", get(routes::get_lot), s))
-        .route(
-            "/v1/lots/{lot}/certificate.pdf",
-            f("lot_certificate", get(routes::lot_certificate), s),
-        )
-        .route(
-            "/v1/shipments",
-            f("list_shipments", get(routes::list_shipments), s).merge(f(
-                "create_shipment",
-                post(routes::create_shipment),
-                s,
-            )),
-        )
-        .route(
-            "/v1/documents",
-            f("list_documents", get(routes::list_documents), s),
-        )
-        .route(
-            "/v1/documents/uploads",
-            f("request_upload", post(routes::request_upload), s),
-        )
-        .route(
-            "/v1/documents/{id}",
-            f("get_document", get(routes::get_document), s),
-        )
-        .route(
-            "/v1/documents/{id}/content",
-            // File bytes may take long on a slow link: these get their own, longer timeout.
-            invoke::function_with_timeout(
-                "upload_content",
-                put(routes::upload_content),
-                TRANSFER_TIMEOUT,
-            )
-            .merge(invoke::function_with_timeout(
-                "download_content",
-                get(routes::download_content),
-                TRANSFER_TIMEOUT,
-            )),
-        )
-        .route(
-            "/oauth2/default/.well-known/oauth-authorization-server",
-            f("dev_issuer_metadata", get(routes::dev_issuer_metadata), s),
-        )
+    let (documented, _) = api(state.request_timeout()).split_for_parts();
+    documented
+        // The dev issuer answers OIDC discovery too (the same metadata under its other name).
         .route(
             "/oauth2/default/.well-known/openid-configuration",
-            f("dev_issuer_metadata", get(routes::dev_issuer_metadata), s),
-        )
-        .route(
-            "/oauth2/default/v1/keys",
-            f("dev_issuer_keys", get(routes::dev_issuer_keys), s),
+            invoke::function_with_timeout(
+                "dev_issuer_metadata",
+                get(routes::dev_issuer_metadata),
+                state.request_timeout(),
+            ),
         )
         .layer(DefaultBodyLimit::max(state.0.limits.body_limit_bytes))
         .layer(
@@ -229,6 +130,46 @@ pub fn app(state: AppState) -> Router {
         // carries the CORS headers a browser needs to read it.
         .layer(cors(&state.0.edge))
         .with_state(state)
+}
+
+/// Every documented route, from one source: each handler's `#[utoipa::path]` gives its method,
+/// path and documentation, and its name is the function name that logs and metrics use. The
+/// same router yields the OpenAPI document, so the two cannot disagree.
+pub(crate) fn api(timeout: Duration) -> OpenApiRouter<AppState> {
+    use routes::*;
+    let f = |route| invoke::named(route, timeout);
+    // File bytes may take long on a slow link: these get their own, longer timeout.
+    let transfer = |route| invoke::named(route, TRANSFER_TIMEOUT);
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(f(utoipa_axum::routes!(healthz)))
+        .routes(f(utoipa_axum::routes!(openapi)))
+        .routes(f(utoipa_axum::routes!(get_me)))
+        .routes(f(utoipa_axum::routes!(list_accounts)))
+        .routes(f(utoipa_axum::routes!(create_account)))
+        .routes(f(utoipa_axum::routes!(get_account)))
+        .routes(f(utoipa_axum::routes!(list_account_users)))
+        .routes(f(utoipa_axum::routes!(add_account_user)))
+        .routes(f(utoipa_axum::routes!(list_instruments)))
+        .routes(f(utoipa_axum::routes!(register_instrument)))
+        .routes(f(utoipa_axum::routes!(get_instrument)))
+        .routes(f(utoipa_axum::routes!(list_notifications)))
+        .routes(f(utoipa_axum::routes!(read_notification)))
+        .routes(f(utoipa_axum::routes!(list_outbox)))
+        .routes(f(utoipa_axum::routes!(list_products)))
+        .routes(f(utoipa_axum::routes!(create_product)))
+        .routes(f(utoipa_axum::routes!(get_product)))
+        .routes(f(utoipa_axum::routes!(create_lot)))
+        .routes(f(utoipa_axum::routes!(get_lot)))
+        .routes(f(utoipa_axum::routes!(lot_certificate)))
+        .routes(f(utoipa_axum::routes!(list_shipments)))
+        .routes(f(utoipa_axum::routes!(create_shipment)))
+        .routes(f(utoipa_axum::routes!(list_documents)))
+        .routes(f(utoipa_axum::routes!(request_upload)))
+        .routes(f(utoipa_axum::routes!(get_document)))
+        .routes(transfer(utoipa_axum::routes!(upload_content)))
+        .routes(transfer(utoipa_axum::routes!(download_content)))
+        .routes(f(utoipa_axum::routes!(dev_issuer_metadata)))
+        .routes(f(utoipa_axum::routes!(dev_issuer_keys)))
 }
 
 /// CORS for the configured origins: the methods and headers the API uses, `x-request-id` and

@@ -5,45 +5,18 @@ use std::sync::OnceLock;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::routes;
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Portico API", description = "The customer portal backend."),
-    paths(
-        routes::healthz,
-        routes::openapi,
-        routes::get_me,
-        routes::create_account,
-        routes::list_accounts,
-        routes::get_account,
-        routes::add_account_user,
-        routes::list_account_users,
-        routes::register_instrument,
-        routes::list_instruments,
-        routes::get_instrument,
-        routes::list_notifications,
-        routes::read_notification,
-        routes::request_upload,
-        routes::list_documents,
-        routes::get_document,
-        routes::upload_content,
-        routes::download_content,
-        routes::list_outbox,
-        routes::create_product,
-        routes::list_products,
-        routes::get_product,
-        routes::create_lot,
-        routes::get_lot,
-        routes::lot_certificate,
-        routes::create_shipment,
-        routes::list_shipments,
-        routes::dev_issuer_metadata,
-        routes::dev_issuer_keys,
-    ),
-    modifiers(&BearerAuth, &ProblemAnswers)
+    modifiers(&BearerAuth)
 )]
 struct ApiDoc;
+
+/// The document's frame (title, security scheme); the routes add their paths to it.
+pub(crate) fn base() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
 
 struct BearerAuth;
 
@@ -165,8 +138,13 @@ impl utoipa::Modify for ProblemAnswers {
     }
 }
 
-/// The document, built once.
+/// The document, built once from the same routes the server serves.
 pub fn document() -> &'static utoipa::openapi::OpenApi {
     static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
-    DOC.get_or_init(ApiDoc::openapi)
+    DOC.get_or_init(|| {
+        let (_, mut doc) = crate::api(std::time::Duration::ZERO).split_for_parts();
+        // After the paths are in: it documents what each operation takes.
+        utoipa::Modify::modify(&ProblemAnswers, &mut doc);
+        doc
+    })
 }
