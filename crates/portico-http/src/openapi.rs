@@ -5,7 +5,6 @@ use std::sync::OnceLock;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Portico API", description = "The customer portal backend."),
