@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::http::{cores, cpu_model, mint};
+use crate::http::{cores, cpu_model, mint, post_json};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -165,23 +165,7 @@ async fn seed_instruments(
 ) -> anyhow::Result<Vec<String>> {
     let http = reqwest::Client::new();
     let admin = mint(issuer, "bench-admin@portico.example", &["portico-admins"])?;
-    let post = |path: &'static str, body: Value| {
-        let (http, admin) = (http.clone(), admin.clone());
-        async move {
-            let response = http
-                .post(format!("{base}{path}"))
-                .bearer_auth(&admin)
-                .json(&body)
-                .send()
-                .await?;
-            let status = response.status();
-            let body: Value = response.json().await?;
-            if !status.is_success() {
-                bail!("{path}: {status} {body}");
-            }
-            Ok::<Value, anyhow::Error>(body)
-        }
-    };
+    let post = |path: &'static str, body: Value| post_json(&http, base, &admin, path, body);
     let run = std::process::id();
     let account = post(
         "/v1/accounts",

@@ -341,6 +341,28 @@ where
     total
 }
 
+/// POSTs `body` to `base` + `path` with `token`; a non-2xx answer is an error naming it.
+pub(crate) async fn post_json(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    path: &str,
+    body: Value,
+) -> anyhow::Result<Value> {
+    let response = http
+        .post(format!("{base}{path}"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await?;
+    let status = response.status();
+    let body: Value = response.json().await?;
+    if !status.is_success() {
+        anyhow::bail!("{path}: {status} {body}");
+    }
+    Ok(body)
+}
+
 pub(crate) fn cores() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())

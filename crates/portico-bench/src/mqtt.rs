@@ -8,13 +8,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use portico_auth::DevIssuer;
 use portico_config::Config;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 use serde_json::{Value, json};
 
-use crate::http::{cores, cpu_model, mint};
+use crate::http::{cores, cpu_model, mint, post_json};
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Target {
@@ -140,20 +140,7 @@ async fn seed_portico(
     let admin = mint(issuer, "bench-admin@portico.example", &["portico-admins"])?;
     let post = |path: String, body: Value| {
         let (http, admin, base) = (http.clone(), admin.clone(), base.clone());
-        async move {
-            let response = http
-                .post(format!("{base}{path}"))
-                .bearer_auth(&admin)
-                .json(&body)
-                .send()
-                .await?;
-            let status = response.status();
-            let body: Value = response.json().await?;
-            if !status.is_success() {
-                bail!("{path}: {status} {body}");
-            }
-            Ok::<Value, anyhow::Error>(body)
-        }
+        async move { post_json(&http, &base, &admin, &path, body).await }
     };
     let run = std::process::id();
     let account = post(

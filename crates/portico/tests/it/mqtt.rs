@@ -54,6 +54,32 @@ pub(crate) struct World {
     pub(crate) sn_g1: String,
 }
 
+/// Acme alone (lab manager bob, scientist carol) on a server started with `env`: for tests that
+/// change the broker's limits.
+pub(crate) struct Acme {
+    pub(crate) app: TestApp,
+    pub(crate) acme: Value,
+    pub(crate) bob: String,
+    pub(crate) carol: String,
+}
+
+pub(crate) async fn acme_with(env: &[(&str, &str)]) -> Acme {
+    let app = spawn_app_with(env).await;
+    let acme = app.create_account("Acme").await;
+    let bob = app
+        .add_user(&id(&acme), "bob@acme.example", &["lab_manager"])
+        .await;
+    let carol = app
+        .add_user(&id(&acme), "carol@acme.example", &["scientist"])
+        .await;
+    Acme {
+        app,
+        acme,
+        bob,
+        carol,
+    }
+}
+
 pub(crate) async fn world() -> World {
     let app = spawn_app().await;
     let acme = app.create_account("Acme").await;
@@ -515,18 +541,16 @@ async fn websocket_clients_work_like_tcp_clients() {
 
 #[tokio::test]
 async fn a_flooding_client_is_throttled_and_others_are_not() {
-    let w_app = spawn_app_with(&[
+    let Acme {
+        app: w_app,
+        acme,
+        bob,
+        carol,
+    } = acme_with(&[
         ("PORTICO_MQTT_PUBLISH_RATE_PER_SEC", "20"),
         ("PORTICO_MQTT_PUBLISH_BURST", "20"),
     ])
     .await;
-    let acme = w_app.create_account("Acme").await;
-    let bob = w_app
-        .add_user(&id(&acme), "bob@acme.example", &["lab_manager"])
-        .await;
-    let carol = w_app
-        .add_user(&id(&acme), "carol@acme.example", &["scientist"])
-        .await;
     let secret = w_app.register_instrument(&id(&acme), "SN-F1").await;
     let mut watcher = as_user(&w_app, "bob", &bob).await;
     assert!(

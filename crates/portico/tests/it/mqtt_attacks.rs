@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use rumqttc::{ConnectReturnCode, LastWill, QoS};
 
-use crate::helpers::{id, spawn_app_with};
-use crate::mqtt::{QUIET, WAIT, as_instrument, as_user, world};
+use crate::helpers::id;
+use crate::mqtt::{Acme, QUIET, WAIT, acme_with, as_instrument, as_user, world};
 use crate::mqtt_client::{Connect, Mqtt, connect, connect_with};
 
 fn will(topic: &str, payload: &[u8], retain: bool) -> LastWill {
@@ -304,18 +304,16 @@ async fn a_client_id_that_starts_with_a_user_id_is_that_users_alone() {
 
 #[tokio::test]
 async fn the_publish_budget_is_per_identity_not_per_connection() {
-    let app = spawn_app_with(&[
+    let Acme {
+        app,
+        acme,
+        bob,
+        carol,
+    } = acme_with(&[
         ("PORTICO_MQTT_PUBLISH_RATE_PER_SEC", "1"),
         ("PORTICO_MQTT_PUBLISH_BURST", "20"),
     ])
     .await;
-    let acme = app.create_account("Acme").await;
-    let bob = app
-        .add_user(&id(&acme), "bob@acme.example", &["lab_manager"])
-        .await;
-    let carol = app
-        .add_user(&id(&acme), "carol@acme.example", &["scientist"])
-        .await;
     let channel = format!("accounts/{}/channels/ops", id(&acme));
     let mut watcher = as_user(&app, "carol", &carol).await;
     assert!(watcher.subscribe(&channel, QoS::AtMostOnce).await);
@@ -340,18 +338,16 @@ async fn the_publish_budget_is_per_identity_not_per_connection() {
 
 #[tokio::test]
 async fn retained_messages_are_bounded_per_identity() {
-    let app = spawn_app_with(&[
+    let Acme {
+        app,
+        acme,
+        bob,
+        carol,
+    } = acme_with(&[
         ("PORTICO_MQTT_RETAINED_PER_IDENTITY", "3"),
         ("PORTICO_MQTT_RETAINED_BYTES_PER_IDENTITY", "1000"),
     ])
     .await;
-    let acme = app.create_account("Acme").await;
-    let bob = app
-        .add_user(&id(&acme), "bob@acme.example", &["lab_manager"])
-        .await;
-    let carol = app
-        .add_user(&id(&acme), "carol@acme.example", &["scientist"])
-        .await;
     let channels = format!("accounts/{}/channels", id(&acme));
     let bob_client = as_user(&app, "bob", &bob).await;
     for n in 0..5 {
