@@ -19,3 +19,4 @@ pub use ports::{
     Outbox, Page, PageRequest, Publisher, Queue, QueueMessage, QueueStats, SequenceGenerator,
     SequenceRange, Store, StoredObject,
 };
+pub use ports::{UploadCompleted, UploadEvents};

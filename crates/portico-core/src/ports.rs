@@ -174,6 +174,26 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn get(&self, key: &str) -> Result<ByteStream>;
 }
 
+/// A document's bytes are stored: what the upload worker is told. On the wire it is S3's
+/// `ObjectCreated` notification (S3 sends it on AWS; the local host writes the same), but only
+/// the hosts and queue adapters know that shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadCompleted {
+    /// The object's key, decoded (`documents/<account>/<id>`).
+    pub key: String,
+    pub size: u64,
+    /// The stored bytes' SHA-256, hex.
+    pub sha256: String,
+    /// The uploader's user id.
+    pub uploaded_by: String,
+}
+
+/// Tells the upload worker that an upload is stored. On AWS, S3 does this itself.
+#[async_trait]
+pub trait UploadEvents: Send + Sync + 'static {
+    async fn stored(&self, upload: &UploadCompleted) -> Result<()>;
+}
+
 /// The header every upload PUT carries beside `Content-Type`: create-only. S3 refuses (412) a
 /// conditional PUT once the object exists, so an upload link can never replace a stored file;
 /// presigned URLs sign it in, and upload tickets tell clients to send it.

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use portico_core::{
     CertificateRenderer, FileUrls, Mailer, ObjectStore, Outbox, Publisher, Queue, Store,
+    UploadEvents,
 };
 
 /// What every function may use.
@@ -34,6 +35,8 @@ pub struct Context {
     pub file_urls: Arc<dyn FileUrls>,
     /// Durable queues (upload events).
     pub queue: Arc<dyn Queue>,
+    /// Tells the upload worker a file is stored (locally; on AWS, S3 does).
+    pub upload_events: Arc<dyn UploadEvents>,
     /// PDF documents (Certificates of Analysis).
     pub renderer: Arc<dyn CertificateRenderer>,
     pub settings: Settings,

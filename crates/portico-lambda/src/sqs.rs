@@ -5,6 +5,7 @@
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use portico_functions::Context;
 use portico_functions::documents;
+use portico_local::s3_events;
 
 pub async fn handle(ctx: &Context, event: SqsEvent) -> SqsBatchResponse {
     let mut failures = Vec::new();
@@ -14,7 +15,7 @@ pub async fn handle(ctx: &Context, event: SqsEvent) -> SqsBatchResponse {
             tracing::warn!(message_id = id, "SQS record without a body dropped");
             continue;
         };
-        if let Err(e) = documents::process_upload(ctx, body).await {
+        if let Err(e) = documents::process_upload(ctx, &s3_events::keys(body)).await {
             tracing::warn!(message_id = id, error = %e, "upload event failed; SQS will redeliver it");
             failures.push(failure(id));
         }
@@ -29,7 +30,7 @@ pub async fn handle_dead_letters(ctx: &Context, event: SqsEvent) -> SqsBatchResp
     for record in event.records {
         let id = record.message_id.clone().unwrap_or_default();
         let body = record.body.as_deref().unwrap_or_default();
-        if let Err(e) = documents::dead_lettered(ctx, body).await {
+        if let Err(e) = documents::dead_lettered(ctx, &s3_events::keys(body)).await {
             tracing::warn!(message_id = id, error = %e, "dead-lettered upload not recorded; SQS will redeliver it");
             failures.push(failure(id));
         }

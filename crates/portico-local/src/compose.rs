@@ -18,6 +18,8 @@ use portico_objects::{Objects, SignedUrls};
 use portico_pdf::Pdf;
 use portico_sqlite::{Database, SqliteQueue, SqliteStore};
 
+use crate::s3_events::QueuedUploadEvents;
+
 /// The composed backend: the state the HTTP functions run on, and the parts hosts and tests need.
 #[derive(Clone)]
 pub struct Composition {
@@ -59,6 +61,8 @@ pub fn compose(config: &Config) -> anyhow::Result<Composition> {
     let store = Arc::new(SqliteStore::new(database.clone(), range));
     let publisher = Arc::new(BrokerPublisher::new());
     let signed_urls = Arc::new(SignedUrls::load_or_create(&config.data_dir.join("auth"))?);
+    let queue: Arc<dyn portico_core::Queue> =
+        Arc::new(SqliteQueue::new(database, config.worker.max_receives));
     let context = Arc::new(Context {
         store: store.clone(),
         outbox: store,
@@ -66,7 +70,8 @@ pub fn compose(config: &Config) -> anyhow::Result<Composition> {
         publisher: publisher.clone(),
         objects: Arc::new(Objects::local(&config.data_dir.join("objects"))?),
         file_urls: signed_urls.clone(),
-        queue: Arc::new(SqliteQueue::new(database, config.worker.max_receives)),
+        queue: queue.clone(),
+        upload_events: Arc::new(QueuedUploadEvents::new(queue, &config.region)),
         renderer: Arc::new(Pdf::new()),
         settings: settings(config),
     });
@@ -128,6 +133,7 @@ async fn compose_aws(config: &Config) -> anyhow::Result<Composition> {
             portico_aws::sqs(&sdk),
             &aws.queue_prefix,
         )),
+        upload_events: Arc::new(crate::s3_events::S3SendsUploadEvents),
         renderer: Arc::new(Pdf::new()),
         settings: settings(config),
     });

@@ -7,6 +7,7 @@
 mod compose;
 pub mod demo;
 mod metrics;
+pub mod s3_events;
 pub mod worker;
 
 use std::future::Future;

@@ -94,7 +94,7 @@ async fn handle(ctx: &Arc<Context>, settings: WorkerSettings, message: QueueMess
         })
     };
     let started = Instant::now();
-    let result = documents::process_upload(ctx, &message.body).await;
+    let result = documents::process_upload(ctx, &crate::s3_events::keys(&message.body)).await;
     heartbeat.abort();
     metrics::histogram!(DURATION, "queue" => UPLOADS_QUEUE).record(started.elapsed().as_secs_f64());
     match result {
@@ -139,7 +139,9 @@ async fn handle_dead_letters(ctx: Arc<Context>, mut stop: watch::Receiver<bool>)
             _ = stop.changed() => return,
         };
         for message in received.unwrap_or_default() {
-            if let Err(e) = documents::dead_lettered(&ctx, &message.body).await {
+            if let Err(e) =
+                documents::dead_lettered(&ctx, &crate::s3_events::keys(&message.body)).await
+            {
                 tracing::warn!(error = %e, "dead-lettered upload not recorded; will retry");
                 let _ = ctx
                     .queue

@@ -1,5 +1,5 @@
-//! Documents: an upload is asked for, its bytes arrive through a signed URL, an S3-shaped
-//! `ObjectCreated` event goes onto the queue, and the worker checks the file, records what is in
+//! Documents: an upload is asked for, its bytes arrive through a signed URL, the upload worker is
+//! told (`UploadEvents`; the hosts know the event's wire shape), and it checks the file, records what is in
 //! it, marks it `ready` or `failed` and tells the uploader. Every step can run twice without harm.
 
 mod inspect;
@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use portico_core::domain::{Caller, Document, DocumentStatus, Notification};
 use portico_core::policy::Scope;
 use portico_core::ports::{Page, PageRequest};
-use portico_core::{Error, FieldError, Result, StoredObject, policy};
+use portico_core::{Error, FieldError, Result, StoredObject, UploadCompleted, policy};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -22,8 +22,6 @@ pub use inspect::Inspector;
 
 /// The queue upload events go to; its dead-letter queue is `document-uploads-dead`.
 pub const UPLOADS_QUEUE: &str = "document-uploads";
-/// The bucket name upload events carry (S3's shape; locally it names the object store).
-const BUCKET: &str = "portico-documents";
 /// `POST /v1/documents/uploads`
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -183,38 +181,21 @@ pub async fn list(ctx: &Context, caller: &Caller, page: PageRequest) -> Result<P
     }
 }
 
-/// The bytes of `document` are stored: tell the worker, with an S3 `ObjectCreated` record.
+/// The bytes of `document` are stored: tell the worker.
 pub async fn upload_completed(
     ctx: &Context,
     document: &Document,
     stored: &StoredObject,
 ) -> Result<()> {
-    let now = OffsetDateTime::now_utc();
-    let event = json!({"Records": [{
-        "eventVersion": "2.1",
-        "eventSource": "aws:s3",
-        "awsRegion": ctx.settings.region,
-        "eventTime": now.format(&Rfc3339).unwrap_or_default(),
-        "eventName": "ObjectCreated:Put",
-        "userIdentity": {"principalId": document.uploaded_by},
-        "s3": {
-            "s3SchemaVersion": "1.0",
-            "configurationId": "portico-document-uploads",
-            "bucket": {"name": BUCKET, "arn": format!("arn:aws:s3:::{BUCKET}")},
-            "object": {
-                "key": document.object_key(),
-                "size": stored.size,
-                "eTag": stored.sha256,
-                "sequencer": format!("{:016X}", now.unix_timestamp_nanos()),
-            }
-        }
-    }]});
-    let mut attributes = BTreeMap::new();
-    attributes.insert("document_id".to_string(), document.id.clone());
     // Event first, status second: a crash in between leaves a pending document with an event,
     // which the worker handles; the other order could leave a document no event will ever finish.
-    ctx.queue
-        .send(UPLOADS_QUEUE, &event.to_string(), &attributes)
+    ctx.upload_events
+        .stored(&UploadCompleted {
+            key: document.object_key(),
+            size: stored.size,
+            sha256: stored.sha256.clone(),
+            uploaded_by: document.uploaded_by.clone(),
+        })
         .await?;
     mark_processing(ctx, &document.id).await?;
     Ok(())
@@ -271,47 +252,6 @@ async fn mark_processing(ctx: &Context, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// The object keys an upload event names; S3 events are read leniently (moto's lack fields).
-fn event_keys(body: &str) -> Vec<String> {
-    let Ok(event) = serde_json::from_str::<Value>(body) else {
-        return Vec::new();
-    };
-    event["Records"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r["s3"]["object"]["key"].as_str().map(decode_event_key))
-        .collect()
-}
-
-/// S3 event notifications carry object keys URL-encoded (`+` for a space, `%XX` for a byte;
-/// moto encodes `/` too). Keys Portico writes itself are plain, and decode to themselves.
-fn decode_event_key(key: &str) -> String {
-    let bytes = key.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-                {
-                    Some(byte) => {
-                        out.push(byte);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            other => out.push(other),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// The document an object key belongs to (`documents/<account>/<id>`).
 async fn document_for_key(ctx: &Context, key: &str) -> Result<Option<Document>> {
     let Some(id) = key
@@ -336,14 +276,15 @@ pub enum Processed {
     Unknown(String),
 }
 
-/// Handles one upload event; an `Err` means "try again later" (the message stays on the queue).
-pub async fn process_upload(ctx: &Context, body: &str) -> Result<Vec<Processed>> {
-    let keys = event_keys(body);
+/// Handles the stored objects one upload event names; an `Err` means "try again later" (the
+/// message stays on the queue).
+pub async fn process_upload(ctx: &Context, keys: &[String]) -> Result<Vec<Processed>> {
     if keys.is_empty() {
         tracing::warn!("upload event without object keys dropped");
     }
     let mut out = Vec::new();
     for key in keys {
+        let key = key.clone();
         let Some(document) = document_for_key(ctx, &key).await? else {
             tracing::warn!(key, "upload event for an unknown object dropped");
             out.push(Processed::Unknown(key));
@@ -384,10 +325,10 @@ pub async fn process_upload(ctx: &Context, body: &str) -> Result<Vec<Processed>>
     Ok(out)
 }
 
-/// An upload event that failed too often: its document will never be checked.
-pub async fn dead_lettered(ctx: &Context, body: &str) -> Result<()> {
-    for key in event_keys(body) {
-        if let Some(document) = document_for_key(ctx, &key).await?
+/// An upload event that failed too often: the documents of its keys will never be checked.
+pub async fn dead_lettered(ctx: &Context, keys: &[String]) -> Result<()> {
+    for key in keys {
+        if let Some(document) = document_for_key(ctx, key).await?
             && !document.status.is_final()
         {
             let reason = "the file could not be processed (too many attempts)";
@@ -492,15 +433,5 @@ mod tests {
             check_content_type(&mut errors, bad);
         }
         assert_eq!(errors.len(), 4);
-    }
-
-    #[test]
-    fn event_keys_are_read_leniently() {
-        let body = r#"{"Records":[{"s3":{"object":{"key":"documents/a/d1","size":3}}},{"s3":{}}]}"#;
-        assert_eq!(event_keys(body), vec!["documents/a/d1".to_string()]);
-        assert!(event_keys("not json").is_empty());
-        // S3 (and moto) URL-encode keys in events.
-        let body = r#"{"Records":[{"s3":{"object":{"key":"documents%2Fa%2Fd1"}}},{"s3":{"object":{"key":"a+b%20c%zz%4"}}}]}"#;
-        assert_eq!(event_keys(body), vec!["documents/a/d1", "a b c%zz%4"]);
     }
 }
