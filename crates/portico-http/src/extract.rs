@@ -151,6 +151,17 @@ fn named_field(message: &str) -> Option<String> {
 /// `?limit=&cursor=` of a list route.
 pub struct Paging(pub PageRequest);
 
+/// The paging parameters every list takes, documented once (`Paging` reads them).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // read by `Paging`; this type only documents them
+pub struct PageParams {
+    /// 1 to 200, default 50.
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for Paging {
     type Rejection = Problem;
 

@@ -27,7 +27,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use crate::extract::{Authenticated, JsonBody, Paging};
+use crate::extract::{Authenticated, JsonBody, PageParams, Paging};
 use crate::problem::Problem;
 use crate::{AppState, Edge};
 
@@ -76,8 +76,7 @@ pub async fn create_account(
 
 /// Lists the accounts the caller can see, oldest first.
 #[utoipa::path(get, path = "/v1/accounts", tag = "accounts", security(("bearer" = [])),
-    params(("limit" = Option<u32>, Query, description = "1 to 200, default 50"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+    params(PageParams),
     responses((status = 200, body = Page<Account>), (status = 401, body = Problem),
         (status = 403, body = Problem)))]
 pub async fn list_accounts(
@@ -128,8 +127,7 @@ pub async fn add_account_user(
 /// Lists an account's users, oldest first (admins and the account's members).
 #[utoipa::path(get, path = "/v1/accounts/{id}/users", tag = "accounts", security(("bearer" = [])),
     params(("id" = String, Path, description = "Account id"),
-        ("limit" = Option<u32>, Query, description = "1 to 200, default 50"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+        PageParams),
     responses((status = 200, body = Page<User>), (status = 401, body = Problem),
         (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn list_account_users(
@@ -166,8 +164,7 @@ pub async fn register_instrument(
 
 /// Lists the instruments the caller can see, oldest first.
 #[utoipa::path(get, path = "/v1/instruments", tag = "instruments", security(("bearer" = [])),
-    params(("limit" = Option<u32>, Query, description = "1 to 200, default 50"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+    params(PageParams),
     responses((status = 200, body = Page<Instrument>), (status = 401, body = Problem),
         (status = 403, body = Problem)))]
 pub async fn list_instruments(
@@ -197,8 +194,7 @@ pub async fn get_instrument(
 
 /// The caller's notifications, newest first.
 #[utoipa::path(get, path = "/v1/notifications", tag = "notifications", security(("bearer" = [])),
-    params(("limit" = Option<u32>, Query, description = "1 to 200, default 50"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+    params(PageParams),
     responses((status = 200, body = Page<Notification>), (status = 401, body = Problem),
         (status = 403, body = Problem)))]
 pub async fn list_notifications(
@@ -246,8 +242,7 @@ pub async fn request_upload(
 
 /// The caller's account's documents, newest first.
 #[utoipa::path(get, path = "/v1/documents", tag = "documents", security(("bearer" = [])),
-    params(("limit" = Option<u32>, Query, description = "1 to 200, default 50"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+    params(PageParams),
     responses((status = 200, body = Page<Document>), (status = 401, body = Problem),
         (status = 403, body = Problem)))]
 pub async fn list_documents(
@@ -503,8 +498,7 @@ fn is_loopback_host(host: &str) -> bool {
 /// The e-mail outbox, newest first (admins): every e-mail with its delivery state.
 #[utoipa::path(get, path = "/v1/outbox", tag = "email", security(("bearer" = [])),
     params(("status" = Option<String>, Query, description = "pending, sending, sent or failed"),
-        ("limit" = Option<u32>, Query, description = "1 to 200, default 50"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+        PageParams),
     responses((status = 200, body = Page<OutboxEntry>), (status = 401, body = Problem),
         (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn list_outbox(
@@ -535,8 +529,7 @@ pub async fn create_product(
 
 /// The catalogue, oldest first.
 #[utoipa::path(get, path = "/v1/products", tag = "catalogue", security(("bearer" = [])),
-    params(("limit" = Option<u32>, Query, description = "1 to 200, default 50"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+    params(PageParams),
     responses((status = 200, body = Page<Product>), (status = 401, body = Problem)))]
 pub async fn list_products(
     State(state): State<AppState>,
@@ -630,8 +623,7 @@ pub async fn create_shipment(
 
 /// Shipments: staff see all, members their account's.
 #[utoipa::path(get, path = "/v1/shipments", tag = "catalogue", security(("bearer" = [])),
-    params(("limit" = Option<u32>, Query, description = "1 to 200, default 50"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+    params(PageParams),
     responses((status = 200, body = Page<Shipment>), (status = 401, body = Problem)))]
 pub async fn list_shipments(
     State(state): State<AppState>,
