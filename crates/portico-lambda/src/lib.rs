@@ -12,6 +12,7 @@
 
 pub mod authorizer;
 pub mod emf;
+pub mod handler;
 pub mod http;
 pub mod iot;
 pub mod kinesis;

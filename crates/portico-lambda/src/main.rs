@@ -12,6 +12,7 @@ use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{LambdaEvent, service_fn};
 use portico_config::Config;
 use portico_lambda::emf::{Emf, Flushing};
+use portico_lambda::handler::Handler;
 use serde_json::Value;
 
 #[tokio::main]
@@ -29,32 +30,32 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     metrics::set_global_recorder(emf.clone())
         .map_err(|e| format!("installing the metrics recorder: {e}"))?;
     let config = Config::from_process_env(None)?;
-    let handler = std::env::var("PORTICO_LAMBDA_HANDLER").unwrap_or_else(|_| "http".into());
+    let handler = Handler::from_env_value(std::env::var("PORTICO_LAMBDA_HANDLER").ok().as_deref())?;
     // Composition is cheap (no network): keys are fetched on the first event, not at init.
     let composition = portico_local::compose_backend(&config).await?;
-    match handler.as_str() {
-        "http" => {
+    match handler {
+        Handler::Http => {
             let app = portico_http::app(composition.state);
             lambda_http::run(Flushing::new(portico_lambda::http::service(app), emf)).await
         }
-        "authorizer" => {
+        Handler::Authorizer => {
             let verifier = composition.verifier;
             lambda_runtime::run(Flushing::new(
                 service_fn(move |event: LambdaEvent<Value>| {
-                let verifier = Arc::clone(&verifier);
-                async move {
-                    portico_lambda::authorizer::handle(&verifier, event.payload)
-                        .await
-                        .map_err(lambda_runtime::Error::from)
-                }
-            }),
+                    let verifier = Arc::clone(&verifier);
+                    async move {
+                        portico_lambda::authorizer::handle(&verifier, event.payload)
+                            .await
+                            .map_err(lambda_runtime::Error::from)
+                    }
+                }),
                 emf,
             ))
             .await
         }
-        "sqs" | "sqs-dead" => {
+        Handler::Sqs | Handler::SqsDead => {
             // The upload queue, or its dead-letter queue (whose documents are marked failed).
-            let dead_letters = handler == "sqs-dead";
+            let dead_letters = handler == Handler::SqsDead;
             let context = composition.context;
             lambda_runtime::run(Flushing::new(
                 service_fn(move |event: LambdaEvent<SqsEvent>| {
@@ -72,7 +73,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             ))
             .await
         }
-        "outbox" => {
+        Handler::Outbox => {
             // Invoked on a schedule (EventBridge): sends what is due, for at most 50 s.
             let context = composition.context;
             let settings = portico_local::worker_settings(&config);
@@ -97,68 +98,65 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             ))
             .await
         }
-        "iot-rule" => {
+        Handler::IotRule => {
             let function = std::env::var("PORTICO_RULE_FUNCTION")
                 .unwrap_or_else(|_| "instrument_alert".into());
             let context = composition.context;
             lambda_runtime::run(Flushing::new(
                 service_fn(move |event: LambdaEvent<Value>| {
-                let context = Arc::clone(&context);
-                let function = function.clone();
-                async move {
-                    portico_lambda::iot::handle(&context, &function, event.payload)
-                        .await
-                        .map_err(lambda_runtime::Error::from)
-                }
-            }),
+                    let context = Arc::clone(&context);
+                    let function = function.clone();
+                    async move {
+                        portico_lambda::iot::handle(&context, &function, event.payload)
+                            .await
+                            .map_err(lambda_runtime::Error::from)
+                    }
+                }),
                 emf,
             ))
             .await
         }
-        "kinesis" => {
+        Handler::Kinesis => {
             lambda_runtime::run(Flushing::new(
                 service_fn(|event: LambdaEvent<Value>| async move {
-                // The warehouse export (a later capability) consumes these records; until then
-                // each decoded change is logged, so the stream's content is visible.
-                let outcome = portico_lambda::kinesis::handle(&event.payload, |record| async move {
-                    tracing::info!(
-                        sequence_number = record.sequence_number,
-                        partition_key = record.partition_key,
-                        fields = record.data.len(),
-                        "stream record"
-                    );
-                    Ok(())
-                })
-                .await;
-                Ok::<_, lambda_runtime::Error>(outcome.response())
-            }),
+                    // The warehouse export (a later capability) consumes these records; until then
+                    // each decoded change is logged, so the stream's content is visible.
+                    let outcome =
+                        portico_lambda::kinesis::handle(&event.payload, |record| async move {
+                            tracing::info!(
+                                sequence_number = record.sequence_number,
+                                partition_key = record.partition_key,
+                                fields = record.data.len(),
+                                "stream record"
+                            );
+                            Ok(())
+                        })
+                        .await;
+                    Ok::<_, lambda_runtime::Error>(outcome.response())
+                }),
                 emf,
             ))
             .await
         }
-        "logs" => {
+        Handler::Logs => {
             lambda_runtime::run(Flushing::new(
                 service_fn(|event: LambdaEvent<Value>| async move {
-                match portico_lambda::logs::decode(&event.payload) {
-                    Ok(Some(batch)) => tracing::info!(
-                        log_group = batch.log_group,
-                        log_stream = batch.log_stream,
-                        events = batch.log_events.len(),
-                        "log batch"
-                    ),
-                    Ok(None) => tracing::info!("CloudWatch Logs control message skipped"),
-                    // Retrying cannot fix a payload that does not decode: log it and move on.
-                    Err(e) => tracing::warn!(error = %e, "log payload dropped"),
-                }
-                Ok::<_, lambda_runtime::Error>(Value::Null)
-            }),
+                    match portico_lambda::logs::decode(&event.payload) {
+                        Ok(Some(batch)) => tracing::info!(
+                            log_group = batch.log_group,
+                            log_stream = batch.log_stream,
+                            events = batch.log_events.len(),
+                            "log batch"
+                        ),
+                        Ok(None) => tracing::info!("CloudWatch Logs control message skipped"),
+                        // Retrying cannot fix a payload that does not decode: log it and move on.
+                        Err(e) => tracing::warn!(error = %e, "log payload dropped"),
+                    }
+                    Ok::<_, lambda_runtime::Error>(Value::Null)
+                }),
                 emf,
             ))
             .await
         }
-        other => Err(format!(
-            "PORTICO_LAMBDA_HANDLER={other:?}: expected http, authorizer, sqs, sqs-dead, outbox, iot-rule, kinesis or logs"
-        )
-        .into()),
     }
 }
