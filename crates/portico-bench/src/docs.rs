@@ -47,14 +47,7 @@ struct Bench {
     _mqtt: AsyncClient,
 }
 
-pub fn main(args: Args, config: Config, issuer: Arc<DevIssuer>) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(run(args, config, issuer))
-}
-
-async fn run(args: Args, config: Config, issuer: Arc<DevIssuer>) -> anyhow::Result<()> {
+pub(crate) async fn run(args: Args, config: Config, issuer: Arc<DevIssuer>) -> anyhow::Result<()> {
     let bench = Arc::new(setup(&config, &issuer).await?);
     println!("machine: {} cores; {}", cores(), cpu_model());
     println!();

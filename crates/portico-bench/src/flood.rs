@@ -46,14 +46,7 @@ pub struct Args {
     timing_samples: usize,
 }
 
-pub fn main(args: Args, config: Config, issuer: Arc<DevIssuer>) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(run(args, config, issuer))
-}
-
-async fn run(args: Args, config: Config, issuer: Arc<DevIssuer>) -> anyhow::Result<()> {
+pub(crate) async fn run(args: Args, config: Config, issuer: Arc<DevIssuer>) -> anyhow::Result<()> {
     let mqtt = args.mqtt_addr.clone().unwrap_or(config.mqtt.addr.clone());
     let http_base = format!("http://{}", config.http.addr);
     let serials = seed_instruments(&issuer, &http_base, args.timing_samples.max(1)).await?;

@@ -34,15 +34,12 @@ struct Client {
     base: String,
 }
 
-pub fn main(args: Args, config: Config, issuer: Arc<DevIssuer>) -> anyhow::Result<()> {
+pub(crate) async fn run(args: Args, config: Config, issuer: Arc<DevIssuer>) -> anyhow::Result<()> {
     let duration = humantime::parse_duration(&args.duration).context("--duration")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(run(args, duration, config, issuer))
+    measure(args, duration, config, issuer).await
 }
 
-async fn run(
+async fn measure(
     args: Args,
     duration: Duration,
     config: Config,

@@ -121,12 +121,7 @@ async fn error(State(stand): State<Stand>, body: String) -> StatusCode {
     StatusCode::ACCEPTED
 }
 
-pub fn main(args: Args) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(run(args))
-}
-
-async fn run(args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let stand = Stand {
         run: Arc::default(),
         event: Arc::new(first_event(&args.handler)?),

@@ -49,14 +49,18 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::from_process_env(None)?;
     let issuer = Arc::new(portico_local::load_dev_issuer(&config)?);
+    // One runtime for every scenario (the PDF one is synchronous).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.command {
-        Command::Http(args) => http::main(args, config, issuer),
-        Command::Mqtt(args) => mqtt::main(args, config, issuer),
-        Command::Docs(args) => docs::main(args, config, issuer),
-        Command::ConnectFlood(args) => flood::main(args, config, issuer),
-        Command::Queue(args) => queue::main(args),
+        Command::Http(args) => runtime.block_on(http::run(args, config, issuer)),
+        Command::Mqtt(args) => runtime.block_on(mqtt::run(args, config, issuer)),
+        Command::Docs(args) => runtime.block_on(docs::run(args, config, issuer)),
+        Command::ConnectFlood(args) => runtime.block_on(flood::run(args, config, issuer)),
+        Command::Queue(args) => runtime.block_on(queue::run(args)),
         Command::Pdf(args) => pdf::main(args),
-        Command::Outbox(args) => outbox::main(args),
-        Command::Lambda(args) => lambda::main(args),
+        Command::Outbox(args) => runtime.block_on(outbox::run(args)),
+        Command::Lambda(args) => runtime.block_on(lambda::run(args)),
     }
 }

@@ -77,14 +77,7 @@ struct Setup {
     bystanders: Vec<(Login, String)>,
 }
 
-pub fn main(args: Args, config: Config, issuer: Arc<DevIssuer>) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(run(args, config, issuer))
-}
-
-async fn run(args: Args, config: Config, issuer: Arc<DevIssuer>) -> anyhow::Result<()> {
+pub(crate) async fn run(args: Args, config: Config, issuer: Arc<DevIssuer>) -> anyhow::Result<()> {
     let addr = args.mqtt_addr.clone().unwrap_or(config.mqtt.addr.clone());
     let (host, port) = addr.rsplit_once(':').context("--mqtt-addr host:port")?;
     let addr = (host.to_string(), port.parse::<u16>()?);

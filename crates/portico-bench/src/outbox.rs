@@ -16,14 +16,7 @@ pub struct Args {
     emails: usize,
 }
 
-pub fn main(args: Args) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(run(args))
-}
-
-async fn run(args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let accepted = Arc::new(AtomicUsize::new(0));
     let counter = accepted.clone();
     let app = Router::new().route(

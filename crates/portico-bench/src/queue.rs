@@ -22,14 +22,7 @@ pub struct Args {
     batch: u32,
 }
 
-pub fn main(args: Args) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(run(args))
-}
-
-async fn run(args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let db = Database::open(&dir.path().join("queue.db")).map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let queue = Arc::new(SqliteQueue::new(db, 5));
