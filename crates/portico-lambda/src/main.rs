@@ -32,7 +32,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = Config::from_process_env(None)?;
     let handler = Handler::from_env_value(std::env::var("PORTICO_LAMBDA_HANDLER").ok().as_deref())?;
     // Composition is cheap (no network): keys are fetched on the first event, not at init.
-    let composition = portico_local::compose_backend(&config).await?;
+    let composition = portico_app::compose_backend(&config).await?;
     match handler {
         Handler::Http => {
             let app = portico_http::app(composition.state);
@@ -76,7 +76,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         Handler::Outbox => {
             // Invoked on a schedule (EventBridge): sends what is due, for at most 50 s.
             let context = composition.context;
-            let settings = portico_local::worker_settings(&config);
+            let settings = portico_app::worker_settings(&config);
             lambda_runtime::run(Flushing::new(
                 service_fn(move |_: LambdaEvent<Value>| {
                     let context = Arc::clone(&context);
@@ -85,7 +85,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                         let mut sent = 0;
                         while started.elapsed() < std::time::Duration::from_secs(50) {
                             let claimed =
-                                portico_local::worker::send_due_emails(&context, settings).await;
+                                portico_app::worker::send_due_emails(&context, settings).await;
                             if claimed == 0 {
                                 break;
                             }

@@ -3,9 +3,9 @@
 //! it); one that can never succeed (not an upload event) is logged and dropped.
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use portico_app::s3_events;
 use portico_functions::Context;
 use portico_functions::documents;
-use portico_local::s3_events;
 
 pub async fn handle(ctx: &Context, event: SqsEvent) -> SqsBatchResponse {
     let mut failures = Vec::new();

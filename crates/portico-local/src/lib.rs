@@ -4,11 +4,8 @@
 //! Like mini-redis, a server is bound first (so callers learn the real addresses of port-0
 //! listeners) and then run until a shutdown future resolves.
 
-mod compose;
 pub mod demo;
 mod metrics;
-pub mod s3_events;
-pub mod worker;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,7 +20,19 @@ use portico_functions::gate::Gate;
 use portico_rules::RuleSet;
 use tokio::net::TcpListener;
 
-pub use compose::{Composition, compose, compose_backend, dev_issuer_url, load_dev_issuer};
+// The composition and the workers are shared with the Lambda host; the local host re-exports
+// them so its callers (the CLI, the bench, the tests) have one crate to ask.
+pub use portico_app::{
+    Composition, compose_backend, dev_issuer_url, load_dev_issuer, s3_events, worker,
+    worker_settings,
+};
+use portico_broker::BrokerPublisher;
+
+/// The local backend around a broker publisher that is not bound yet (tools and tests that
+/// compose without serving).
+pub fn compose(config: &Config) -> anyhow::Result<Composition> {
+    portico_app::compose_local(config, Arc::new(BrokerPublisher::new()))
+}
 
 /// A server whose listeners are bound, ready to run.
 pub struct Server {
@@ -45,14 +54,16 @@ impl Server {
              backend = \"aws\" run the Lambda functions, or `portico worker` for the queue"
         );
         let prometheus = metrics::recorder()?;
-        let composition = compose(config)?;
+        // Server-side publishes go through the embedded broker, once it is bound.
+        let publisher = Arc::new(BrokerPublisher::new());
+        let composition = portico_app::compose_local(config, publisher.clone())?;
         let http = TcpListener::bind(&config.http.addr)
             .await
             .with_context(|| format!("binding HTTP listener on {}", config.http.addr))?;
         let metrics = TcpListener::bind(&config.metrics.addr)
             .await
             .with_context(|| format!("binding metrics listener on {}", config.metrics.addr))?;
-        let broker = bind_broker(config, &composition).await?;
+        let broker = bind_broker(config, &composition, &publisher).await?;
         Ok(Server {
             composition,
             http,
@@ -158,7 +169,11 @@ impl Server {
 }
 
 /// Loads the policy and rules (built in, or from the configured files) and binds the broker.
-async fn bind_broker(config: &Config, composition: &Composition) -> anyhow::Result<Broker> {
+async fn bind_broker(
+    config: &Config,
+    composition: &Composition,
+    publisher: &BrokerPublisher,
+) -> anyhow::Result<Broker> {
     let policy = match &config.mqtt.policy_file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -204,10 +219,6 @@ async fn bind_broker(config: &Config, composition: &Composition) -> anyhow::Resu
         composition.verifier.clone(),
         policy,
     ));
-    let publisher = composition
-        .publisher
-        .as_ref()
-        .context("`portico serve` runs the embedded broker: it needs backend = \"local\"")?;
     Broker::bind(&settings, gate, rules, publisher).await
 }
 
@@ -231,14 +242,4 @@ pub async fn serve_metrics(config: &Config) -> anyhow::Result<Option<SocketAddr>
         }
     });
     Ok(Some(addr))
-}
-
-/// The worker settings in `config`.
-pub fn worker_settings(config: &Config) -> worker::WorkerSettings {
-    worker::WorkerSettings {
-        concurrency: config.worker.concurrency,
-        visibility: std::time::Duration::from_secs(config.worker.visibility_timeout_secs),
-        email_retry_base: std::time::Duration::from_millis(config.sendgrid.retry_base_ms),
-        email_max_attempts: config.sendgrid.max_attempts,
-    }
 }

@@ -1,16 +1,16 @@
-//! Composition: which adapter stands behind each port. `compose` wires the local adapters;
-//! `compose_backend` follows `backend` in the configuration, and with the `aws` feature can wire
-//! the AWS adapters instead (for the Lambda host and `portico worker` on EC2 / ECS).
+//! Composition: which adapter stands behind each port. `compose_local` wires the local adapters
+//! around the publisher it is given (the local host's embedded broker); `compose_backend` follows
+//! `backend` in the configuration, and with the `aws` feature can wire the AWS adapters instead
+//! (for the Lambda host and `portico worker` on EC2 / ECS).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use portico_auth::{DevIssuer, JwksSettings, Verifier, VerifierSettings};
-use portico_broker::BrokerPublisher;
 use portico_config::{Backend, Config};
-use portico_core::Mailer;
 use portico_core::ports::SequenceRange;
+use portico_core::{Error, Mailer, Publisher};
 use portico_functions::{Context, Settings};
 use portico_http::{AppState, Edge, Limits};
 use portico_mail::{LocalSink, SendGrid};
@@ -27,8 +27,20 @@ pub struct Composition {
     pub context: Arc<Context>,
     pub dev_issuer: Option<Arc<DevIssuer>>,
     pub verifier: Arc<Verifier>,
-    /// Delivers server-side publishes once the embedded broker is bound (local backend only).
-    pub publisher: Option<Arc<BrokerPublisher>>,
+}
+
+/// The publisher of a process without a broker (`portico worker`, a Lambda on the local
+/// backend): notifications are stored, and their publish fails as "unavailable", as it would
+/// with the broker down.
+struct NoBroker;
+
+#[async_trait::async_trait]
+impl Publisher for NoBroker {
+    async fn publish(&self, topic: &str, _payload: Vec<u8>, _qos: u8) -> portico_core::Result<()> {
+        Err(Error::Unavailable(format!(
+            "no MQTT broker in this process; not published to {topic}"
+        )))
+    }
 }
 
 /// The issuer the local dev issuer signs as: derived from the configured HTTP address, so that
@@ -40,7 +52,7 @@ pub fn dev_issuer_url(config: &Config) -> String {
 /// Wires every port to the adapters `config.backend` names.
 pub async fn compose_backend(config: &Config) -> anyhow::Result<Composition> {
     match config.backend {
-        Backend::Local => compose(config),
+        Backend::Local => compose_local(config, Arc::new(NoBroker)),
         #[cfg(feature = "aws")]
         Backend::Aws => compose_aws(config).await,
         #[cfg(not(feature = "aws"))]
@@ -51,7 +63,10 @@ pub async fn compose_backend(config: &Config) -> anyhow::Result<Composition> {
 }
 
 /// Opens the data dir and wires every port to its local adapter.
-pub fn compose(config: &Config) -> anyhow::Result<Composition> {
+pub fn compose_local(
+    config: &Config,
+    publisher: Arc<dyn Publisher>,
+) -> anyhow::Result<Composition> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let database = Database::open(&config.data_dir.join("portico.db"))
@@ -59,7 +74,6 @@ pub fn compose(config: &Config) -> anyhow::Result<Composition> {
     let auth = verifier(config)?;
     let range = account_numbers(config);
     let store = Arc::new(SqliteStore::new(database.clone(), range));
-    let publisher = Arc::new(BrokerPublisher::new());
     let signed_urls = Arc::new(SignedUrls::load_or_create(&config.data_dir.join("auth"))?);
     let queue: Arc<dyn portico_core::Queue> =
         Arc::new(SqliteQueue::new(database, config.worker.max_receives));
@@ -67,7 +81,7 @@ pub fn compose(config: &Config) -> anyhow::Result<Composition> {
         store: store.clone(),
         outbox: store,
         mailer: mailer(config),
-        publisher: publisher.clone(),
+        publisher,
         objects: Arc::new(Objects::local(&config.data_dir.join("objects"))?),
         file_urls: signed_urls.clone(),
         queue: queue.clone(),
@@ -75,13 +89,7 @@ pub fn compose(config: &Config) -> anyhow::Result<Composition> {
         renderer: Arc::new(Pdf::new()),
         settings: settings(config),
     });
-    Ok(assemble(
-        config,
-        context,
-        auth,
-        Some(signed_urls),
-        Some(publisher),
-    ))
+    Ok(assemble(config, context, auth, Some(signed_urls)))
 }
 
 /// Wires every port to its AWS adapter. No network call happens here: the SDK fetches
@@ -139,7 +147,7 @@ async fn compose_aws(config: &Config) -> anyhow::Result<Composition> {
     });
     // Clients upload to and download from S3 itself, so no signed routes are served here; the
     // embedded broker does not exist here either.
-    Ok(assemble(config, context, auth, None, None))
+    Ok(assemble(config, context, auth, None))
 }
 
 /// The HTTP state over `context`, and the parts hosts need.
@@ -148,7 +156,6 @@ fn assemble(
     context: Arc<Context>,
     (verifier, dev_issuer): (Arc<Verifier>, Option<Arc<DevIssuer>>),
     signed_urls: Option<Arc<SignedUrls>>,
-    publisher: Option<Arc<BrokerPublisher>>,
 ) -> Composition {
     let state = AppState::new(
         context.clone(),
@@ -170,7 +177,6 @@ fn assemble(
         context,
         dev_issuer,
         verifier,
-        publisher,
     }
 }
 
@@ -247,4 +253,14 @@ pub fn load_dev_issuer(config: &Config) -> anyhow::Result<DevIssuer> {
     )
     .map(|issuer| issuer.with_required_scopes(&config.auth.required_scopes))
     .context("loading the local dev issuer")
+}
+
+/// The worker settings in `config`.
+pub fn worker_settings(config: &Config) -> crate::worker::WorkerSettings {
+    crate::worker::WorkerSettings {
+        concurrency: config.worker.concurrency,
+        visibility: std::time::Duration::from_secs(config.worker.visibility_timeout_secs),
+        email_retry_base: std::time::Duration::from_millis(config.sendgrid.retry_base_ms),
+        email_max_attempts: config.sendgrid.max_attempts,
+    }
 }
