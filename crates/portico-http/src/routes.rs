@@ -55,7 +55,7 @@ pub async fn openapi() -> impl IntoResponse {
 /// Who the caller is to Portico. Works for any valid token, also before the caller is added to
 /// an account.
 #[utoipa::path(get, path = "/v1/me", tag = "identity", security(("bearer" = [])),
-    responses((status = 200, body = Me), (status = 401, body = Problem)))]
+    responses((status = 200, body = Me)))]
 pub async fn get_me(Authenticated(caller): Authenticated) -> Json<Me> {
     Json(identity::me(&caller))
 }
@@ -63,8 +63,7 @@ pub async fn get_me(Authenticated(caller): Authenticated) -> Json<Me> {
 /// Creates an account with the next account number (admins only).
 #[utoipa::path(post, path = "/v1/accounts", tag = "accounts", security(("bearer" = [])),
     request_body = CreateAccount,
-    responses((status = 201, body = Account), (status = 401, body = Problem),
-        (status = 403, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = Account)))]
 pub async fn create_account(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -77,8 +76,7 @@ pub async fn create_account(
 /// Lists the accounts the caller can see, oldest first.
 #[utoipa::path(get, path = "/v1/accounts", tag = "accounts", security(("bearer" = [])),
     params(PageParams),
-    responses((status = 200, body = Page<Account>), (status = 401, body = Problem),
-        (status = 403, body = Problem)))]
+    responses((status = 200, body = Page<Account>)))]
 pub async fn list_accounts(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -92,8 +90,7 @@ pub async fn list_accounts(
 /// One account: admins and support see every account, members their own.
 #[utoipa::path(get, path = "/v1/accounts/{id}", tag = "accounts", security(("bearer" = [])),
     params(("id" = String, Path, description = "Account id")),
-    responses((status = 200, body = Account), (status = 401, body = Problem),
-        (status = 404, body = Problem)))]
+    responses((status = 200, body = Account)))]
 pub async fn get_account(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -108,9 +105,8 @@ pub async fn get_account(
 #[utoipa::path(post, path = "/v1/accounts/{id}/users", tag = "accounts", security(("bearer" = [])),
     params(("id" = String, Path, description = "Account id")),
     request_body = AddUser,
-    responses((status = 201, body = User), (status = 401, body = Problem),
-        (status = 403, body = Problem), (status = 404, body = Problem),
-        (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = User),
+        (status = 409, body = Problem)))]
 pub async fn add_account_user(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -128,8 +124,7 @@ pub async fn add_account_user(
 #[utoipa::path(get, path = "/v1/accounts/{id}/users", tag = "accounts", security(("bearer" = [])),
     params(("id" = String, Path, description = "Account id"),
         PageParams),
-    responses((status = 200, body = Page<User>), (status = 401, body = Problem),
-        (status = 403, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = Page<User>)))]
 pub async fn list_account_users(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -145,9 +140,8 @@ pub async fn list_account_users(
 /// the instrument's device secret, shown this once.
 #[utoipa::path(post, path = "/v1/instruments", tag = "instruments", security(("bearer" = [])),
     request_body = RegisterInstrument,
-    responses((status = 201, body = RegisteredInstrument), (status = 401, body = Problem),
-        (status = 403, body = Problem), (status = 404, body = Problem),
-        (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = RegisteredInstrument), (status = 404, body = Problem),
+        (status = 409, body = Problem)))]
 pub async fn register_instrument(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -165,8 +159,7 @@ pub async fn register_instrument(
 /// Lists the instruments the caller can see, oldest first.
 #[utoipa::path(get, path = "/v1/instruments", tag = "instruments", security(("bearer" = [])),
     params(PageParams),
-    responses((status = 200, body = Page<Instrument>), (status = 401, body = Problem),
-        (status = 403, body = Problem)))]
+    responses((status = 200, body = Page<Instrument>)))]
 pub async fn list_instruments(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -180,8 +173,7 @@ pub async fn list_instruments(
 /// One instrument, if the caller can see it.
 #[utoipa::path(get, path = "/v1/instruments/{serial}", tag = "instruments", security(("bearer" = [])),
     params(("serial" = String, Path, description = "Serial number")),
-    responses((status = 200, body = Instrument), (status = 401, body = Problem),
-        (status = 404, body = Problem)))]
+    responses((status = 200, body = Instrument)))]
 pub async fn get_instrument(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -195,8 +187,7 @@ pub async fn get_instrument(
 /// The caller's notifications, newest first.
 #[utoipa::path(get, path = "/v1/notifications", tag = "notifications", security(("bearer" = [])),
     params(PageParams),
-    responses((status = 200, body = Page<Notification>), (status = 401, body = Problem),
-        (status = 403, body = Problem)))]
+    responses((status = 200, body = Page<Notification>)))]
 pub async fn list_notifications(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -210,8 +201,7 @@ pub async fn list_notifications(
 /// Marks one of the caller's notifications read.
 #[utoipa::path(post, path = "/v1/notifications/{id}/read", tag = "notifications", security(("bearer" = [])),
     params(("id" = String, Path, description = "Notification id")),
-    responses((status = 200, body = Notification), (status = 401, body = Problem),
-        (status = 404, body = Problem)))]
+    responses((status = 200, body = Notification)))]
 pub async fn read_notification(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -226,8 +216,7 @@ pub async fn read_notification(
 /// bytes to (with the declared `Content-Type` and exactly `size` bytes) before `expires_at`.
 #[utoipa::path(post, path = "/v1/documents/uploads", tag = "documents", security(("bearer" = [])),
     request_body = RequestUpload,
-    responses((status = 201, body = UploadTicket), (status = 401, body = Problem),
-        (status = 403, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = UploadTicket)))]
 pub async fn request_upload(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -243,8 +232,7 @@ pub async fn request_upload(
 /// The caller's account's documents, newest first.
 #[utoipa::path(get, path = "/v1/documents", tag = "documents", security(("bearer" = [])),
     params(PageParams),
-    responses((status = 200, body = Page<Document>), (status = 401, body = Problem),
-        (status = 403, body = Problem)))]
+    responses((status = 200, body = Page<Document>)))]
 pub async fn list_documents(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -256,8 +244,7 @@ pub async fn list_documents(
 /// A document's status and what the worker found in it; a signed `download_url` once ready.
 #[utoipa::path(get, path = "/v1/documents/{id}", tag = "documents", security(("bearer" = [])),
     params(("id" = String, Path, description = "Document id")),
-    responses((status = 200, body = DocumentView), (status = 401, body = Problem),
-        (status = 404, body = Problem)))]
+    responses((status = 200, body = DocumentView)))]
 pub async fn get_document(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -280,7 +267,7 @@ pub async fn get_document(
         ("sig" = String, Query, description = "From the signed URL")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 200, description = "Stored; the document is being checked"),
-        (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 400, body = Problem), (status = 403, body = Problem),
         (status = 409, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem)))]
 pub async fn upload_content(
     State(state): State<AppState>,
@@ -377,8 +364,7 @@ pub async fn upload_content(
     params(("id" = String, Path, description = "Document id"),
         ("expires" = i64, Query, description = "From the signed URL"),
         ("sig" = String, Query, description = "From the signed URL")),
-    responses((status = 200, description = "The file"), (status = 403, body = Problem),
-        (status = 404, body = Problem)))]
+    responses((status = 200, description = "The file"), (status = 403, body = Problem)))]
 pub async fn download_content(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -499,8 +485,7 @@ fn is_loopback_host(host: &str) -> bool {
 #[utoipa::path(get, path = "/v1/outbox", tag = "email", security(("bearer" = [])),
     params(("status" = Option<String>, Query, description = "pending, sending, sent or failed"),
         PageParams),
-    responses((status = 200, body = Page<OutboxEntry>), (status = 401, body = Problem),
-        (status = 403, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = Page<OutboxEntry>)))]
 pub async fn list_outbox(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -516,8 +501,8 @@ pub async fn list_outbox(
 /// Adds a product to the catalogue (admins).
 #[utoipa::path(post, path = "/v1/products", tag = "catalogue", security(("bearer" = [])),
     request_body = CreateProduct,
-    responses((status = 201, body = Product), (status = 403, body = Problem),
-        (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = Product),
+        (status = 409, body = Problem)))]
 pub async fn create_product(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -530,7 +515,7 @@ pub async fn create_product(
 /// The catalogue, oldest first.
 #[utoipa::path(get, path = "/v1/products", tag = "catalogue", security(("bearer" = [])),
     params(PageParams),
-    responses((status = 200, body = Page<Product>), (status = 401, body = Problem)))]
+    responses((status = 200, body = Page<Product>)))]
 pub async fn list_products(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -544,7 +529,7 @@ pub async fn list_products(
 /// One product.
 #[utoipa::path(get, path = "/v1/products/{sku}", tag = "catalogue", security(("bearer" = [])),
     params(("sku" = String, Path, description = "SKU")),
-    responses((status = 200, body = Product), (status = 404, body = Problem)))]
+    responses((status = 200, body = Product)))]
 pub async fn get_product(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -558,8 +543,8 @@ pub async fn get_product(
 /// Records a manufactured lot with its QC results (admins).
 #[utoipa::path(post, path = "/v1/lots", tag = "catalogue", security(("bearer" = [])),
     request_body = CreateLot,
-    responses((status = 201, body = Lot), (status = 403, body = Problem),
-        (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = Lot),
+        (status = 409, body = Problem)))]
 pub async fn create_lot(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -572,7 +557,7 @@ pub async fn create_lot(
 /// One lot: staff, and members of accounts that received it.
 #[utoipa::path(get, path = "/v1/lots/{lot}", tag = "catalogue", security(("bearer" = [])),
     params(("lot" = String, Path, description = "Lot number")),
-    responses((status = 200, body = Lot), (status = 404, body = Problem)))]
+    responses((status = 200, body = Lot)))]
 pub async fn get_lot(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -586,8 +571,7 @@ pub async fn get_lot(
 /// The lot's Certificate of Analysis (PDF/A-2b): staff, and members of accounts that received it.
 #[utoipa::path(get, path = "/v1/lots/{lot}/certificate.pdf", tag = "catalogue", security(("bearer" = [])),
     params(("lot" = String, Path, description = "Lot number")),
-    responses((status = 200, description = "The certificate", content_type = "application/pdf"),
-        (status = 404, body = Problem)))]
+    responses((status = 200, description = "The certificate", content_type = "application/pdf")))]
 pub async fn lot_certificate(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -607,8 +591,7 @@ pub async fn lot_certificate(
 /// Records a lot shipped to an account (admins).
 #[utoipa::path(post, path = "/v1/shipments", tag = "catalogue", security(("bearer" = [])),
     request_body = CreateShipment,
-    responses((status = 201, body = Shipment), (status = 403, body = Problem),
-        (status = 422, body = Problem)))]
+    responses((status = 201, body = Shipment)))]
 pub async fn create_shipment(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -624,7 +607,7 @@ pub async fn create_shipment(
 /// Shipments: staff see all, members their account's.
 #[utoipa::path(get, path = "/v1/shipments", tag = "catalogue", security(("bearer" = [])),
     params(PageParams),
-    responses((status = 200, body = Page<Shipment>), (status = 401, body = Problem)))]
+    responses((status = 200, body = Page<Shipment>)))]
 pub async fn list_shipments(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
