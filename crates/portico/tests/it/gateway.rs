@@ -299,17 +299,21 @@ async fn upload_url_for_host(app: &crate::helpers::TestApp, token: &str, host: &
     ticket["upload_url"].as_str().expect("url").to_string()
 }
 
+/// A token for Carol, a scientist of a new account on `app`.
+async fn scientist_on(app: &crate::helpers::TestApp) -> String {
+    let acme = app.create_account("Acme").await;
+    app.add_user(
+        &crate::helpers::id(&acme),
+        "carol@acme.example",
+        &["scientist"],
+    )
+    .await
+}
+
 #[tokio::test]
 async fn links_name_this_server_only_as_configured_or_from_loopback() {
     let app = spawn_app().await;
-    let acme = app.create_account("Acme").await;
-    let carol = app
-        .add_user(
-            &crate::helpers::id(&acme),
-            "carol@acme.example",
-            &["scientist"],
-        )
-        .await;
+    let carol = scientist_on(&app).await;
     // A caller's Host header names the server only on loopback (a developer's own machine) ...
     let port = app.addr.port();
     for host in [
@@ -331,14 +335,7 @@ async fn links_name_this_server_only_as_configured_or_from_loopback() {
 
     let app =
         spawn_app_with(&[("PORTICO_HTTP_PUBLIC_URL", "https://portal.example.com/api/")]).await;
-    let acme = app.create_account("Acme").await;
-    let carol = app
-        .add_user(
-            &crate::helpers::id(&acme),
-            "carol@acme.example",
-            &["scientist"],
-        )
-        .await;
+    let carol = scientist_on(&app).await;
     for host in ["evil.example", "127.0.0.1"] {
         let url = upload_url_for_host(&app, &carol, host).await;
         assert!(

@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use rumqttc::{ConnectReturnCode, QoS};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, id, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, id, spawn_app_with};
 use crate::mqtt_client::{Connect, Mqtt, connect};
 
 pub(crate) const QUIET: Duration = Duration::from_millis(700);
@@ -24,6 +24,14 @@ pub(crate) async fn as_user(app: &TestApp, client_id: &str, token: &str) -> Mqtt
     })
     .await
     .expect("user connects")
+}
+
+/// A user connected as `client_id` and subscribed to their own notification topic (answered).
+pub(crate) async fn listening(app: &TestApp, client_id: &str, token: &str) -> (Mqtt, String) {
+    let topic = format!("users/{}/notifications", app.user_id(token).await);
+    let mut client = as_user(app, client_id, token).await;
+    assert!(client.subscribe(&topic, QoS::AtLeastOnce).await, "{topic}");
+    (client, topic)
 }
 
 pub(crate) async fn as_instrument(app: &TestApp, serial: &str, secret: &str) -> Mqtt {
@@ -81,15 +89,13 @@ pub(crate) async fn acme_with(env: &[(&str, &str)]) -> Acme {
 }
 
 pub(crate) async fn world() -> World {
-    let app = spawn_app().await;
-    let acme = app.create_account("Acme").await;
+    let Acme {
+        app,
+        acme,
+        bob,
+        carol,
+    } = acme_with(&[]).await;
     let globex = app.create_account("Globex").await;
-    let bob = app
-        .add_user(&id(&acme), "bob@acme.example", &["lab_manager"])
-        .await;
-    let carol = app
-        .add_user(&id(&acme), "carol@acme.example", &["scientist"])
-        .await;
     let alice = app
         .add_user(&id(&acme), "alice@acme.example", &["account_admin"])
         .await;
@@ -252,12 +258,7 @@ async fn an_instrument_error_reaches_exactly_the_right_people() {
 async fn denied_publishes_are_dropped_before_any_rule_sees_them() {
     let w = world().await;
     let app = &w.app;
-    let bob_id = app.user_id(&w.bob).await;
-    let mut bob = as_user(app, "bob", &w.bob).await;
-    assert!(
-        bob.subscribe(&format!("users/{bob_id}/notifications"), QoS::AtLeastOnce)
-            .await
-    );
+    let (mut bob, _) = listening(app, "bob", &w.bob).await;
     let critical = br#"{"severity":"critical","message":"forged"}"#;
 
     // A user pretending to be Acme's instrument, and Globex's instrument writing to Acme's topic.
@@ -602,12 +603,7 @@ async fn bad_input_is_refused_and_the_broker_keeps_serving() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let w = world().await;
     let app = &w.app;
-    let bob_id = app.user_id(&w.bob).await;
-    let mut bob = as_user(app, "bob", &w.bob).await;
-    assert!(
-        bob.subscribe(&format!("users/{bob_id}/notifications"), QoS::AtLeastOnce)
-            .await
-    );
+    let (mut bob, _) = listening(app, "bob", &w.bob).await;
     assert!(bob.subscribe("instruments/SN-A1/#", QoS::AtMostOnce).await);
 
     // Garbage instead of a CONNECT: the connection is closed.
@@ -708,12 +704,7 @@ async fn an_expired_token_ends_the_session() {
             ttl: Duration::from_secs(2),
         })
         .expect("token");
-    let bob_id = app.user_id(&token).await;
-    let mut bob = as_user(app, "bob-short", &token).await;
-    assert!(
-        bob.subscribe(&format!("users/{bob_id}/notifications"), QoS::AtLeastOnce)
-            .await
-    );
+    let (mut bob, _) = listening(app, "bob-short", &token).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     let instrument = as_instrument(app, "SN-A1", &w.sn_a1).await;
     instrument

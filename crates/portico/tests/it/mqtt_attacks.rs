@@ -6,7 +6,7 @@ use std::time::Duration;
 use rumqttc::{ConnectReturnCode, LastWill, QoS};
 
 use crate::helpers::id;
-use crate::mqtt::{Acme, QUIET, WAIT, acme_with, as_instrument, as_user, world};
+use crate::mqtt::{Acme, QUIET, WAIT, acme_with, as_instrument, as_user, listening, world};
 use crate::mqtt_client::{Connect, Mqtt, connect, connect_with};
 
 fn will(topic: &str, payload: &[u8], retain: bool) -> LastWill {
@@ -26,7 +26,6 @@ async fn drain(client: &mut Mqtt) -> Vec<(String, Vec<u8>)> {
 async fn a_will_is_refused_unless_its_publish_would_be_allowed() {
     let w = world().await;
     let app = &w.app;
-    let bob_id = app.user_id(&w.bob).await;
     // The targets listen: SN-G1 for commands, bob for notifications, dan on Globex's channels.
     let mut sn_g1 = as_instrument(app, "SN-G1", &w.sn_g1).await;
     assert!(
@@ -34,9 +33,7 @@ async fn a_will_is_refused_unless_its_publish_would_be_allowed() {
             .subscribe("instruments/SN-G1/commands", QoS::AtLeastOnce)
             .await
     );
-    let mut bob = as_user(app, "bob", &w.bob).await;
-    let bob_topic = format!("users/{bob_id}/notifications");
-    assert!(bob.subscribe(&bob_topic, QoS::AtLeastOnce).await);
+    let (mut bob, bob_topic) = listening(app, "bob", &w.bob).await;
     let globex_channel = format!("accounts/{}/channels/ops", id(&w.globex));
     let mut dan = as_user(app, "dan", &w.dan).await;
     assert!(dan.subscribe(&globex_channel, QoS::AtLeastOnce).await);
@@ -91,12 +88,7 @@ async fn a_will_is_refused_unless_its_publish_would_be_allowed() {
 async fn an_allowed_will_is_published_and_seen_by_the_rules() {
     let w = world().await;
     let app = &w.app;
-    let bob_id = app.user_id(&w.bob).await;
-    let mut bob = as_user(app, "bob", &w.bob).await;
-    assert!(
-        bob.subscribe(&format!("users/{bob_id}/notifications"), QoS::AtLeastOnce)
-            .await
-    );
+    let (mut bob, bob_topic) = listening(app, "bob", &w.bob).await;
     let instrument = connect_with(
         Connect {
             addr: app.mqtt_addr,
@@ -116,7 +108,7 @@ async fn an_allowed_will_is_published_and_seen_by_the_rules() {
     .expect("an instrument may leave a will on its own events");
     drop(instrument); // the socket closes without DISCONNECT: the will goes out
     let (topic, payload, _) = bob.next(WAIT).await.expect("the alert from the will");
-    assert_eq!(topic, format!("users/{bob_id}/notifications"));
+    assert_eq!(topic, bob_topic);
     let alert: serde_json::Value = serde_json::from_slice(&payload).expect("json");
     assert!(
         alert.to_string().contains("Instrument went offline"),
