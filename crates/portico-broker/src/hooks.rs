@@ -198,8 +198,8 @@ impl Hooks {
             .gate
             .connect(username.as_deref(), password.as_deref())
             .await;
-        let failed = |t: &Mutex<Throttle>| {
-            if let Ok(mut t) = t.lock() {
+        let failed = || {
+            if let Ok(mut t) = self.throttle.lock() {
                 t.failed(address, throttled_name, Instant::now());
             }
         };
@@ -211,11 +211,11 @@ impl Hooks {
                 admitted
             }
             Err(Refusal::BadCredentials(why)) => {
-                failed(&self.throttle);
+                failed();
                 return refuse(AuthResult::BadUsernameOrPassword, &why);
             }
             Err(Refusal::NotAuthorized(why)) => {
-                failed(&self.throttle);
+                failed();
                 return refuse(AuthResult::NotAuthorized, &why);
             }
             Err(Refusal::Unavailable(why)) => {

@@ -193,10 +193,8 @@ fn from_text(path: &str, text: &str, default: &Value) -> Result<Value, String> {
         Value::Number(_) => match (text.parse::<u64>(), duration_unit(path)) {
             (Ok(n), _) => Value::from(n),
             (Err(_), Some(unit)) => duration(text, unit)?,
-            (Err(_), None) => match text.parse::<f64>() {
-                Ok(n) if n.is_finite() && !text.contains(['e', 'E']) => Value::from(n),
-                _ => return Err(format!("{text:?} is not a valid number")),
-            },
+            // Every numeric key is a whole number.
+            (Err(_), None) => return Err(format!("{text:?} is not a valid number")),
         },
         Value::Array(_) => Value::Array(
             text.split([',', ' '])

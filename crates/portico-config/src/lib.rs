@@ -321,13 +321,6 @@ impl Config {
         Self::load(file.or(from_env.as_deref()), &env)
     }
 
-    /// Every environment variable that sets a key, with the key: derived from the declaration.
-    pub fn environment_variables() -> Vec<(String, String)> {
-        layers::Layers::new()
-            .map(|l| l.variables())
-            .unwrap_or_default()
-    }
-
     /// One spelling for values that have several: base URLs and origins without a trailing `/`.
     fn normalize(&mut self) {
         if let Some(url) = &mut self.http.public_url {
