@@ -47,8 +47,9 @@ const NOWHERE: &str = "$portico/withheld-will";
 struct Client {
     admitted: Arc<Admitted>,
     /// The identity that owns this client id (and its persistent session): another identity may
-    /// not take it over, unless the id is reserved for that other identity.
-    owner: String,
+    /// not take it over, unless the id is reserved for that other identity. Shared, as every
+    /// publish carries it along (cloning is a reference count, not an allocation).
+    owner: Arc<str>,
     /// When the connection that last authenticated was accepted (rmqtt's id creation time).
     connected_at: i64,
 }
@@ -62,7 +63,7 @@ struct Bucket {
 #[derive(Default)]
 struct Clients {
     by_id: HashMap<String, Client>,
-    buckets: HashMap<String, Bucket>,
+    buckets: HashMap<Arc<str>, Bucket>,
 }
 
 pub(crate) struct Hooks {
@@ -248,10 +249,11 @@ impl Hooks {
     async fn admit_session(&self, info: &ConnectInfo, admitted: &Admitted) -> Result<(), String> {
         let client_id = info.client_id().to_string();
         let principal = &admitted.principal;
-        let owner = match principal {
+        let owner: Arc<str> = match principal {
             Principal::User { user_id, .. } => format!("user:{user_id}"),
             Principal::Instrument { serial, .. } => format!("instrument:{serial}"),
-        };
+        }
+        .into();
         let claim = self
             .gate
             .claim_client_id(principal, &client_id)
@@ -291,7 +293,7 @@ impl Hooks {
                 // and none of it is handed over.
                 tracing::info!(
                     client_id,
-                    holder,
+                    holder = &*holder,
                     "discarding another identity's session under a reserved client id"
                 );
                 let mut entry = self.scx.extends.shared().await.entry(info.id().clone());
@@ -425,7 +427,7 @@ impl Hooks {
             .extra_attrs
             .read()
             .await
-            .get::<(Arc<Admitted>, String)>(ADMITTED_ATTR)
+            .get::<(Arc<Admitted>, Arc<str>)>(ADMITTED_ATTR)
             .cloned();
         let client_id = from.id.client_id.to_string();
         let topic: &str = &publish.topic;
@@ -571,7 +573,7 @@ impl Hooks {
     /// identity's token bucket (one per user or instrument, however many connections it opens: a
     /// flood from one is dropped without slowing the others) has a token. One lock for both: this
     /// runs for every message.
-    fn admit_publish(&self, client_id: &str) -> Result<(Arc<Admitted>, String), &'static str> {
+    fn admit_publish(&self, client_id: &str) -> Result<(Arc<Admitted>, Arc<str>), &'static str> {
         let mut clients = self.clients.lock().map_err(|_| "expired")?;
         let Clients { by_id, buckets } = &mut *clients;
         let client = by_id.get(client_id).ok_or("expired")?;
