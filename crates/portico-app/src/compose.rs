@@ -10,7 +10,10 @@ use anyhow::Context as _;
 use portico_auth::{DevIssuer, JwksSettings, Verifier, VerifierSettings};
 use portico_config::{Backend, Config};
 use portico_core::ports::SequenceRange;
-use portico_core::{Error, Mailer, Publisher};
+use portico_core::{
+    Accounts, Catalogue, Documents, Error, FileUrls, Instruments, Mailer, Notifications,
+    ObjectStore, Outbox, Publisher, Queue, UploadEvents, Users,
+};
 use portico_functions::{Context, Settings};
 use portico_http::{AppState, Edge, Limits};
 use portico_mail::{LocalSink, SendGrid};
@@ -75,20 +78,18 @@ pub fn compose_local(
     let range = account_numbers(config);
     let store = Arc::new(SqliteStore::new(database.clone(), range));
     let signed_urls = Arc::new(SignedUrls::load_or_create(&config.data_dir.join("auth"))?);
-    let queue: Arc<dyn portico_core::Queue> =
-        Arc::new(SqliteQueue::new(database, config.worker.max_receives));
-    let context = Arc::new(Context {
-        store: store.clone(),
-        outbox: store,
-        mailer: mailer(config),
-        publisher,
-        objects: Arc::new(Objects::local(&config.data_dir.join("objects"))?),
-        file_urls: signed_urls.clone(),
-        queue: queue.clone(),
-        upload_events: Arc::new(QueuedUploadEvents::new(queue, &config.region)),
-        renderer: Arc::new(Pdf::new()),
-        settings: settings(config),
-    });
+    let queue: Arc<dyn Queue> = Arc::new(SqliteQueue::new(database, config.worker.max_receives));
+    let context = Arc::new(context(
+        config,
+        store,
+        Services {
+            publisher,
+            objects: Arc::new(Objects::local(&config.data_dir.join("objects"))?),
+            file_urls: signed_urls.clone(),
+            queue: queue.clone(),
+            upload_events: Arc::new(QueuedUploadEvents::new(queue, &config.region)),
+        },
+    ));
     Ok(assemble(config, context, auth, Some(signed_urls)))
 }
 
@@ -127,27 +128,60 @@ async fn compose_aws(config: &Config) -> anyhow::Result<Composition> {
         aws.endpoint_url.as_deref(),
     ));
     let auth = verifier(config)?;
-    let context = Arc::new(Context {
-        store: store.clone(),
-        outbox: store,
-        mailer: mailer(config),
-        publisher: Arc::new(portico_aws::IotPublisher::new(portico_aws::iot_data(
-            &sdk,
-            &settings_aws,
-        ))),
-        objects: bucket.clone(),
-        file_urls: bucket,
-        queue: Arc::new(portico_aws::SqsQueue::new(
-            portico_aws::sqs(&sdk),
-            &aws.queue_prefix,
-        )),
-        upload_events: Arc::new(crate::s3_events::S3SendsUploadEvents),
-        renderer: Arc::new(Pdf::new()),
-        settings: settings(config),
-    });
+    let context = Arc::new(context(
+        config,
+        store,
+        Services {
+            publisher: Arc::new(portico_aws::IotPublisher::new(portico_aws::iot_data(
+                &sdk,
+                &settings_aws,
+            ))),
+            objects: bucket.clone(),
+            file_urls: bucket,
+            queue: Arc::new(portico_aws::SqsQueue::new(
+                portico_aws::sqs(&sdk),
+                &aws.queue_prefix,
+            )),
+            upload_events: Arc::new(crate::s3_events::S3SendsUploadEvents),
+        },
+    ));
     // Clients upload to and download from S3 itself, so no signed routes are served here; the
     // embedded broker does not exist here either.
     Ok(assemble(config, context, auth, None))
+}
+
+/// What differs between the backends besides the records.
+struct Services {
+    publisher: Arc<dyn Publisher>,
+    objects: Arc<dyn ObjectStore>,
+    file_urls: Arc<dyn FileUrls>,
+    queue: Arc<dyn Queue>,
+    upload_events: Arc<dyn UploadEvents>,
+}
+
+/// The functions' context with every record port served by `records` (the SQLite store, or the
+/// DynamoDB table), around `services`.
+fn context<R>(config: &Config, records: Arc<R>, services: Services) -> Context
+where
+    R: Accounts + Users + Instruments + Notifications + Documents + Catalogue + Outbox,
+{
+    Context {
+        accounts: records.clone(),
+        users: records.clone(),
+        instruments: records.clone(),
+        notifications: records.clone(),
+        documents: records.clone(),
+        catalogue: records.clone(),
+        outbox: records,
+        publisher: services.publisher,
+        objects: services.objects,
+        file_urls: services.file_urls,
+        queue: services.queue,
+        upload_events: services.upload_events,
+        mailer: mailer(config),
+        renderer: Arc::new(Pdf::new()),
+        settings: settings(config),
+    }
 }
 
 /// The HTTP state over `context`, and the parts hosts need.

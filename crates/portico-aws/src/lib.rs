@@ -3,7 +3,7 @@
 //!
 //! | port | adapter |
 //! |---|---|
-//! | `Store`, `Outbox` | [`DynamoStore`]: one DynamoDB table |
+//! | `Accounts`, `Users`, `Instruments`, `Notifications`, `Documents`, `Catalogue`, `Outbox` | [`DynamoStore`]: one DynamoDB table |
 //! | `SequenceGenerator` | [`DynamoSequence`]: region-owned items, conditional block claims |
 //! | `ObjectStore`, `FileUrls` | S3 through `object_store` ([`s3::bucket`]), [`PresignedUrls`]; both as [`LazyBucket`] |
 //! | `Queue` | [`SqsQueue`]: SQS with redrive to `<queue>-dead` |

@@ -34,13 +34,14 @@ pub async fn table(client: &aws_sdk_dynamodb::Client, name: &str) -> Result<()> 
         .key_schema(key("sk", KeyType::Range)?)
         .attribute_definitions(attribute("pk")?)
         .attribute_definitions(attribute("sk")?);
-    for (index, pk, sk) in crate::dynamo::INDEXES {
+    for index in crate::dynamo::keys::INDEXES {
+        let (pk, sk) = (index.pk, index.sk);
         request = request
             .attribute_definitions(attribute(pk)?)
             .attribute_definitions(attribute(sk)?)
             .global_secondary_indexes(
                 GlobalSecondaryIndex::builder()
-                    .index_name(index)
+                    .index_name(index.name)
                     .key_schema(key(pk, KeyType::Hash)?)
                     .key_schema(key(sk, KeyType::Range)?)
                     .projection(

@@ -58,7 +58,7 @@ impl DynamoSequence {
     }
 
     fn key(&self, sequence: &str) -> AttributeValue {
-        AttributeValue::S(format!("SEQ#{sequence}#{}", self.region))
+        AttributeValue::S(crate::dynamo::keys::sequence(sequence, &self.region))
     }
 
     /// Claims the next block: `(first, end)`.
@@ -72,7 +72,7 @@ impl DynamoSequence {
                 .update_item()
                 .table_name(&self.table)
                 .key("pk", self.key(sequence))
-                .key("sk", AttributeValue::S("#".into()))
+                .key("sk", AttributeValue::S(crate::dynamo::keys::ONE.into()))
                 .update_expression(
                     "SET #next = if_not_exists(#next, :start) + :block, #region = :region",
                 )
@@ -114,7 +114,7 @@ impl DynamoSequence {
                 .get_item()
                 .table_name(&self.table)
                 .key("pk", self.key(sequence))
-                .key("sk", AttributeValue::S("#".into()))
+                .key("sk", AttributeValue::S(crate::dynamo::keys::ONE.into()))
                 .consistent_read(true)
                 .send()
                 .await
@@ -136,7 +136,7 @@ impl DynamoSequence {
                 .update_item()
                 .table_name(&self.table)
                 .key("pk", self.key(sequence))
-                .key("sk", AttributeValue::S("#".into()))
+                .key("sk", AttributeValue::S(crate::dynamo::keys::ONE.into()))
                 .update_expression("SET #next = :last, #region = :region")
                 .expression_attribute_names("#next", "next")
                 .expression_attribute_names("#region", "region")

@@ -9,5 +9,5 @@
 pub mod moto;
 pub mod objects;
 pub mod queue;
+pub mod records;
 pub mod sequence;
-pub mod store;

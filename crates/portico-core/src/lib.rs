@@ -15,8 +15,9 @@ pub use domain::{
 };
 pub use error::{Error, FieldError, Result};
 pub use ports::{
-    CertificateData, CertificateRenderer, Delivery, FileUrls, Mailer, NewAccount, ObjectStore,
-    Outbox, Page, PageRequest, Publisher, Queue, QueueMessage, QueueStats, SequenceGenerator,
-    SequenceRange, Store, StoredObject,
+    Accounts, Catalogue, CertificateData, CertificateRenderer, Delivery, Documents, FileUrls,
+    Instruments, Mailer, NewAccount, Notifications, ObjectStore, Outbox, Page, PageRequest,
+    Publisher, Queue, QueueMessage, QueueStats, SequenceGenerator, SequenceRange, StoredObject,
+    Users,
 };
 pub use ports::{UploadCompleted, UploadEvents};

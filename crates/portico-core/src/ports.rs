@@ -68,10 +68,12 @@ pub struct NewAccount {
     pub created_at: time::OffsetDateTime,
 }
 
-/// Accounts and users. Adapters report a duplicate as `Error::Conflict` and a cursor they did not
-/// make as `Error::Validation` on the field `cursor`.
+/// What every record port's adapter promises: a duplicate is `Error::Conflict`, and a cursor it
+/// did not make is `Error::Validation` on the field `cursor`. One adapter may serve several record
+/// ports (the SQLite store and the DynamoDB table serve them all); each port is one aggregate, so
+/// a new store (a graph, a warehouse) serves only what it holds.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Accounts: Send + Sync + 'static {
     /// Creates the account with the next number of this region's account-number sequence, taken
     /// in the same atomic write as the insert: the numbering keeps the `SequenceGenerator`
     /// contract, and numbers ascend in the order accounts are committed.
@@ -79,7 +81,11 @@ pub trait Store: Send + Sync + 'static {
     async fn account(&self, id: &str) -> Result<Option<Account>>;
     /// All accounts, or only `only` when it is given, oldest first.
     async fn list_accounts(&self, only: Option<&str>, page: &PageRequest) -> Result<Page<Account>>;
+}
 
+/// Users and their roles.
+#[async_trait]
+pub trait Users: Send + Sync + 'static {
     /// Inserts a user; a `sub` already known (compared case-insensitively) is a conflict.
     async fn insert_user(&self, user: &User) -> Result<()>;
     /// The user with this `sub`, compared case-insensitively.
@@ -90,7 +96,11 @@ pub trait Store: Send + Sync + 'static {
     async fn list_users(&self, account_id: &str, page: &PageRequest) -> Result<Page<User>>;
     /// Users holding `role`: of one account, or (with `None`) of any account and none.
     async fn users_with_role(&self, account_id: Option<&str>, role: Role) -> Result<Vec<User>>;
+}
 
+/// Instruments and the hashes of their device secrets.
+#[async_trait]
+pub trait Instruments: Send + Sync + 'static {
     /// Registers an instrument with the hash of its device secret; a known serial is a conflict.
     async fn create_instrument(&self, instrument: &Instrument, secret_hash: &str) -> Result<()>;
     async fn instrument(&self, serial: &str) -> Result<Option<Instrument>>;
@@ -102,7 +112,11 @@ pub trait Store: Send + Sync + 'static {
         account_id: Option<&str>,
         page: &PageRequest,
     ) -> Result<Page<Instrument>>;
+}
 
+/// Users' notifications.
+#[async_trait]
+pub trait Notifications: Send + Sync + 'static {
     /// Stores notifications; one whose id is already stored is left as it is (a redelivered
     /// event does not notify twice). Answers the ids that were new.
     async fn insert_notifications(&self, notifications: &[Notification]) -> Result<Vec<String>>;
@@ -120,7 +134,11 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         at: time::OffsetDateTime,
     ) -> Result<Option<Notification>>;
+}
 
+/// Uploaded documents' records (their bytes are in the `ObjectStore`).
+#[async_trait]
+pub trait Documents: Send + Sync + 'static {
     async fn create_document(&self, document: &Document) -> Result<()>;
     async fn document(&self, id: &str) -> Result<Option<Document>>;
     /// One account's documents, newest first.
@@ -135,7 +153,11 @@ pub trait Store: Send + Sync + 'static {
         failure_reason: Option<&str>,
         metadata: Option<&serde_json::Value>,
     ) -> Result<bool>;
+}
 
+/// The product catalogue: products, lots with their QC results, shipments of lots to accounts.
+#[async_trait]
+pub trait Catalogue: Send + Sync + 'static {
     /// A known SKU is a conflict.
     async fn create_product(&self, product: &Product) -> Result<()>;
     async fn product(&self, sku: &str) -> Result<Option<Product>>;
@@ -318,7 +340,7 @@ pub struct SequenceRange {
 }
 
 /// Named sequences of numbers that stay correct across regions (account numbers follow the same
-/// contract, allocated by the store itself; see `Store::create_account`).
+/// contract, allocated by the store itself; see `Accounts::create_account`).
 ///
 /// Every adapter keeps this contract:
 /// - every value lies in the `SequenceRange` configured for the adapter's region; regions that

@@ -67,7 +67,7 @@ pub async fn create_account(
     };
 
     let account = ctx
-        .store
+        .accounts
         .create_account(&NewAccount {
             id: uuid::Uuid::now_v7().to_string(),
             name: input.name.trim().to_string(),
@@ -82,7 +82,7 @@ pub async fn create_account(
 
 pub async fn get_account(ctx: &Context, caller: &Caller, id: &str) -> Result<Account> {
     policy::read_account(caller, id)?;
-    ctx.store
+    ctx.accounts
         .account(id)
         .await?
         .ok_or_else(|| policy::not_found_account(id))
@@ -94,8 +94,8 @@ pub async fn list_accounts(
     page: PageRequest,
 ) -> Result<Page<Account>> {
     match policy::list_scope(caller)? {
-        Scope::All => ctx.store.list_accounts(None, &page).await,
-        Scope::Account(own) => ctx.store.list_accounts(Some(&own), &page).await,
+        Scope::All => ctx.accounts.list_accounts(None, &page).await,
+        Scope::Account(own) => ctx.accounts.list_accounts(Some(&own), &page).await,
         Scope::Nothing => Ok(Page::empty()),
     }
 }
@@ -142,7 +142,7 @@ pub async fn add_user(
     if !errors.is_empty() {
         return Err(Error::Validation(errors));
     }
-    let Some(account) = ctx.store.account(account_id).await? else {
+    let Some(account) = ctx.accounts.account(account_id).await? else {
         return Err(policy::not_found_account(account_id));
     };
     roles.sort();
@@ -155,7 +155,7 @@ pub async fn add_user(
         roles,
         created_at: OffsetDateTime::now_utc(),
     };
-    ctx.store.insert_user(&user).await?;
+    ctx.users.insert_user(&user).await?;
     tracing::info!(user_id = %user.id, account_id, roles = ?user.roles, "user added to account");
     // The user exists either way; a welcome that cannot be queued is logged, not an error.
     let welcome = crate::email::welcome(&user, &account);
@@ -176,8 +176,8 @@ pub async fn list_users(
     page: PageRequest,
 ) -> Result<Page<User>> {
     policy::list_account_users(caller, account_id)?;
-    if ctx.store.account(account_id).await?.is_none() {
+    if ctx.accounts.account(account_id).await?.is_none() {
         return Err(policy::not_found_account(account_id));
     }
-    ctx.store.list_users(account_id, &page).await
+    ctx.users.list_users(account_id, &page).await
 }

@@ -29,7 +29,7 @@ pub async fn instrument_alert(ctx: &Context, event: &Value) -> Result<AlertOutco
         .and_then(Value::as_str)
         .unwrap_or("error")
         .to_string();
-    let Some(instrument) = ctx.store.instrument(serial).await? else {
+    let Some(instrument) = ctx.instruments.instrument(serial).await? else {
         tracing::warn!(serial, "alert from an unregistered instrument ignored");
         return Ok(AlertOutcome {
             notified: Vec::new(),
@@ -40,11 +40,11 @@ pub async fn instrument_alert(ctx: &Context, event: &Value) -> Result<AlertOutco
     // The account's lab managers and all support staff, each once.
     let mut recipients: BTreeMap<String, User> = BTreeMap::new();
     for user in ctx
-        .store
+        .users
         .users_with_role(Some(&instrument.account_id), Role::LabManager)
         .await?
         .into_iter()
-        .chain(ctx.store.users_with_role(None, Role::Support).await?)
+        .chain(ctx.users.users_with_role(None, Role::Support).await?)
     {
         recipients.entry(user.id.clone()).or_insert(user);
     }

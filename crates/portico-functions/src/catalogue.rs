@@ -79,13 +79,13 @@ pub async fn create_product(
         category: input.category.trim().to_string(),
         created_at: OffsetDateTime::now_utc(),
     };
-    ctx.store.create_product(&product).await?;
+    ctx.catalogue.create_product(&product).await?;
     Ok(product)
 }
 
 pub async fn get_product(ctx: &Context, caller: &Caller, sku: &str) -> Result<Product> {
     policy::require_provisioned(caller)?;
-    ctx.store
+    ctx.catalogue
         .product(sku)
         .await?
         .ok_or_else(|| Error::NotFound(format!("product `{sku}` not found")))
@@ -97,7 +97,7 @@ pub async fn list_products(
     page: PageRequest,
 ) -> Result<Page<Product>> {
     policy::require_provisioned(caller)?;
-    ctx.store.list_products(&page).await
+    ctx.catalogue.list_products(&page).await
 }
 
 pub async fn create_lot(ctx: &Context, caller: &Caller, input: CreateLot) -> Result<Lot> {
@@ -134,7 +134,7 @@ pub async fn create_lot(ctx: &Context, caller: &Caller, input: CreateLot) -> Res
             ));
         }
     }
-    if errors.is_empty() && ctx.store.product(&input.sku).await?.is_none() {
+    if errors.is_empty() && ctx.catalogue.product(&input.sku).await?.is_none() {
         errors.push(FieldError::new("sku", "is not a product in the catalogue"));
     }
     if !errors.is_empty() {
@@ -148,7 +148,7 @@ pub async fn create_lot(ctx: &Context, caller: &Caller, input: CreateLot) -> Res
         qc_tests: input.qc_tests,
         created_at: OffsetDateTime::now_utc(),
     };
-    ctx.store.create_lot(&lot).await?;
+    ctx.catalogue.create_lot(&lot).await?;
     Ok(lot)
 }
 
@@ -159,7 +159,7 @@ async fn received(ctx: &Context, caller: &Caller, lot_number: &str) -> Result<bo
         return Ok(false);
     };
     let shipments = ctx
-        .store
+        .catalogue
         .list_shipments(
             Some(lot_number),
             Some(account),
@@ -176,7 +176,7 @@ pub async fn get_lot(ctx: &Context, caller: &Caller, lot_number: &str) -> Result
     policy::require_provisioned(caller)?;
     let received = !caller.sees_all_accounts() && received(ctx, caller, lot_number).await?;
     policy::read_lot(caller, lot_number, received)?;
-    ctx.store
+    ctx.catalogue
         .lot(lot_number)
         .await?
         .ok_or_else(|| Error::NotFound(format!("lot `{lot_number}` not found")))
@@ -195,10 +195,10 @@ pub async fn create_shipment(
         errors.push(FieldError::new("quantity", "must be at least 1"));
     }
     if errors.is_empty() {
-        if ctx.store.lot(&input.lot_number).await?.is_none() {
+        if ctx.catalogue.lot(&input.lot_number).await?.is_none() {
             errors.push(FieldError::new("lot_number", "is not a known lot"));
         }
-        if ctx.store.account(&input.account_id).await?.is_none() {
+        if ctx.accounts.account(&input.account_id).await?.is_none() {
             errors.push(FieldError::new("account_id", "is not a known account"));
         }
     }
@@ -213,7 +213,7 @@ pub async fn create_shipment(
         quantity: input.quantity,
         created_at: OffsetDateTime::now_utc(),
     };
-    ctx.store.create_shipment(&shipment).await?;
+    ctx.catalogue.create_shipment(&shipment).await?;
     Ok(shipment)
 }
 
@@ -224,8 +224,8 @@ pub async fn list_shipments(
     page: PageRequest,
 ) -> Result<Page<Shipment>> {
     match policy::list_scope(caller)? {
-        Scope::All => ctx.store.list_shipments(None, None, &page).await,
-        Scope::Account(own) => ctx.store.list_shipments(None, Some(&own), &page).await,
+        Scope::All => ctx.catalogue.list_shipments(None, None, &page).await,
+        Scope::Account(own) => ctx.catalogue.list_shipments(None, Some(&own), &page).await,
         Scope::Nothing => Ok(Page::empty()),
     }
 }
@@ -242,7 +242,7 @@ pub async fn certificate(ctx: &Context, caller: &Caller, lot_number: &str) -> Re
         metrics::counter!("portico_pdf_cache_hits_total").increment(1);
         return Ok(chunks.concat());
     }
-    let product = ctx.store.product(&lot.sku).await?.ok_or_else(|| {
+    let product = ctx.catalogue.product(&lot.sku).await?.ok_or_else(|| {
         Error::Unexpected(anyhow::anyhow!(
             "lot {} names a missing product",
             lot.lot_number

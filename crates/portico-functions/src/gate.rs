@@ -118,7 +118,7 @@ impl Gate {
         let bad = || Refusal::BadCredentials("unknown serial or wrong device secret".into());
         let stored = self
             .ctx
-            .store
+            .instruments
             .instrument_secret_hash(serial)
             .await
             .map_err(unavailable)?;
@@ -142,7 +142,7 @@ impl Gate {
         }
         let instrument = self
             .ctx
-            .store
+            .instruments
             .instrument(serial)
             .await
             .map_err(unavailable)?
@@ -167,7 +167,7 @@ impl Gate {
         let is_serial = !own_serial
             && self
                 .ctx
-                .store
+                .instruments
                 .instrument(client_id)
                 .await
                 .map_err(|e| Refusal::Unavailable(e.to_string()))?
@@ -188,7 +188,7 @@ impl Gate {
                 if candidate.contains(['+', '#']) || candidate.is_empty() {
                     continue;
                 }
-                match self.ctx.store.instrument(candidate).await {
+                match self.ctx.instruments.instrument(candidate).await {
                     Ok(Some(instrument)) if instrument.account_id == account_id => {
                         own_serials.insert(candidate.to_string());
                     }

@@ -29,7 +29,7 @@ pub async fn identify(ctx: &Context, identity: &Identity) -> Result<Caller> {
     .map(|(role, _)| role)
     .collect();
 
-    let user = match ctx.store.user_by_sub(&identity.sub).await? {
+    let user = match ctx.users.user_by_sub(&identity.sub).await? {
         Some(user) => Some(sync_platform_roles(ctx, user, &platform).await?),
         None if platform.is_empty() => None,
         None => Some(provision(ctx, identity, platform).await?),
@@ -53,14 +53,14 @@ async fn provision(ctx: &Context, identity: &Identity, roles: Vec<Role>) -> Resu
         roles,
         created_at: OffsetDateTime::now_utc(),
     };
-    match ctx.store.insert_user(&user).await {
+    match ctx.users.insert_user(&user).await {
         Ok(()) => {
             tracing::info!(user_id = %user.id, sub = %user.sub, roles = ?user.roles, "provisioned platform user");
             Ok(user)
         }
         // Two first calls raced; the other one provisioned the record.
         Err(Error::Conflict(_)) => ctx
-            .store
+            .users
             .user_by_sub(&identity.sub)
             .await?
             .ok_or_else(|| Error::Unexpected(anyhow::anyhow!("user vanished after conflict"))),
@@ -83,7 +83,7 @@ async fn sync_platform_roles(ctx: &Context, mut user: User, platform: &[Role]) -
     let mut current = user.roles.clone();
     current.sort();
     if roles != current {
-        ctx.store.set_user_roles(&user.id, &roles).await?;
+        ctx.users.set_user_roles(&user.id, &roles).await?;
         tracing::info!(user_id = %user.id, from = ?current, to = ?roles, "platform roles changed with groups");
         user.roles = roles;
     }

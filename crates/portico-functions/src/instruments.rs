@@ -46,7 +46,7 @@ pub async fn register(
     if !errors.is_empty() {
         return Err(Error::Validation(errors));
     }
-    if ctx.store.account(&input.account_id).await?.is_none() {
+    if ctx.accounts.account(&input.account_id).await?.is_none() {
         return Err(policy::not_found_account(&input.account_id));
     }
     // Hashing is deliberately slow: keep it off the async workers.
@@ -65,7 +65,9 @@ pub async fn register(
         account_id: input.account_id,
         created_at: OffsetDateTime::now_utc(),
     };
-    ctx.store.create_instrument(&instrument, &hash).await?;
+    ctx.instruments
+        .create_instrument(&instrument, &hash)
+        .await?;
     tracing::info!(serial = %instrument.serial, account_id = %instrument.account_id, "instrument registered");
     Ok(RegisteredInstrument {
         instrument,
@@ -76,7 +78,7 @@ pub async fn register(
 pub async fn get(ctx: &Context, caller: &Caller, serial: &str) -> Result<Instrument> {
     policy::require_provisioned(caller)?;
     let instrument = ctx
-        .store
+        .instruments
         .instrument(serial)
         .await?
         .ok_or_else(|| Error::NotFound(format!("instrument `{serial}` not found")))?;
@@ -86,8 +88,8 @@ pub async fn get(ctx: &Context, caller: &Caller, serial: &str) -> Result<Instrum
 
 pub async fn list(ctx: &Context, caller: &Caller, page: PageRequest) -> Result<Page<Instrument>> {
     match policy::list_scope(caller)? {
-        Scope::All => ctx.store.list_instruments(None, &page).await,
-        Scope::Account(own) => ctx.store.list_instruments(Some(&own), &page).await,
+        Scope::All => ctx.instruments.list_instruments(None, &page).await,
+        Scope::Account(own) => ctx.instruments.list_instruments(Some(&own), &page).await,
         Scope::Nothing => Ok(Page::empty()),
     }
 }

@@ -16,13 +16,18 @@ mod validate;
 use std::sync::Arc;
 
 use portico_core::{
-    CertificateRenderer, FileUrls, Mailer, ObjectStore, Outbox, Publisher, Queue, Store,
-    UploadEvents,
+    Accounts, Catalogue, CertificateRenderer, Documents, FileUrls, Instruments, Mailer,
+    Notifications, ObjectStore, Outbox, Publisher, Queue, UploadEvents, Users,
 };
 
-/// What every function may use.
+/// What every function may use: one port per aggregate of records, then the services.
 pub struct Context {
-    pub store: Arc<dyn Store>,
+    pub accounts: Arc<dyn Accounts>,
+    pub users: Arc<dyn Users>,
+    pub instruments: Arc<dyn Instruments>,
+    pub notifications: Arc<dyn Notifications>,
+    pub documents: Arc<dyn Documents>,
+    pub catalogue: Arc<dyn Catalogue>,
     /// Messages to MQTT clients (user notification topics, instrument commands).
     pub publisher: Arc<dyn Publisher>,
     /// E-mails to send.

@@ -32,7 +32,10 @@ fn topic(user_id: &str) -> String {
 /// a repeat stores and sends nothing. A failed publish is logged, not an error: the stored
 /// notification is what counts, and its owner finds it in `GET /v1/notifications`.
 pub async fn deliver(ctx: &Context, notifications: &[Notification]) -> Result<()> {
-    let new = ctx.store.insert_notifications(notifications).await?;
+    let new = ctx
+        .notifications
+        .insert_notifications(notifications)
+        .await?;
     for notification in notifications.iter().filter(|n| new.contains(&n.id)) {
         let topic = topic(&notification.user_id);
         let payload = serde_json::to_vec(notification)
@@ -46,14 +49,14 @@ pub async fn deliver(ctx: &Context, notifications: &[Notification]) -> Result<()
 
 pub async fn list(ctx: &Context, caller: &Caller, page: PageRequest) -> Result<Page<Notification>> {
     let owner = policy::own_notifications(caller)?;
-    ctx.store.list_notifications(owner, &page).await
+    ctx.notifications.list_notifications(owner, &page).await
 }
 
 pub async fn mark_read(ctx: &Context, caller: &Caller, id: &str) -> Result<Notification> {
     // Another user's notification is simply not among the caller's: 404.
     let owner = policy::own_notifications(caller)
         .map_err(|_| Error::NotFound(format!("notification `{id}` not found")))?;
-    ctx.store
+    ctx.notifications
         .mark_notification_read(owner, id, OffsetDateTime::now_utc())
         .await?
         .ok_or_else(|| Error::NotFound(format!("notification `{id}` not found")))

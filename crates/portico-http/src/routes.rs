@@ -291,7 +291,7 @@ pub async fn upload_content(
     )?;
     let ctx = state.context();
     let document = ctx
-        .store
+        .documents
         .document(&id)
         .await?
         .ok_or_else(|| Problem::from(Error::NotFound(format!("document `{id}` not found"))))?;
@@ -381,7 +381,7 @@ pub async fn download_content(
     )?;
     let ctx = state.context();
     let document = ctx
-        .store
+        .documents
         .document(&id)
         .await?
         .filter(|d| d.status == DocumentStatus::Ready)

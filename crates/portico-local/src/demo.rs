@@ -88,7 +88,7 @@ pub struct Demo {
 pub async fn seed(composition: &Composition) -> anyhow::Result<Option<Demo>> {
     let ctx = composition.state.context();
     let any = ctx
-        .store
+        .accounts
         .list_accounts(None, &PageRequest::new(Some(1), None)?)
         .await?;
     if !any.items.is_empty() {

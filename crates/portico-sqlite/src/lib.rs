@@ -1,13 +1,23 @@
 //! Portico's local adapters on SQLite: one database file in the data dir, in WAL mode, one writer
-//! connection and a few readers. Implements the `Store` and `SequenceGenerator` ports.
+//! connection and a few readers. `SqliteStore` implements every record port, one module per
+//! aggregate (`accounts.rs`, `users.rs`, `instruments.rs`, `notifications.rs`, `documents.rs`,
+//! `catalogue.rs`, `outbox.rs`, sharing `rows.rs`); `SqliteSequence` and `SqliteQueue` the
+//! sequence and queue ports.
 //!
 //! rusqlite is blocking, so every call runs on tokio's blocking pool.
 
+mod accounts;
 mod catalogue;
 mod db;
+mod documents;
+mod instruments;
+mod notifications;
+mod outbox;
 mod queue;
+mod rows;
 mod sequence;
 mod store;
+mod users;
 
 pub use db::Database;
 pub use queue::{DEAD_LETTER_SUFFIX, SqliteQueue};
@@ -68,44 +78,48 @@ mod contract {
     }
 
     #[tokio::test]
-    async fn store_accounts() {
+    async fn accounts() {
         let dir = tempfile::tempdir().expect("temp dir");
-        suite::store::accounts_are_numbered_and_paged(&store(&dir)).await;
+        suite::records::accounts::numbered_and_paged(&store(&dir)).await;
     }
 
     #[tokio::test]
-    async fn store_users() {
+    async fn users() {
         let dir = tempfile::tempdir().expect("temp dir");
-        suite::store::users_and_roles(&store(&dir)).await;
+        let store = store(&dir);
+        suite::records::users::subjects_and_roles(&store, &store).await;
     }
 
     #[tokio::test]
-    async fn store_instruments() {
+    async fn instruments() {
         let dir = tempfile::tempdir().expect("temp dir");
-        suite::store::instruments(&store(&dir)).await;
+        let store = store(&dir);
+        suite::records::instruments::serials_and_secrets(&store, &store).await;
     }
 
     #[tokio::test]
-    async fn store_notifications() {
+    async fn notifications() {
         let dir = tempfile::tempdir().expect("temp dir");
-        suite::store::notifications(&store(&dir)).await;
+        suite::records::notifications::redelivery_order_and_reads(&store(&dir)).await;
     }
 
     #[tokio::test]
-    async fn store_documents() {
+    async fn documents() {
         let dir = tempfile::tempdir().expect("temp dir");
-        suite::store::documents(&store(&dir)).await;
+        let store = store(&dir);
+        suite::records::documents::listing_and_transitions(&store, &store, &store).await;
     }
 
     #[tokio::test]
-    async fn store_catalogue() {
+    async fn catalogue() {
         let dir = tempfile::tempdir().expect("temp dir");
-        suite::store::catalogue(&store(&dir)).await;
+        let store = store(&dir);
+        suite::records::catalogue::products_lots_and_shipments(&store, &store).await;
     }
 
     #[tokio::test]
     async fn outbox() {
         let dir = tempfile::tempdir().expect("temp dir");
-        suite::store::outbox_leases(&store(&dir)).await;
+        suite::records::outbox::leases_and_outcomes(&store(&dir)).await;
     }
 }

@@ -124,38 +124,42 @@ async fn objects() {
 }
 
 #[tokio::test]
-async fn store_accounts() {
-    suite::store::accounts_are_numbered_and_paged(&store(&env(REGION).await)).await;
+async fn accounts() {
+    suite::records::accounts::numbered_and_paged(&store(&env(REGION).await)).await;
 }
 
 #[tokio::test]
-async fn store_users() {
-    suite::store::users_and_roles(&store(&env(REGION).await)).await;
+async fn users() {
+    let store = store(&env(REGION).await);
+    suite::records::users::subjects_and_roles(&store, &store).await;
 }
 
 #[tokio::test]
-async fn store_instruments() {
-    suite::store::instruments(&store(&env(REGION).await)).await;
+async fn instruments() {
+    let store = store(&env(REGION).await);
+    suite::records::instruments::serials_and_secrets(&store, &store).await;
 }
 
 #[tokio::test]
-async fn store_notifications() {
-    suite::store::notifications(&store(&env(REGION).await)).await;
+async fn notifications() {
+    suite::records::notifications::redelivery_order_and_reads(&store(&env(REGION).await)).await;
 }
 
 #[tokio::test]
-async fn store_documents() {
-    suite::store::documents(&store(&env(REGION).await)).await;
+async fn documents() {
+    let store = store(&env(REGION).await);
+    suite::records::documents::listing_and_transitions(&store, &store, &store).await;
 }
 
 #[tokio::test]
-async fn store_catalogue() {
-    suite::store::catalogue(&store(&env(REGION).await)).await;
+async fn catalogue() {
+    let store = store(&env(REGION).await);
+    suite::records::catalogue::products_lots_and_shipments(&store, &store).await;
 }
 
 #[tokio::test]
 async fn outbox() {
-    suite::store::outbox_leases(&store(&env(REGION).await)).await;
+    suite::records::outbox::leases_and_outcomes(&store(&env(REGION).await)).await;
 }
 
 #[tokio::test]

@@ -96,7 +96,7 @@ pub async fn request_upload(
         created_at: now,
         updated_at: now,
     };
-    ctx.store.create_document(&document).await?;
+    ctx.documents.create_document(&document).await?;
     let expires = now + time::Duration::seconds(ctx.settings.upload_url_ttl_secs as i64);
     let upload_url = ctx
         .file_urls
@@ -155,7 +155,7 @@ fn check_content_type(errors: &mut Vec<FieldError>, value: &str) {
 pub async fn get(ctx: &Context, caller: &Caller, id: &str) -> Result<DocumentView> {
     policy::require_provisioned(caller)?;
     let not_found = || Error::NotFound(format!("document `{id}` not found"));
-    let document = ctx.store.document(id).await?.ok_or_else(not_found)?;
+    let document = ctx.documents.document(id).await?.ok_or_else(not_found)?;
     policy::read_document(caller, id, &document.account_id)?;
     let download_url = if document.status == DocumentStatus::Ready {
         let expires = OffsetDateTime::now_utc()
@@ -176,7 +176,7 @@ pub async fn get(ctx: &Context, caller: &Caller, id: &str) -> Result<DocumentVie
 
 pub async fn list(ctx: &Context, caller: &Caller, page: PageRequest) -> Result<Page<Document>> {
     match policy::list_documents(caller)? {
-        Scope::Account(own) => ctx.store.list_documents(&own, &page).await,
+        Scope::Account(own) => ctx.documents.list_documents(&own, &page).await,
         Scope::All | Scope::Nothing => Ok(Page::empty()),
     }
 }
@@ -206,7 +206,7 @@ pub async fn upload_completed(
 /// nothing.
 pub async fn reserve_upload(ctx: &Context, id: &str) -> Result<()> {
     let reserved = ctx
-        .store
+        .documents
         .transition_document(
             id,
             &[DocumentStatus::Pending],
@@ -226,7 +226,7 @@ pub async fn reserve_upload(ctx: &Context, id: &str) -> Result<()> {
 /// The PUT that reserved a document ended before its bytes were stored: the link (until it
 /// expires) may be used again.
 pub async fn release_upload(ctx: &Context, id: &str) -> Result<()> {
-    ctx.store
+    ctx.documents
         .transition_document(
             id,
             &[DocumentStatus::Uploading],
@@ -240,7 +240,7 @@ pub async fn release_upload(ctx: &Context, id: &str) -> Result<()> {
 
 /// Pending (or uploading) -> processing (a no-op for documents already past it).
 async fn mark_processing(ctx: &Context, id: &str) -> Result<()> {
-    ctx.store
+    ctx.documents
         .transition_document(
             id,
             &[DocumentStatus::Pending, DocumentStatus::Uploading],
@@ -261,7 +261,7 @@ async fn document_for_key(ctx: &Context, key: &str) -> Result<Option<Document>> 
         return Ok(None);
     };
     Ok(ctx
-        .store
+        .documents
         .document(id)
         .await?
         .filter(|d| d.object_key() == key))
@@ -376,7 +376,7 @@ async fn finish(
     // notification's id is derived) and nobody never.
     crate::notifications::deliver(ctx, std::slice::from_ref(&notification)).await?;
     let moved = ctx
-        .store
+        .documents
         .transition_document(
             &document.id,
             &[
@@ -390,7 +390,7 @@ async fn finish(
         )
         .await?;
     if status == DocumentStatus::Ready
-        && let Some(uploader) = ctx.store.user_by_id(&document.uploaded_by).await?
+        && let Some(uploader) = ctx.users.user_by_id(&document.uploaded_by).await?
     {
         // Same id on a repeat: the outbox keeps one.
         crate::email::queue(

@@ -1,0 +1,172 @@
+//! The `Outbox` port on SQLite: claims with a lease, so a sender that dies mid-send leaves the
+//! e-mail due again.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use portico_core::domain::{EmailStatus, OutboundEmail, OutboxEntry};
+use portico_core::ports::{Page, PageRequest};
+use portico_core::{Error, Outbox, Result};
+use rusqlite::{TransactionBehavior, params};
+use time::OffsetDateTime;
+
+use crate::SqliteStore;
+use crate::rows::{decode_cursor_newest_first, now_ms, paginate, timestamp};
+
+#[async_trait]
+impl Outbox for SqliteStore {
+    async fn enqueue(&self, email: &OutboundEmail) -> Result<()> {
+        let e = email.clone();
+        self.db
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO outbox (id, recipient, subject, body_text, body_html, category)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(id) DO NOTHING",
+                    params![e.id, e.to, e.subject, e.text, e.html, e.category],
+                )
+                .context("queueing e-mail")?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn claim_due(&self, limit: u32, lease: Duration) -> Result<Vec<(OutboundEmail, u32)>> {
+        self.db
+            .write(move |conn| {
+                let now = now_ms();
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .context("starting outbox claim")?;
+                let due: Vec<(OutboundEmail, i64)> = tx
+                    .prepare_cached(
+                        "SELECT id, recipient, subject, body_text, body_html, category, attempts FROM outbox
+                         WHERE (status = 'pending' AND next_attempt_at <= ?1)
+                            OR (status = 'sending' AND lease_until <= ?1)
+                         ORDER BY seq LIMIT ?2",
+                    )
+                    .and_then(|mut s| {
+                        s.query_map(params![now, limit], |r| {
+                            Ok((
+                                OutboundEmail {
+                                    id: r.get(0)?,
+                                    to: r.get(1)?,
+                                    subject: r.get(2)?,
+                                    text: r.get(3)?,
+                                    html: r.get(4)?,
+                                    category: r.get(5)?,
+                                },
+                                r.get(6)?,
+                            ))
+                        })?
+                        .collect::<Result<Vec<_>, _>>()
+                    })
+                    .context("reading due e-mails")?;
+                let lease_until = now + lease.as_millis() as i64;
+                for (email, _) in &due {
+                    tx.execute(
+                        "UPDATE outbox SET status = 'sending', lease_until = ?2, attempts = attempts + 1 WHERE id = ?1",
+                        params![email.id, lease_until],
+                    )
+                    .context("claiming e-mail")?;
+                }
+                tx.commit().context("committing outbox claim")?;
+                Ok(due
+                    .into_iter()
+                    .map(|(email, attempts)| (email, u32::try_from(attempts + 1).unwrap_or(u32::MAX)))
+                    .collect())
+            })
+            .await
+    }
+
+    async fn mark_sent(&self, id: &str, provider_message_id: Option<&str>) -> Result<()> {
+        let (id, provider) = (id.to_string(), provider_message_id.map(str::to_string));
+        self.db
+            .write(move |conn| {
+                conn.execute(
+                    "UPDATE outbox SET status = 'sent', provider_message_id = ?2, last_error = NULL, sent_at = ?3
+                     WHERE id = ?1",
+                    params![id, provider, timestamp(OffsetDateTime::now_utc())?],
+                )
+                .context("recording sent e-mail")?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn retry_later(&self, id: &str, after: Duration, error: &str) -> Result<()> {
+        let (id, error) = (id.to_string(), error.to_string());
+        self.db
+            .write(move |conn| {
+                conn.execute(
+                    "UPDATE outbox SET status = 'pending', next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
+                    params![id, now_ms() + after.as_millis() as i64, error],
+                )
+                .context("rescheduling e-mail")?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn mark_failed(&self, id: &str, error: &str) -> Result<()> {
+        let (id, error) = (id.to_string(), error.to_string());
+        self.db
+            .write(move |conn| {
+                conn.execute(
+                    "UPDATE outbox SET status = 'failed', last_error = ?2 WHERE id = ?1",
+                    params![id, error],
+                )
+                .context("recording failed e-mail")?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn list_outbox(
+        &self,
+        status: Option<EmailStatus>,
+        page: &PageRequest,
+    ) -> Result<Page<OutboxEntry>> {
+        let status = status.map(|s| s.as_str());
+        let before = decode_cursor_newest_first(page.cursor.as_deref())?;
+        let limit = page.limit;
+        self.db
+            .read(move |conn| {
+                let rows = conn
+                    .prepare_cached(
+                        "SELECT seq, id, recipient, subject, category, status, attempts, last_error,
+                                provider_message_id, created_at, sent_at
+                         FROM outbox WHERE seq < ?1 AND (?2 IS NULL OR status = ?2)
+                         ORDER BY seq DESC LIMIT ?3",
+                    )
+                    .and_then(|mut s| {
+                        s.query_map(params![before, status, limit + 1], |r| {
+                            let seq: i64 = r.get(0)?;
+                            let status: String = r.get(5)?;
+                            let attempts: i64 = r.get(6)?;
+                            let entry = EmailStatus::parse(&status)
+                                .ok_or_else(|| Error::Unexpected(anyhow::anyhow!("unknown e-mail status {status:?}")))
+                                .and_then(|status| {
+                                    Ok(OutboxEntry {
+                                        id: r.get(1).map_err(|e| anyhow::anyhow!("{e}"))?,
+                                        to: r.get(2).map_err(|e| anyhow::anyhow!("{e}"))?,
+                                        subject: r.get(3).map_err(|e| anyhow::anyhow!("{e}"))?,
+                                        category: r.get(4).map_err(|e| anyhow::anyhow!("{e}"))?,
+                                        status,
+                                        attempts: u32::try_from(attempts).unwrap_or(0),
+                                        last_error: r.get(7).map_err(|e| anyhow::anyhow!("{e}"))?,
+                                        provider_message_id: r.get(8).map_err(|e| anyhow::anyhow!("{e}"))?,
+                                        created_at: r.get(9).map_err(|e| anyhow::anyhow!("{e}"))?,
+                                        sent_at: r.get(10).map_err(|e| anyhow::anyhow!("{e}"))?,
+                                    })
+                                });
+                            Ok((seq, entry))
+                        })?
+                        .collect::<Result<Vec<_>, _>>()
+                    })
+                    .context("listing outbox")?;
+                paginate(rows, limit)
+            })
+            .await
+    }
+}
