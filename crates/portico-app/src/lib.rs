@@ -1,11 +1,13 @@
 //! Portico's composition, shared by both hosts: which adapter stands behind each port
 //! (`compose_backend`, by configuration), the queue workers, and the wire shape of upload events.
+//! `world` seeds a data set through the functions (the demo, the benchmarks and the tests use it).
 //! The local host adds the embedded broker and serves HTTP; the Lambda host feeds events in.
 //! Nothing here knows rmqtt: the local host hands its broker's publisher to `compose_local`.
 
 mod compose;
 pub mod s3_events;
 pub mod worker;
+pub mod world;
 
 pub use compose::{
     Composition, compose_backend, compose_local, dev_issuer_url, load_dev_issuer, worker_settings,

@@ -13,7 +13,11 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
+use portico_core::domain::{AccountKind, Role};
+use portico_local::world::{AccountPlan, World};
+
 use crate::http::{cores, cpu_model, mint};
+use crate::seed::{run_name, seed};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -126,29 +130,20 @@ async fn setup(config: &Config, issuer: &DevIssuer) -> anyhow::Result<Bench> {
         .timeout(Duration::from_secs(600))
         .build()?;
     let base = format!("http://{}", config.http.addr);
-    let admin = mint(issuer, "bench-admin@portico.example", &["portico-admins"])?;
     let run = std::process::id();
-    let account: Value = http
-        .post(format!("{base}/v1/accounts"))
-        .bearer_auth(&admin)
-        .json(&json!({"name": format!("Docs bench {run}"), "kind": "internal"}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let account_id = account["id"].as_str().context("account id")?;
     let sub = format!("docs-bench-{run}@bench.example");
-    let user: Value = http
-        .post(format!("{base}/v1/accounts/{account_id}/users"))
-        .bearer_auth(&admin)
-        .json(
-            &json!({"sub": sub, "email": sub, "display_name": "Uploader", "roles": ["scientist"]}),
-        )
-        .send()
-        .await?
-        .json()
-        .await?;
-    let user_id = user["id"].as_str().context("user id")?.to_string();
+    let plan = World {
+        accounts: vec![
+            AccountPlan::new(&run_name("Docs bench"), AccountKind::Internal).user(
+                &sub,
+                "Uploader",
+                &[Role::Scientist],
+            ),
+        ],
+        ..World::default()
+    };
+    let seeded = seed(config, &plan).await?;
+    let user_id = seeded.accounts[0].users[0].id.clone();
     let token = mint(issuer, &sub, &[])?;
 
     let (host, port) = config.mqtt.addr.rsplit_once(':').context("mqtt address")?;

@@ -10,13 +10,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use portico_auth::DevIssuer;
 use portico_config::Config;
-use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::http::{cores, cpu_model, mint, post_json};
+use portico_core::domain::AccountKind;
+use portico_local::world::{AccountPlan, World};
+
+use crate::http::{cores, cpu_model};
+use crate::seed::{run_name, seed};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -46,10 +48,10 @@ pub struct Args {
     timing_samples: usize,
 }
 
-pub(crate) async fn run(args: Args, config: Config, issuer: Arc<DevIssuer>) -> anyhow::Result<()> {
+pub(crate) async fn run(args: Args, config: Config) -> anyhow::Result<()> {
     let mqtt = args.mqtt_addr.clone().unwrap_or(config.mqtt.addr.clone());
     let http_base = format!("http://{}", config.http.addr);
-    let serials = seed_instruments(&issuer, &http_base, args.timing_samples.max(1)).await?;
+    let serials = seed_instruments(&config, args.timing_samples.max(1)).await?;
     let serial = serials[0].clone();
     println!("machine: {} cores; {}", cores(), cpu_model());
     println!();
@@ -150,33 +152,23 @@ pub(crate) async fn run(args: Args, config: Config, issuer: Arc<DevIssuer>) -> a
     Ok(())
 }
 
-/// Registers `count` instruments through the API, as an admin would.
-async fn seed_instruments(
-    issuer: &DevIssuer,
-    base: &str,
-    count: usize,
-) -> anyhow::Result<Vec<String>> {
-    let http = reqwest::Client::new();
-    let admin = mint(issuer, "bench-admin@portico.example", &["portico-admins"])?;
-    let post = |path: &'static str, body: Value| post_json(&http, base, &admin, path, body);
+/// Registers `count` instruments, as an admin would.
+async fn seed_instruments(config: &Config, count: usize) -> anyhow::Result<Vec<String>> {
     let run = std::process::id();
-    let account = post(
-        "/v1/accounts",
-        json!({"name": format!("Flood bench {run}"), "kind": "internal"}),
-    )
-    .await?;
-    let account_id = account["id"].as_str().context("account id")?;
-    let mut serials = Vec::with_capacity(count);
+    let mut account = AccountPlan::new(&run_name("Flood bench"), AccountKind::Internal);
     for n in 0..count {
-        let serial = format!("SN-FLOOD-{run}-{n}");
-        post(
-            "/v1/instruments",
-            json!({"serial": serial, "model": "Bench", "account_id": account_id, "name": "Flood"}),
-        )
-        .await?;
-        serials.push(serial);
+        account = account.instrument(&format!("SN-FLOOD-{run}-{n}"));
     }
-    Ok(serials)
+    let plan = World {
+        accounts: vec![account],
+        ..World::default()
+    };
+    let seeded = seed(config, &plan).await?;
+    Ok(seeded.accounts[0]
+        .instruments
+        .iter()
+        .map(|i| i.instrument.serial.clone())
+        .collect())
 }
 
 async fn time_refusal(addr: &str, serial: &str, client_id: &str) -> anyhow::Result<Duration> {

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use portico_auth::{DevIssuer, TokenRequest};
 use portico_config::Config;
+use portico_core::ports::PageRequest;
+use portico_local::world::{self, World, generated_sub};
 use serde_json::{Value, json};
 
 #[derive(clap::Args)]
@@ -54,14 +56,7 @@ async fn measure(
     });
     let admin = mint(&issuer, "bench-admin@portico.example", &["portico-admins"])?;
 
-    let members = seed(
-        &client,
-        &issuer,
-        &admin,
-        args.accounts,
-        args.users_per_account,
-    )
-    .await?;
+    let members = seed(&config, &issuer, args.accounts, args.users_per_account).await?;
     println!("machine: {} cores; {}", cores(), cpu_model());
     println!(
         "connections: {}, duration per scenario: {}",
@@ -127,103 +122,75 @@ pub(crate) fn mint(issuer: &DevIssuer, sub: &str, groups: &[&str]) -> anyhow::Re
 /// own accounts are recognised by name, so a second run reuses them). Returns one member token
 /// and account id per seeded account, for the read scenario.
 async fn seed(
-    client: &Arc<Client>,
+    config: &Config,
     issuer: &Arc<DevIssuer>,
-    admin: &str,
     accounts: usize,
     users_per_account: usize,
 ) -> anyhow::Result<Vec<(String, String)>> {
-    let mut existing = Vec::new();
+    let composition = portico_local::compose_backend(config).await?;
+    let ctx = composition.context.clone();
+    // Seed accounts already made: (number in the name, id).
+    let mut existing: Vec<(usize, String)> = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let mut url = format!("{}/v1/accounts?limit=200", client.base);
-        if let Some(c) = &cursor {
-            url.push_str(&format!("&cursor={c}"));
-        }
-        let page: Value = client
-            .http
-            .get(url)
-            .bearer_auth(admin)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        for account in page["items"].as_array().into_iter().flatten() {
-            if account["name"]
-                .as_str()
-                .is_some_and(|n| n.starts_with("Seed "))
+        let page = PageRequest::new(Some(PageRequest::MAX_LIMIT), cursor.take())?;
+        let found = ctx.accounts.list_accounts(None, &page).await?;
+        for account in found.items {
+            if let Some(n) = account
+                .name
+                .strip_prefix(SEED_NAME)
+                .and_then(|n| n.trim().parse().ok())
             {
-                existing.push(account["id"].as_str().unwrap_or_default().to_string());
+                existing.push((n, account.id));
             }
         }
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_string()),
+        match found.next_cursor {
+            Some(next) => cursor = Some(next),
             None => break,
         }
     }
+    let next = existing.iter().map(|(n, _)| n + 1).max().unwrap_or(0);
     let missing = accounts.saturating_sub(existing.len());
     eprintln!(
         "seeding: {} seed accounts exist, creating {missing} with {users_per_account} users each",
         existing.len()
     );
     let started = Instant::now();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<anyhow::Result<String>>(1024);
-    let workers = 32;
+    // A few seeders side by side, each making its own slice of the accounts.
+    let workers = 8;
+    let mut tasks = Vec::new();
     for w in 0..workers {
-        let (client, admin, tx) = (client.clone(), admin.to_string(), tx.clone());
-        tokio::spawn(async move {
-            for n in (w..missing).step_by(workers) {
-                let result = seed_one(&client, &admin, n, users_per_account).await;
-                if tx.send(result).await.is_err() {
-                    return;
-                }
+        let numbers: Vec<usize> = (next..next + missing).skip(w).step_by(workers).collect();
+        let ctx = ctx.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut made = Vec::new();
+            for n in numbers {
+                let plan = World::generated(SEED_NAME, SEED_USERS, n..n + 1, users_per_account);
+                let seeded = world::seed(&ctx, &plan).await?;
+                made.push((n, seeded.accounts[0].account.id.clone()));
             }
-        });
+            Ok::<_, anyhow::Error>(made)
+        }));
     }
-    drop(tx);
-    while let Some(result) = rx.recv().await {
-        existing.push(result?);
+    for task in tasks {
+        existing.extend(task.await??);
     }
     eprintln!("seeding took {:.1} s", started.elapsed().as_secs_f64());
     existing
         .iter()
         .take(accounts)
-        .map(|account| {
+        .map(|(n, account)| {
             Ok((
-                mint(issuer, &format!("seed-{account}-0@bench.example"), &[])?,
+                mint(issuer, &generated_sub(SEED_USERS, *n, 0), &[])?,
                 account.clone(),
             ))
         })
         .collect()
 }
 
-async fn seed_one(client: &Client, admin: &str, n: usize, users: usize) -> anyhow::Result<String> {
-    let account: Value = client
-        .http
-        .post(format!("{}/v1/accounts", client.base))
-        .bearer_auth(admin)
-        .json(&json!({"name": format!("Seed {n}"), "kind": "customer"}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let id = account["id"].as_str().context("account id")?.to_string();
-    let roles = ["scientist", "lab_manager", "account_admin"];
-    for u in 0..users {
-        let sub = format!("seed-{id}-{u}@bench.example");
-        client
-            .http
-            .post(format!("{}/v1/accounts/{id}/users", client.base))
-            .bearer_auth(admin)
-            .json(&json!({"sub": sub, "email": sub, "display_name": format!("Seed user {u}"), "roles": [roles[u % roles.len()]]}))
-            .send()
-            .await?
-            .error_for_status()?;
-    }
-    Ok(id)
-}
+/// The bench's own accounts are `Seed <n>`, their users `seed-<n>-<u>@bench.example`.
+const SEED_NAME: &str = "Seed";
+const SEED_USERS: &str = "seed";
 
 enum Request {
     Get(String, Option<String>),
@@ -336,28 +303,6 @@ where
         .min(duration)
         .max(Duration::from_millis(1));
     total
-}
-
-/// POSTs `body` to `base` + `path` with `token`; a non-2xx answer is an error naming it.
-pub(crate) async fn post_json(
-    http: &reqwest::Client,
-    base: &str,
-    token: &str,
-    path: &str,
-    body: Value,
-) -> anyhow::Result<Value> {
-    let response = http
-        .post(format!("{base}{path}"))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await?;
-    let status = response.status();
-    let body: Value = response.json().await?;
-    if !status.is_success() {
-        anyhow::bail!("{path}: {status} {body}");
-    }
-    Ok(body)
 }
 
 pub(crate) fn cores() -> usize {

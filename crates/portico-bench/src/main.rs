@@ -12,6 +12,7 @@ mod mqtt;
 mod outbox;
 mod pdf;
 mod queue;
+mod seed;
 
 use std::sync::Arc;
 
@@ -57,7 +58,7 @@ fn main() -> anyhow::Result<()> {
         Command::Http(args) => runtime.block_on(http::run(args, config, issuer)),
         Command::Mqtt(args) => runtime.block_on(mqtt::run(args, config, issuer)),
         Command::Docs(args) => runtime.block_on(docs::run(args, config, issuer)),
-        Command::ConnectFlood(args) => runtime.block_on(flood::run(args, config, issuer)),
+        Command::ConnectFlood(args) => runtime.block_on(flood::run(args, config)),
         Command::Queue(args) => runtime.block_on(queue::run(args)),
         Command::Pdf(args) => pdf::main(args),
         Command::Outbox(args) => runtime.block_on(outbox::run(args)),

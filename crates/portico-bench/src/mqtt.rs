@@ -14,7 +14,11 @@ use portico_config::Config;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 use serde_json::{Value, json};
 
-use crate::http::{cores, cpu_model, mint, post_json};
+use portico_core::domain::{AccountKind, Role, User};
+use portico_local::world::{AccountPlan, World};
+
+use crate::http::{cores, cpu_model, mint};
+use crate::seed::{run_name, seed};
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Target {
@@ -128,87 +132,59 @@ async fn seed_portico(
     addr: (String, u16),
     users: usize,
 ) -> anyhow::Result<Setup> {
-    let http = reqwest::Client::new();
-    let base = format!("http://{}", config.http.addr);
-    let admin = mint(issuer, "bench-admin@portico.example", &["portico-admins"])?;
-    let post = |path: String, body: Value| {
-        let (http, admin, base) = (http.clone(), admin.clone(), base.clone());
-        async move { post_json(&http, &base, &admin, &path, body).await }
-    };
     let run = std::process::id();
-    let account = post(
-        "/v1/accounts".into(),
-        json!({"name": format!("MQTT bench {run}"), "kind": "internal"}),
-    )
-    .await?;
-    let account_id = account["id"].as_str().context("account id")?.to_string();
+    let mut account = AccountPlan::new(&run_name("MQTT bench"), AccountKind::Internal)
+        .instrument(&format!("SN-BENCH-{run}"));
+    for n in 0..users {
+        let role = if n < 5 {
+            Role::LabManager
+        } else {
+            Role::Scientist
+        };
+        let sub = format!("mqtt-bench-{run}-{n}@bench.example");
+        account = account.user(&sub, &format!("Bench {n}"), &[role]);
+    }
+    let plan = World {
+        support: (0..2)
+            .map(|n| format!("mqtt-bench-support-{n}@portico.example"))
+            .collect(),
+        accounts: vec![account],
+        lots: Vec::new(),
+    };
     eprintln!("seeding {users} users");
+    let seeded = seed(config, &plan).await?;
+    let made = &seeded.accounts[0];
+    let login = |user: &User, groups: &[&str]| -> anyhow::Result<(Login, String)> {
+        let login = Login {
+            username: user.sub.clone(),
+            password: mint(issuer, &user.sub, groups)?,
+        };
+        Ok((login, format!("users/{}/notifications", user.id)))
+    };
     let mut members = Vec::with_capacity(users);
     let mut recipients = Vec::new();
     let mut bystanders = Vec::new();
-    let me = |token: String| {
-        let (http, base) = (http.clone(), base.clone());
-        async move {
-            let me: Value = http
-                .get(format!("{base}/v1/me"))
-                .bearer_auth(&token)
-                .send()
-                .await?
-                .json()
-                .await?;
-            Ok::<String, anyhow::Error>(me["id"].as_str().context("user id")?.to_string())
-        }
-    };
-    for n in 0..users {
-        let sub = format!("mqtt-bench-{run}-{n}@bench.example");
-        let role = if n < 5 { "lab_manager" } else { "scientist" };
-        let user = post(
-            format!("/v1/accounts/{account_id}/users"),
-            json!({"sub": sub, "email": sub, "display_name": format!("Bench {n}"), "roles": [role]}),
-        )
-        .await?;
-        let login = Login {
-            username: sub.clone(),
-            password: mint(issuer, &sub, &[])?,
-        };
-        let topic = format!(
-            "users/{}/notifications",
-            user["id"].as_str().context("user id")?
-        );
-        if n < 5 {
-            recipients.push((login.clone(), topic));
+    for user in &made.users {
+        let (login, topic) = login(user, &[])?;
+        members.push(login.clone());
+        if user.has_role(Role::LabManager) {
+            recipients.push((login, topic));
         } else {
-            bystanders.push((login.clone(), topic));
+            bystanders.push((login, topic));
         }
-        members.push(login);
     }
-    for n in 0..2 {
-        let sub = format!("mqtt-bench-support-{n}@portico.example");
-        let token = mint(issuer, &sub, &["portico-support"])?;
-        let id = me(token.clone()).await?;
-        recipients.push((
-            Login {
-                username: sub,
-                password: token,
-            },
-            format!("users/{id}/notifications"),
-        ));
+    for user in &seeded.support {
+        recipients.push(login(user, &["portico-support"])?);
     }
-    let serial = format!("SN-BENCH-{run}");
-    let instrument = post(
-        "/v1/instruments".into(),
-        json!({"serial": serial, "model": "Bench", "account_id": account_id, "name": "Bench rig"}),
-    )
-    .await?;
-    let secret = instrument["device_secret"]
-        .as_str()
-        .context("device secret")?
-        .to_string();
+    let instrument = made.instruments.first().context("the bench instrument")?;
     Ok(Setup {
         addr,
-        channels: format!("accounts/{account_id}/channels"),
+        channels: format!("accounts/{}/channels", made.account.id),
         members,
-        instrument: Some((serial, secret)),
+        instrument: Some((
+            instrument.instrument.serial.clone(),
+            instrument.device_secret.clone(),
+        )),
         alert_recipients: recipients,
         bystanders,
     })

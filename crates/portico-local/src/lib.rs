@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 // them so its callers (the CLI, the bench, the tests) have one crate to ask.
 pub use portico_app::{
     Composition, compose_backend, dev_issuer_url, load_dev_issuer, s3_events, worker,
-    worker_settings,
+    worker_settings, world,
 };
 use portico_broker::BrokerPublisher;
 

@@ -261,3 +261,27 @@ async fn ids_that_name_stored_objects_are_refused_unless_storage_takes_them() {
     let (status, _, _) = pdf(&app, &admin, "L.2026.7").await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn the_demo_world_lets_a_customer_fetch_a_certificate_and_loads_once() {
+    let app = spawn_app().await;
+    let demo = portico_local::demo::seed(&app.composition)
+        .await
+        .expect("seeds")
+        .expect("an empty data dir gets the demo");
+    let logins: Vec<&str> = demo.logins.iter().map(|l| l.sub.as_str()).collect();
+    assert_eq!(logins.len(), 8, "{logins:?}");
+    assert!(logins.contains(&"admin@portico.example"));
+    assert_eq!(demo.instruments.len(), 3);
+    // Carol's account received the demo lot; Erin's did not.
+    let (status, bytes, _) = pdf(&app, &app.token("carol@acme.example", &[]), "L2026-0042").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(bytes.starts_with(b"%PDF-"));
+    let (status, _, _) = pdf(&app, &app.token("erin@globex.example", &[]), "L2026-0042").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // A second start on the same data dir leaves it as it is.
+    let again = portico_local::demo::seed(&app.composition)
+        .await
+        .expect("runs");
+    assert!(again.is_none());
+}

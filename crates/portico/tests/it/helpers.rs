@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use portico_auth::{DevIssuer, TokenRequest};
 use portico_config::Config;
+use portico_core::domain::{AccountKind, Role};
+use portico_local::world::{self as seed, AccountPlan};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -384,4 +386,87 @@ pub async fn start_binary_with(
         }
     });
     (child, base, log)
+}
+
+/// Acme (lab manager bob, scientist carol, account admin alice, instrument SN-A1), Globex (lab
+/// manager dan, instrument SN-G1), and a support user; tokens for each, device secrets for the
+/// instruments.
+pub struct World {
+    pub app: TestApp,
+    pub acme: Value,
+    pub globex: Value,
+    pub bob: String,
+    pub carol: String,
+    pub alice: String,
+    pub dan: String,
+    pub support: String,
+    pub sn_a1: String,
+    pub sn_g1: String,
+}
+
+/// Acme alone (lab manager bob, scientist carol) on a server started with `env`: for tests that
+/// change the broker's limits.
+pub struct Acme {
+    pub app: TestApp,
+    pub acme: Value,
+    pub bob: String,
+    pub carol: String,
+}
+
+fn acme_plan() -> AccountPlan {
+    AccountPlan::new("Acme", AccountKind::Customer)
+        .user("bob@acme.example", "bob", &[Role::LabManager])
+        .user("carol@acme.example", "carol", &[Role::Scientist])
+}
+
+/// Seeds `plan` through the functions of `app`'s backend, as the platform admin.
+pub async fn seed(app: &TestApp, plan: &seed::World) -> seed::Seeded {
+    seed::seed(&app.composition.context, plan)
+        .await
+        .expect("the world seeds")
+}
+
+pub async fn acme_with(env: &[(&str, &str)]) -> Acme {
+    let app = spawn_app_with(env).await;
+    let plan = seed::World {
+        accounts: vec![acme_plan()],
+        ..seed::World::default()
+    };
+    let seeded = seed(&app, &plan).await;
+    Acme {
+        acme: json!(seeded.accounts[0].account),
+        bob: app.token("bob@acme.example", &[]),
+        carol: app.token("carol@acme.example", &[]),
+        app,
+    }
+}
+
+pub async fn world() -> World {
+    let app = spawn_app().await;
+    let plan = seed::World {
+        support: vec![seed::SUPPORT_SUB.into()],
+        accounts: vec![
+            acme_plan()
+                .user("alice@acme.example", "alice", &[Role::AccountAdmin])
+                .instrument("SN-A1"),
+            AccountPlan::new("Globex", AccountKind::Customer)
+                .user("dan@globex.example", "dan", &[Role::LabManager])
+                .instrument("SN-G1"),
+        ],
+        lots: Vec::new(),
+    };
+    let seeded = seed(&app, &plan).await;
+    let (acme, globex) = (&seeded.accounts[0], &seeded.accounts[1]);
+    World {
+        acme: json!(acme.account),
+        globex: json!(globex.account),
+        bob: app.token("bob@acme.example", &[]),
+        carol: app.token("carol@acme.example", &[]),
+        alice: app.token("alice@acme.example", &[]),
+        dan: app.token("dan@globex.example", &[]),
+        support: app.support_token(),
+        sn_a1: acme.instruments[0].device_secret.clone(),
+        sn_g1: globex.instruments[0].device_secret.clone(),
+        app,
+    }
 }

@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use rumqttc::{ConnectReturnCode, QoS};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, id, spawn_app_with};
+use crate::helpers::{Acme, TestApp, acme_with, id, spawn_app_with, world};
 use crate::mqtt_client::{Connect, Mqtt, connect};
 
 pub(crate) const QUIET: Duration = Duration::from_millis(700);
@@ -45,79 +45,6 @@ pub(crate) async fn as_instrument(app: &TestApp, serial: &str, secret: &str) -> 
     })
     .await
     .expect("instrument connects")
-}
-
-/// Acme (lab manager bob, scientist carol, account admin alice, instrument SN-A1), Globex (lab
-/// manager dan, instrument SN-G1), and a support user.
-pub(crate) struct World {
-    pub(crate) app: TestApp,
-    pub(crate) acme: Value,
-    pub(crate) globex: Value,
-    pub(crate) bob: String,
-    pub(crate) carol: String,
-    pub(crate) alice: String,
-    pub(crate) dan: String,
-    pub(crate) support: String,
-    pub(crate) sn_a1: String,
-    pub(crate) sn_g1: String,
-}
-
-/// Acme alone (lab manager bob, scientist carol) on a server started with `env`: for tests that
-/// change the broker's limits.
-pub(crate) struct Acme {
-    pub(crate) app: TestApp,
-    pub(crate) acme: Value,
-    pub(crate) bob: String,
-    pub(crate) carol: String,
-}
-
-pub(crate) async fn acme_with(env: &[(&str, &str)]) -> Acme {
-    let app = spawn_app_with(env).await;
-    let acme = app.create_account("Acme").await;
-    let bob = app
-        .add_user(&id(&acme), "bob@acme.example", &["lab_manager"])
-        .await;
-    let carol = app
-        .add_user(&id(&acme), "carol@acme.example", &["scientist"])
-        .await;
-    Acme {
-        app,
-        acme,
-        bob,
-        carol,
-    }
-}
-
-pub(crate) async fn world() -> World {
-    let Acme {
-        app,
-        acme,
-        bob,
-        carol,
-    } = acme_with(&[]).await;
-    let globex = app.create_account("Globex").await;
-    let alice = app
-        .add_user(&id(&acme), "alice@acme.example", &["account_admin"])
-        .await;
-    let dan = app
-        .add_user(&id(&globex), "dan@globex.example", &["lab_manager"])
-        .await;
-    let support = app.support_token();
-    app.get("/v1/me", &support).await; // provisions the support user
-    let sn_a1 = app.register_instrument(&id(&acme), "SN-A1").await;
-    let sn_g1 = app.register_instrument(&id(&globex), "SN-G1").await;
-    World {
-        app,
-        acme,
-        globex,
-        bob,
-        carol,
-        alice,
-        dan,
-        support,
-        sn_a1,
-        sn_g1,
-    }
 }
 
 async fn notifications(app: &TestApp, token: &str) -> Vec<Value> {

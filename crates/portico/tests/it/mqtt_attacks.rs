@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use rumqttc::{ConnectReturnCode, LastWill, QoS};
 
-use crate::helpers::id;
-use crate::mqtt::{Acme, QUIET, WAIT, acme_with, as_instrument, as_user, listening, world};
+use crate::helpers::{Acme, acme_with, id, world};
+use crate::mqtt::{QUIET, WAIT, as_instrument, as_user, listening};
 use crate::mqtt_client::{Connect, Mqtt, connect, connect_with};
 
 fn will(topic: &str, payload: &[u8], retain: bool) -> LastWill {
