@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, id, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, id, put, request, settled, spawn_app, spawn_app_with};
 
 const RUN_CSV: &str = "timestamp,sample,absorbance\n2026-11-27T10:00:00Z,A1,0.12\n2026-11-27T10:05:00Z,A2,0.34\n2026-11-27T10:10:00Z,A3,0.56\n";
 
@@ -21,56 +21,6 @@ async fn scientist(app: &TestApp) -> Uploader {
             .add_user(&id(&acme), "carol@acme.example", &["scientist"])
             .await,
     }
-}
-
-pub(crate) async fn request(
-    app: &TestApp,
-    token: &str,
-    filename: &str,
-    content_type: &str,
-    size: usize,
-) -> (StatusCode, Value) {
-    app.post(
-        "/v1/documents/uploads",
-        token,
-        json!({"filename": filename, "content_type": content_type, "size": size}),
-    )
-    .await
-}
-
-pub(crate) async fn put(
-    app: &TestApp,
-    url: &str,
-    content_type: &str,
-    body: Vec<u8>,
-) -> (StatusCode, Value) {
-    let response = app
-        .client
-        .put(url)
-        .header("content-type", content_type)
-        // As every upload ticket's `upload_headers` say (S3 signs it into the URL).
-        .header("if-none-match", "*")
-        .body(body)
-        .send()
-        .await
-        .expect("sent");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-/// Polls the document until it is ready or failed.
-pub(crate) async fn settled(app: &TestApp, token: &str, document_id: &str) -> Value {
-    for _ in 0..300 {
-        let (status, doc) = app
-            .get(&format!("/v1/documents/{document_id}"), token)
-            .await;
-        assert_eq!(status, StatusCode::OK, "{doc}");
-        if doc["status"] == "ready" || doc["status"] == "failed" {
-            return doc;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("document {document_id} never settled");
 }
 
 async fn upload(

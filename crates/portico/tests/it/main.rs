@@ -2,8 +2,6 @@
 //! and talks to it as a client would.
 
 mod accounts;
-#[cfg(feature = "aws")]
-mod aws;
 mod catalogue;
 mod cli;
 mod documents;
@@ -11,7 +9,6 @@ mod email;
 mod gateway;
 mod helpers;
 mod jwks;
-mod lambda;
 mod mqtt;
 mod mqtt_attacks;
 mod mqtt_client;

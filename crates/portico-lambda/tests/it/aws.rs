@@ -1,17 +1,25 @@
 //! The AWS backend end to end, against moto: the HTTP API composed on DynamoDB, S3, SQS and IoT;
 //! a client uploads to S3 with the presigned URL; S3's event notification reaches SQS; the
-//! `portico worker` binary (backend = aws) takes it and the document becomes ready.
+//! queue workers `portico worker` runs (backend = aws) take it and the document becomes ready.
 //! Built only with `--features aws`.
 
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::documents::{put, request, settled};
-use crate::helpers::{id, spawn_api, test_config};
+use portico_testkit::{id, put, request, settled, spawn_api, test_config};
 
 /// moto keeps each region apart; S3 notifications go to queues of the bucket's region, and a
 /// bucket created without a location is in us-east-1.
 const REGION: &str = "us-east-1";
+
+/// Stops the worker when the test ends, however it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 struct Resources {
     env: Vec<(&'static str, String)>,
@@ -98,19 +106,21 @@ async fn an_upload_to_s3_reaches_the_worker_through_sqs_and_the_document_is_read
     let (status, _) = put(&app, upload_url, "text/csv", body.clone()).await;
     assert!(status.is_success(), "{status}");
 
-    // The worker, as operators run it on EC2 / ECS: the real binary, configured by environment.
-    let mut worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_portico"));
-    worker
-        .arg("worker")
-        .env("PORTICO_DATA_DIR", dir.path())
-        .env("PORTICO_LOG", "warn")
-        .env("PORTICO_WORKER_VISIBILITY_TIMEOUT_SECS", "10")
-        .stdout(std::process::Stdio::null())
-        .kill_on_drop(true);
-    for (k, v) in &resources.env {
-        worker.env(k, v);
-    }
-    let _worker = worker.spawn().expect("portico worker starts");
+    // The worker, as `portico worker` runs it on EC2 / ECS: the queue workers on the composition
+    // that `backend = "aws"` wires (the binary's own `worker` command is tested in the CLI's
+    // tests).
+    let worker_config = resources.config(dir.path());
+    let composition = portico_local::compose_backend(&worker_config)
+        .await
+        .expect("the AWS backend composes");
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let mut settings = portico_local::worker_settings(&worker_config);
+    settings.visibility = std::time::Duration::from_secs(10);
+    let _worker = AbortOnDrop(tokio::spawn(portico_local::worker::run(
+        composition.context,
+        settings,
+        stopped,
+    )));
 
     let doc = settled(&app, &carol, &document_id).await;
     assert_eq!(doc["status"], "ready", "{doc}");
@@ -170,7 +180,7 @@ async fn api_gateway_events_get_the_local_gateways_answers_on_the_aws_backend() 
     let dir = tempfile::tempdir().expect("temp dir");
     let config = resources.config(dir.path());
     let app = spawn_api(config).await;
-    crate::lambda::same_answers_both_ways(&app).await;
+    crate::events::same_answers_both_ways(&app).await;
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use lambda_runtime::{Context, LambdaEvent};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, id, spawn_app};
+use portico_testkit::{TestApp, id, spawn_app};
 
 fn fixture(name: &str, vars: &[(&str, &str)]) -> String {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -209,7 +209,7 @@ fn moto_s3_event(key: &str) -> String {
 
 #[tokio::test]
 async fn sqs_batches_fail_only_the_records_that_can_succeed_later() {
-    let app = crate::helpers::spawn_app_with(&[("PORTICO_WORKER_ENABLED", "false")]).await;
+    let app = portico_testkit::spawn_app_with(&[("PORTICO_WORKER_ENABLED", "false")]).await;
     let acme = app.create_account("Acme").await;
     let carol = app
         .add_user(&id(&acme), "carol@acme.example", &["scientist"])
@@ -395,7 +395,7 @@ fn cloudwatch_logs_payloads_decode_and_control_messages_are_skipped() {
 
 #[tokio::test]
 async fn dead_lettered_upload_events_mark_their_documents_failed() {
-    let app = crate::helpers::spawn_app_with(&[("PORTICO_WORKER_ENABLED", "false")]).await;
+    let app = portico_testkit::spawn_app_with(&[("PORTICO_WORKER_ENABLED", "false")]).await;
     let acme = app.create_account("Acme").await;
     let carol = app
         .add_user(&id(&acme), "carol@acme.example", &["scientist"])
@@ -431,7 +431,7 @@ async fn dead_lettered_upload_events_mark_their_documents_failed() {
 #[tokio::test]
 async fn a_token_without_a_required_scope_gets_a_deny_policy() {
     let app =
-        crate::helpers::spawn_app_with(&[("PORTICO_AUTH_REQUIRED_SCOPES", "portico.api")]).await;
+        portico_testkit::spawn_app_with(&[("PORTICO_AUTH_REQUIRED_SCOPES", "portico.api")]).await;
     // Minted by the dev issuer with the required scope: allowed.
     let good = app.admin_token();
     // Genuine, signed by the same issuer, but without the scope.
