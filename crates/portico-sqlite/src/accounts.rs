@@ -8,7 +8,7 @@ use portico_core::{Accounts, Result};
 use rusqlite::{Row, TransactionBehavior, params};
 
 use crate::SqliteStore;
-use crate::rows::{self, Decoded, conflict_or, corrupt, decode_cursor, parse_timestamp, timestamp};
+use crate::rows::{Decoded, conflict_or, corrupt, decode_cursor, parse_timestamp, timestamp};
 use crate::sequence;
 
 /// The sequence account numbers are taken from.
@@ -62,9 +62,7 @@ impl Accounts for SqliteStore {
 
     async fn account(&self, id: &str) -> Result<Option<Account>> {
         let sql = format!("SELECT {COLUMNS} FROM accounts WHERE id = ?1");
-        self.db
-            .read(|conn| rows::one(conn, &sql, params![id], account_row, "reading account"))
-            .await
+        self.one(&sql, params![id], account_row, "reading account")
     }
 
     async fn list_accounts(&self, only: Option<&str>, page: &PageRequest) -> Result<Page<Account>> {
@@ -73,19 +71,13 @@ impl Accounts for SqliteStore {
             "SELECT {COLUMNS} FROM accounts
              WHERE seq > ?1 AND (?2 IS NULL OR id = ?2) ORDER BY seq LIMIT ?3"
         );
-        self.db
-            .read(|conn| {
-                let params = params![after, only, page.limit + 1];
-                rows::page(
-                    conn,
-                    &sql,
-                    params,
-                    account_row,
-                    page.limit,
-                    "listing accounts",
-                )
-            })
-            .await
+        self.page(
+            &sql,
+            params![after, only, page.limit + 1],
+            account_row,
+            page.limit,
+            "listing accounts",
+        )
     }
 }
 

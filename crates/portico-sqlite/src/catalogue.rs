@@ -8,7 +8,7 @@ use portico_core::{Catalogue, Result};
 use rusqlite::{Row, params};
 
 use crate::SqliteStore;
-use crate::rows::{self, Decoded, conflict_or, corrupt, decode_cursor, parse_timestamp, timestamp};
+use crate::rows::{Decoded, corrupt, decode_cursor, parse_timestamp, timestamp, values};
 
 const PRODUCT_COLUMNS: &str = "seq, sku, name, category, created_at";
 const LOT_COLUMNS: &str = "seq, lot_number, sku, manufactured_on, expires_on, qc_tests, created_at";
@@ -16,104 +16,66 @@ const SHIPMENT_COLUMNS: &str = "seq, id, lot_number, account_id, shipped_on, qua
 
 #[async_trait]
 impl Catalogue for SqliteStore {
-    async fn create_product(&self, product: &Product) -> Result<()> {
-        let p = product.clone();
-        self.db
-            .write(move |conn| {
-                conn.execute(
-                    "INSERT INTO products (sku, name, category, created_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![p.sku, p.name, p.category, timestamp(p.created_at)?],
-                )
-                .map_err(|e| {
-                    let conflict = format!("product `{}` already exists", p.sku);
-                    conflict_or(e, conflict, "inserting product")
-                })?;
-                Ok(())
-            })
+    async fn create_product(&self, p: &Product) -> Result<()> {
+        let sql = "INSERT INTO products (sku, name, category, created_at) VALUES (?1, ?2, ?3, ?4)";
+        let created = timestamp(p.created_at)?;
+        let values = values![p.sku.clone(), p.name.clone(), p.category.clone(), created];
+        let conflict = format!("product `{}` already exists", p.sku);
+        self.insert(sql, values, conflict, "inserting product")
             .await
     }
 
     async fn product(&self, sku: &str) -> Result<Option<Product>> {
         let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE sku = ?1");
-        self.db
-            .read(|conn| rows::one(conn, &sql, params![sku], product_row, "reading product"))
-            .await
+        self.one(&sql, params![sku], product_row, "reading product")
     }
 
     async fn list_products(&self, page: &PageRequest) -> Result<Page<Product>> {
         let after = decode_cursor(page.cursor.as_deref())?;
         let sql =
             format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE seq > ?1 ORDER BY seq LIMIT ?2");
-        self.db
-            .read(|conn| {
-                let params = params![after, page.limit + 1];
-                rows::page(
-                    conn,
-                    &sql,
-                    params,
-                    product_row,
-                    page.limit,
-                    "listing products",
-                )
-            })
-            .await
+        self.page(
+            &sql,
+            params![after, page.limit + 1],
+            product_row,
+            page.limit,
+            "listing products",
+        )
     }
 
     async fn create_lot(&self, lot: &Lot) -> Result<()> {
-        let lot = lot.clone();
-        self.db
-            .write(move |conn| {
-                let tests = serde_json::to_string(&lot.qc_tests).context("encoding QC tests")?;
-                conn.execute(
-                    "INSERT INTO lots (lot_number, sku, manufactured_on, expires_on, qc_tests, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![
-                        lot.lot_number,
-                        lot.sku,
-                        lot.manufactured_on,
-                        lot.expires_on,
-                        tests,
-                        timestamp(lot.created_at)?
-                    ],
-                )
-                .map_err(|e| {
-                    let conflict = format!("lot `{}` already exists", lot.lot_number);
-                    conflict_or(e, conflict, "inserting lot")
-                })?;
-                Ok(())
-            })
-            .await
+        let sql =
+            "INSERT INTO lots (lot_number, sku, manufactured_on, expires_on, qc_tests, created_at)
+                   VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+        let tests = serde_json::to_string(&lot.qc_tests).context("encoding QC tests")?;
+        let (number, sku) = (lot.lot_number.clone(), lot.sku.clone());
+        let (made, expires) = (lot.manufactured_on.clone(), lot.expires_on.clone());
+        let values = values![
+            number,
+            sku,
+            made,
+            expires,
+            tests,
+            timestamp(lot.created_at)?
+        ];
+        let conflict = format!("lot `{}` already exists", lot.lot_number);
+        self.insert(sql, values, conflict, "inserting lot").await
     }
 
     async fn lot(&self, lot_number: &str) -> Result<Option<Lot>> {
         let sql = format!("SELECT {LOT_COLUMNS} FROM lots WHERE lot_number = ?1");
-        self.db
-            .read(|conn| rows::one(conn, &sql, params![lot_number], lot_row, "reading lot"))
-            .await
+        self.one(&sql, params![lot_number], lot_row, "reading lot")
     }
 
-    async fn create_shipment(&self, shipment: &Shipment) -> Result<()> {
-        let s = shipment.clone();
-        self.db
-            .write(move |conn| {
-                conn.execute(
-                    "INSERT INTO shipments (id, lot_number, account_id, shipped_on, quantity, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![
-                        s.id,
-                        s.lot_number,
-                        s.account_id,
-                        s.shipped_on,
-                        s.quantity,
-                        timestamp(s.created_at)?
-                    ],
-                )
-                .map_err(|e| {
-                    let conflict = format!("shipment `{}` already exists", s.id);
-                    conflict_or(e, conflict, "inserting shipment")
-                })?;
-                Ok(())
-            })
+    async fn create_shipment(&self, s: &Shipment) -> Result<()> {
+        let sql =
+            "INSERT INTO shipments (id, lot_number, account_id, shipped_on, quantity, created_at)
+                   VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+        let (id, lot, account) = (s.id.clone(), s.lot_number.clone(), s.account_id.clone());
+        let (shipped, created) = (s.shipped_on.clone(), timestamp(s.created_at)?);
+        let values = values![id, lot, account, shipped, s.quantity, created];
+        let conflict = format!("shipment `{}` already exists", s.id);
+        self.insert(sql, values, conflict, "inserting shipment")
             .await
     }
 
@@ -129,19 +91,13 @@ impl Catalogue for SqliteStore {
              WHERE seq > ?1 AND (?2 IS NULL OR lot_number = ?2) AND (?3 IS NULL OR account_id = ?3)
              ORDER BY seq LIMIT ?4"
         );
-        self.db
-            .read(|conn| {
-                let params = params![after, lot_number, account_id, page.limit + 1];
-                rows::page(
-                    conn,
-                    &sql,
-                    params,
-                    shipment_row,
-                    page.limit,
-                    "listing shipments",
-                )
-            })
-            .await
+        self.page(
+            &sql,
+            params![after, lot_number, account_id, page.limit + 1],
+            shipment_row,
+            page.limit,
+            "listing shipments",
+        )
     }
 }
 

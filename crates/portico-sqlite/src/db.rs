@@ -213,12 +213,12 @@ impl Database {
         .map_err(|e| anyhow::anyhow!("database task failed: {e}"))?
     }
 
-    /// Runs `f` on a reader connection, on the calling thread.
+    /// Runs `f` on a reader connection, on the calling thread (so it is not async).
     ///
     /// Reads are indexed point lookups and short pages that take microseconds, and in WAL mode
     /// they never wait for the writer; handing them to the blocking pool costs more (two thread
     /// switches) than the read itself. Writes, which can wait for the lock, do go there.
-    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T>
+    pub(crate) fn read<T, F>(&self, f: F) -> Result<T>
     where
         F: FnOnce(&Connection) -> Result<T>,
     {

@@ -10,52 +10,44 @@ use time::OffsetDateTime;
 
 use crate::SqliteStore;
 use crate::rows::{
-    self, Decoded, conflict_or, corrupt, decode_cursor_newest_first, parse_timestamp, timestamp,
+    Decoded, corrupt, decode_cursor_newest_first, parse_timestamp, timestamp, values,
 };
 
 const COLUMNS: &str = "seq, id, account_id, uploaded_by, filename, content_type, size, status, failure_reason, metadata, created_at, updated_at";
 
 #[async_trait]
 impl Documents for SqliteStore {
-    async fn create_document(&self, document: &Document) -> Result<()> {
-        let d = document.clone();
-        self.db
-            .write(move |conn| {
-                conn.execute(
-                    "INSERT INTO documents (id, account_id, uploaded_by, filename, content_type, size, status,
-                                            failure_reason, metadata, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                    params![
-                        d.id,
-                        d.account_id,
-                        d.uploaded_by,
-                        d.filename,
-                        d.content_type,
-                        d.size as i64,
-                        d.status.as_str(),
-                        d.failure_reason,
-                        d.metadata.as_ref().map(|m| m.to_string()),
-                        timestamp(d.created_at)?,
-                        timestamp(d.updated_at)?
-                    ],
-                )
-                .map_err(|e| {
-                    conflict_or(
-                        e,
-                        format!("document `{}` already exists", d.id),
-                        "inserting document",
-                    )
-                })?;
-                Ok(())
-            })
+    async fn create_document(&self, d: &Document) -> Result<()> {
+        let sql =
+            "INSERT INTO documents (id, account_id, uploaded_by, filename, content_type, size,
+                                          status, failure_reason, metadata, created_at, updated_at)
+                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+        let (id, account, uploader) = (d.id.clone(), d.account_id.clone(), d.uploaded_by.clone());
+        let (filename, content_type) = (d.filename.clone(), d.content_type.clone());
+        let (status, reason) = (d.status.as_str().to_string(), d.failure_reason.clone());
+        let metadata = d.metadata.as_ref().map(|m| m.to_string());
+        let (created, updated) = (timestamp(d.created_at)?, timestamp(d.updated_at)?);
+        let values = values![
+            id,
+            account,
+            uploader,
+            filename,
+            content_type,
+            d.size as i64,
+            status,
+            reason,
+            metadata,
+            created,
+            updated
+        ];
+        let conflict = format!("document `{}` already exists", d.id);
+        self.insert(sql, values, conflict, "inserting document")
             .await
     }
 
     async fn document(&self, id: &str) -> Result<Option<Document>> {
         let sql = format!("SELECT {COLUMNS} FROM documents WHERE id = ?1");
-        self.db
-            .read(|conn| rows::one(conn, &sql, params![id], document_row, "reading document"))
-            .await
+        self.one(&sql, params![id], document_row, "reading document")
     }
 
     async fn list_documents(&self, account_id: &str, page: &PageRequest) -> Result<Page<Document>> {
@@ -64,19 +56,13 @@ impl Documents for SqliteStore {
             "SELECT {COLUMNS} FROM documents
              WHERE account_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3"
         );
-        self.db
-            .read(|conn| {
-                let params = params![account_id, before, page.limit + 1];
-                rows::page(
-                    conn,
-                    &sql,
-                    params,
-                    document_row,
-                    page.limit,
-                    "listing documents",
-                )
-            })
-            .await
+        self.page(
+            &sql,
+            params![account_id, before, page.limit + 1],
+            document_row,
+            page.limit,
+            "listing documents",
+        )
     }
 
     async fn transition_document(

@@ -7,57 +7,32 @@ use portico_core::{Instruments, Result};
 use rusqlite::{Row, params};
 
 use crate::SqliteStore;
-use crate::rows::{self, Decoded, conflict_or, decode_cursor, parse_timestamp, timestamp};
+use crate::rows::{Decoded, decode_cursor, parse_timestamp, timestamp, values};
 
 const COLUMNS: &str = "seq, serial, model, name, account_id, created_at";
 
 #[async_trait]
 impl Instruments for SqliteStore {
-    async fn create_instrument(&self, instrument: &Instrument, secret_hash: &str) -> Result<()> {
-        let i = instrument.clone();
-        let hash = secret_hash.to_string();
-        self.db
-            .write(move |conn| {
-                conn.execute(
-                    "INSERT INTO instruments (serial, model, name, account_id, secret_hash, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![i.serial, i.model, i.name, i.account_id, hash, timestamp(i.created_at)?],
-                )
-                .map_err(|e| {
-                    conflict_or(
-                        e,
-                        format!("instrument `{}` is already registered", i.serial),
-                        "inserting instrument",
-                    )
-                })?;
-                Ok(())
-            })
+    async fn create_instrument(&self, i: &Instrument, secret_hash: &str) -> Result<()> {
+        let sql =
+            "INSERT INTO instruments (serial, model, name, account_id, secret_hash, created_at)
+                   VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+        let (serial, model, name) = (i.serial.clone(), i.model.clone(), i.name.clone());
+        let (account, hash) = (i.account_id.clone(), secret_hash.to_string());
+        let values = values![serial, model, name, account, hash, timestamp(i.created_at)?];
+        let conflict = format!("instrument `{}` is already registered", i.serial);
+        self.insert(sql, values, conflict, "inserting instrument")
             .await
     }
 
     async fn instrument(&self, serial: &str) -> Result<Option<Instrument>> {
         let sql = format!("SELECT {COLUMNS} FROM instruments WHERE serial = ?1");
-        self.db
-            .read(|conn| {
-                let params = params![serial];
-                rows::one(conn, &sql, params, instrument_row, "reading instrument")
-            })
-            .await
+        self.one(&sql, params![serial], instrument_row, "reading instrument")
     }
 
     async fn instrument_secret_hash(&self, serial: &str) -> Result<Option<String>> {
         let sql = "SELECT 0, secret_hash FROM instruments WHERE serial = ?1";
-        self.db
-            .read(|conn| {
-                rows::one(
-                    conn,
-                    sql,
-                    params![serial],
-                    hash_row,
-                    "reading instrument secret",
-                )
-            })
-            .await
+        self.one(sql, params![serial], hash_row, "reading instrument secret")
     }
 
     async fn list_instruments(
@@ -70,19 +45,13 @@ impl Instruments for SqliteStore {
             "SELECT {COLUMNS} FROM instruments
              WHERE seq > ?1 AND (?2 IS NULL OR account_id = ?2) ORDER BY seq LIMIT ?3"
         );
-        self.db
-            .read(|conn| {
-                let params = params![after, account_id, page.limit + 1];
-                rows::page(
-                    conn,
-                    &sql,
-                    params,
-                    instrument_row,
-                    page.limit,
-                    "listing instruments",
-                )
-            })
-            .await
+        self.page(
+            &sql,
+            params![after, account_id, page.limit + 1],
+            instrument_row,
+            page.limit,
+            "listing instruments",
+        )
     }
 }
 

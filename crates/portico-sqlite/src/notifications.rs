@@ -9,7 +9,7 @@ use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
 use time::OffsetDateTime;
 
 use crate::SqliteStore;
-use crate::rows::{self, Decoded, decode_cursor_newest_first, parse_timestamp, timestamp};
+use crate::rows::{Decoded, decode_cursor_newest_first, parse_timestamp, timestamp};
 
 const COLUMNS: &str = "seq, id, user_id, kind, title, body, data, created_at, read_at";
 
@@ -64,19 +64,13 @@ impl Notifications for SqliteStore {
             "SELECT {COLUMNS} FROM notifications
              WHERE user_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3"
         );
-        self.db
-            .read(|conn| {
-                let params = params![user_id, before, page.limit + 1];
-                rows::page(
-                    conn,
-                    &sql,
-                    params,
-                    notification_row,
-                    page.limit,
-                    "listing notifications",
-                )
-            })
-            .await
+        self.page(
+            &sql,
+            params![user_id, before, page.limit + 1],
+            notification_row,
+            page.limit,
+            "listing notifications",
+        )
     }
 
     async fn mark_notification_read(

@@ -7,12 +7,12 @@ use anyhow::Context;
 use async_trait::async_trait;
 use portico_core::domain::{EmailStatus, OutboundEmail, OutboxEntry};
 use portico_core::ports::{Page, PageRequest};
-use portico_core::{Error, Outbox, Result};
-use rusqlite::{TransactionBehavior, params};
+use portico_core::{Outbox, Result};
+use rusqlite::{Row, TransactionBehavior, params};
 use time::OffsetDateTime;
 
 use crate::SqliteStore;
-use crate::rows::{decode_cursor_newest_first, now_ms, paginate, timestamp};
+use crate::rows::{Decoded, corrupt, decode_cursor_newest_first, now_ms, timestamp};
 
 #[async_trait]
 impl Outbox for SqliteStore {
@@ -129,44 +129,33 @@ impl Outbox for SqliteStore {
     ) -> Result<Page<OutboxEntry>> {
         let status = status.map(|s| s.as_str());
         let before = decode_cursor_newest_first(page.cursor.as_deref())?;
-        let limit = page.limit;
-        self.db
-            .read(move |conn| {
-                let rows = conn
-                    .prepare_cached(
-                        "SELECT seq, id, recipient, subject, category, status, attempts, last_error,
-                                provider_message_id, created_at, sent_at
-                         FROM outbox WHERE seq < ?1 AND (?2 IS NULL OR status = ?2)
-                         ORDER BY seq DESC LIMIT ?3",
-                    )
-                    .and_then(|mut s| {
-                        s.query_map(params![before, status, limit + 1], |r| {
-                            let seq: i64 = r.get(0)?;
-                            let status: String = r.get(5)?;
-                            let attempts: i64 = r.get(6)?;
-                            let entry = EmailStatus::parse(&status)
-                                .ok_or_else(|| Error::Unexpected(anyhow::anyhow!("unknown e-mail status {status:?}")))
-                                .and_then(|status| {
-                                    Ok(OutboxEntry {
-                                        id: r.get(1).map_err(|e| anyhow::anyhow!("{e}"))?,
-                                        to: r.get(2).map_err(|e| anyhow::anyhow!("{e}"))?,
-                                        subject: r.get(3).map_err(|e| anyhow::anyhow!("{e}"))?,
-                                        category: r.get(4).map_err(|e| anyhow::anyhow!("{e}"))?,
-                                        status,
-                                        attempts: u32::try_from(attempts).unwrap_or(0),
-                                        last_error: r.get(7).map_err(|e| anyhow::anyhow!("{e}"))?,
-                                        provider_message_id: r.get(8).map_err(|e| anyhow::anyhow!("{e}"))?,
-                                        created_at: r.get(9).map_err(|e| anyhow::anyhow!("{e}"))?,
-                                        sent_at: r.get(10).map_err(|e| anyhow::anyhow!("{e}"))?,
-                                    })
-                                });
-                            Ok((seq, entry))
-                        })?
-                        .collect::<Result<Vec<_>, _>>()
-                    })
-                    .context("listing outbox")?;
-                paginate(rows, limit)
-            })
-            .await
+        let sql = "SELECT seq, id, recipient, subject, category, status, attempts, last_error,
+                          provider_message_id, created_at, sent_at
+                   FROM outbox WHERE seq < ?1 AND (?2 IS NULL OR status = ?2)
+                   ORDER BY seq DESC LIMIT ?3";
+        let params = params![before, status, page.limit + 1];
+        self.page(sql, params, entry_row, page.limit, "listing outbox")
     }
+}
+
+fn entry_row(r: &Row<'_>) -> rusqlite::Result<Decoded<OutboxEntry>> {
+    let seq: i64 = r.get(0)?;
+    let status: String = r.get(5)?;
+    let attempts: i64 = r.get(6)?;
+    let entry = match EmailStatus::parse(&status) {
+        Some(status) => Ok(OutboxEntry {
+            id: r.get(1)?,
+            to: r.get(2)?,
+            subject: r.get(3)?,
+            category: r.get(4)?,
+            status,
+            attempts: u32::try_from(attempts).unwrap_or(0),
+            last_error: r.get(7)?,
+            provider_message_id: r.get(8)?,
+            created_at: r.get(9)?,
+            sent_at: r.get(10)?,
+        }),
+        None => Err(corrupt(format!("unknown e-mail status {status:?}"))),
+    };
+    Ok((seq, entry))
 }

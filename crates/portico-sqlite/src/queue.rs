@@ -207,7 +207,6 @@ impl Queue for SqliteQueue {
                     dead: dead.max(0) as u64,
                 })
             })
-            .await
     }
 }
 

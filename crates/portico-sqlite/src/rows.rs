@@ -11,6 +11,15 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::db::is_unique_violation;
 
+/// Owned statement parameters, for a write that runs on the writer's thread:
+/// `values![id.clone(), size as i64]`.
+macro_rules! values {
+    ($($value:expr),* $(,)?) => {
+        vec![$(rusqlite::types::Value::from($value)),*]
+    };
+}
+pub(crate) use values;
+
 /// A row decodes in two steps: SQLite values (which cannot fail in ways a caller caused), then
 /// domain values, whose failure means the file was edited by hand or is corrupt. The `i64` is the
 /// row's `seq`, the position cursors point at.

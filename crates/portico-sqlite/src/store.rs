@@ -1,9 +1,14 @@
 //! `SqliteStore`: every record port on the one database. Each port's implementation is in its
-//! aggregate's module (`accounts.rs`, `users.rs`, ...); what they share is in `rows.rs`.
+//! aggregate's module (`accounts.rs`, `users.rs`, ...); the queries they all make are here, and
+//! what rows and cursors look like is in `rows.rs`.
 
-use portico_core::ports::SequenceRange;
+use portico_core::Result;
+use portico_core::ports::{Page, SequenceRange};
+use rusqlite::types::Value;
+use rusqlite::{Params, params_from_iter};
 
 use crate::Database;
+use crate::rows::{self, RowFn, conflict_or};
 
 pub struct SqliteStore {
     pub(crate) db: Database,
@@ -18,5 +23,61 @@ impl SqliteStore {
             db,
             account_numbers,
         }
+    }
+
+    /// The record `sql` selects, if any. Reads run on the calling thread (see `Database::read`),
+    /// so this is not async.
+    pub(crate) fn one<T>(
+        &self,
+        sql: &str,
+        params: impl Params,
+        row: RowFn<T>,
+        what: &'static str,
+    ) -> Result<Option<T>> {
+        self.db.read(|conn| rows::one(conn, sql, params, row, what))
+    }
+
+    /// Every record `sql` selects.
+    pub(crate) fn all<T>(
+        &self,
+        sql: &str,
+        params: impl Params,
+        row: RowFn<T>,
+        what: &'static str,
+    ) -> Result<Vec<T>> {
+        let rows = self
+            .db
+            .read(|conn| rows::all(conn, sql, params, row, what))?;
+        rows.into_iter().map(|(_, item)| item).collect()
+    }
+
+    /// One page of what `sql` selects (asking for `limit + 1` rows).
+    pub(crate) fn page<T>(
+        &self,
+        sql: &str,
+        params: impl Params,
+        row: RowFn<T>,
+        limit: u32,
+        what: &'static str,
+    ) -> Result<Page<T>> {
+        self.db
+            .read(|conn| rows::page(conn, sql, params, row, limit, what))
+    }
+
+    /// Inserts one row; a unique key already taken is `Error::Conflict(conflict)`.
+    pub(crate) async fn insert(
+        &self,
+        sql: &'static str,
+        values: Vec<Value>,
+        conflict: String,
+        what: &'static str,
+    ) -> Result<()> {
+        self.db
+            .write(move |conn| {
+                conn.execute(sql, params_from_iter(values))
+                    .map_err(|e| conflict_or(e, conflict, what))?;
+                Ok(())
+            })
+            .await
     }
 }

@@ -8,7 +8,7 @@ use portico_core::{Error, Result, Users};
 use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
 
 use crate::SqliteStore;
-use crate::rows::{self, Decoded, conflict_or, corrupt, decode_cursor, parse_timestamp, timestamp};
+use crate::rows::{Decoded, conflict_or, corrupt, decode_cursor, parse_timestamp, timestamp};
 
 const COLUMNS: &str = "seq, id, sub, email, display_name, account_id, roles, created_at";
 
@@ -52,16 +52,12 @@ impl Users for SqliteStore {
     async fn user_by_sub(&self, sub: &str) -> Result<Option<User>> {
         let key = sub_key(sub);
         let sql = format!("SELECT {COLUMNS} FROM users WHERE sub_key = ?1");
-        self.db
-            .read(|conn| rows::one(conn, &sql, params![key], user_row, "reading user"))
-            .await
+        self.one(&sql, params![key], user_row, "reading user")
     }
 
     async fn user_by_id(&self, id: &str) -> Result<Option<User>> {
         let sql = format!("SELECT {COLUMNS} FROM users WHERE id = ?1");
-        self.db
-            .read(|conn| rows::one(conn, &sql, params![id], user_row, "reading user"))
-            .await
+        self.one(&sql, params![id], user_row, "reading user")
     }
 
     async fn set_user_roles(&self, user_id: &str, roles: &[Role]) -> Result<()> {
@@ -98,12 +94,13 @@ impl Users for SqliteStore {
             "SELECT {COLUMNS} FROM users
              WHERE account_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
         );
-        self.db
-            .read(|conn| {
-                let params = params![account_id, after, page.limit + 1];
-                rows::page(conn, &sql, params, user_row, page.limit, "listing users")
-            })
-            .await
+        self.page(
+            &sql,
+            params![account_id, after, page.limit + 1],
+            user_row,
+            page.limit,
+            "listing users",
+        )
     }
 
     async fn users_with_role(&self, account_id: Option<&str>, role: Role) -> Result<Vec<User>> {
@@ -113,15 +110,8 @@ impl Users for SqliteStore {
              WHERE r.role = ?1 AND (?2 IS NULL OR r.account_id = ?2) ORDER BY u.seq",
             columns.join(", ")
         );
-        self.db
-            .read(|conn| {
-                let params = params![role.as_str(), account_id];
-                rows::all(conn, &sql, params, user_row, "listing users by role")?
-                    .into_iter()
-                    .map(|(_, u)| u)
-                    .collect()
-            })
-            .await
+        let params = params![role.as_str(), account_id];
+        self.all(&sql, params, user_row, "listing users by role")
     }
 }
 
