@@ -15,7 +15,7 @@ use portico_core::{
     ObjectStore, Outbox, Publisher, Queue, UploadEvents, Users,
 };
 use portico_functions::{Context, Settings};
-use portico_http::{AppState, Edge, Limits};
+use portico_http::{AppParts, AppState, Edge, Limits};
 use portico_mail::{LocalSink, SendGrid};
 use portico_objects::{Objects, SignedUrls};
 use portico_pdf::Pdf;
@@ -191,13 +191,13 @@ fn assemble(
     (verifier, dev_issuer): (Arc<Verifier>, Option<Arc<DevIssuer>>),
     signed_urls: Option<Arc<SignedUrls>>,
 ) -> Composition {
-    let state = AppState::new(
-        context.clone(),
-        verifier.clone(),
-        dev_issuer.clone(),
+    let state = AppState::new(AppParts {
+        context: context.clone(),
+        verifier: verifier.clone(),
+        dev_issuer: dev_issuer.clone(),
         signed_urls,
-        limits(config),
-        Edge {
+        limits: limits(config),
+        edge: Edge {
             public_url: config
                 .http
                 .public_url
@@ -205,7 +205,7 @@ fn assemble(
                 .map(|u| u.trim_end_matches('/').to_string()),
             cors_origins: config.http.cors_origins.clone(),
         },
-    );
+    });
     Composition {
         state,
         context,

@@ -289,98 +289,27 @@ mod tests {
             },
         ];
         type Action = fn(&Caller) -> Answer;
+        #[rustfmt::skip]
         let rows: &[(&str, Action, [Answer; 6])] = &[
-            // (action, decision)           admin support acc_admin lab_mgr scientist stranger
-            (
-                "read own account",
-                |c| answer(read_account(c, "a")),
-                [A, A, A, A, A, F],
-            ),
-            (
-                "read other account",
-                |c| answer(read_account(c, "b")),
-                [A, A, H, H, H, F],
-            ),
-            (
-                "list own users",
-                |c| answer(list_account_users(c, "a")),
-                [A, F, A, A, A, F],
-            ),
-            (
-                "list other users",
-                |c| answer(list_account_users(c, "b")),
-                [A, F, H, H, H, F],
-            ),
-            (
-                "add own user",
-                |c| answer(add_account_user(c, "a", &[Role::Scientist])),
-                [A, F, A, F, F, F],
-            ),
-            (
-                "add other user",
-                |c| answer(add_account_user(c, "b", &[Role::Scientist])),
-                [A, F, H, H, H, F],
-            ),
-            (
-                "grant admin",
-                |c| answer(add_account_user(c, "a", &[Role::Admin])),
-                [A, F, F, F, F, F],
-            ),
-            (
-                "register own instrument",
-                |c| answer(register_instrument(c, "a")),
-                [A, F, A, F, F, F],
-            ),
-            (
-                "register other instrument",
-                |c| answer(register_instrument(c, "b")),
-                [A, F, H, H, H, F],
-            ),
-            (
-                "read own instrument",
-                |c| answer(read_instrument(c, "SN", "a")),
-                [A, A, A, A, A, F],
-            ),
-            (
-                "read other instrument",
-                |c| answer(read_instrument(c, "SN", "b")),
-                [A, A, H, H, H, F],
-            ),
-            (
-                "read own document",
-                |c| answer(read_document(c, "d", "a")),
-                [A, H, A, A, A, F],
-            ),
-            (
-                "read other document",
-                |c| answer(read_document(c, "d", "b")),
-                [A, H, H, H, H, F],
-            ),
-            (
-                "upload a document",
-                |c| answer(upload_document(c)),
-                [F, F, A, A, A, F],
-            ),
-            (
-                "read a received lot",
-                |c| answer(read_lot(c, "L1", true)),
-                [A, A, A, A, A, F],
-            ),
-            (
-                "read another lot",
-                |c| answer(read_lot(c, "L1", false)),
-                [A, A, H, H, H, F],
-            ),
-            (
-                "own notifications",
-                |c| answer(own_notifications(c)),
-                [A, A, A, A, A, F],
-            ),
-            (
-                "catalogue, outbox",
-                |c| answer(require_admin(c)),
-                [A, F, F, F, F, F],
-            ),
+            // (action, how it is asked, answer to [admin, support, account admin, lab manager, scientist, stranger])
+            ("read own account", |c| answer(read_account(c, "a")),                       [A, A, A, A, A, F]),
+            ("read other account", |c| answer(read_account(c, "b")),                     [A, A, H, H, H, F]),
+            ("list own users", |c| answer(list_account_users(c, "a")),                   [A, F, A, A, A, F]),
+            ("list other users", |c| answer(list_account_users(c, "b")),                 [A, F, H, H, H, F]),
+            ("add own user", |c| answer(add_account_user(c, "a", &[Role::Scientist])),   [A, F, A, F, F, F]),
+            ("add other user", |c| answer(add_account_user(c, "b", &[Role::Scientist])), [A, F, H, H, H, F]),
+            ("grant admin", |c| answer(add_account_user(c, "a", &[Role::Admin])),        [A, F, F, F, F, F]),
+            ("register own instrument", |c| answer(register_instrument(c, "a")),         [A, F, A, F, F, F]),
+            ("register other instrument", |c| answer(register_instrument(c, "b")),       [A, F, H, H, H, F]),
+            ("read own instrument", |c| answer(read_instrument(c, "SN", "a")),           [A, A, A, A, A, F]),
+            ("read other instrument", |c| answer(read_instrument(c, "SN", "b")),         [A, A, H, H, H, F]),
+            ("read own document", |c| answer(read_document(c, "d", "a")),                [A, H, A, A, A, F]),
+            ("read other document", |c| answer(read_document(c, "d", "b")),              [A, H, H, H, H, F]),
+            ("upload a document", |c| answer(upload_document(c)),                        [F, F, A, A, A, F]),
+            ("read a received lot", |c| answer(read_lot(c, "L1", true)),                 [A, A, A, A, A, F]),
+            ("read another lot", |c| answer(read_lot(c, "L1", false)),                   [A, A, H, H, H, F]),
+            ("own notifications", |c| answer(own_notifications(c)),                      [A, A, A, A, A, F]),
+            ("catalogue, outbox", |c| answer(require_admin(c)),                          [A, F, F, F, F, F]),
         ];
         for (action, decide, expected) in rows {
             let got: Vec<Answer> = callers.iter().map(decide).collect();

@@ -143,16 +143,32 @@ pub trait Documents: Send + Sync + 'static {
     async fn document(&self, id: &str) -> Result<Option<Document>>;
     /// One account's documents, newest first.
     async fn list_documents(&self, account_id: &str, page: &PageRequest) -> Result<Page<Document>>;
-    /// Moves a document to `to` only if its status is one of `from` (so concurrent or repeated
-    /// workers cannot undo each other); returns whether it moved.
-    async fn transition_document(
-        &self,
-        id: &str,
-        from: &[DocumentStatus],
-        to: DocumentStatus,
-        failure_reason: Option<&str>,
-        metadata: Option<&serde_json::Value>,
-    ) -> Result<bool>;
+    /// Moves a document as `change` says, only if its status is one of `change.from` (so
+    /// concurrent or repeated workers cannot undo each other); returns whether it moved.
+    async fn transition_document(&self, id: &str, change: Transition<'_>) -> Result<bool>;
+}
+
+/// A document's move from one of `from` to `to`, with why it failed or what was found in it.
+#[derive(Debug, Clone, Copy)]
+pub struct Transition<'a> {
+    pub from: &'a [DocumentStatus],
+    pub to: DocumentStatus,
+    /// Kept as it was when `None`.
+    pub failure_reason: Option<&'a str>,
+    /// Kept as it was when `None`.
+    pub metadata: Option<&'a serde_json::Value>,
+}
+
+impl<'a> Transition<'a> {
+    /// From one of `from` to `to`, changing nothing else.
+    pub fn new(from: &'a [DocumentStatus], to: DocumentStatus) -> Transition<'a> {
+        Transition {
+            from,
+            to,
+            failure_reason: None,
+            metadata: None,
+        }
+    }
 }
 
 /// The product catalogue: products, lots with their QC results, shipments of lots to accounts.

@@ -49,35 +49,22 @@ pub struct Edge {
 
 /// Everything the handlers share.
 #[derive(Clone)]
-pub struct AppState(Arc<Shared>);
+pub struct AppState(Arc<AppParts>);
 
-struct Shared {
-    context: Arc<Context>,
-    verifier: Arc<Verifier>,
-    dev_issuer: Option<Arc<DevIssuer>>,
+/// What the handlers run on; `AppState::new` shares it.
+pub struct AppParts {
+    pub context: Arc<Context>,
+    pub verifier: Arc<Verifier>,
+    pub dev_issuer: Option<Arc<DevIssuer>>,
     /// Present when this host serves document bytes itself (the local host).
-    signed_urls: Option<Arc<SignedUrls>>,
-    limits: Limits,
-    edge: Edge,
+    pub signed_urls: Option<Arc<SignedUrls>>,
+    pub limits: Limits,
+    pub edge: Edge,
 }
 
 impl AppState {
-    pub fn new(
-        context: Arc<Context>,
-        verifier: Arc<Verifier>,
-        dev_issuer: Option<Arc<DevIssuer>>,
-        signed_urls: Option<Arc<SignedUrls>>,
-        limits: Limits,
-        edge: Edge,
-    ) -> Self {
-        AppState(Arc::new(Shared {
-            context,
-            verifier,
-            dev_issuer,
-            signed_urls,
-            limits,
-            edge,
-        }))
+    pub fn new(parts: AppParts) -> Self {
+        AppState(Arc::new(parts))
     }
 
     pub fn edge(&self) -> &Edge {

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use async_trait::async_trait;
 use portico_core::domain::{Document, DocumentStatus};
-use portico_core::ports::{Page, PageRequest};
+use portico_core::ports::{Page, PageRequest, Transition};
 use portico_core::{Documents, Result};
 use rusqlite::{OptionalExtension, Row, params};
 use time::OffsetDateTime;
@@ -65,18 +65,12 @@ impl Documents for SqliteStore {
         )
     }
 
-    async fn transition_document(
-        &self,
-        id: &str,
-        from: &[DocumentStatus],
-        to: DocumentStatus,
-        failure_reason: Option<&str>,
-        metadata: Option<&serde_json::Value>,
-    ) -> Result<bool> {
+    async fn transition_document(&self, id: &str, change: Transition<'_>) -> Result<bool> {
+        let to = change.to;
+        let from: Vec<&'static str> = change.from.iter().map(|s| s.as_str()).collect();
+        let reason = change.failure_reason.map(str::to_string);
+        let metadata = change.metadata.map(|m| m.to_string());
         let id = id.to_string();
-        let from: Vec<&'static str> = from.iter().map(|s| s.as_str()).collect();
-        let reason = failure_reason.map(str::to_string);
-        let metadata = metadata.map(|m| m.to_string());
         self.db
             .write(move |conn| {
                 let current: Option<String> = conn

@@ -1,11 +1,10 @@
 //! What every record module shares: decoding rows, paging, cursors, timestamps, conflicts.
 
-use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use portico_core::ports::Page;
 use portico_core::{Error, Result};
-use rusqlite::{Connection, OptionalExtension, Params, Row};
+use rusqlite::Row;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -27,48 +26,6 @@ pub(crate) type Decoded<T> = (i64, Result<T>);
 
 /// Decodes one row of a record's columns.
 pub(crate) type RowFn<T> = fn(&Row<'_>) -> rusqlite::Result<Decoded<T>>;
-
-/// The record `sql` selects, if any.
-pub(crate) fn one<T>(
-    conn: &Connection,
-    sql: &str,
-    params: impl Params,
-    row: RowFn<T>,
-    what: &'static str,
-) -> Result<Option<T>> {
-    let found = conn
-        .prepare_cached(sql)
-        .and_then(|mut s| s.query_row(params, row).optional())
-        .context(what)?;
-    found.map(|(_, item)| item).transpose()
-}
-
-/// Every row `sql` selects, decoded.
-pub(crate) fn all<T>(
-    conn: &Connection,
-    sql: &str,
-    params: impl Params,
-    row: RowFn<T>,
-    what: &'static str,
-) -> Result<Vec<Decoded<T>>> {
-    Ok(conn
-        .prepare_cached(sql)
-        .and_then(|mut s| s.query_map(params, row)?.collect::<Result<Vec<_>, _>>())
-        .context(what)?)
-}
-
-/// One page of what `sql` selects; `sql` must ask for `limit + 1` rows, so that the extra one
-/// tells whether a next page exists.
-pub(crate) fn page<T>(
-    conn: &Connection,
-    sql: &str,
-    params: impl Params,
-    row: RowFn<T>,
-    limit: u32,
-    what: &'static str,
-) -> Result<Page<T>> {
-    paginate(all(conn, sql, params, row, what)?, limit)
-}
 
 pub(crate) fn paginate<T>(rows: Vec<Decoded<T>>, limit: u32) -> Result<Page<T>> {
     let more = rows.len() > limit as usize;

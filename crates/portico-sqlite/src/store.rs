@@ -2,13 +2,14 @@
 //! aggregate's module (`accounts.rs`, `users.rs`, ...); the queries they all make are here, and
 //! what rows and cursors look like is in `rows.rs`.
 
+use anyhow::Context;
 use portico_core::Result;
 use portico_core::ports::{Page, SequenceRange};
 use rusqlite::types::Value;
-use rusqlite::{Params, params_from_iter};
+use rusqlite::{OptionalExtension, Params, params_from_iter};
 
 use crate::Database;
-use crate::rows::{self, RowFn, conflict_or};
+use crate::rows::{self, Decoded, RowFn, conflict_or};
 
 pub struct SqliteStore {
     pub(crate) db: Database,
@@ -34,7 +35,11 @@ impl SqliteStore {
         row: RowFn<T>,
         what: &'static str,
     ) -> Result<Option<T>> {
-        self.db.read(|conn| rows::one(conn, sql, params, row, what))
+        let found = self.db.read(|conn| {
+            let mut statement = conn.prepare_cached(sql).context(what)?;
+            Ok(statement.query_row(params, row).optional().context(what)?)
+        })?;
+        found.map(|(_, item)| item).transpose()
     }
 
     /// Every record `sql` selects.
@@ -45,10 +50,10 @@ impl SqliteStore {
         row: RowFn<T>,
         what: &'static str,
     ) -> Result<Vec<T>> {
-        let rows = self
-            .db
-            .read(|conn| rows::all(conn, sql, params, row, what))?;
-        rows.into_iter().map(|(_, item)| item).collect()
+        self.decoded(sql, params, row, what)?
+            .into_iter()
+            .map(|(_, item)| item)
+            .collect()
     }
 
     /// One page of what `sql` selects (asking for `limit + 1` rows).
@@ -60,8 +65,22 @@ impl SqliteStore {
         limit: u32,
         what: &'static str,
     ) -> Result<Page<T>> {
-        self.db
-            .read(|conn| rows::page(conn, sql, params, row, limit, what))
+        rows::paginate(self.decoded(sql, params, row, what)?, limit)
+    }
+
+    /// Every row `sql` selects, decoded as far as SQLite goes.
+    fn decoded<T>(
+        &self,
+        sql: &str,
+        params: impl Params,
+        row: RowFn<T>,
+        what: &'static str,
+    ) -> Result<Vec<Decoded<T>>> {
+        self.db.read(|conn| {
+            let mut statement = conn.prepare_cached(sql).context(what)?;
+            let rows = statement.query_map(params, row).context(what)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>().context(what)?)
+        })
     }
 
     /// Inserts one row; a unique key already taken is `Error::Conflict(conflict)`.

@@ -1,8 +1,8 @@
 //! The `Documents` port on the table.
 
 use async_trait::async_trait;
-use portico_core::domain::{Document, DocumentStatus};
-use portico_core::ports::{Page, PageRequest};
+use portico_core::domain::Document;
+use portico_core::ports::{Page, PageRequest, Transition};
 use portico_core::{Documents, Result};
 use time::OffsetDateTime;
 
@@ -32,25 +32,18 @@ impl Documents for DynamoStore {
         self.page(GSI1, partition, true, page).await
     }
 
-    async fn transition_document(
-        &self,
-        id: &str,
-        from: &[DocumentStatus],
-        to: DocumentStatus,
-        failure_reason: Option<&str>,
-        metadata: Option<&serde_json::Value>,
-    ) -> Result<bool> {
+    async fn transition_document(&self, id: &str, change: Transition<'_>) -> Result<bool> {
         let mut moved = false;
         self.update(keys::document(id), ONE, |doc: &mut Document| {
-            moved = from.contains(&doc.status);
+            moved = change.from.contains(&doc.status);
             if !moved {
                 return false;
             }
-            doc.status = to;
-            if let Some(reason) = failure_reason {
+            doc.status = change.to;
+            if let Some(reason) = change.failure_reason {
                 doc.failure_reason = Some(reason.to_string());
             }
-            if let Some(metadata) = metadata {
+            if let Some(metadata) = change.metadata {
                 doc.metadata = Some(metadata.clone());
             }
             doc.updated_at = OffsetDateTime::now_utc();

@@ -1,6 +1,7 @@
 //! The `Documents` port.
 
 use portico_core::domain::{Document, DocumentStatus, Role};
+use portico_core::ports::Transition;
 use portico_core::{Accounts, Documents, Error, Users};
 use serde_json::json;
 
@@ -52,14 +53,14 @@ pub async fn listing_and_transitions(
     let pending = [DocumentStatus::Pending];
     assert!(
         documents
-            .transition_document("d-1", &pending, DocumentStatus::Processing, None, None)
+            .transition_document("d-1", Transition::new(&pending, DocumentStatus::Processing))
             .await
             .unwrap()
     );
     // A second worker cannot take it too.
     assert!(
         !documents
-            .transition_document("d-1", &pending, DocumentStatus::Processing, None, None)
+            .transition_document("d-1", Transition::new(&pending, DocumentStatus::Processing))
             .await
             .unwrap()
     );
@@ -68,10 +69,10 @@ pub async fn listing_and_transitions(
         documents
             .transition_document(
                 "d-1",
-                &[DocumentStatus::Processing],
-                DocumentStatus::Ready,
-                None,
-                Some(&meta)
+                Transition {
+                    metadata: Some(&meta),
+                    ..Transition::new(&[DocumentStatus::Processing], DocumentStatus::Ready)
+                }
             )
             .await
             .unwrap()
@@ -84,10 +85,13 @@ pub async fn listing_and_transitions(
         documents
             .transition_document(
                 "d-2",
-                &[DocumentStatus::Pending, DocumentStatus::Processing],
-                DocumentStatus::Failed,
-                Some("not a CSV file"),
-                None
+                Transition {
+                    failure_reason: Some("not a CSV file"),
+                    ..Transition::new(
+                        &[DocumentStatus::Pending, DocumentStatus::Processing],
+                        DocumentStatus::Failed
+                    )
+                }
             )
             .await
             .unwrap()
@@ -96,7 +100,10 @@ pub async fn listing_and_transitions(
     assert_eq!(failed.failure_reason.as_deref(), Some("not a CSV file"));
     assert!(
         !documents
-            .transition_document("d-404", &pending, DocumentStatus::Processing, None, None)
+            .transition_document(
+                "d-404",
+                Transition::new(&pending, DocumentStatus::Processing)
+            )
             .await
             .unwrap()
     );

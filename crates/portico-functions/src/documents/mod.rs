@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use futures_util::StreamExt;
 use portico_core::domain::{Caller, Document, DocumentStatus, Notification};
 use portico_core::policy::Scope;
-use portico_core::ports::{Page, PageRequest};
+use portico_core::ports::{Page, PageRequest, Transition};
 use portico_core::{Error, FieldError, Result, StoredObject, UploadCompleted, policy};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -209,10 +209,7 @@ pub async fn reserve_upload(ctx: &Context, id: &str) -> Result<()> {
         .documents
         .transition_document(
             id,
-            &[DocumentStatus::Pending],
-            DocumentStatus::Uploading,
-            None,
-            None,
+            Transition::new(&[DocumentStatus::Pending], DocumentStatus::Uploading),
         )
         .await?;
     if !reserved {
@@ -229,10 +226,7 @@ pub async fn release_upload(ctx: &Context, id: &str) -> Result<()> {
     ctx.documents
         .transition_document(
             id,
-            &[DocumentStatus::Uploading],
-            DocumentStatus::Pending,
-            None,
-            None,
+            Transition::new(&[DocumentStatus::Uploading], DocumentStatus::Pending),
         )
         .await?;
     Ok(())
@@ -243,10 +237,10 @@ async fn mark_processing(ctx: &Context, id: &str) -> Result<()> {
     ctx.documents
         .transition_document(
             id,
-            &[DocumentStatus::Pending, DocumentStatus::Uploading],
-            DocumentStatus::Processing,
-            None,
-            None,
+            Transition::new(
+                &[DocumentStatus::Pending, DocumentStatus::Uploading],
+                DocumentStatus::Processing,
+            ),
         )
         .await?;
     Ok(())
@@ -379,14 +373,18 @@ async fn finish(
         .documents
         .transition_document(
             &document.id,
-            &[
-                DocumentStatus::Pending,
-                DocumentStatus::Uploading,
-                DocumentStatus::Processing,
-            ],
-            status,
-            reason,
-            metadata,
+            Transition {
+                failure_reason: reason,
+                metadata,
+                ..Transition::new(
+                    &[
+                        DocumentStatus::Pending,
+                        DocumentStatus::Uploading,
+                        DocumentStatus::Processing,
+                    ],
+                    status,
+                )
+            },
         )
         .await?;
     if status == DocumentStatus::Ready
