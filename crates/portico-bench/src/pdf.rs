@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use portico_core::{CertificateData, Lot, Product, QcTest};
-use portico_pdf::Pdf;
+use portico_core::CertificateData;
+use portico_pdf::{Pdf, sample_certificate as data};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -17,37 +17,6 @@ pub struct Args {
     throughput_secs: u64,
     #[arg(long, default_value_t = 20)]
     ghostscript: usize,
-}
-
-fn data(rows: usize) -> CertificateData {
-    let epoch = time::OffsetDateTime::UNIX_EPOCH;
-    CertificateData {
-        issuer: "Portico Life Sciences".into(),
-        issued_on: "2026-11-27".into(),
-        product: Product {
-            sku: "RGT-100".into(),
-            name: "Taq Polymerase".into(),
-            category: "Enzymes".into(),
-            created_at: epoch,
-        },
-        lot: Lot {
-            lot_number: "L2026-0042".into(),
-            sku: "RGT-100".into(),
-            manufactured_on: "2026-10-01".into(),
-            expires_on: "2028-10-01".into(),
-            qc_tests: (0..rows)
-                .map(|i| QcTest {
-                    name: format!("Purity test {i}"),
-                    method: "HPLC".into(),
-                    specification: ">= 98.0 %".into(),
-                    result: "99.2".into(),
-                    unit: "%".into(),
-                    pass: true,
-                })
-                .collect(),
-            created_at: epoch,
-        },
-    }
 }
 
 fn stats(name: &str, mut ms: Vec<f64>) {

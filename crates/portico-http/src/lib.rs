@@ -94,7 +94,9 @@ impl AppState {
 
 /// The Router of the whole HTTP API.
 pub fn app(state: AppState) -> Router {
-    let (documented, _) = api(state.request_timeout()).split_for_parts();
+    // Without the base document (its schemas): the server needs only the routes, and building
+    // the whole document at every start would cost a Lambda's init time for nothing.
+    let (documented, _) = api(OpenApiRouter::new(), state.request_timeout()).split_for_parts();
     documented
         // The dev issuer answers OIDC discovery too (the same metadata under its other name).
         .route(
@@ -121,14 +123,13 @@ pub fn app(state: AppState) -> Router {
 
 /// Every documented route, from one source: each handler's `#[utoipa::path]` gives its method,
 /// path and documentation, and its name is the function name that logs and metrics use. The
-/// same router yields the OpenAPI document, so the two cannot disagree.
-pub(crate) fn api(timeout: Duration) -> OpenApiRouter<AppState> {
+/// same router yields the OpenAPI document (over `base`), so the two cannot disagree.
+pub(crate) fn api(base: OpenApiRouter<AppState>, timeout: Duration) -> OpenApiRouter<AppState> {
     use routes::*;
     let f = |route| invoke::named(route, timeout);
     // File bytes may take long on a slow link: these get their own, longer timeout.
     let transfer = |route| invoke::named(route, TRANSFER_TIMEOUT);
-    OpenApiRouter::with_openapi(openapi::base())
-        .routes(f(utoipa_axum::routes!(healthz)))
+    base.routes(f(utoipa_axum::routes!(healthz)))
         .routes(f(utoipa_axum::routes!(openapi)))
         .routes(f(utoipa_axum::routes!(get_me)))
         .routes(f(utoipa_axum::routes!(list_accounts)))

@@ -141,7 +141,8 @@ impl utoipa::Modify for ProblemAnswers {
 pub fn document() -> &'static utoipa::openapi::OpenApi {
     static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
     DOC.get_or_init(|| {
-        let (_, mut doc) = crate::api(std::time::Duration::ZERO).split_for_parts();
+        let base = utoipa_axum::router::OpenApiRouter::with_openapi(base());
+        let (_, mut doc) = crate::api(base, std::time::Duration::ZERO).split_for_parts();
         // After the paths are in: it documents what each operation takes.
         utoipa::Modify::modify(&ProblemAnswers, &mut doc);
         doc

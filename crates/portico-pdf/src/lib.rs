@@ -5,7 +5,7 @@
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
-use portico_core::{CertificateData, CertificateRenderer, Error, Result};
+use portico_core::{CertificateData, CertificateRenderer, Error, Lot, Product, QcTest, Result};
 use typst::foundations::{Datetime, Dict, IntoValue, Smart};
 use typst_as_lib::TypstEngine;
 use typst_as_lib::typst_kit_options::TypstKitFontOptions;
@@ -84,43 +84,53 @@ impl CertificateRenderer for Pdf {
     }
 }
 
+/// A Certificate of Analysis for one lot with `rows` QC tests (a page holds about 25), for
+/// benchmarks and tests.
+pub fn sample_certificate(rows: usize) -> CertificateData {
+    let epoch = time::OffsetDateTime::UNIX_EPOCH;
+    CertificateData {
+        issuer: "Portico Life Sciences".into(),
+        issued_on: "2026-11-27".into(),
+        product: Product {
+            sku: "RGT-100".into(),
+            name: "Taq Polymerase".into(),
+            category: "Enzymes".into(),
+            created_at: epoch,
+        },
+        lot: Lot {
+            lot_number: "L2026-0042".into(),
+            sku: "RGT-100".into(),
+            manufactured_on: "2026-10-01".into(),
+            expires_on: "2028-10-01".into(),
+            qc_tests: (0..rows)
+                .map(|i| QcTest {
+                    name: format!("Purity test {i}"),
+                    method: "HPLC".into(),
+                    specification: "≥ 98.0 %".into(),
+                    result: "99.2".into(),
+                    unit: "%".into(),
+                    pass: true,
+                })
+                .collect(),
+            created_at: epoch,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portico_core::{Lot, Product, QcTest};
 
+    /// The sample certificate with a product name and QC test names that try to inject Typst
+    /// markup, and some failed tests.
     fn data(rows: usize, name: &str) -> CertificateData {
-        CertificateData {
-            issuer: "Portico Life Sciences".into(),
-            issued_on: "2026-11-27".into(),
-            product: Product {
-                sku: "RGT-100".into(),
-                name: name.into(),
-                category: "Reagents".into(),
-                created_at: time_zero(),
-            },
-            lot: Lot {
-                lot_number: "L2026-0042".into(),
-                sku: "RGT-100".into(),
-                manufactured_on: "2026-10-01".into(),
-                expires_on: "2028-10-01".into(),
-                qc_tests: (0..rows)
-                    .map(|i| QcTest {
-                        name: format!("Test {i} #[set text(red)] $x$"),
-                        method: "HPLC".into(),
-                        specification: "≥ 98.0 %".into(),
-                        result: "99.2".into(),
-                        unit: "%".into(),
-                        pass: i % 7 != 3,
-                    })
-                    .collect(),
-                created_at: time_zero(),
-            },
+        let mut data = sample_certificate(rows);
+        data.product.name = name.into();
+        for (i, test) in data.lot.qc_tests.iter_mut().enumerate() {
+            test.name = format!("Test {i} #[set text(red)] $x$");
+            test.pass = i % 7 != 3;
         }
-    }
-
-    fn time_zero() -> time::OffsetDateTime {
-        time::OffsetDateTime::UNIX_EPOCH
+        data
     }
 
     /// Page count (parsed with lopdf) and text (extracted with poppler's `pdftotext`, which

@@ -227,15 +227,11 @@ impl TestApp {
         body
     }
 
-    /// Adds a user with `roles` to `account_id` as admin and returns a token for them.
-    pub async fn add_user(&self, account_id: &str, sub: &str, roles: &[&str]) -> String {
-        let (status, body) = self
-            .post(
-                &format!("/v1/accounts/{account_id}/users"),
-                &self.admin_token(),
-                json!({"sub": sub, "email": sub, "display_name": sub, "roles": roles}),
-            )
-            .await;
+    /// Adds a user with `roles` to `account` (its JSON) as admin and returns a token for them.
+    pub async fn add_user(&self, account: &Value, sub: &str, roles: &[&str]) -> String {
+        let path = format!("/v1/accounts/{}/users", id(account));
+        let body = json!({"sub": sub, "email": sub, "display_name": sub, "roles": roles});
+        let (status, body) = self.post(&path, &self.admin_token(), body).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         self.token(sub, &[])
     }
@@ -323,6 +319,23 @@ pub fn now() -> u64 {
 
 pub fn id(v: &Value) -> String {
     v["id"].as_str().expect("an id").to_string()
+}
+
+/// A response header's value, if present and text.
+pub fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
+    response.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The fields a problem document's `errors` name, in order.
+pub fn fields(problem: &Value) -> Vec<&str> {
+    let errors = problem["errors"].as_array().expect("errors");
+    errors.iter().filter_map(|e| e["field"].as_str()).collect()
+}
+
+/// The `kind` of every item of a page (of notifications), in order.
+pub fn kinds(page: &Value) -> Vec<&str> {
+    let items = page["items"].as_array().expect("items");
+    items.iter().filter_map(|n| n["kind"].as_str()).collect()
 }
 
 /// Acme (lab manager bob, scientist carol, account admin alice, instrument SN-A1), Globex (lab

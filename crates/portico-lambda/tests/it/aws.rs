@@ -6,7 +6,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use portico_testkit::{id, put, request, settled, spawn_api, test_config};
+use portico_testkit::{id, kinds, put, request, settled, spawn_api, test_config};
 
 /// moto keeps each region apart; S3 notifications go to queues of the bucket's region, and a
 /// bucket created without a location is in us-east-1.
@@ -94,7 +94,7 @@ async fn an_upload_to_s3_reaches_the_worker_through_sqs_and_the_document_is_read
     let acme = app.create_account("Acme Labs").await;
     assert_eq!(acme["account_number"], "100000", "{acme}");
     let carol = app
-        .add_user(&id(&acme), "carol@acme.example", &["scientist"])
+        .add_user(&acme, "carol@acme.example", &["scientist"])
         .await;
     let body = b"time,temp\n2026-11-27T10:00:00Z,21.5\n2026-11-27T10:01:00Z,21.7\n".to_vec();
     let (status, ticket) = request(&app, &carol, "run.csv", "text/csv", body.len()).await;
@@ -149,13 +149,7 @@ async fn an_upload_to_s3_reaches_the_worker_through_sqs_and_the_document_is_read
 
     // The ready notification was stored in DynamoDB for the uploader.
     let (_, notes) = app.get("/v1/notifications", &carol).await;
-    let kinds: Vec<&str> = notes["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .filter_map(|n| n["kind"].as_str())
-        .collect();
-    assert_eq!(kinds, vec!["document_ready"], "{notes}");
+    assert_eq!(kinds(&notes), vec!["document_ready"], "{notes}");
 
     // S3 holds the client to the signed Content-Length (moto does not check signatures), and the
     // worker checks the size too.
@@ -191,10 +185,10 @@ async fn an_instrument_alert_notifies_through_iot_core_and_queues_e_mail_in_dyna
     let app = spawn_api(config.clone()).await;
     let acme = app.create_account("Acme").await;
     let bob = app
-        .add_user(&id(&acme), "bob@acme.example", &["lab_manager"])
+        .add_user(&acme, "bob@acme.example", &["lab_manager"])
         .await;
     let carol = app
-        .add_user(&id(&acme), "carol@acme.example", &["scientist"])
+        .add_user(&acme, "carol@acme.example", &["scientist"])
         .await;
     app.register_instrument(&id(&acme), "SN-AWS-1").await;
 

@@ -6,7 +6,7 @@ use lambda_runtime::{Context, LambdaEvent};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use portico_testkit::{TestApp, id, spawn_app};
+use portico_testkit::{TestApp, header, id, spawn_app};
 
 fn fixture(name: &str, vars: &[(&str, &str)]) -> String {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -73,7 +73,7 @@ async fn proxy_events_get_the_same_answers_as_the_local_gateway() {
 pub async fn same_answers_both_ways(app: &TestApp) {
     let acme = app.create_account("Acme").await;
     let carol = app
-        .add_user(&id(&acme), "carol@acme.example", &["scientist"])
+        .add_user(&acme, "carol@acme.example", &["scientist"])
         .await;
     let admin = app.admin_token();
     for fixture_name in ["apigw_v1_proxy.json", "apigw_v2_proxy.json"] {
@@ -212,7 +212,7 @@ async fn sqs_batches_fail_only_the_records_that_can_succeed_later() {
     let app = portico_testkit::spawn_app_with(&[("PORTICO_WORKER_ENABLED", "false")]).await;
     let acme = app.create_account("Acme").await;
     let carol = app
-        .add_user(&id(&acme), "carol@acme.example", &["scientist"])
+        .add_user(&acme, "carol@acme.example", &["scientist"])
         .await;
     let mut keys = Vec::new();
     for name in ["ready.csv", "broken.csv"] {
@@ -286,7 +286,7 @@ async fn the_iot_rule_action_runs_the_named_function() {
     let app = spawn_app().await;
     let acme = app.create_account("Acme").await;
     let bob = app
-        .add_user(&id(&acme), "bob@acme.example", &["lab_manager"])
+        .add_user(&acme, "bob@acme.example", &["lab_manager"])
         .await;
     app.register_instrument(&id(&acme), "SN-IOT").await;
     // What IoT Core hands the Lambda: the rule's SELECT output.
@@ -398,7 +398,7 @@ async fn dead_lettered_upload_events_mark_their_documents_failed() {
     let app = portico_testkit::spawn_app_with(&[("PORTICO_WORKER_ENABLED", "false")]).await;
     let acme = app.create_account("Acme").await;
     let carol = app
-        .add_user(&id(&acme), "carol@acme.example", &["scientist"])
+        .add_user(&acme, "carol@acme.example", &["scientist"])
         .await;
     let (_, ticket) = app
         .post(
@@ -472,10 +472,7 @@ async fn a_token_without_a_required_scope_gets_a_deny_policy() {
         .expect("sent");
     assert_eq!(response.status(), reqwest::StatusCode::FORBIDDEN);
     assert_eq!(
-        response
-            .headers()
-            .get("www-authenticate")
-            .and_then(|v| v.to_str().ok()),
+        header(&response, "www-authenticate"),
         Some(r#"Bearer error="insufficient_scope""#)
     );
     let problem: Value = response.json().await.expect("problem");

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{id, spawn_app};
+use crate::helpers::{fields, id, spawn_app};
 
 #[tokio::test]
 async fn admins_create_accounts_and_members_see_only_their_own() {
@@ -17,7 +17,7 @@ async fn admins_create_accounts_and_members_see_only_their_own() {
     );
 
     let scientist = app
-        .add_user(&id(&acme), "carol@acme.example", &["scientist"])
+        .add_user(&acme, "carol@acme.example", &["scientist"])
         .await;
     let (status, me) = app.get("/v1/me", &scientist).await;
     assert_eq!(status, StatusCode::OK);
@@ -89,7 +89,7 @@ async fn account_admins_manage_their_own_account_only() {
     let acme = app.create_account("Acme Labs").await;
     let globex = app.create_account("Globex").await;
     let alice = app
-        .add_user(&id(&acme), "alice@acme.example", &["account_admin"])
+        .add_user(&acme, "alice@acme.example", &["account_admin"])
         .await;
     let users = format!("/v1/accounts/{}/users", id(&acme));
 
@@ -138,7 +138,7 @@ async fn duplicate_subjects_conflict_case_insensitively() {
     let app = spawn_app().await;
     let acme = app.create_account("Acme Labs").await;
     let other = app.create_account("Other").await;
-    app.add_user(&id(&acme), "Carol@Acme.example", &["scientist"])
+    app.add_user(&acme, "Carol@Acme.example", &["scientist"])
         .await;
     for account in [&acme, &other] {
         let (status, problem) = app
@@ -164,7 +164,7 @@ async fn look_alike_subjects_are_other_people() {
     let app = spawn_app().await;
     let beta = app.create_account("Beta").await;
     let karl = app
-        .add_user(&id(&beta), "karl@beta.example", &["lab_manager"])
+        .add_user(&beta, "karl@beta.example", &["lab_manager"])
         .await;
     let (_, me) = app.get("/v1/me", &karl).await;
     let karl_id = me["id"].as_str().expect("karl has an id").to_string();
@@ -224,13 +224,7 @@ async fn validation_names_every_bad_field_and_changes_nothing() {
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    let fields: Vec<&str> = problem["errors"]
-        .as_array()
-        .expect("errors")
-        .iter()
-        .filter_map(|e| e["field"].as_str())
-        .collect();
-    assert_eq!(fields, vec!["name", "kind", "region"]);
+    assert_eq!(fields(&problem), vec!["name", "kind", "region"]);
     let (status, _) = app
         .post(
             "/v1/accounts",
@@ -249,14 +243,8 @@ async fn validation_names_every_bad_field_and_changes_nothing() {
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    let fields: Vec<&str> = problem["errors"]
-        .as_array()
-        .expect("errors")
-        .iter()
-        .filter_map(|e| e["field"].as_str())
-        .collect();
     assert_eq!(
-        fields,
+        fields(&problem),
         vec!["sub", "email", "display_name", "roles[1]", "roles[2]"]
     );
 

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, id, spawn_app};
+use crate::helpers::{TestApp, header, id, spawn_app};
 
 fn qc_tests(n: usize) -> Value {
     Value::Array(
@@ -22,11 +22,7 @@ async fn pdf(app: &TestApp, token: &str, lot: &str) -> (StatusCode, Vec<u8>, Opt
         .await
         .expect("sent");
     let status = response.status();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let content_type = header(&response, "content-type").map(str::to_string);
     (
         status,
         response.bytes().await.expect("body").to_vec(),
@@ -58,10 +54,10 @@ async fn customers_who_received_a_lot_download_its_certificate() {
     let acme = app.create_account("Acme").await;
     let globex = app.create_account("Globex").await;
     let carol = app
-        .add_user(&id(&acme), "carol@acme.example", &["scientist"])
+        .add_user(&acme, "carol@acme.example", &["scientist"])
         .await;
     let dan = app
-        .add_user(&id(&globex), "dan@globex.example", &["lab_manager"])
+        .add_user(&globex, "dan@globex.example", &["lab_manager"])
         .await;
 
     let (status, product) = app
@@ -151,7 +147,7 @@ async fn catalogue_input_is_checked() {
     let admin = app.admin_token();
     let acme = app.create_account("Acme").await;
     let carol = app
-        .add_user(&id(&acme), "carol@acme.example", &["scientist"])
+        .add_user(&acme, "carol@acme.example", &["scientist"])
         .await;
     let (status, _) = app
         .post(

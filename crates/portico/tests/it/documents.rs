@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, id, put, request, settled, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, kinds, put, request, settled, spawn_app, spawn_app_with};
 
 const RUN_CSV: &str = "timestamp,sample,absorbance\n2026-11-27T10:00:00Z,A1,0.12\n2026-11-27T10:05:00Z,A2,0.34\n2026-11-27T10:10:00Z,A3,0.56\n";
 
@@ -14,11 +14,24 @@ struct Uploader {
     token: String,
 }
 
+impl Uploader {
+    /// Uploads `body` as `filename` and waits until the worker is done with it.
+    async fn upload(
+        &self,
+        app: &TestApp,
+        filename: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> Value {
+        upload(app, &self.token, filename, content_type, body).await
+    }
+}
+
 async fn scientist(app: &TestApp) -> Uploader {
     let acme = app.create_account("Acme").await;
     Uploader {
         token: app
-            .add_user(&id(&acme), "carol@acme.example", &["scientist"])
+            .add_user(&acme, "carol@acme.example", &["scientist"])
             .await,
     }
 }
@@ -42,14 +55,9 @@ async fn upload(
 async fn a_run_file_becomes_ready_with_what_is_in_it() {
     let app = spawn_app().await;
     let carol = scientist(&app).await;
-    let doc = upload(
-        &app,
-        &carol.token,
-        "run 42.csv",
-        "text/csv",
-        RUN_CSV.as_bytes(),
-    )
-    .await;
+    let doc = carol
+        .upload(&app, "run 42.csv", "text/csv", RUN_CSV.as_bytes())
+        .await;
     assert_eq!(doc["status"], "ready", "{doc}");
     let meta = &doc["metadata"];
     assert_eq!(meta["size"], RUN_CSV.len());
@@ -81,20 +89,14 @@ async fn a_run_file_becomes_ready_with_what_is_in_it() {
 
     // The uploader is told; the list shows it.
     let (_, notes) = app.get("/v1/notifications", &carol.token).await;
-    let kinds: Vec<&str> = notes["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .filter_map(|n| n["kind"].as_str())
-        .collect();
-    assert_eq!(kinds, vec!["document_ready"]);
+    assert_eq!(kinds(&notes), vec!["document_ready"]);
     let (_, list) = app.get("/v1/documents", &carol.token).await;
     assert_eq!(list["items"][0]["id"], doc["id"]);
 
     // Other accounts cannot see it.
     let globex = app.create_account("Globex").await;
     let dan = app
-        .add_user(&id(&globex), "dan@globex.example", &["lab_manager"])
+        .add_user(&globex, "dan@globex.example", &["lab_manager"])
         .await;
     let (status, _) = app
         .get(
@@ -109,14 +111,9 @@ async fn a_run_file_becomes_ready_with_what_is_in_it() {
 async fn broken_files_end_failed_with_a_reason() {
     let app = spawn_app().await;
     let carol = scientist(&app).await;
-    let ragged = upload(
-        &app,
-        &carol.token,
-        "ragged.csv",
-        "text/csv",
-        b"a,b,c\n1,2,3\n4,5\n",
-    )
-    .await;
+    let ragged = carol
+        .upload(&app, "ragged.csv", "text/csv", b"a,b,c\n1,2,3\n4,5\n")
+        .await;
     assert_eq!(ragged["status"], "failed");
     assert!(
         ragged["failure_reason"]
@@ -124,33 +121,18 @@ async fn broken_files_end_failed_with_a_reason() {
             .is_some_and(|r| r.contains("row 3")),
         "{ragged}"
     );
-    let junk = upload(
-        &app,
-        &carol.token,
-        "junk.csv",
-        "text/csv",
-        b"\x00\x01\x02\xff\xfe binary",
-    )
-    .await;
+    let junk = carol
+        .upload(&app, "junk.csv", "text/csv", b"\x00\x01\x02\xff\xfe binary")
+        .await;
     assert_eq!(junk["status"], "failed", "{junk}");
-    let pdf = upload(
-        &app,
-        &carol.token,
-        "report.pdf",
-        "application/pdf",
-        b"%PDF-1.7\n...",
-    )
-    .await;
+    let pdf = carol
+        .upload(&app, "report.pdf", "application/pdf", b"%PDF-1.7\n...")
+        .await;
     assert_eq!(pdf["status"], "ready");
     assert_eq!(pdf["metadata"]["sniffed_type"], "application/pdf");
     let (_, notes) = app.get("/v1/notifications", &carol.token).await;
-    let kinds: Vec<&str> = notes["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .filter_map(|n| n["kind"].as_str())
-        .collect();
-    assert_eq!(kinds.iter().filter(|k| **k == "document_failed").count(), 2);
+    let seen = kinds(&notes);
+    assert_eq!(seen.iter().filter(|k| **k == "document_failed").count(), 2);
 }
 
 #[tokio::test]
@@ -328,7 +310,7 @@ async fn an_upload_link_stores_one_file_once() {
         .expect("bytes");
     assert_eq!(stored.as_ref(), swapped.as_slice());
     // And the recorded checksum is theirs: the same bytes uploaded anew give the same one.
-    let twin = upload(&app, &carol.token, "twin.csv", "text/csv", &swapped).await;
+    let twin = carol.upload(&app, "twin.csv", "text/csv", &swapped).await;
     assert_eq!(doc["metadata"]["sha256"], twin["metadata"]["sha256"]);
 }
 

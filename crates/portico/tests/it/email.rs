@@ -12,7 +12,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, id, spawn_app_with};
+use crate::helpers::{TestApp, spawn_app_with};
 
 #[derive(Clone, Debug)]
 enum Answer {
@@ -137,7 +137,7 @@ async fn a_welcome_email_goes_out_once_in_sendgrid_format() {
     let (sg, base) = stand_in().await;
     let app = app_with_sendgrid(&base).await;
     let acme = app.create_account("Acme <Labs> & Co").await;
-    app.add_user(&id(&acme), "lena@acme.example", &["lab_manager"])
+    app.add_user(&acme, "lena@acme.example", &["lab_manager"])
         .await;
     let outbox = settled_outbox(&app).await;
     assert_eq!(outbox.len(), 1);
@@ -176,7 +176,7 @@ async fn a_welcome_email_goes_out_once_in_sendgrid_format() {
 
     // Only admins read the outbox.
     let aa = app
-        .add_user(&id(&acme), "alice@acme.example", &["account_admin"])
+        .add_user(&acme, "alice@acme.example", &["account_admin"])
         .await;
     let (status, _) = app.get("/v1/outbox", &aa).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -244,7 +244,7 @@ async fn every_failure_ends_sent_once_or_failed_with_the_reason() {
         "down",
     ];
     for name in recipients {
-        app.add_user(&id(&acme), &format!("{name}@acme.example"), &["scientist"])
+        app.add_user(&acme, &format!("{name}@acme.example"), &["scientist"])
             .await;
     }
     let outbox = settled_outbox(&app).await;

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::helpers::{header, spawn_app, spawn_app_with};
 
 async fn raw_post(
     app: &crate::helpers::TestApp,
@@ -130,13 +130,7 @@ async fn every_response_carries_a_request_id() {
         .send()
         .await
         .expect("sent");
-    assert_eq!(
-        response
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok()),
-        Some("trace-me-42")
-    );
+    assert_eq!(header(&response, "x-request-id"), Some("trace-me-42"));
     let response = app
         .client
         .get(app.url("/no/such/route"))
@@ -146,10 +140,7 @@ async fn every_response_carries_a_request_id() {
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert!(response.headers().get("x-request-id").is_some());
     assert_eq!(
-        response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok()),
+        header(&response, "content-type"),
         Some("application/problem+json")
     );
     let response = app
@@ -160,10 +151,7 @@ async fn every_response_carries_a_request_id() {
         .expect("sent");
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(
-        response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok()),
+        header(&response, "content-type"),
         Some("application/problem+json")
     );
 }
@@ -302,12 +290,8 @@ async fn upload_url_for_host(app: &crate::helpers::TestApp, token: &str, host: &
 /// A token for Carol, a scientist of a new account on `app`.
 async fn scientist_on(app: &crate::helpers::TestApp) -> String {
     let acme = app.create_account("Acme").await;
-    app.add_user(
-        &crate::helpers::id(&acme),
-        "carol@acme.example",
-        &["scientist"],
-    )
-    .await
+    app.add_user(&acme, "carol@acme.example", &["scientist"])
+        .await
 }
 
 #[tokio::test]
@@ -376,10 +360,7 @@ async fn cross_origin_calls_follow_the_configured_origins() {
         .expect("sent");
     assert!(response.status().is_success(), "{}", response.status());
     let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
+        header(&response, name)
             .unwrap_or_default()
             .to_ascii_lowercase()
     };
@@ -411,10 +392,7 @@ async fn cross_origin_calls_follow_the_configured_origins() {
         allowed.and_then(|v| v.to_str().ok()),
         Some("http://localhost:3000")
     );
-    let exposed = response
-        .headers()
-        .get("access-control-expose-headers")
-        .and_then(|v| v.to_str().ok())
+    let exposed = crate::helpers::header(&response, "access-control-expose-headers")
         .unwrap_or_default()
         .to_ascii_lowercase();
     assert!(exposed.contains("x-request-id"), "{exposed}");

@@ -14,16 +14,9 @@ pub(crate) const QUIET: Duration = Duration::from_millis(700);
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
 pub(crate) async fn as_user(app: &TestApp, client_id: &str, token: &str) -> Mqtt {
-    connect(Connect {
-        addr: app.mqtt_addr,
-        client_id,
-        username: "user",
-        password: token,
-        clean: true,
-        websocket: false,
-    })
-    .await
-    .expect("user connects")
+    connect(Connect::tcp(app.mqtt_addr, client_id, "user", token))
+        .await
+        .expect("user connects")
 }
 
 /// A user connected as `client_id` and subscribed to their own notification topic (answered).
@@ -35,16 +28,9 @@ pub(crate) async fn listening(app: &TestApp, client_id: &str, token: &str) -> (M
 }
 
 pub(crate) async fn as_instrument(app: &TestApp, serial: &str, secret: &str) -> Mqtt {
-    connect(Connect {
-        addr: app.mqtt_addr,
-        client_id: serial,
-        username: serial,
-        password: secret,
-        clean: true,
-        websocket: false,
-    })
-    .await
-    .expect("instrument connects")
+    connect(Connect::tcp(app.mqtt_addr, serial, serial, secret))
+        .await
+        .expect("instrument connects")
 }
 
 async fn notifications(app: &TestApp, token: &str) -> Vec<Value> {
@@ -84,12 +70,7 @@ async fn an_instrument_error_reaches_exactly_the_right_people() {
     let instrument = as_instrument(app, "SN-A1", &w.sn_a1).await;
     let event = json!({"severity": "critical", "code": "E42", "message": "Pump pressure too high", "event_id": "evt-1"});
     instrument
-        .publish(
-            "instruments/SN-A1/events",
-            QoS::AtLeastOnce,
-            false,
-            event.to_string().as_bytes(),
-        )
+        .send("instruments/SN-A1/events", event.to_string().as_bytes())
         .await;
 
     for (name, client) in subscribers.iter_mut() {
@@ -129,12 +110,7 @@ async fn an_instrument_error_reaches_exactly_the_right_people() {
 
     // The same event delivered again (QoS 1 redelivery) notifies nobody twice.
     instrument
-        .publish(
-            "instruments/SN-A1/events",
-            QoS::AtLeastOnce,
-            false,
-            event.to_string().as_bytes(),
-        )
+        .send("instruments/SN-A1/events", event.to_string().as_bytes())
         .await;
     tokio::time::sleep(QUIET).await;
     assert_eq!(notifications(app, &w.bob).await.len(), 1);
@@ -162,12 +138,7 @@ async fn an_instrument_error_reaches_exactly_the_right_people() {
 
     // Info events and telemetry alert nobody.
     instrument
-        .publish(
-            "instruments/SN-A1/events",
-            QoS::AtLeastOnce,
-            false,
-            br#"{"severity":"info"}"#,
-        )
+        .send("instruments/SN-A1/events", br#"{"severity":"info"}"#)
         .await;
     instrument
         .publish(
@@ -190,23 +161,9 @@ async fn denied_publishes_are_dropped_before_any_rule_sees_them() {
 
     // A user pretending to be Acme's instrument, and Globex's instrument writing to Acme's topic.
     let carol = as_user(app, "carol", &w.carol).await;
-    carol
-        .publish(
-            "instruments/SN-A1/events",
-            QoS::AtLeastOnce,
-            false,
-            critical,
-        )
-        .await;
+    carol.send("instruments/SN-A1/events", critical).await;
     let globex = as_instrument(app, "SN-G1", &w.sn_g1).await;
-    globex
-        .publish(
-            "instruments/SN-A1/events",
-            QoS::AtLeastOnce,
-            false,
-            critical,
-        )
-        .await;
+    globex.send("instruments/SN-A1/events", critical).await;
     assert!(bob.next(QUIET).await.is_none());
     assert!(notifications(app, &w.bob).await.is_empty());
 
@@ -243,40 +200,20 @@ async fn denied_publishes_are_dropped_before_any_rule_sees_them() {
             .subscribe("instruments/SN-G1/commands", QoS::AtLeastOnce)
             .await
     );
-    bob.publish(
-        "instruments/SN-A1/commands",
-        QoS::AtLeastOnce,
-        false,
-        b"{\"cmd\":\"calibrate\"}",
-    )
-    .await;
+    bob.send("instruments/SN-A1/commands", b"{\"cmd\":\"calibrate\"}")
+        .await;
     assert!(device.next(WAIT).await.is_some());
     let alice = as_user(app, "alice", &w.alice).await;
     alice
-        .publish(
-            "instruments/SN-A1/commands",
-            QoS::AtLeastOnce,
-            false,
-            b"{\"cmd\":\"stop\"}",
-        )
+        .send("instruments/SN-A1/commands", b"{\"cmd\":\"stop\"}")
         .await;
     assert!(device.next(WAIT).await.is_some());
     carol
-        .publish(
-            "instruments/SN-A1/commands",
-            QoS::AtLeastOnce,
-            false,
-            b"{\"cmd\":\"stop\"}",
-        )
+        .send("instruments/SN-A1/commands", b"{\"cmd\":\"stop\"}")
         .await;
     let dan = as_user(app, "dan", &w.dan).await;
-    dan.publish(
-        "instruments/SN-A1/commands",
-        QoS::AtLeastOnce,
-        false,
-        b"{\"cmd\":\"stop\"}",
-    )
-    .await;
+    dan.send("instruments/SN-A1/commands", b"{\"cmd\":\"stop\"}")
+        .await;
     assert!(device.next(QUIET).await.is_none());
 }
 
@@ -287,16 +224,9 @@ async fn connects_are_refused_with_the_right_code() {
     let attempt = |client_id: &'static str, username: &'static str, password: String| {
         let addr = app.mqtt_addr;
         async move {
-            connect(Connect {
-                addr,
-                client_id,
-                username,
-                password: &password,
-                clean: true,
-                websocket: false,
-            })
-            .await
-            .err()
+            connect(Connect::tcp(addr, client_id, username, &password))
+                .await
+                .err()
         }
     };
     assert_eq!(
@@ -332,30 +262,16 @@ async fn a_client_id_cannot_be_taken_over_by_another_identity() {
     let w = world().await;
     let app = &w.app;
     let bob_id = app.user_id(&w.bob).await;
-    let mut bob = connect(Connect {
-        addr: app.mqtt_addr,
-        client_id: "shared-id",
-        username: "bob",
-        password: &w.bob,
-        clean: false,
-        websocket: false,
-    })
-    .await
-    .expect("bob connects");
+    let mut bob = connect(Connect::tcp(app.mqtt_addr, "shared-id", "bob", &w.bob).clean(false))
+        .await
+        .expect("bob connects");
     assert!(
         bob.subscribe(&format!("users/{bob_id}/notifications"), QoS::AtLeastOnce)
             .await
     );
     bob.disconnect().await;
-    let refused = connect(Connect {
-        addr: app.mqtt_addr,
-        client_id: "shared-id",
-        username: "carol",
-        password: &w.carol,
-        clean: false,
-        websocket: false,
-    })
-    .await;
+    let refused =
+        connect(Connect::tcp(app.mqtt_addr, "shared-id", "carol", &w.carol).clean(false)).await;
     assert_eq!(refused.err(), Some(ConnectReturnCode::NotAuthorized));
 }
 
@@ -364,14 +280,7 @@ async fn persistent_sessions_get_what_they_missed() {
     let w = world().await;
     let app = &w.app;
     let bob_id = app.user_id(&w.bob).await;
-    let session = |clean| Connect {
-        addr: app.mqtt_addr,
-        client_id: "bob-phone",
-        username: "bob",
-        password: &w.bob,
-        clean,
-        websocket: false,
-    };
+    let session = |clean| Connect::tcp(app.mqtt_addr, "bob-phone", "bob", &w.bob).clean(clean);
     let mut bob = connect(session(false)).await.expect("connects");
     assert!(
         bob.subscribe(&format!("users/{bob_id}/notifications"), QoS::AtLeastOnce)
@@ -381,10 +290,8 @@ async fn persistent_sessions_get_what_they_missed() {
 
     let instrument = as_instrument(app, "SN-A1", &w.sn_a1).await;
     instrument
-        .publish(
+        .send(
             "instruments/SN-A1/events",
-            QoS::AtLeastOnce,
-            false,
             br#"{"severity":"error","message":"while you were away"}"#,
         )
         .await;
@@ -401,9 +308,7 @@ async fn qos_levels_and_retained_messages_on_account_channels() {
     let app = &w.app;
     let channel = format!("accounts/{}/channels/lab", id(&w.acme));
     let carol = as_user(app, "carol", &w.carol).await;
-    carol
-        .publish(&channel, QoS::AtLeastOnce, true, b"retained status")
-        .await;
+    carol.retain(&channel, b"retained status").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let mut bob = as_user(app, "bob", &w.bob).await;
@@ -437,16 +342,9 @@ async fn websocket_clients_work_like_tcp_clients() {
     let w = world().await;
     let app = &w.app;
     let bob_id = app.user_id(&w.bob).await;
-    let mut bob = connect(Connect {
-        addr: app.mqtt_ws_addr,
-        client_id: "bob-browser",
-        username: "bob",
-        password: &w.bob,
-        clean: true,
-        websocket: true,
-    })
-    .await
-    .expect("WebSocket connect");
+    let mut bob = connect(Connect::tcp(app.mqtt_ws_addr, "bob-browser", "bob", &w.bob).websocket())
+        .await
+        .expect("WebSocket connect");
     assert!(
         bob.subscribe(&format!("users/{bob_id}/notifications"), QoS::AtLeastOnce)
             .await
@@ -457,12 +355,7 @@ async fn websocket_clients_work_like_tcp_clients() {
     );
     let instrument = as_instrument(app, "SN-A1", &w.sn_a1).await;
     instrument
-        .publish(
-            "instruments/SN-A1/events",
-            QoS::AtLeastOnce,
-            false,
-            br#"{"severity":"error"}"#,
-        )
+        .send("instruments/SN-A1/events", br#"{"severity":"error"}"#)
         .await;
     assert!(bob.next(WAIT).await.is_some());
 }
@@ -560,12 +453,7 @@ async fn bad_input_is_refused_and_the_broker_keeps_serving() {
     // Not JSON on a JSON rule: the rule skips it (and says so in the metrics); nobody is alerted.
     let instrument = as_instrument(app, "SN-A1", &w.sn_a1).await;
     instrument
-        .publish(
-            "instruments/SN-A1/events",
-            QoS::AtLeastOnce,
-            false,
-            b"severity=critical",
-        )
+        .send("instruments/SN-A1/events", b"severity=critical")
         .await;
     let (topic, _, _) = bob
         .next(WAIT)
@@ -580,12 +468,7 @@ async fn bad_input_is_refused_and_the_broker_keeps_serving() {
 
     // And the broker still works for everyone.
     instrument
-        .publish(
-            "instruments/SN-A1/events",
-            QoS::AtLeastOnce,
-            false,
-            br#"{"severity":"error"}"#,
-        )
+        .send("instruments/SN-A1/events", br#"{"severity":"error"}"#)
         .await;
     let mut got_notification = false;
     while let Some((topic, _, _)) = bob.next(WAIT).await {
@@ -635,12 +518,7 @@ async fn an_expired_token_ends_the_session() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     let instrument = as_instrument(app, "SN-A1", &w.sn_a1).await;
     instrument
-        .publish(
-            "instruments/SN-A1/events",
-            QoS::AtLeastOnce,
-            false,
-            br#"{"severity":"error"}"#,
-        )
+        .send("instruments/SN-A1/events", br#"{"severity":"error"}"#)
         .await;
     assert!(
         bob.next(QUIET * 2).await.is_none(),
@@ -674,10 +552,10 @@ async fn policy_and_rules_files_replace_the_defaults() {
     .await;
     let acme = app.create_account("Acme").await;
     let carol = app
-        .add_user(&id(&acme), "carol@acme.example", &["scientist"])
+        .add_user(&acme, "carol@acme.example", &["scientist"])
         .await;
     let bob = app
-        .add_user(&id(&acme), "bob@acme.example", &["lab_manager"])
+        .add_user(&acme, "bob@acme.example", &["lab_manager"])
         .await;
     let secret = app.register_instrument(&id(&acme), "SN-P1").await;
     let mut carol_client = as_user(&app, "carol", &carol).await;
@@ -696,12 +574,7 @@ async fn policy_and_rules_files_replace_the_defaults() {
     );
     let instrument = as_instrument(&app, "SN-P1", &secret).await;
     instrument
-        .publish(
-            "instruments/SN-P1/events",
-            QoS::AtLeastOnce,
-            false,
-            br#"{"level": 5}"#,
-        )
+        .send("instruments/SN-P1/events", br#"{"level": 5}"#)
         .await;
     assert!(carol_client.next(WAIT).await.is_some());
     tokio::time::sleep(QUIET).await;
@@ -717,7 +590,7 @@ async fn a_token_without_a_required_scope_cannot_connect() {
     let app = spawn_app_with(&[("PORTICO_AUTH_REQUIRED_SCOPES", "portico.api")]).await;
     let acme = app.create_account("Acme").await;
     let bob = app
-        .add_user(&id(&acme), "bob@acme.example", &["lab_manager"])
+        .add_user(&acme, "bob@acme.example", &["lab_manager"])
         .await;
     let scopeless = app
         .issuer
@@ -726,16 +599,9 @@ async fn a_token_without_a_required_scope_cannot_connect() {
     let attempt = |client_id: &'static str, password: String| {
         let addr = app.mqtt_addr;
         async move {
-            connect(Connect {
-                addr,
-                client_id,
-                username: "bob",
-                password: &password,
-                clean: true,
-                websocket: false,
-            })
-            .await
-            .err()
+            connect(Connect::tcp(addr, client_id, "bob", &password))
+                .await
+                .err()
         }
     };
     // Genuine but not allowed: "not authorized", not "bad credentials".

@@ -51,14 +51,7 @@ async fn a_will_is_refused_unless_its_publish_would_be_allowed() {
     {
         let client_id = format!("carol-will-{n}");
         let attempt = connect_with(
-            Connect {
-                addr: app.mqtt_addr,
-                client_id: &client_id,
-                username: "carol",
-                password: &w.carol,
-                clean: true,
-                websocket: false,
-            },
+            Connect::tcp(app.mqtt_addr, &client_id, "carol", &w.carol),
             Some(will(
                 topic,
                 br#"{"command":"purge","severity":"critical"}"#,
@@ -90,14 +83,7 @@ async fn an_allowed_will_is_published_and_seen_by_the_rules() {
     let app = &w.app;
     let (mut bob, bob_topic) = listening(app, "bob", &w.bob).await;
     let instrument = connect_with(
-        Connect {
-            addr: app.mqtt_addr,
-            client_id: "SN-A1",
-            username: "SN-A1",
-            password: &w.sn_a1,
-            clean: true,
-            websocket: false,
-        },
+        Connect::tcp(app.mqtt_addr, "SN-A1", "SN-A1", &w.sn_a1),
         Some(will(
             "instruments/SN-A1/events",
             br#"{"severity":"critical","message":"Instrument went offline"}"#,
@@ -132,14 +118,7 @@ async fn a_will_whose_token_expired_is_withheld() {
         })
         .expect("token");
     let carol = connect_with(
-        Connect {
-            addr: app.mqtt_addr,
-            client_id: "carol-short",
-            username: "carol",
-            password: &short,
-            clean: true,
-            websocket: false,
-        },
+        Connect::tcp(app.mqtt_addr, "carol-short", "carol", &short),
         Some(will(&channel, b"carol left", false)),
     )
     .await
@@ -158,18 +137,11 @@ async fn a_resumed_session_keeps_only_what_its_principal_may_still_receive() {
     let w = world().await;
     let app = &w.app;
     // Sam is an Acme scientist who was also platform support (an Okta group) for a while.
-    app.add_user(&id(&w.acme), "sam@acme.example", &["scientist"])
+    app.add_user(&w.acme, "sam@acme.example", &["scientist"])
         .await;
     let as_support = app.token("sam@acme.example", &["portico-support"]);
     let as_scientist = app.token("sam@acme.example", &[]);
-    let session = |token| Connect {
-        addr: app.mqtt_addr,
-        client_id: "sam-laptop",
-        username: "sam",
-        password: token,
-        clean: false,
-        websocket: false,
-    };
+    let session = |token| Connect::tcp(app.mqtt_addr, "sam-laptop", "sam", token).clean(false);
     let mut sam = connect(session(&as_support)).await.expect("connects");
     assert!(sam.subscribe("instruments/+/#", QoS::AtLeastOnce).await);
     sam.disconnect().await;
@@ -179,10 +151,8 @@ async fn a_resumed_session_keeps_only_what_its_principal_may_still_receive() {
         let sn_g1 = &sn_g1;
         async move {
             sn_g1
-                .publish(
+                .send(
                     "instruments/SN-G1/telemetry",
-                    QoS::AtLeastOnce,
-                    false,
                     format!("{{\"n\":{n}}}").as_bytes(),
                 )
                 .await
@@ -219,13 +189,8 @@ async fn a_resumed_session_keeps_only_what_its_principal_may_still_receive() {
 async fn an_instruments_serial_is_its_own_client_id() {
     let w = world().await;
     let app = &w.app;
-    let as_carol = |client_id: &'static str, clean| Connect {
-        addr: app.mqtt_addr,
-        client_id,
-        username: "carol",
-        password: &w.carol,
-        clean,
-        websocket: false,
+    let as_carol = |client_id: &'static str, clean| {
+        Connect::tcp(app.mqtt_addr, client_id, "carol", &w.carol).clean(clean)
     };
     // A registered serial cannot be used by anyone else.
     assert_eq!(
@@ -239,24 +204,17 @@ async fn an_instruments_serial_is_its_own_client_id() {
     assert!(squat.subscribe(&channel, QoS::AtLeastOnce).await);
     squat.disconnect().await;
     let secret = app.register_instrument(&id(&w.acme), "SN-NEW").await;
-    let mut rightful = connect(Connect {
-        addr: app.mqtt_addr,
-        client_id: "SN-NEW",
-        username: "SN-NEW",
-        password: &secret,
-        clean: false,
-        websocket: false,
-    })
-    .await
-    .expect("the instrument gets its serial back");
+    let mut rightful =
+        connect(Connect::tcp(app.mqtt_addr, "SN-NEW", "SN-NEW", &secret).clean(false))
+            .await
+            .expect("the instrument gets its serial back");
     assert_eq!(
         connect(as_carol("SN-NEW", false)).await.err(),
         Some(ConnectReturnCode::NotAuthorized),
         "and the squatter cannot take it again"
     );
     let bob = as_user(app, "bob", &w.bob).await;
-    bob.publish(&channel, QoS::AtLeastOnce, false, b"for members")
-        .await;
+    bob.send(&channel, b"for members").await;
     assert!(
         drain(&mut rightful).await.is_empty(),
         "the squatter's subscription was handed to the instrument"
@@ -269,28 +227,14 @@ async fn a_client_id_that_starts_with_a_user_id_is_that_users_alone() {
     let app = &w.app;
     let bob_id = app.user_id(&w.bob).await;
     let phone = format!("{bob_id}-phone");
-    let as_dan = Connect {
-        addr: app.mqtt_addr,
-        client_id: &phone,
-        username: "dan",
-        password: &w.dan,
-        clean: false,
-        websocket: false,
-    };
+    let as_dan = Connect::tcp(app.mqtt_addr, &phone, "dan", &w.dan).clean(false);
     assert_eq!(
         connect(as_dan).await.err(),
         Some(ConnectReturnCode::NotAuthorized)
     );
-    let bob = connect(Connect {
-        addr: app.mqtt_addr,
-        client_id: &phone,
-        username: "bob",
-        password: &w.bob,
-        clean: false,
-        websocket: false,
-    })
-    .await
-    .expect("bob uses his own id");
+    let bob = connect(Connect::tcp(app.mqtt_addr, &phone, "bob", &w.bob).clean(false))
+        .await
+        .expect("bob uses his own id");
     bob.disconnect().await;
 }
 
@@ -344,32 +288,17 @@ async fn retained_messages_are_bounded_per_identity() {
     let bob_client = as_user(&app, "bob", &bob).await;
     for n in 0..5 {
         bob_client
-            .publish(
-                &format!("{channels}/pinned-{n}"),
-                QoS::AtLeastOnce,
-                true,
-                b"status",
-            )
+            .retain(&format!("{channels}/pinned-{n}"), b"status")
             .await;
     }
     // Too large for what is left of his bytes.
     bob_client
-        .publish(
-            &format!("{channels}/pinned-0"),
-            QoS::AtLeastOnce,
-            true,
-            &[b'x'; 1001],
-        )
+        .retain(&format!("{channels}/pinned-0"), &[b'x'; 1001])
         .await;
     // Carol has her own allowance.
     let carol_client = as_user(&app, "carol", &carol).await;
     carol_client
-        .publish(
-            &format!("{channels}/carol"),
-            QoS::AtLeastOnce,
-            true,
-            b"mine",
-        )
+        .retain(&format!("{channels}/carol"), b"mine")
         .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut reader = as_user(&app, "reader", &carol).await;
@@ -403,16 +332,9 @@ async fn failed_logins_back_off_per_username() {
     let attempt = |secret: &str| {
         let secret = secret.to_string();
         async move {
-            connect(Connect {
-                addr: app.mqtt_addr,
-                client_id: "SN-A1",
-                username: "SN-A1",
-                password: &secret,
-                clean: true,
-                websocket: false,
-            })
-            .await
-            .err()
+            connect(Connect::tcp(app.mqtt_addr, "SN-A1", "SN-A1", &secret))
+                .await
+                .err()
         }
     };
     for _ in 0..6 {
@@ -428,16 +350,9 @@ async fn failed_logins_back_off_per_username() {
     );
     // ... other identities are not ...
     assert!(
-        connect(Connect {
-            addr: app.mqtt_addr,
-            client_id: "SN-G1",
-            username: "SN-G1",
-            password: &w.sn_g1,
-            clean: true,
-            websocket: false,
-        })
-        .await
-        .is_ok()
+        connect(Connect::tcp(app.mqtt_addr, "SN-G1", "SN-G1", &w.sn_g1))
+            .await
+            .is_ok()
     );
     // ... and once the backoff has passed, the instrument gets in.
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -449,14 +364,12 @@ async fn failed_logins_back_off_per_source_address() {
     let w = world().await;
     let app = &w.app;
     let attempt = |client_id: String, username: String, password: String| async move {
-        connect(Connect {
-            addr: app.mqtt_addr,
-            client_id: &client_id,
-            username: &username,
-            password: &password,
-            clean: true,
-            websocket: false,
-        })
+        connect(Connect::tcp(
+            app.mqtt_addr,
+            &client_id,
+            &username,
+            &password,
+        ))
         .await
         .err()
     };

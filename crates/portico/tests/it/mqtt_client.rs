@@ -31,6 +31,33 @@ pub struct Connect<'a> {
     pub websocket: bool,
 }
 
+impl<'a> Connect<'a> {
+    /// A clean session over TCP.
+    pub fn tcp(addr: SocketAddr, client_id: &'a str, username: &'a str, password: &'a str) -> Self {
+        Connect {
+            addr,
+            client_id,
+            username,
+            password,
+            clean: true,
+            websocket: false,
+        }
+    }
+
+    /// A session the broker keeps while the client is away (`false`), or not.
+    pub fn clean(self, clean: bool) -> Self {
+        Connect { clean, ..self }
+    }
+
+    /// Over WebSocket (`addr` is then the broker's WebSocket listener).
+    pub fn websocket(self) -> Self {
+        Connect {
+            websocket: true,
+            ..self
+        }
+    }
+}
+
 /// Connects and waits for the CONNACK; a refusal comes back as its return code.
 pub async fn connect(c: Connect<'_>) -> Result<Mqtt, rumqttc::ConnectReturnCode> {
     connect_with(c, None).await
@@ -123,6 +150,16 @@ impl Mqtt {
             .publish(topic, qos, retain, payload.to_vec())
             .await
             .expect("publish queued");
+    }
+
+    /// Publishes at QoS 1, not retained: what instruments and apps mostly send.
+    pub async fn send(&self, topic: &str, payload: &[u8]) {
+        self.publish(topic, QoS::AtLeastOnce, false, payload).await
+    }
+
+    /// Publishes at QoS 1, retained.
+    pub async fn retain(&self, topic: &str, payload: &[u8]) {
+        self.publish(topic, QoS::AtLeastOnce, true, payload).await
     }
 
     /// The next message delivered, or `None` after `wait`.

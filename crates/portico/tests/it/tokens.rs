@@ -6,7 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, now, spawn_app};
+use crate::helpers::{TestApp, header, now, spawn_app};
 
 fn b64(v: &Value) -> String {
     URL_SAFE_NO_PAD.encode(v.to_string())
@@ -23,10 +23,7 @@ async fn assert_refused(app: &TestApp, token: &str, why: &str) {
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{why}");
     assert!(response.headers().contains_key("www-authenticate"), "{why}");
     assert_eq!(
-        response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok()),
+        header(&response, "content-type"),
         Some("application/problem+json"),
         "{why}"
     );
@@ -157,11 +154,7 @@ async fn a_token_for_another_account_opens_nothing_there() {
     let acme = app.create_account("Acme").await;
     let globex = app.create_account("Globex").await;
     let alice = app
-        .add_user(
-            acme["id"].as_str().expect("id"),
-            "alice@acme.example",
-            &["account_admin"],
-        )
+        .add_user(&acme, "alice@acme.example", &["account_admin"])
         .await;
     let globex_users = format!("/v1/accounts/{}/users", globex["id"].as_str().expect("id"));
     let (status, _) = app.get(&globex_users, &alice).await;
