@@ -1,11 +1,10 @@
 //! The `Accounts` port on SQLite.
 
-use anyhow::Context;
 use async_trait::async_trait;
 use portico_core::domain::{Account, AccountKind};
 use portico_core::ports::{NewAccount, Page, PageRequest};
 use portico_core::{Accounts, Result};
-use rusqlite::{Row, TransactionBehavior, params};
+use rusqlite::{Row, params};
 
 use crate::SqliteStore;
 use crate::rows::{Decoded, conflict_or, corrupt, decode_cursor, parse_timestamp, timestamp};
@@ -22,11 +21,8 @@ impl Accounts for SqliteStore {
         let new = new.clone();
         let range = self.account_numbers;
         self.db
-            .write(move |conn| {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .context("starting account transaction")?;
-                let number = sequence::allocate(&tx, ACCOUNT_NUMBERS, range)?;
+            .transaction("account", move |tx| {
+                let number = sequence::allocate(tx, ACCOUNT_NUMBERS, range)?;
                 let account = Account {
                     id: new.id,
                     account_number: number.to_string(),
@@ -54,7 +50,6 @@ impl Accounts for SqliteStore {
                         "inserting account",
                     )
                 })?;
-                tx.commit().context("committing account")?;
                 Ok(account)
             })
             .await
@@ -71,13 +66,8 @@ impl Accounts for SqliteStore {
             "SELECT {COLUMNS} FROM accounts
              WHERE seq > ?1 AND (?2 IS NULL OR id = ?2) ORDER BY seq LIMIT ?3"
         );
-        self.page(
-            &sql,
-            params![after, only, page.limit + 1],
-            account_row,
-            page.limit,
-            "listing accounts",
-        )
+        let params = params![after, only, page.limit + 1];
+        self.page(&sql, params, account_row, page.limit, "listing accounts")
     }
 }
 

@@ -34,13 +34,8 @@ impl Catalogue for SqliteStore {
         let after = decode_cursor(page.cursor.as_deref())?;
         let sql =
             format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE seq > ?1 ORDER BY seq LIMIT ?2");
-        self.page(
-            &sql,
-            params![after, page.limit + 1],
-            product_row,
-            page.limit,
-            "listing products",
-        )
+        let params = params![after, page.limit + 1];
+        self.page(&sql, params, product_row, page.limit, "listing products")
     }
 
     async fn create_lot(&self, lot: &Lot) -> Result<()> {
@@ -91,13 +86,8 @@ impl Catalogue for SqliteStore {
              WHERE seq > ?1 AND (?2 IS NULL OR lot_number = ?2) AND (?3 IS NULL OR account_id = ?3)
              ORDER BY seq LIMIT ?4"
         );
-        self.page(
-            &sql,
-            params![after, lot_number, account_id, page.limit + 1],
-            shipment_row,
-            page.limit,
-            "listing shipments",
-        )
+        let params = params![after, lot_number, account_id, page.limit + 1];
+        self.page(&sql, params, shipment_row, page.limit, "listing shipments")
     }
 }
 

@@ -213,6 +213,39 @@ impl Database {
         .map_err(|e| anyhow::anyhow!("database task failed: {e}"))?
     }
 
+    /// Runs `f` in one immediate transaction on the writer connection (writes are serialised,
+    /// and the transaction holds the write lock from its start); commits when `f` succeeds.
+    pub(crate) async fn transaction<T, F>(&self, what: &'static str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
+    {
+        self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .with_context(|| format!("starting {what}"))?;
+            let value = f(&tx)?;
+            tx.commit().with_context(|| format!("committing {what}"))?;
+            Ok(value)
+        })
+        .await
+    }
+
+    /// Runs one statement on the writer connection; answers how many rows it changed.
+    pub(crate) async fn execute(
+        &self,
+        sql: &'static str,
+        values: Vec<rusqlite::types::Value>,
+        what: &'static str,
+    ) -> Result<usize> {
+        self.write(move |conn| {
+            Ok(conn
+                .execute(sql, rusqlite::params_from_iter(values))
+                .context(what)?)
+        })
+        .await
+    }
+
     /// Runs `f` on a reader connection, on the calling thread (so it is not async).
     ///
     /// Reads are indexed point lookups and short pages that take microseconds, and in WAL mode

@@ -56,13 +56,8 @@ impl Documents for SqliteStore {
             "SELECT {COLUMNS} FROM documents
              WHERE account_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3"
         );
-        self.page(
-            &sql,
-            params![account_id, before, page.limit + 1],
-            document_row,
-            page.limit,
-            "listing documents",
-        )
+        let params = params![account_id, before, page.limit + 1];
+        self.page(&sql, params, document_row, page.limit, "listing documents")
     }
 
     async fn transition_document(&self, id: &str, change: Transition<'_>) -> Result<bool> {

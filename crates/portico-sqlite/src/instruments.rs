@@ -45,9 +45,10 @@ impl Instruments for SqliteStore {
             "SELECT {COLUMNS} FROM instruments
              WHERE seq > ?1 AND (?2 IS NULL OR account_id = ?2) ORDER BY seq LIMIT ?3"
         );
+        let params = params![after, account_id, page.limit + 1];
         self.page(
             &sql,
-            params![after, account_id, page.limit + 1],
+            params,
             instrument_row,
             page.limit,
             "listing instruments",

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use portico_core::domain::Notification;
 use portico_core::ports::{Page, PageRequest};
 use portico_core::{Error, Notifications, Result};
-use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, Row, params};
 use time::OffsetDateTime;
 
 use crate::SqliteStore;
@@ -18,10 +18,7 @@ impl Notifications for SqliteStore {
     async fn insert_notifications(&self, notifications: &[Notification]) -> Result<Vec<String>> {
         let notifications = notifications.to_vec();
         self.db
-            .write(move |conn| {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .context("starting notification transaction")?;
+            .transaction("notifications", move |tx| {
                 let mut new = Vec::new();
                 {
                     let mut insert = tx
@@ -48,7 +45,6 @@ impl Notifications for SqliteStore {
                         }
                     }
                 }
-                tx.commit().context("committing notifications")?;
                 Ok(new)
             })
             .await
@@ -64,9 +60,10 @@ impl Notifications for SqliteStore {
             "SELECT {COLUMNS} FROM notifications
              WHERE user_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3"
         );
+        let params = params![user_id, before, page.limit + 1];
         self.page(
             &sql,
-            params![user_id, before, page.limit + 1],
+            params,
             notification_row,
             page.limit,
             "listing notifications",

@@ -8,36 +8,34 @@ use async_trait::async_trait;
 use portico_core::domain::{EmailStatus, OutboundEmail, OutboxEntry};
 use portico_core::ports::{Page, PageRequest};
 use portico_core::{Outbox, Result};
-use rusqlite::{Row, TransactionBehavior, params};
+use rusqlite::{Row, params};
 use time::OffsetDateTime;
 
 use crate::SqliteStore;
-use crate::rows::{Decoded, corrupt, decode_cursor_newest_first, now_ms, timestamp};
+use crate::rows::{Decoded, corrupt, decode_cursor_newest_first, now_ms, timestamp, values};
 
 #[async_trait]
 impl Outbox for SqliteStore {
-    async fn enqueue(&self, email: &OutboundEmail) -> Result<()> {
-        let e = email.clone();
-        self.db
-            .write(move |conn| {
-                conn.execute(
-                    "INSERT INTO outbox (id, recipient, subject, body_text, body_html, category)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(id) DO NOTHING",
-                    params![e.id, e.to, e.subject, e.text, e.html, e.category],
-                )
-                .context("queueing e-mail")?;
-                Ok(())
-            })
-            .await
+    async fn enqueue(&self, e: &OutboundEmail) -> Result<()> {
+        let sql = "INSERT INTO outbox (id, recipient, subject, body_text, body_html, category)
+                   VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(id) DO NOTHING";
+        let (id, to, subject) = (e.id.clone(), e.to.clone(), e.subject.clone());
+        let values = values![
+            id,
+            to,
+            subject,
+            e.text.clone(),
+            e.html.clone(),
+            e.category.clone()
+        ];
+        self.db.execute(sql, values, "queueing e-mail").await?;
+        Ok(())
     }
 
     async fn claim_due(&self, limit: u32, lease: Duration) -> Result<Vec<(OutboundEmail, u32)>> {
         self.db
-            .write(move |conn| {
+            .transaction("outbox claim", move |tx| {
                 let now = now_ms();
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .context("starting outbox claim")?;
                 let due: Vec<(OutboundEmail, i64)> = tx
                     .prepare_cached(
                         "SELECT id, recipient, subject, body_text, body_html, category, attempts FROM outbox
@@ -70,7 +68,6 @@ impl Outbox for SqliteStore {
                     )
                     .context("claiming e-mail")?;
                 }
-                tx.commit().context("committing outbox claim")?;
                 Ok(due
                     .into_iter()
                     .map(|(email, attempts)| (email, u32::try_from(attempts + 1).unwrap_or(u32::MAX)))
@@ -80,46 +77,36 @@ impl Outbox for SqliteStore {
     }
 
     async fn mark_sent(&self, id: &str, provider_message_id: Option<&str>) -> Result<()> {
-        let (id, provider) = (id.to_string(), provider_message_id.map(str::to_string));
+        let sql = "UPDATE outbox SET status = 'sent', provider_message_id = ?2, last_error = NULL,
+                   sent_at = ?3 WHERE id = ?1";
+        let provider = provider_message_id.map(str::to_string);
+        let values = values![
+            id.to_string(),
+            provider,
+            timestamp(OffsetDateTime::now_utc())?
+        ];
         self.db
-            .write(move |conn| {
-                conn.execute(
-                    "UPDATE outbox SET status = 'sent', provider_message_id = ?2, last_error = NULL, sent_at = ?3
-                     WHERE id = ?1",
-                    params![id, provider, timestamp(OffsetDateTime::now_utc())?],
-                )
-                .context("recording sent e-mail")?;
-                Ok(())
-            })
-            .await
+            .execute(sql, values, "recording sent e-mail")
+            .await?;
+        Ok(())
     }
 
     async fn retry_later(&self, id: &str, after: Duration, error: &str) -> Result<()> {
-        let (id, error) = (id.to_string(), error.to_string());
-        self.db
-            .write(move |conn| {
-                conn.execute(
-                    "UPDATE outbox SET status = 'pending', next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
-                    params![id, now_ms() + after.as_millis() as i64, error],
-                )
-                .context("rescheduling e-mail")?;
-                Ok(())
-            })
-            .await
+        let sql = "UPDATE outbox SET status = 'pending', next_attempt_at = ?2, last_error = ?3
+                   WHERE id = ?1";
+        let due = now_ms() + after.as_millis() as i64;
+        let values = values![id.to_string(), due, error.to_string()];
+        self.db.execute(sql, values, "rescheduling e-mail").await?;
+        Ok(())
     }
 
     async fn mark_failed(&self, id: &str, error: &str) -> Result<()> {
-        let (id, error) = (id.to_string(), error.to_string());
+        let sql = "UPDATE outbox SET status = 'failed', last_error = ?2 WHERE id = ?1";
+        let values = values![id.to_string(), error.to_string()];
         self.db
-            .write(move |conn| {
-                conn.execute(
-                    "UPDATE outbox SET status = 'failed', last_error = ?2 WHERE id = ?1",
-                    params![id, error],
-                )
-                .context("recording failed e-mail")?;
-                Ok(())
-            })
-            .await
+            .execute(sql, values, "recording failed e-mail")
+            .await?;
+        Ok(())
     }
 
     async fn list_outbox(

@@ -11,10 +11,11 @@ use anyhow::Context;
 use async_trait::async_trait;
 use portico_core::ports::{QueueMessage, QueueStats};
 use portico_core::{Queue, Result};
-use rusqlite::{TransactionBehavior, params};
+use rusqlite::params;
 use tokio::sync::Notify;
 
 use crate::Database;
+use crate::rows::{now_ms, values};
 
 /// Suffix of a queue's dead-letter queue.
 pub const DEAD_LETTER_SUFFIX: &str = "-dead";
@@ -46,11 +47,8 @@ impl SqliteQueue {
         let max_receives = self.max_receives;
         let dead_letters = !queue.ends_with(DEAD_LETTER_SUFFIX);
         self.db
-            .write(move |conn| {
+            .transaction("receive", move |tx| {
                 let now = now_ms();
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .context("starting receive")?;
                 let candidates: Vec<(i64, String, String, String, i64, i64)> = tx
                     .prepare_cached(
                         "SELECT seq, id, body, attributes, sent_at, receive_count FROM queue_messages
@@ -92,7 +90,6 @@ impl SqliteQueue {
                         sent_at_ms: sent_at,
                     });
                 }
-                tx.commit().context("committing receive")?;
                 Ok(out)
             })
             .await
@@ -110,19 +107,10 @@ impl Queue for SqliteQueue {
         let id = uuid::Uuid::now_v7().to_string();
         let (queue, body) = (queue.to_string(), body.to_string());
         let attributes = serde_json::to_string(attributes).context("encoding attributes")?;
-        let message_id = id.clone();
-        self.db
-            .write(move |conn| {
-                let now = now_ms();
-                conn.execute(
-                    "INSERT INTO queue_messages (id, queue, body, attributes, sent_at, visible_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-                    params![message_id, queue, body, attributes, now],
-                )
-                .context("sending message")?;
-                Ok(())
-            })
-            .await?;
+        let sql = "INSERT INTO queue_messages (id, queue, body, attributes, sent_at, visible_at)
+                   VALUES (?1, ?2, ?3, ?4, ?5, ?5)";
+        let values = values![id.clone(), queue, body, attributes, now_ms()];
+        self.db.execute(sql, values, "sending message").await?;
         self.sent.notify_waiters();
         Ok(id)
     }
@@ -150,18 +138,9 @@ impl Queue for SqliteQueue {
     }
 
     async fn delete(&self, queue: &str, receipt: &str) -> Result<bool> {
-        let (queue, receipt) = (queue.to_string(), receipt.to_string());
-        self.db
-            .write(move |conn| {
-                let n = conn
-                    .execute(
-                        "DELETE FROM queue_messages WHERE receipt = ?2 AND queue = ?1",
-                        params![queue, receipt],
-                    )
-                    .context("deleting message")?;
-                Ok(n > 0)
-            })
-            .await
+        let sql = "DELETE FROM queue_messages WHERE receipt = ?2 AND queue = ?1";
+        let values = values![queue.to_string(), receipt.to_string()];
+        Ok(self.db.execute(sql, values, "deleting message").await? > 0)
     }
 
     async fn change_visibility(
@@ -170,18 +149,10 @@ impl Queue for SqliteQueue {
         receipt: &str,
         visibility: Duration,
     ) -> Result<bool> {
-        let (queue, receipt) = (queue.to_string(), receipt.to_string());
-        self.db
-            .write(move |conn| {
-                let n = conn
-                    .execute(
-                        "UPDATE queue_messages SET visible_at = ?3 WHERE receipt = ?2 AND queue = ?1",
-                        params![queue, receipt, now_ms() + visibility.as_millis() as i64],
-                    )
-                    .context("changing visibility")?;
-                Ok(n > 0)
-            })
-            .await
+        let sql = "UPDATE queue_messages SET visible_at = ?3 WHERE receipt = ?2 AND queue = ?1";
+        let visible_at = now_ms() + visibility.as_millis() as i64;
+        let values = values![queue.to_string(), receipt.to_string(), visible_at];
+        Ok(self.db.execute(sql, values, "changing visibility").await? > 0)
     }
 
     async fn stats(&self, queue: &str) -> Result<QueueStats> {
@@ -208,13 +179,6 @@ impl Queue for SqliteQueue {
                 })
             })
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

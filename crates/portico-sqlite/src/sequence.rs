@@ -6,7 +6,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use portico_core::ports::SequenceRange;
 use portico_core::{Error, Result, SequenceGenerator};
-use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 
 use crate::Database;
 
@@ -28,12 +28,8 @@ impl SequenceGenerator for SqliteSequence {
         let name = sequence.to_string();
         let range = self.range;
         self.db
-            .write(move |conn| {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .context("starting sequence transaction")?;
-                let value = allocate(&tx, &name, range)?;
-                tx.commit().context("committing sequence")?;
+            .transaction("sequence", move |tx| {
+                let value = allocate(tx, &name, range)?;
                 Ok(value)
             })
             .await

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use portico_core::domain::{Role, User, sub_key};
 use portico_core::ports::{Page, PageRequest};
 use portico_core::{Error, Result, Users};
-use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, Row, params};
 
 use crate::SqliteStore;
 use crate::rows::{Decoded, conflict_or, corrupt, decode_cursor, parse_timestamp, timestamp};
@@ -17,10 +17,7 @@ impl Users for SqliteStore {
     async fn insert_user(&self, user: &User) -> Result<()> {
         let u = user.clone();
         self.db
-            .write(move |conn| {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .context("starting user transaction")?;
+            .transaction("user", move |tx| {
                 tx.execute(
                     "INSERT INTO users (id, sub, sub_key, email, display_name, account_id, roles, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -42,8 +39,7 @@ impl Users for SqliteStore {
                         "inserting user",
                     )
                 })?;
-                index_roles(&tx, &u.id, u.account_id.as_deref(), &u.roles)?;
-                tx.commit().context("committing user")?;
+                index_roles(tx, &u.id, u.account_id.as_deref(), &u.roles)?;
                 Ok(())
             })
             .await
@@ -64,10 +60,7 @@ impl Users for SqliteStore {
         let id = user_id.to_string();
         let roles = roles.to_vec();
         self.db
-            .write(move |conn| {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .context("starting roles transaction")?;
+            .transaction("roles", move |tx| {
                 let account_id: Option<Option<String>> = tx
                     .query_row(
                         "UPDATE users SET roles = ?2 WHERE id = ?1 RETURNING account_id",
@@ -81,8 +74,7 @@ impl Users for SqliteStore {
                 };
                 tx.execute("DELETE FROM user_roles WHERE user_id = ?1", params![id])
                     .context("clearing role index")?;
-                index_roles(&tx, &id, account_id.as_deref(), &roles)?;
-                tx.commit().context("committing roles")?;
+                index_roles(tx, &id, account_id.as_deref(), &roles)?;
                 Ok(())
             })
             .await
@@ -94,13 +86,8 @@ impl Users for SqliteStore {
             "SELECT {COLUMNS} FROM users
              WHERE account_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
         );
-        self.page(
-            &sql,
-            params![account_id, after, page.limit + 1],
-            user_row,
-            page.limit,
-            "listing users",
-        )
+        let params = params![account_id, after, page.limit + 1];
+        self.page(&sql, params, user_row, page.limit, "listing users")
     }
 
     async fn users_with_role(&self, account_id: Option<&str>, role: Role) -> Result<Vec<User>> {
