@@ -39,16 +39,6 @@ mod contract {
         Database::open(&dir.path().join("portico.db")).expect("db")
     }
 
-    fn store(dir: &tempfile::TempDir) -> SqliteStore {
-        SqliteStore::new(
-            database(dir),
-            SequenceRange {
-                start: 500,
-                end: 1000,
-            },
-        )
-    }
-
     #[tokio::test]
     async fn sequence() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -78,48 +68,18 @@ mod contract {
     }
 
     #[tokio::test]
-    async fn accounts() {
+    async fn every_record_port() {
         let dir = tempfile::tempdir().expect("temp dir");
-        suite::records::accounts::numbered_and_paged(&store(&dir)).await;
-    }
-
-    #[tokio::test]
-    async fn users() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = store(&dir);
-        suite::records::users::subjects_and_roles(&store, &store).await;
-    }
-
-    #[tokio::test]
-    async fn instruments() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = store(&dir);
-        suite::records::instruments::serials_and_secrets(&store, &store).await;
-    }
-
-    #[tokio::test]
-    async fn notifications() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        suite::records::notifications::redelivery_order_and_reads(&store(&dir)).await;
-    }
-
-    #[tokio::test]
-    async fn documents() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = store(&dir);
-        suite::records::documents::listing_and_transitions(&store, &store, &store).await;
-    }
-
-    #[tokio::test]
-    async fn catalogue() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = store(&dir);
-        suite::records::catalogue::products_lots_and_shipments(&store, &store).await;
-    }
-
-    #[tokio::test]
-    async fn outbox() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        suite::records::outbox::leases_and_outcomes(&store(&dir)).await;
+        let mut made = 0;
+        suite::records::every_port(|| {
+            made += 1;
+            let db = Database::open(&dir.path().join(format!("store-{made}.db"))).expect("db");
+            let range = SequenceRange {
+                start: 500,
+                end: 1000,
+            };
+            async move { SqliteStore::new(db, range) }
+        })
+        .await;
     }
 }

@@ -124,42 +124,8 @@ async fn objects() {
 }
 
 #[tokio::test]
-async fn accounts() {
-    suite::records::accounts::numbered_and_paged(&store(&env(REGION).await)).await;
-}
-
-#[tokio::test]
-async fn users() {
-    let store = store(&env(REGION).await);
-    suite::records::users::subjects_and_roles(&store, &store).await;
-}
-
-#[tokio::test]
-async fn instruments() {
-    let store = store(&env(REGION).await);
-    suite::records::instruments::serials_and_secrets(&store, &store).await;
-}
-
-#[tokio::test]
-async fn notifications() {
-    suite::records::notifications::redelivery_order_and_reads(&store(&env(REGION).await)).await;
-}
-
-#[tokio::test]
-async fn documents() {
-    let store = store(&env(REGION).await);
-    suite::records::documents::listing_and_transitions(&store, &store, &store).await;
-}
-
-#[tokio::test]
-async fn catalogue() {
-    let store = store(&env(REGION).await);
-    suite::records::catalogue::products_lots_and_shipments(&store, &store).await;
-}
-
-#[tokio::test]
-async fn outbox() {
-    suite::records::outbox::leases_and_outcomes(&store(&env(REGION).await)).await;
+async fn every_record_port() {
+    suite::records::every_port(|| async { store(&env(REGION).await) }).await;
 }
 
 #[tokio::test]

@@ -3,12 +3,11 @@
 use portico_core::domain::{Lot, Product, QcTest, Shipment};
 use portico_core::{Accounts, Catalogue, Error};
 
-use super::{at, new_account, page, walk};
+use super::{at, page, two_accounts, walk};
 
 /// Products, lots and shipments.
 pub async fn products_lots_and_shipments(accounts: &dyn Accounts, catalogue: &dyn Catalogue) {
-    accounts.create_account(&new_account(1)).await.unwrap();
-    accounts.create_account(&new_account(2)).await.unwrap();
+    two_accounts(accounts).await;
     for n in 0..3 {
         let product = Product {
             sku: format!("SKU-{n}"),

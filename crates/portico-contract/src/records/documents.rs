@@ -5,7 +5,7 @@ use portico_core::ports::Transition;
 use portico_core::{Accounts, Documents, Error, Users};
 use serde_json::json;
 
-use super::{at, new_account, user, walk};
+use super::{at, two_accounts, user, walk};
 
 /// Documents: listed newest first per account; status moves only from an expected status.
 pub async fn listing_and_transitions(
@@ -13,8 +13,7 @@ pub async fn listing_and_transitions(
     users: &dyn Users,
     documents: &dyn Documents,
 ) {
-    accounts.create_account(&new_account(1)).await.unwrap();
-    accounts.create_account(&new_account(2)).await.unwrap();
+    two_accounts(accounts).await;
     users
         .insert_user(&user(1, Some("acc-1"), &[Role::Scientist]))
         .await

@@ -3,12 +3,11 @@
 use portico_core::domain::Instrument;
 use portico_core::{Accounts, Error, Instruments};
 
-use super::{at, new_account, walk};
+use super::{at, two_accounts, walk};
 
 /// Instruments: serials unique, secret hashes kept apart from the record, listed oldest first.
 pub async fn serials_and_secrets(accounts: &dyn Accounts, instruments: &dyn Instruments) {
-    accounts.create_account(&new_account(1)).await.unwrap();
-    accounts.create_account(&new_account(2)).await.unwrap();
+    two_accounts(accounts).await;
     for n in 0..4 {
         let instrument = Instrument {
             serial: format!("SN-{n}"),

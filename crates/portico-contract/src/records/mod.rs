@@ -11,8 +11,32 @@ pub mod notifications;
 pub mod outbox;
 pub mod users;
 
+/// Every record suite, each on a fresh, empty store from `fresh`: for an adapter that serves all
+/// the record ports, as the SQLite store and the DynamoDB table do.
+pub async fn every_port<S, F, Fut>(mut fresh: F)
+where
+    S: Accounts + Users + Instruments + Notifications + Documents + Catalogue + Outbox,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = S>,
+{
+    accounts::numbered_and_paged(&fresh().await).await;
+    let store = fresh().await;
+    users::subjects_and_roles(&store, &store).await;
+    let store = fresh().await;
+    instruments::serials_and_secrets(&store, &store).await;
+    notifications::redelivery_order_and_reads(&fresh().await).await;
+    let store = fresh().await;
+    documents::listing_and_transitions(&store, &store, &store).await;
+    let store = fresh().await;
+    catalogue::products_lots_and_shipments(&store, &store).await;
+    outbox::leases_and_outcomes(&fresh().await).await;
+}
+
+use std::future::Future;
+
 use portico_core::domain::{AccountKind, Role, User};
 use portico_core::ports::{NewAccount, Page, PageRequest};
+use portico_core::{Accounts, Catalogue, Documents, Instruments, Notifications, Outbox, Users};
 use time::OffsetDateTime;
 
 /// `n` seconds after a fixed instant: fixtures made later are later.
@@ -62,5 +86,12 @@ pub(crate) fn user(n: i64, account: Option<&str>, roles: &[Role]) -> User {
         account_id: account.map(str::to_owned),
         roles: roles.to_vec(),
         created_at: at(100 + n),
+    }
+}
+
+/// Accounts `acc-1` and `acc-2`, which the other records refer to.
+pub(crate) async fn two_accounts(accounts: &dyn Accounts) {
+    for n in [1, 2] {
+        accounts.create_account(&new_account(n)).await.unwrap();
     }
 }

@@ -39,31 +39,16 @@ pub async fn redelivery_order_and_reads(notifications: &dyn Notifications) {
     assert_eq!(listed[2].title, "Alert 2");
     assert_eq!(listed[2].data, json!({"serial": "SN-1", "n": 2}));
 
-    let read = notifications
-        .mark_notification_read("u-1", "n-2", at(400))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(read.read_at, Some(at(400)));
-    let reread = notifications
-        .mark_notification_read("u-1", "n-2", at(500))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(reread.read_at, Some(at(400)));
-    // Another user's notification is not found through this user.
-    assert_eq!(
-        notifications
-            .mark_notification_read("u-1", "n-9", at(400))
-            .await
-            .unwrap(),
-        None
-    );
-    assert_eq!(
-        notifications
-            .mark_notification_read("u-1", "n-404", at(400))
-            .await
-            .unwrap(),
-        None
-    );
+    let read = |id: &'static str, when: i64| async move {
+        let marked = notifications
+            .mark_notification_read("u-1", id, at(when))
+            .await;
+        marked.unwrap().map(|n| n.read_at)
+    };
+    assert_eq!(read("n-2", 400).await, Some(Some(at(400))));
+    // Read again later: the first read time stays.
+    assert_eq!(read("n-2", 500).await, Some(Some(at(400))));
+    // Another user's notification is not found through this user, nor is one never stored.
+    assert_eq!(read("n-9", 400).await, None);
+    assert_eq!(read("n-404", 400).await, None);
 }

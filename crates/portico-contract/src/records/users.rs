@@ -3,13 +3,12 @@
 use portico_core::domain::{Role, User};
 use portico_core::{Accounts, Error, Users};
 
-use super::{new_account, user, walk};
+use super::{two_accounts, user, walk};
 
 /// Users: subs unique after ASCII case folding (and nothing else), roles replaced, listed per account oldest first, and
 /// found by role within an account or platform-wide.
 pub async fn subjects_and_roles(accounts: &dyn Accounts, users: &dyn Users) {
-    accounts.create_account(&new_account(1)).await.unwrap();
-    accounts.create_account(&new_account(2)).await.unwrap();
+    two_accounts(accounts).await;
     let ada = user(1, Some("acc-1"), &[Role::LabManager, Role::Scientist]);
     users.insert_user(&ada).await.unwrap();
     let twin = User {
@@ -82,24 +81,17 @@ pub async fn subjects_and_roles(accounts: &dyn Accounts, users: &dyn Users) {
         Err(Error::NotFound(_))
     ));
 
-    let mut managers: Vec<String> = users
-        .users_with_role(Some("acc-1"), Role::LabManager)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|u| u.id)
-        .collect();
-    managers.sort();
-    assert_eq!(managers, vec!["u-1", "u-2"]);
-    let mut everywhere: Vec<String> = users
-        .users_with_role(None, Role::LabManager)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|u| u.id)
-        .collect();
-    everywhere.sort();
-    assert_eq!(everywhere, vec!["u-1", "u-2", "u-6"]);
+    let holding = |account: Option<&'static str>, role: Role| async move {
+        let found = users.users_with_role(account, role).await.unwrap();
+        let mut ids: Vec<String> = found.into_iter().map(|u| u.id).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(
+        holding(Some("acc-1"), Role::LabManager).await,
+        ["u-1", "u-2"]
+    );
+    assert_eq!(holding(None, Role::LabManager).await, ["u-1", "u-2", "u-6"]);
     let support = users.users_with_role(None, Role::Support).await.unwrap();
     assert_eq!(support.len(), 1);
     assert_eq!(support[0].id, "u-7");
