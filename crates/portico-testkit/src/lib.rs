@@ -321,6 +321,36 @@ pub fn id(v: &Value) -> String {
     v["id"].as_str().expect("an id").to_string()
 }
 
+/// GETs `url` with `token`: the JSON body (`Null` when there is none), for servers a test runs
+/// as a child process.
+pub async fn get_json(client: &reqwest::Client, url: &str, token: &str) -> Value {
+    let response = client
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("sent");
+    response.json().await.unwrap_or(Value::Null)
+}
+
+/// POSTs `body` to `url` with `token`: the status and the JSON answer (`Null` when there is none).
+pub async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    let response = client
+        .post(url)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("sent");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
 /// A response header's value, if present and text.
 pub fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
     response.headers().get(name).and_then(|v| v.to_str().ok())

@@ -6,7 +6,9 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, kinds, put, request, settled, spawn_app, spawn_app_with};
+use crate::helpers::{
+    TestApp, get_json, id, kinds, post_json, put, request, settled, spawn_app, spawn_app_with,
+};
 
 const RUN_CSV: &str = "timestamp,sample,absorbance\n2026-11-27T10:00:00Z,A1,0.12\n2026-11-27T10:05:00Z,A2,0.34\n2026-11-27T10:10:00Z,A3,0.56\n";
 
@@ -496,25 +498,12 @@ async fn a_worker_killed_mid_file_is_finished_once_by_another() {
     };
     let client = reqwest::Client::new();
     let admin = mint("admin@portico.example", &["portico-admins"]);
-    let account: Value = client
-        .post(format!("{base}/v1/accounts"))
-        .bearer_auth(&admin)
-        .json(&json!({"name": "Acme", "kind": "customer"}))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
-    let account_id = account["id"].as_str().expect("id");
-    let added = client
-        .post(format!("{base}/v1/accounts/{account_id}/users"))
-        .bearer_auth(&admin)
-        .json(&json!({"sub": "carol@acme.example", "email": "carol@acme.example", "display_name": "Carol", "roles": ["scientist"]}))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(added.status(), StatusCode::CREATED);
+    let account = json!({"name": "Acme", "kind": "customer"});
+    let (_, account) = post_json(&client, &format!("{base}/v1/accounts"), &admin, account).await;
+    let users = format!("{base}/v1/accounts/{}/users", id(&account));
+    let carol = json!({"sub": "carol@acme.example", "email": "carol@acme.example", "display_name": "Carol", "roles": ["scientist"]});
+    let (status, _) = post_json(&client, &users, &admin, carol).await;
+    assert_eq!(status, StatusCode::CREATED);
     let carol = mint("carol@acme.example", &[]);
 
     // A run file big enough that checking it takes a while.
@@ -527,16 +516,9 @@ async fn a_worker_killed_mid_file_is_finished_once_by_another() {
             n % 60
         ));
     }
-    let ticket: Value = client
-        .post(format!("{base}/v1/documents/uploads"))
-        .bearer_auth(&carol)
-        .json(&json!({"filename": "big.csv", "content_type": "text/csv", "size": body.len()}))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let upload = json!({"filename": "big.csv", "content_type": "text/csv", "size": body.len()});
+    let uploads = format!("{base}/v1/documents/uploads");
+    let (_, ticket) = post_json(&client, &uploads, &carol, upload).await;
     let document_id = ticket["document_id"].as_str().expect("id").to_string();
     let put = client
         .put(ticket["upload_url"].as_str().expect("url"))
@@ -547,18 +529,8 @@ async fn a_worker_killed_mid_file_is_finished_once_by_another() {
         .expect("sent");
     assert_eq!(put.status(), StatusCode::OK);
 
-    let status = |client: reqwest::Client, base: String, carol: String, id: String| async move {
-        let doc: Value = client
-            .get(format!("{base}/v1/documents/{id}"))
-            .bearer_auth(&carol)
-            .send()
-            .await
-            .expect("sent")
-            .json()
-            .await
-            .expect("json");
-        doc
-    };
+    let document_url = format!("{base}/v1/documents/{document_id}");
+    let status = || get_json(&client, &document_url, &carol);
     let worker = || {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_portico"));
         command
@@ -578,13 +550,7 @@ async fn a_worker_killed_mid_file_is_finished_once_by_another() {
     tokio::time::sleep(Duration::from_millis(700)).await;
     first.start_kill().expect("SIGKILL");
     let _ = first.wait().await;
-    let doc = status(
-        client.clone(),
-        base.clone(),
-        carol.clone(),
-        document_id.clone(),
-    )
-    .await;
+    let doc = status().await;
     assert_eq!(
         doc["status"], "processing",
         "the worker died before finishing: {doc}"
@@ -593,13 +559,7 @@ async fn a_worker_killed_mid_file_is_finished_once_by_another() {
     let _second = worker();
     let mut doc = Value::Null;
     for _ in 0..600 {
-        doc = status(
-            client.clone(),
-            base.clone(),
-            carol.clone(),
-            document_id.clone(),
-        )
-        .await;
+        doc = status().await;
         if doc["status"] == "ready" || doc["status"] == "failed" {
             break;
         }
@@ -607,20 +567,10 @@ async fn a_worker_killed_mid_file_is_finished_once_by_another() {
     }
     assert_eq!(doc["status"], "ready", "{doc}");
     assert_eq!(doc["metadata"]["csv"]["rows"], rows);
-    let notes: Value = client
-        .get(format!("{base}/v1/notifications"))
-        .bearer_auth(&carol)
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
-    let ready = notes["items"]
-        .as_array()
-        .expect("items")
+    let notes = get_json(&client, &format!("{base}/v1/notifications"), &carol).await;
+    let ready = kinds(&notes)
         .iter()
-        .filter(|n| n["kind"] == "document_ready")
+        .filter(|k| **k == "document_ready")
         .count();
     assert_eq!(ready, 1, "told exactly once");
 }

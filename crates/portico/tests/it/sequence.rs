@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_GROUP, spawn_app, start_binary, test_config};
+use crate::helpers::{ADMIN_GROUP, get_json, spawn_app, start_binary, test_config};
 
 struct Created {
     sent: Instant,
@@ -207,15 +207,7 @@ async fn kill_dash_nine_never_makes_a_number_repeat() {
     let mut stored = HashSet::new();
     let mut path = "/v1/accounts?limit=200".to_string();
     loop {
-        let page: Value = client
-            .get(format!("{base}{path}"))
-            .bearer_auth(&*token)
-            .send()
-            .await
-            .expect("sent")
-            .json()
-            .await
-            .expect("json");
+        let page = get_json(&client, &format!("{base}{path}"), &token).await;
         for account in page["items"].as_array().expect("items") {
             stored.insert(account["id"].as_str().expect("id").to_string());
         }
