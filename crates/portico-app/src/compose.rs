@@ -40,9 +40,7 @@ struct NoBroker;
 #[async_trait::async_trait]
 impl Publisher for NoBroker {
     async fn publish(&self, topic: &str, _payload: Vec<u8>, _qos: u8) -> portico_core::Result<()> {
-        Err(Error::Unavailable(format!(
-            "no MQTT broker in this process; not published to {topic}"
-        )))
+        Err(Error::Unavailable(format!("no MQTT broker in this process; not published to {topic}")))
     }
 }
 
@@ -99,10 +97,7 @@ pub fn compose_local(
 async fn compose_aws(config: &Config) -> anyhow::Result<Composition> {
     let aws = &config.aws;
     let settings_aws = portico_aws::AwsSettings {
-        region: aws
-            .region
-            .clone()
-            .context("backend = \"aws\" needs aws.region (AWS_REGION)")?,
+        region: aws.region.clone().context("backend = \"aws\" needs aws.region (AWS_REGION)")?,
         endpoint_url: aws.endpoint_url.clone(),
         iot_endpoint: aws.iot_endpoint.clone(),
         table: aws.table.clone(),
@@ -119,9 +114,7 @@ async fn compose_aws(config: &Config) -> anyhow::Result<Composition> {
         account_numbers(config),
         aws.sequence_block,
     ));
-    let store = Arc::new(portico_aws::DynamoStore::new(
-        dynamodb, &aws.table, sequence,
-    ));
+    let store = Arc::new(portico_aws::DynamoStore::new(dynamodb, &aws.table, sequence));
     let bucket = Arc::new(portico_aws::LazyBucket::new(
         &aws.bucket,
         &settings_aws.region,
@@ -138,10 +131,7 @@ async fn compose_aws(config: &Config) -> anyhow::Result<Composition> {
             ))),
             objects: bucket.clone(),
             file_urls: bucket,
-            queue: Arc::new(portico_aws::SqsQueue::new(
-                portico_aws::sqs(&sdk),
-                &aws.queue_prefix,
-            )),
+            queue: Arc::new(portico_aws::SqsQueue::new(portico_aws::sqs(&sdk), &aws.queue_prefix)),
             upload_events: Arc::new(crate::s3_events::S3SendsUploadEvents),
         },
     ));
@@ -206,12 +196,7 @@ fn assemble(
             cors_origins: config.http.cors_origins.clone(),
         },
     });
-    Composition {
-        state,
-        context,
-        dev_issuer,
-        verifier,
-    }
+    Composition { state, context, dev_issuer, verifier }
 }
 
 /// The configured issuer's verifier, or the local dev issuer's (its key in the data dir).
@@ -225,10 +210,7 @@ fn verifier(config: &Config) -> anyhow::Result<(Arc<Verifier>, Option<Arc<DevIss
                 config.auth.leeway_secs,
             )
             .require_scopes(&config.auth.required_scopes);
-            (
-                Arc::new(Verifier::with_discovery(settings, JwksSettings::default())),
-                None,
-            )
+            (Arc::new(Verifier::with_discovery(settings, JwksSettings::default())), None)
         }
         None => {
             let dev = load_dev_issuer(config)?;

@@ -89,10 +89,7 @@ pub struct QueuedUploadEvents {
 
 impl QueuedUploadEvents {
     pub fn new(queue: Arc<dyn Queue>, region: &str) -> Self {
-        QueuedUploadEvents {
-            queue,
-            region: region.to_string(),
-        }
+        QueuedUploadEvents { queue, region: region.to_string() }
     }
 }
 
@@ -100,12 +97,7 @@ impl QueuedUploadEvents {
 impl UploadEvents for QueuedUploadEvents {
     async fn stored(&self, upload: &UploadCompleted) -> Result<()> {
         let body = encode(upload, &self.region, OffsetDateTime::now_utc());
-        let id = upload
-            .key
-            .rsplit('/')
-            .next()
-            .unwrap_or_default()
-            .to_string();
+        let id = upload.key.rsplit('/').next().unwrap_or_default().to_string();
         let attributes = BTreeMap::from([("document_id".to_string(), id)]);
         self.queue.send(UPLOADS_QUEUE, &body, &attributes).await?;
         Ok(())

@@ -86,10 +86,8 @@ async fn handle(ctx: &Arc<Context>, settings: WorkerSettings, message: QueueMess
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(settings.visibility / 2).await;
-                let _ = ctx
-                    .queue
-                    .change_visibility(UPLOADS_QUEUE, &receipt, settings.visibility)
-                    .await;
+                let _ =
+                    ctx.queue.change_visibility(UPLOADS_QUEUE, &receipt, settings.visibility).await;
             }
         })
     };
@@ -121,10 +119,7 @@ async fn handle(ctx: &Arc<Context>, settings: WorkerSettings, message: QueueMess
                 Duration::from_secs(1u64 << message.receive_count.min(6)).min(settings.visibility);
             tracing::warn!(error = %e, message_id = message.id, attempt = message.receive_count, ?backoff, "upload event failed; will retry");
             metrics::counter!(RETRIES, "queue" => UPLOADS_QUEUE).increment(1);
-            let _ = ctx
-                .queue
-                .change_visibility(UPLOADS_QUEUE, &message.receipt, backoff)
-                .await;
+            let _ = ctx.queue.change_visibility(UPLOADS_QUEUE, &message.receipt, backoff).await;
         }
     }
 }
@@ -222,13 +217,9 @@ async fn record(
 ) {
     let category = email.category.clone();
     let result = match delivery {
-        Delivery::Accepted {
-            provider_message_id,
-        } => {
+        Delivery::Accepted { provider_message_id } => {
             metrics::counter!(EMAILS_SENT, "category" => category).increment(1);
-            ctx.outbox
-                .mark_sent(&email.id, provider_message_id.as_deref())
-                .await
+            ctx.outbox.mark_sent(&email.id, provider_message_id.as_deref()).await
         }
         Delivery::Rejected { reason } => {
             tracing::warn!(id = %email.id, reason, "e-mail refused by the provider");

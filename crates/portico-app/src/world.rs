@@ -57,12 +57,7 @@ pub struct LotPlan {
 
 impl AccountPlan {
     pub fn new(name: &str, kind: AccountKind) -> AccountPlan {
-        AccountPlan {
-            name: name.into(),
-            kind,
-            users: Vec::new(),
-            instruments: Vec::new(),
-        }
+        AccountPlan { name: name.into(), kind, users: Vec::new(), instruments: Vec::new() }
     }
 
     pub fn user(mut self, sub: &str, display_name: &str, roles: &[Role]) -> AccountPlan {
@@ -124,29 +119,19 @@ pub async fn seed(ctx: &Context, world: &World) -> Result<Seeded> {
             catalogue::create_shipment(ctx, &admin, shipment).await?;
         }
     }
-    Ok(Seeded {
-        admin,
-        support,
-        accounts,
-    })
+    Ok(Seeded { admin, support, accounts })
 }
 
 /// A platform staff member, provisioned from their group as their first token would.
 async fn provision(ctx: &Context, sub: &str, group: &str) -> Result<Caller> {
-    let identity = Identity {
-        sub: sub.into(),
-        groups: vec![group.into()],
-        email: Some(sub.into()),
-    };
+    let identity =
+        Identity { sub: sub.into(), groups: vec![group.into()], email: Some(sub.into()) };
     identify(ctx, &identity).await
 }
 
 async fn seed_account(ctx: &Context, admin: &Caller, plan: &AccountPlan) -> Result<SeededAccount> {
-    let create = CreateAccount {
-        name: plan.name.clone(),
-        kind: plan.kind.as_str().into(),
-        region: None,
-    };
+    let create =
+        CreateAccount { name: plan.name.clone(), kind: plan.kind.as_str().into(), region: None };
     let account = accounts::create_account(ctx, admin, create).await?;
     let mut users = Vec::new();
     for user in &plan.users {
@@ -168,11 +153,7 @@ async fn seed_account(ctx: &Context, admin: &Caller, plan: &AccountPlan) -> Resu
         };
         registered.push(instruments::register(ctx, admin, register).await?);
     }
-    Ok(SeededAccount {
-        account,
-        users,
-        instruments: registered,
-    })
+    Ok(SeededAccount { account, users, instruments: registered })
 }
 
 impl World {
@@ -197,11 +178,7 @@ impl World {
                     .user("carol@acme.example", "Carol Scientist", &[Scientist])
                     .instrument("SN-ACME-001"),
                 AccountPlan::new("Globex Diagnostics", AccountKind::Customer)
-                    .user(
-                        "dan@globex.example",
-                        "Dan Admin",
-                        &[AccountAdmin, LabManager],
-                    )
+                    .user("dan@globex.example", "Dan Admin", &[AccountAdmin, LabManager])
                     .user("erin@globex.example", "Erin Scientist", &[Scientist])
                     .instrument("SN-GLOBEX-001"),
                 AccountPlan::new("Initech Distribution", AccountKind::Distributor)
@@ -254,10 +231,7 @@ impl World {
                 plan
             })
             .collect();
-        World {
-            accounts,
-            ..World::default()
-        }
+        World { accounts, ..World::default() }
     }
 }
 

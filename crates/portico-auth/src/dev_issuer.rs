@@ -20,10 +20,7 @@ use crate::verifier::{Verifier, VerifierSettings};
 #[derive(Debug, thiserror::Error)]
 pub enum DevIssuerError {
     #[error("dev issuer key {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("dev issuer key {path} is not a usable RSA key; delete it to make a new one")]
     BadKey { path: PathBuf },
     #[error("cannot generate an RSA key")]
@@ -65,10 +62,9 @@ impl DevIssuer {
             Ok(der.as_ref().to_vec())
         })
         .map_err(|e| match e {
-            crate::secret_file::LoadError::Io(source) => DevIssuerError::Io {
-                path: path.clone(),
-                source,
-            },
+            crate::secret_file::LoadError::Io(source) => {
+                DevIssuerError::Io { path: path.clone(), source }
+            }
             crate::secret_file::LoadError::Make(e) => e,
         })?;
         let key =
@@ -187,10 +183,7 @@ impl DevIssuer {
                 &mut signature,
             )
             .map_err(|_| DevIssuerError::Sign)?;
-        Ok(format!(
-            "{signing_input}.{}",
-            URL_SAFE_NO_PAD.encode(signature)
-        ))
+        Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature)))
     }
 }
 
@@ -228,11 +221,7 @@ mod tests {
         )
         .expect("same key");
         assert_eq!(issuer.kid(), again.kid());
-        let claims = again
-            .verifier(&["RS256".into()], 60)
-            .verify(&token)
-            .await
-            .expect("verifies");
+        let claims = again.verifier(&["RS256".into()], 60).verify(&token).await.expect("verifies");
         assert_eq!(claims.sub, "ada@example.com");
         assert_eq!(claims.groups, vec!["portico-admins".to_string()]);
         assert!(claims.uid.is_some_and(|u| u.starts_with("00u")));

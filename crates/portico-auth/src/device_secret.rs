@@ -27,13 +27,7 @@ pub fn hash(secret: &str) -> Option<String> {
     SystemRandom::new().fill(&mut salt).ok()?;
     let iterations = NonZeroU32::new(ITERATIONS)?;
     let mut out = [0u8; 32];
-    pbkdf2::derive(
-        pbkdf2::PBKDF2_HMAC_SHA256,
-        iterations,
-        &salt,
-        secret.as_bytes(),
-        &mut out,
-    );
+    pbkdf2::derive(pbkdf2::PBKDF2_HMAC_SHA256, iterations, &salt, secret.as_bytes(), &mut out);
     Some(format!(
         "{PREFIX}${ITERATIONS}${}${}",
         URL_SAFE_NO_PAD.encode(salt),
@@ -56,13 +50,9 @@ pub fn unknown_serial_hash() -> &'static str {
 /// Whether `secret` is the one `stored` was made from.
 pub fn verify(secret: &str, stored: &str) -> bool {
     let mut parts = stored.split('$');
-    let (Some(PREFIX), Some(iterations), Some(salt), Some(expected), None) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
+    let (Some(PREFIX), Some(iterations), Some(salt), Some(expected), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return false;
     };
     let (Some(iterations), Ok(salt), Ok(expected)) = (
@@ -72,14 +62,8 @@ pub fn verify(secret: &str, stored: &str) -> bool {
     ) else {
         return false;
     };
-    pbkdf2::verify(
-        pbkdf2::PBKDF2_HMAC_SHA256,
-        iterations,
-        &salt,
-        secret.as_bytes(),
-        &expected,
-    )
-    .is_ok()
+    pbkdf2::verify(pbkdf2::PBKDF2_HMAC_SHA256, iterations, &salt, secret.as_bytes(), &expected)
+        .is_ok()
 }
 
 #[cfg(test)]

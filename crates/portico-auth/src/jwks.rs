@@ -63,17 +63,11 @@ fn verification_key(jwk: &JwkDoc) -> Option<VerificationKey> {
         ("RSA", None | Some("RS256")) => {
             let key =
                 DecodingKey::from_rsa_components(jwk.n.as_deref()?, jwk.e.as_deref()?).ok()?;
-            Some(VerificationKey {
-                key: Arc::new(key),
-                alg: Algorithm::RS256,
-            })
+            Some(VerificationKey { key: Arc::new(key), alg: Algorithm::RS256 })
         }
         ("EC", None | Some("ES256")) if jwk.crv.as_deref() == Some("P-256") => {
             let key = DecodingKey::from_ec_components(jwk.x.as_deref()?, jwk.y.as_deref()?).ok()?;
-            Some(VerificationKey {
-                key: Arc::new(key),
-                alg: Algorithm::ES256,
-            })
+            Some(VerificationKey { key: Arc::new(key), alg: Algorithm::ES256 })
         }
         _ => None,
     }
@@ -151,10 +145,7 @@ impl RemoteKeys {
 
     fn http(&self) -> &reqwest::Client {
         self.http.get_or_init(|| {
-            reqwest::Client::builder()
-                .timeout(self.settings.timeout)
-                .build()
-                .unwrap_or_default()
+            reqwest::Client::builder().timeout(self.settings.timeout).build().unwrap_or_default()
         })
     }
 
@@ -197,10 +188,7 @@ impl RemoteKeys {
             let state = self.state.read().await;
             // Whether keys are stale or a `kid` is unknown, the issuer is asked at most once per
             // interval: a flood of forged `kid`s must not become a flood of fetches.
-            if state
-                .last_attempt
-                .is_some_and(|t| t.elapsed() < self.settings.refetch_interval)
-            {
+            if state.last_attempt.is_some_and(|t| t.elapsed() < self.settings.refetch_interval) {
                 return Ok(());
             }
             state.jwks_uri.clone()
@@ -231,10 +219,9 @@ impl RemoteKeys {
     /// (what Okta custom authorization servers publish), then OpenID Connect discovery.
     async fn discover(&self) -> Result<String, String> {
         let mut last_error = String::new();
-        for suffix in [
-            "/.well-known/oauth-authorization-server",
-            "/.well-known/openid-configuration",
-        ] {
+        for suffix in
+            ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"]
+        {
             let url = format!("{}{}", self.issuer, suffix);
             match self.fetch_metadata(&url).await {
                 Ok(uri) => return Ok(uri),
@@ -251,19 +238,12 @@ impl RemoteKeys {
             issuer: String,
             jwks_uri: String,
         }
-        let response = self
-            .http()
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| format!("{url}: {e}"))?;
+        let response = self.http().get(url).send().await.map_err(|e| format!("{url}: {e}"))?;
         if !response.status().is_success() {
             return Err(format!("{url}: HTTP {}", response.status()));
         }
-        let metadata: Metadata = response
-            .json()
-            .await
-            .map_err(|e| format!("{url}: bad metadata: {e}"))?;
+        let metadata: Metadata =
+            response.json().await.map_err(|e| format!("{url}: bad metadata: {e}"))?;
         if metadata.issuer != self.issuer {
             return Err(format!(
                 "{url}: metadata names issuer {:?}, expected exactly {:?}",
@@ -274,12 +254,8 @@ impl RemoteKeys {
     }
 
     async fn fetch(&self, jwks_uri: &str) -> Result<(KeyMap, Duration), String> {
-        let response = self
-            .http()
-            .get(jwks_uri)
-            .send()
-            .await
-            .map_err(|e| format!("{jwks_uri}: {e}"))?;
+        let response =
+            self.http().get(jwks_uri).send().await.map_err(|e| format!("{jwks_uri}: {e}"))?;
         if !response.status().is_success() {
             return Err(format!("{jwks_uri}: HTTP {}", response.status()));
         }
@@ -291,10 +267,7 @@ impl RemoteKeys {
             .unwrap_or(self.settings.default_max_age)
             .min(MAX_MAX_AGE)
             .max(self.settings.min_max_age);
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| format!("{jwks_uri}: {e}"))?;
+        let body = response.bytes().await.map_err(|e| format!("{jwks_uri}: {e}"))?;
         let keys = parse_jwks(&body).map_err(|e| format!("{jwks_uri}: {e}"))?;
         Ok((keys, max_age))
     }

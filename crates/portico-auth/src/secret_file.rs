@@ -58,10 +58,7 @@ mod tests {
         let path = dir.path().join("sub").join("key");
         let first = load_or_create::<()>(&path, || Ok(b"one".to_vec())).expect("made");
         let second = load_or_create::<()>(&path, || Ok(b"two".to_vec())).expect("read");
-        assert_eq!(
-            (first.as_slice(), second.as_slice()),
-            (&b"one"[..], &b"one"[..])
-        );
+        assert_eq!((first.as_slice(), second.as_slice()), (&b"one"[..], &b"one"[..]));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -179,12 +179,7 @@ impl Verifier {
                 (*alg, v)
             })
             .collect();
-        Verifier {
-            settings,
-            keys,
-            validation,
-            cache: Mutex::new(HashMap::new()),
-        }
+        Verifier { settings, keys, validation, cache: Mutex::new(HashMap::new()) }
     }
 
     pub fn issuer(&self) -> &str {
@@ -194,16 +189,10 @@ impl Verifier {
     /// Verifies `token` and returns its claims.
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         let claims = self.verify_token(token).await?;
-        if let Some(missing) = self
-            .settings
-            .required_scopes
-            .iter()
-            .find(|scope| !claims.scp.contains(scope))
+        if let Some(missing) =
+            self.settings.required_scopes.iter().find(|scope| !claims.scp.contains(scope))
         {
-            return Err(AuthError::InsufficientScope {
-                sub: claims.sub,
-                scope: missing.clone(),
-            });
+            return Err(AuthError::InsufficientScope { sub: claims.sub, scope: missing.clone() });
         }
         Ok(claims)
     }
@@ -221,10 +210,9 @@ impl Verifier {
 
         let (alg, kid) = self.check_header(token)?;
         let key = match &self.keys {
-            KeySource::Static(keys) => keys
-                .get(&kid)
-                .cloned()
-                .ok_or_else(|| AuthError::UnknownKey(kid.clone()))?,
+            KeySource::Static(keys) => {
+                keys.get(&kid).cloned().ok_or_else(|| AuthError::UnknownKey(kid.clone()))?
+            }
             KeySource::Remote(remote) => match remote.lookup(&kid).await {
                 Lookup::Found(key) => key,
                 Lookup::UnknownKid => return Err(AuthError::UnknownKey(kid)),
@@ -233,22 +221,14 @@ impl Verifier {
         };
         // A key is bound to one algorithm: an RSA key never verifies an ES256 or HS256 token.
         if key.alg != alg {
-            return Err(AuthError::Algorithm(format!(
-                "{alg:?} with a {:?} key",
-                key.alg
-            )));
+            return Err(AuthError::Algorithm(format!("{alg:?} with a {:?} key", key.alg)));
         }
-        let validation = self
-            .validation
-            .get(&alg)
-            .ok_or_else(|| AuthError::Algorithm(format!("{alg:?}")))?;
+        let validation =
+            self.validation.get(&alg).ok_or_else(|| AuthError::Algorithm(format!("{alg:?}")))?;
         let data =
             jsonwebtoken::decode::<Claims>(token, &key.key, validation).map_err(map_jwt_error)?;
         let claims = data.claims;
-        if claims
-            .iat
-            .is_some_and(|iat| iat > now + self.settings.leeway_secs)
-        {
+        if claims.iat.is_some_and(|iat| iat > now + self.settings.leeway_secs) {
             return Err(AuthError::IssuedInFuture);
         }
         if claims.sub.trim().is_empty() {
@@ -263,9 +243,7 @@ impl Verifier {
         let (Some(header), Some(_), Some(_), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            return Err(AuthError::Malformed(
-                "expected three dot-separated parts".into(),
-            ));
+            return Err(AuthError::Malformed("expected three dot-separated parts".into()));
         };
         let bytes = URL_SAFE_NO_PAD
             .decode(header)
@@ -275,9 +253,8 @@ impl Verifier {
         if let Some(crit) = header.crit {
             return Err(AuthError::Critical(crit.to_string()));
         }
-        let alg_name = header
-            .alg
-            .ok_or_else(|| AuthError::Malformed("header has no `alg`".into()))?;
+        let alg_name =
+            header.alg.ok_or_else(|| AuthError::Malformed("header has no `alg`".into()))?;
         let alg = match alg_name.as_str() {
             "RS256" => Algorithm::RS256,
             "ES256" => Algorithm::ES256,
@@ -286,10 +263,7 @@ impl Verifier {
         if !self.settings.algorithms.contains(&alg) {
             return Err(AuthError::Algorithm(alg_name));
         }
-        let kid = header
-            .kid
-            .filter(|k| !k.is_empty())
-            .ok_or(AuthError::MissingKid)?;
+        let kid = header.kid.filter(|k| !k.is_empty()).ok_or(AuthError::MissingKid)?;
         Ok((alg, kid))
     }
 
@@ -359,9 +333,8 @@ mod tests {
             URL_SAFE_NO_PAD.encode(json!({"alg": "ES256", "kid": "ec1"}).to_string()),
             URL_SAFE_NO_PAD.encode(claims.to_string())
         );
-        let signature = key
-            .sign(&aws_lc_rs::rand::SystemRandom::new(), input.as_bytes())
-            .expect("signature");
+        let signature =
+            key.sign(&aws_lc_rs::rand::SystemRandom::new(), input.as_bytes()).expect("signature");
         let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()));
         (jwks.to_string().into_bytes(), token)
     }
@@ -374,17 +347,9 @@ mod tests {
             &jwks,
         )
         .expect("verifier");
-        assert!(matches!(
-            rs_only.verify(&token).await,
-            Err(AuthError::Algorithm(_))
-        ));
+        assert!(matches!(rs_only.verify(&token).await, Err(AuthError::Algorithm(_))));
         let with_es = Verifier::with_jwks(
-            VerifierSettings::new(
-                ISSUER,
-                "api://default",
-                &["RS256".into(), "ES256".into()],
-                60,
-            ),
+            VerifierSettings::new(ISSUER, "api://default", &["RS256".into(), "ES256".into()], 60),
             &jwks,
         )
         .expect("verifier");

@@ -55,10 +55,7 @@ where
             service.err().code().unwrap_or("error"),
             service.err().message().unwrap_or("")
         ),
-        other => format!(
-            "{}",
-            aws_smithy_types::error::display::DisplayErrorContext(other)
-        ),
+        other => format!("{}", aws_smithy_types::error::display::DisplayErrorContext(other)),
     }
 }
 

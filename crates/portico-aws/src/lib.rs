@@ -90,9 +90,7 @@ impl HttpClient for LazyHttpClient {
         self.0
             .get_or_init(|| {
                 aws_smithy_http_client::Builder::new()
-                    .tls_provider(tls::Provider::Rustls(
-                        tls::rustls_provider::CryptoMode::AwsLc,
-                    ))
+                    .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
                     .build_https()
             })
             .http_connector(settings, components)

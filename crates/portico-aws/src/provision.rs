@@ -44,23 +44,14 @@ pub async fn table(client: &aws_sdk_dynamodb::Client, name: &str) -> Result<()> 
                     .index_name(index.name)
                     .key_schema(key(pk, KeyType::Hash)?)
                     .key_schema(key(sk, KeyType::Range)?)
-                    .projection(
-                        Projection::builder()
-                            .projection_type(ProjectionType::All)
-                            .build(),
-                    )
+                    .projection(Projection::builder().projection_type(ProjectionType::All).build())
                     .build()
                     .map_err(|e| anyhow::anyhow!("index: {e}"))?,
             );
     }
     match request.send().await {
         Ok(_) => Ok(()),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_resource_in_use_exception()) =>
-        {
-            Ok(())
-        }
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => Ok(()),
         Err(e) => Err(sdk_error("creating table", e)),
     }
 }

@@ -28,9 +28,7 @@ const MAX_PRESIGN: Duration = Duration::from_secs(7 * 24 * 3600);
 /// variables, container credentials, instance metadata); `endpoint` points at an S3-compatible
 /// service such as moto (path-style requests, plain HTTP allowed there only).
 pub fn bucket(bucket: &str, region: &str, endpoint: Option<&str>) -> Result<Arc<AmazonS3>> {
-    let mut builder = AmazonS3Builder::from_env()
-        .with_bucket_name(bucket)
-        .with_region(region);
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket).with_region(region);
     if let Some(endpoint) = endpoint {
         builder = builder
             .with_endpoint(endpoint)
@@ -51,10 +49,7 @@ pub struct PresignedUrls {
 
 impl PresignedUrls {
     pub fn new(s3: Arc<AmazonS3>, region: &str) -> PresignedUrls {
-        PresignedUrls {
-            s3,
-            region: region.to_string(),
-        }
+        PresignedUrls { s3, region: region.to_string() }
     }
 
     /// object_store's presigned URL for `method`: path and method signed, nothing else.
@@ -146,10 +141,7 @@ impl FileUrls for PresignedUrls {
     }
 
     async fn download_url(&self, document: &Document, expires_at: i64) -> Result<String> {
-        Ok(self
-            .sign(http::Method::GET, document, expires_at)
-            .await?
-            .to_string())
+        Ok(self.sign(http::Method::GET, document, expires_at).await?.to_string())
     }
 }
 

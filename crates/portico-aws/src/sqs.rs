@@ -31,11 +31,7 @@ pub struct SqsQueue {
 
 impl SqsQueue {
     pub fn new(client: Client, prefix: &str) -> SqsQueue {
-        SqsQueue {
-            client,
-            prefix: prefix.to_string(),
-            urls: RwLock::new(HashMap::new()),
-        }
+        SqsQueue { client, prefix: prefix.to_string(), urls: RwLock::new(HashMap::new()) }
     }
 
     async fn url(&self, queue: &str) -> Result<String> {
@@ -46,20 +42,14 @@ impl SqsQueue {
         let answer = self.client.get_queue_url().queue_name(&name).send().await;
         let url = match answer {
             Ok(output) => output.queue_url().unwrap_or_default().to_string(),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_queue_does_not_exist()) =>
-            {
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_queue_does_not_exist()) => {
                 return Err(Error::Unavailable(format!(
                     "SQS queue `{name}` does not exist; create it (see deploy/) or fix the prefix"
                 )));
             }
             Err(e) => return Err(sdk_error("looking up queue", e)),
         };
-        self.urls
-            .write()
-            .await
-            .insert(queue.to_string(), url.clone());
+        self.urls.write().await.insert(queue.to_string(), url.clone());
         Ok(url)
     }
 
@@ -124,10 +114,7 @@ impl Queue for SqsQueue {
                 .map_err(|e| Error::Unexpected(anyhow::anyhow!("message attribute {name}: {e}")))?;
             request = request.message_attributes(name, value);
         }
-        let output = request
-            .send()
-            .await
-            .map_err(|e| sdk_error("sending message", e))?;
+        let output = request.send().await.map_err(|e| sdk_error("sending message", e))?;
         Ok(output.message_id().unwrap_or_default().to_string())
     }
 
@@ -184,14 +171,7 @@ impl Queue for SqsQueue {
 
     async fn delete(&self, queue: &str, receipt: &str) -> Result<bool> {
         let url = self.url(queue).await?;
-        match self
-            .client
-            .delete_message()
-            .queue_url(url)
-            .receipt_handle(receipt)
-            .send()
-            .await
-        {
+        match self.client.delete_message().queue_url(url).receipt_handle(receipt).send().await {
             Ok(_) => Ok(true),
             Err(e) if is_receipt_refusal(e.as_service_error().and_then(|s| s.meta().code())) => {
                 Ok(false)

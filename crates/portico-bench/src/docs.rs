@@ -126,20 +126,16 @@ pub(crate) async fn run(args: Args, config: Config, issuer: Arc<DevIssuer>) -> a
 
 /// An account, an uploader, and the uploader's MQTT session listening for `document_ready`.
 async fn setup(config: &Config, issuer: &DevIssuer) -> anyhow::Result<Bench> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(600))
-        .build()?;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(600)).build()?;
     let base = format!("http://{}", config.http.addr);
     let run = std::process::id();
     let sub = format!("docs-bench-{run}@bench.example");
     let plan = World {
-        accounts: vec![
-            AccountPlan::new(&run_name("Docs bench"), AccountKind::Internal).user(
-                &sub,
-                "Uploader",
-                &[Role::Scientist],
-            ),
-        ],
+        accounts: vec![AccountPlan::new(&run_name("Docs bench"), AccountKind::Internal).user(
+            &sub,
+            "Uploader",
+            &[Role::Scientist],
+        )],
         ..World::default()
     };
     let seeded = seed(config, &plan).await?;
@@ -148,9 +144,7 @@ async fn setup(config: &Config, issuer: &DevIssuer) -> anyhow::Result<Bench> {
 
     let (host, port) = config.mqtt.addr.rsplit_once(':').context("mqtt address")?;
     let mut options = MqttOptions::new(format!("docs-bench-{run}"), host, port.parse()?);
-    options
-        .set_credentials("bench", token.clone())
-        .set_keep_alive(Duration::from_secs(60));
+    options.set_credentials("bench", token.clone()).set_keep_alive(Duration::from_secs(60));
     let (mqtt, mut eventloop) = AsyncClient::new(options, 1024);
     let waiters: Waiters = Arc::new(Mutex::new(HashMap::new()));
     let (ready_tx, ready_rx) = oneshot::channel();
@@ -183,18 +177,9 @@ async fn setup(config: &Config, issuer: &DevIssuer) -> anyhow::Result<Bench> {
             }
         }
     });
-    mqtt.subscribe(format!("users/{user_id}/notifications"), QoS::AtLeastOnce)
-        .await?;
-    tokio::time::timeout(Duration::from_secs(10), ready_rx)
-        .await
-        .context("no SUBACK")??;
-    Ok(Bench {
-        http,
-        base,
-        token,
-        waiters,
-        _mqtt: mqtt,
-    })
+    mqtt.subscribe(format!("users/{user_id}/notifications"), QoS::AtLeastOnce).await?;
+    tokio::time::timeout(Duration::from_secs(10), ready_rx).await.context("no SUBACK")??;
+    Ok(Bench { http, base, token, waiters, _mqtt: mqtt })
 }
 
 impl Bench {
@@ -209,26 +194,15 @@ impl Bench {
             .await?
             .json()
             .await?;
-        let id = ticket["document_id"]
-            .as_str()
-            .context("document id")?
-            .to_string();
-        let url = ticket["upload_url"]
-            .as_str()
-            .context("upload url")?
-            .to_string();
+        let id = ticket["document_id"].as_str().context("document id")?.to_string();
+        let url = ticket["upload_url"].as_str().context("upload url")?.to_string();
         let (tx, rx) = oneshot::channel();
         if let Ok(mut w) = self.waiters.lock() {
             w.insert(id.clone(), tx);
         }
         let started = Instant::now();
-        let response = self
-            .http
-            .put(url)
-            .header("content-type", "text/csv")
-            .body(body)
-            .send()
-            .await?;
+        let response =
+            self.http.put(url).header("content-type", "text/csv").body(body).send().await?;
         if !response.status().is_success() {
             bail!("upload refused: {}", response.status());
         }
@@ -265,11 +239,5 @@ fn percentiles(values: &mut [f64]) -> (f64, f64, f64) {
 
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
 }

@@ -60,9 +60,7 @@ pub(crate) async fn run(args: Args, config: Config) -> anyhow::Result<()> {
     let mut known = Latencies::default();
     let mut unknown = Latencies::default();
     for (n, known_serial) in serials.iter().enumerate() {
-        known
-            .0
-            .push(time_refusal(&mqtt, known_serial, &format!("timing-k-{n}")).await?);
+        known.0.push(time_refusal(&mqtt, known_serial, &format!("timing-k-{n}")).await?);
         unknown
             .0
             .push(time_refusal(&mqtt, &format!("SN-NOPE-{n}"), &format!("timing-u-{n}")).await?);
@@ -88,12 +86,7 @@ pub(crate) async fn run(args: Args, config: Config) -> anyhow::Result<()> {
         let unknown_serials = args.unknown_serials;
         let source = match args.sources {
             0 | 1 => None,
-            n => Some(std::net::Ipv4Addr::new(
-                127,
-                0,
-                0,
-                2 + (worker % usize::from(n)) as u8,
-            )),
+            n => Some(std::net::Ipv4Addr::new(127, 0, 0, 2 + (worker % usize::from(n)) as u8)),
         };
         flooders.push(tokio::spawn(async move {
             let mut n = 0usize;
@@ -104,14 +97,9 @@ pub(crate) async fn run(args: Args, config: Config) -> anyhow::Result<()> {
                 let started = Instant::now();
                 let client_id = format!("flood-{worker}-{n}");
                 n += 1;
-                let username = if unknown_serials {
-                    format!("SN-GUESS-{worker}-{n}")
-                } else {
-                    serial.clone()
-                };
-                if connect_from(source, &mqtt, &client_id, &username, "wrong-secret")
-                    .await
-                    .is_ok()
+                let username =
+                    if unknown_serials { format!("SN-GUESS-{worker}-{n}") } else { serial.clone() };
+                if connect_from(source, &mqtt, &client_id, &username, "wrong-secret").await.is_ok()
                     && started.elapsed() < Duration::from_millis(2)
                 {
                     refused_fast.fetch_add(1, Ordering::Relaxed);
@@ -119,13 +107,7 @@ pub(crate) async fn run(args: Args, config: Config) -> anyhow::Result<()> {
             }
         }));
     }
-    let flooded = probe(
-        &client,
-        &http_base,
-        Duration::from(args.duration),
-        Some(deadline),
-    )
-    .await;
+    let flooded = probe(&client, &http_base, Duration::from(args.duration), Some(deadline)).await;
     stop.store(true, Ordering::Relaxed);
     for f in flooders {
         let _ = f.await;
@@ -135,20 +117,13 @@ pub(crate) async fn run(args: Args, config: Config) -> anyhow::Result<()> {
     quiet.print("quiet server");
     flooded.print(&format!(
         "during {sent} bad CONNECTs ({}) from {} connections, {} source addresses, in {}",
-        if args.unknown_serials {
-            "a new unknown serial each"
-        } else {
-            "one known serial"
-        },
+        if args.unknown_serials { "a new unknown serial each" } else { "one known serial" },
         args.attackers,
         args.sources.max(1),
         args.duration
     ));
     println!();
-    println!(
-        "refused in under 2 ms: {} of {sent}",
-        refused_fast.load(Ordering::Relaxed)
-    );
+    println!("refused in under 2 ms: {} of {sent}", refused_fast.load(Ordering::Relaxed));
     Ok(())
 }
 
@@ -159,16 +134,9 @@ async fn seed_instruments(config: &Config, count: usize) -> anyhow::Result<Vec<S
     for n in 0..count {
         account = account.instrument(&format!("SN-FLOOD-{run}-{n}"));
     }
-    let plan = World {
-        accounts: vec![account],
-        ..World::default()
-    };
+    let plan = World { accounts: vec![account], ..World::default() };
     let seeded = seed(config, &plan).await?;
-    Ok(seeded.accounts[0]
-        .instruments
-        .iter()
-        .map(|i| i.instrument.serial.clone())
-        .collect())
+    Ok(seeded.accounts[0].instruments.iter().map(|i| i.instrument.serial.clone()).collect())
 }
 
 async fn time_refusal(addr: &str, serial: &str, client_id: &str) -> anyhow::Result<Duration> {
@@ -280,11 +248,7 @@ async fn probe(
     let mut out = Latencies::default();
     while Instant::now() < end {
         let started = Instant::now();
-        if client
-            .get(format!("{base}/healthz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
+        if client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success())
         {
             out.0.push(started.elapsed());
         }

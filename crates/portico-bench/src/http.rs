@@ -58,18 +58,13 @@ async fn measure(
 
     let members = seed(&config, &issuer, args.accounts, args.users_per_account).await?;
     println!("machine: {} cores; {}", cores(), cpu_model());
-    println!(
-        "connections: {}, duration per scenario: {}",
-        args.connections, args.duration
-    );
+    println!("connections: {}, duration per scenario: {}", args.connections, args.duration);
     println!();
     println!("| scenario | requests | errors | req/s | p50 ms | p99 ms | max ms |");
     println!("|---|---|---|---|---|---|---|");
 
-    let healthz = scenario(&client, &args, duration, |_, _| {
-        Request::Get("/healthz".into(), None)
-    })
-    .await;
+    let healthz =
+        scenario(&client, &args, duration, |_, _| Request::Get("/healthz".into(), None)).await;
     healthz.print("GET /healthz (no auth)");
 
     let members = Arc::new(members);
@@ -136,10 +131,8 @@ async fn seed(
         let page = PageRequest::new(Some(PageRequest::MAX_LIMIT), cursor.take())?;
         let found = ctx.accounts.list_accounts(None, &page).await?;
         for account in found.items {
-            if let Some(n) = account
-                .name
-                .strip_prefix(SEED_NAME)
-                .and_then(|n| n.trim().parse().ok())
+            if let Some(n) =
+                account.name.strip_prefix(SEED_NAME).and_then(|n| n.trim().parse().ok())
             {
                 existing.push((n, account.id));
             }
@@ -180,10 +173,7 @@ async fn seed(
         .iter()
         .take(accounts)
         .map(|(n, account)| {
-            Ok((
-                mint(issuer, &generated_sub(SEED_USERS, *n, 0), &[])?,
-                account.clone(),
-            ))
+            Ok((mint(issuer, &generated_sub(SEED_USERS, *n, 0), &[])?, account.clone()))
         })
         .collect()
 }
@@ -306,9 +296,7 @@ where
 }
 
 pub(crate) fn cores() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 pub(crate) fn cpu_model() -> String {

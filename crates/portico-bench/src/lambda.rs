@@ -92,10 +92,7 @@ async fn next(State(stand): State<Stand>) -> impl IntoResponse {
         std::future::pending::<()>().await;
     }
     let mut headers = HeaderMap::new();
-    headers.insert(
-        "lambda-runtime-aws-request-id",
-        HeaderValue::from_static("bench-1"),
-    );
+    headers.insert("lambda-runtime-aws-request-id", HeaderValue::from_static("bench-1"));
     let deadline = (time::OffsetDateTime::now_utc().unix_timestamp() + 30) * 1000;
     if let Ok(value) = HeaderValue::from_str(&deadline.to_string()) {
         headers.insert("lambda-runtime-deadline-ms", value);
@@ -104,10 +101,7 @@ async fn next(State(stand): State<Stand>) -> impl IntoResponse {
         "lambda-runtime-invoked-function-arn",
         HeaderValue::from_static("arn:aws:lambda:eu-central-1:123456789012:function:portico"),
     );
-    headers.insert(
-        "lambda-runtime-trace-id",
-        HeaderValue::from_static("Root=1-bench"),
-    );
+    headers.insert("lambda-runtime-trace-id", HeaderValue::from_static("Root=1-bench"));
     (StatusCode::OK, headers, stand.event.to_string())
 }
 
@@ -122,16 +116,10 @@ async fn error(State(stand): State<Stand>, body: String) -> StatusCode {
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    let stand = Stand {
-        run: Arc::default(),
-        event: Arc::new(first_event(&args.handler)?),
-    };
+    let stand = Stand { run: Arc::default(), event: Arc::new(first_event(&args.handler)?) };
     let app = Router::new()
         .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route(
-            "/2018-06-01/runtime/invocation/{id}/response",
-            post(response),
-        )
+        .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
         .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
         .route("/2018-06-01/runtime/init/error", post(error))
         .with_state(stand.clone());

@@ -51,9 +51,7 @@ fn main() -> anyhow::Result<()> {
     let config = Config::from_process_env(None)?;
     let issuer = Arc::new(portico_local::load_dev_issuer(&config)?);
     // One runtime for every scenario (the PDF one is synchronous).
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Http(args) => runtime.block_on(http::run(args, config, issuer)),
         Command::Mqtt(args) => runtime.block_on(mqtt::run(args, config, issuer)),

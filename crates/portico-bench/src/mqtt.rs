@@ -93,10 +93,7 @@ pub(crate) async fn run(args: Args, config: Config, issuer: Arc<DevIssuer>) -> a
             addr,
             channels: "accounts/bench/channels".into(),
             members: (0..users)
-                .map(|_| Login {
-                    username: String::new(),
-                    password: String::new(),
-                })
+                .map(|_| Login { username: String::new(), password: String::new() })
                 .collect(),
             instrument: None,
             alert_recipients: Vec::new(),
@@ -136,18 +133,12 @@ async fn seed_portico(
     let mut account = AccountPlan::new(&run_name("MQTT bench"), AccountKind::Internal)
         .instrument(&format!("SN-BENCH-{run}"));
     for n in 0..users {
-        let role = if n < 5 {
-            Role::LabManager
-        } else {
-            Role::Scientist
-        };
+        let role = if n < 5 { Role::LabManager } else { Role::Scientist };
         let sub = format!("mqtt-bench-{run}-{n}@bench.example");
         account = account.user(&sub, &format!("Bench {n}"), &[role]);
     }
     let plan = World {
-        support: (0..2)
-            .map(|n| format!("mqtt-bench-support-{n}@portico.example"))
-            .collect(),
+        support: (0..2).map(|n| format!("mqtt-bench-support-{n}@portico.example")).collect(),
         accounts: vec![account],
         lots: Vec::new(),
     };
@@ -155,10 +146,8 @@ async fn seed_portico(
     let seeded = seed(config, &plan).await?;
     let made = &seeded.accounts[0];
     let login = |user: &User, groups: &[&str]| -> anyhow::Result<(Login, String)> {
-        let login = Login {
-            username: user.sub.clone(),
-            password: mint(issuer, &user.sub, groups)?,
-        };
+        let login =
+            Login { username: user.sub.clone(), password: mint(issuer, &user.sub, groups)? };
         Ok((login, format!("users/{}/notifications", user.id)))
     };
     let mut members = Vec::with_capacity(users);
@@ -181,10 +170,7 @@ async fn seed_portico(
         addr,
         channels: format!("accounts/{}/channels", made.account.id),
         members,
-        instrument: Some((
-            instrument.instrument.serial.clone(),
-            instrument.device_secret.clone(),
-        )),
+        instrument: Some((instrument.instrument.serial.clone(), instrument.device_secret.clone())),
         alert_recipients: recipients,
         bystanders,
     })
@@ -219,10 +205,7 @@ async fn connect(
     on_publish: impl Fn(Publish) + Send + 'static,
 ) -> anyhow::Result<Conn> {
     let mut options = MqttOptions::new(client_id, addr.0.clone(), addr.1);
-    options
-        .set_keep_alive(keep_alive)
-        .set_clean_session(true)
-        .set_inflight(200);
+    options.set_keep_alive(keep_alive).set_clean_session(true).set_inflight(200);
     if !login.password.is_empty() {
         options.set_credentials(login.username.clone(), login.password.clone());
     }
@@ -290,11 +273,7 @@ where
 
 fn row(name: &str, clients: usize, delivered: usize, expected: usize, elapsed: Duration) {
     let secs = elapsed.as_secs_f64().max(1e-9);
-    let note = if delivered < expected {
-        format!(" (of {expected})")
-    } else {
-        String::new()
-    };
+    let note = if delivered < expected { format!(" (of {expected})") } else { String::new() };
     println!(
         "| {name} | {clients} | {delivered}{note} | {secs:.2} | {:.0} |",
         delivered as f64 / secs
@@ -317,18 +296,12 @@ async fn fanout(
 ) -> anyhow::Result<()> {
     let delivered = Arc::new(AtomicUsize::new(0));
     let topic = format!("{}/fanout", setup.channels);
-    let subs = connect_many(
-        setup,
-        "fanout-sub",
-        subscribers,
-        Duration::from_secs(120),
-        |_| {
-            let d = delivered.clone();
-            Box::new(move |_| {
-                d.fetch_add(1, Ordering::Relaxed);
-            })
-        },
-    )
+    let subs = connect_many(setup, "fanout-sub", subscribers, Duration::from_secs(120), |_| {
+        let d = delivered.clone();
+        Box::new(move |_| {
+            d.fetch_add(1, Ordering::Relaxed);
+        })
+    })
     .await?;
     for s in &subs {
         s.subscribe(format!("{}/+", setup.channels), qos).await?;
@@ -346,16 +319,11 @@ async fn fanout(
     let started = Instant::now();
     let payload = vec![b'x'; 64];
     for _ in 0..messages {
-        publisher
-            .publish(topic.clone(), qos, false, payload.clone())
-            .await?;
+        publisher.publish(topic.clone(), qos, false, payload.clone()).await?;
     }
     wait_for(&delivered, expected, Duration::from_secs(60)).await;
     row(
-        &format!(
-            "fan-out QoS {} (1 -> {subscribers}, {messages} msgs)",
-            qos as u8
-        ),
+        &format!("fan-out QoS {} (1 -> {subscribers}, {messages} msgs)", qos as u8),
         subscribers + 1,
         delivered.load(Ordering::Relaxed),
         expected,
@@ -380,16 +348,10 @@ async fn fanin(setup: &Setup, publishers: usize, each: usize) -> anyhow::Result<
         },
     )
     .await?;
-    subscriber
-        .subscribe(format!("{}/+", setup.channels), QoS::AtMostOnce)
-        .await?;
-    let pubs = connect_many(
-        setup,
-        "fanin-pub",
-        publishers,
-        Duration::from_secs(120),
-        |_| Box::new(|_| {}),
-    )
+    subscriber.subscribe(format!("{}/+", setup.channels), QoS::AtMostOnce).await?;
+    let pubs = connect_many(setup, "fanin-pub", publishers, Duration::from_secs(120), |_| {
+        Box::new(|_| {})
+    })
     .await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let expected = publishers * each;
@@ -399,9 +361,7 @@ async fn fanin(setup: &Setup, publishers: usize, each: usize) -> anyhow::Result<
         let (p, topic) = (p.client.clone(), format!("{}/p{i}", setup.channels));
         sends.spawn(async move {
             for _ in 0..each {
-                let _ = p
-                    .publish(topic.clone(), QoS::AtMostOnce, false, vec![b'y'; 64])
-                    .await;
+                let _ = p.publish(topic.clone(), QoS::AtMostOnce, false, vec![b'y'; 64]).await;
             }
         });
     }
@@ -427,11 +387,8 @@ async fn alert_latency(setup: &Setup, alerts: usize) -> anyhow::Result<()> {
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::new()));
     let latencies: Arc<Mutex<Vec<f64>>> = Arc::new(Mutex::new(Vec::new()));
     let mut clients = Vec::new();
-    for (i, (login, topic)) in setup
-        .alert_recipients
-        .iter()
-        .chain(setup.bystanders.iter())
-        .enumerate()
+    for (i, (login, topic)) in
+        setup.alert_recipients.iter().chain(setup.bystanders.iter()).enumerate()
     {
         let (sent, latencies) = (sent.clone(), latencies.clone());
         let client = connect(
@@ -458,18 +415,9 @@ async fn alert_latency(setup: &Setup, alerts: usize) -> anyhow::Result<()> {
         client.subscribe(topic.clone(), QoS::AtLeastOnce).await?;
         clients.push(client);
     }
-    let device = Login {
-        username: serial.clone(),
-        password: secret.clone(),
-    };
-    let instrument = connect(
-        &setup.addr,
-        serial.clone(),
-        &device,
-        Duration::from_secs(120),
-        |_| {},
-    )
-    .await?;
+    let device = Login { username: serial.clone(), password: secret.clone() };
+    let instrument =
+        connect(&setup.addr, serial.clone(), &device, Duration::from_secs(120), |_| {}).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let recipients = setup.alert_recipients.len();
     for n in 0..alerts {
@@ -480,12 +428,7 @@ async fn alert_latency(setup: &Setup, alerts: usize) -> anyhow::Result<()> {
             s.insert(event_id, Instant::now());
         }
         instrument
-            .publish(
-                format!("instruments/{serial}/events"),
-                QoS::AtLeastOnce,
-                false,
-                payload,
-            )
+            .publish(format!("instruments/{serial}/events"), QoS::AtLeastOnce, false, payload)
             .await?;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -522,10 +465,8 @@ fn rss_kib(pid: u32) -> Option<u64> {
 async fn idle(setup: &Setup, count: usize, pid: Option<u32>) -> anyhow::Result<()> {
     let before = pid.and_then(rss_kib);
     let started = Instant::now();
-    let clients = connect_many(setup, "idle", count, Duration::from_secs(600), |_| {
-        Box::new(|_| {})
-    })
-    .await?;
+    let clients =
+        connect_many(setup, "idle", count, Duration::from_secs(600), |_| Box::new(|_| {})).await?;
     let connect_time = started.elapsed();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = pid.and_then(rss_kib);
@@ -539,10 +480,7 @@ async fn idle(setup: &Setup, count: usize, pid: Option<u32>) -> anyhow::Result<(
             a as f64 / 1024.0,
             (a.saturating_sub(b)) as f64 / clients.len().max(1) as f64
         ),
-        _ => println!(
-            "idle connections: {} held (pass --broker-pid for memory)",
-            clients.len()
-        ),
+        _ => println!("idle connections: {} held (pass --broker-pid for memory)", clients.len()),
     }
     drop(clients);
     Ok(())

@@ -67,19 +67,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         portico_local::worker_settings(&config),
         stop_rx,
     ));
-    let probe = PageRequest {
-        limit: 1,
-        cursor: None,
-    };
+    let probe = PageRequest { limit: 1, cursor: None };
     loop {
-        let pending = ctx
-            .outbox
-            .list_outbox(Some(EmailStatus::Pending), &probe)
-            .await?;
-        let sending = ctx
-            .outbox
-            .list_outbox(Some(EmailStatus::Sending), &probe)
-            .await?;
+        let pending = ctx.outbox.list_outbox(Some(EmailStatus::Pending), &probe).await?;
+        let sending = ctx.outbox.list_outbox(Some(EmailStatus::Sending), &probe).await?;
         if pending.items.is_empty() && sending.items.is_empty() {
             break;
         }

@@ -22,13 +22,7 @@ pub struct Args {
 fn stats(name: &str, mut ms: Vec<f64>) {
     ms.sort_by(|a, b| a.total_cmp(b));
     let at = |p: f64| ms[((ms.len() as f64 * p).ceil() as usize).clamp(1, ms.len()) - 1];
-    println!(
-        "| {name} | {} | {:.1} | {:.1} | {:.1} |",
-        ms.len(),
-        at(0.5),
-        at(0.99),
-        at(1.0)
-    );
+    println!("| {name} | {} | {:.1} | {:.1} | {:.1} |", ms.len(), at(0.5), at(0.99), at(1.0));
 }
 
 pub fn main(args: Args) -> anyhow::Result<()> {
@@ -37,11 +31,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     let ten = data(430);
     let first = Instant::now();
     let sample = pdf.render_certificate(&one).map_err(anyhow::Error::msg)?;
-    println!(
-        "machine: {} cores; {}",
-        crate::http::cores(),
-        crate::http::cpu_model()
-    );
+    println!("machine: {} cores; {}", crate::http::cores(), crate::http::cpu_model());
     println!(
         "first render (loads fonts): {:.1} ms, {} bytes",
         first.elapsed().as_secs_f64() * 1000.0,
@@ -63,21 +53,12 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             })
             .collect()
     };
-    stats(
-        "certificate, 1 page (10 QC rows)",
-        time(&one, args.one_page)?,
-    );
+    stats("certificate, 1 page (10 QC rows)", time(&one, args.one_page)?);
     let pages = lopdf_pages(&pdf.render_certificate(&ten).map_err(anyhow::Error::msg)?);
-    stats(
-        &format!("certificate, {pages} pages (430 QC rows)"),
-        time(&ten, args.ten_pages)?,
-    );
+    stats(&format!("certificate, {pages} pages (430 QC rows)"), time(&ten, args.ten_pages)?);
     if args.ghostscript > 0 {
         match ghostscript(args.ghostscript) {
-            Ok(ms) => stats(
-                "Ghostscript: 1 PostScript page -> PDF (process per document)",
-                ms,
-            ),
+            Ok(ms) => stats("Ghostscript: 1 PostScript page -> PDF (process per document)", ms),
             Err(e) => println!("| Ghostscript | - | not run: {e} | | |"),
         }
     }
@@ -114,9 +95,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
 }
 
 fn lopdf_pages(pdf: &[u8]) -> usize {
-    lopdf::Document::load_mem(pdf)
-        .map(|d| d.get_pages().len())
-        .unwrap_or(0)
+    lopdf::Document::load_mem(pdf).map(|d| d.get_pages().len()).unwrap_or(0)
 }
 
 /// A PostScript page with the same content as the one-page certificate, through `gs`.

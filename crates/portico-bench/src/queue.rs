@@ -49,12 +49,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         tasks.spawn(async move {
             while done.load(Ordering::Relaxed) < total {
                 let Ok(messages) = queue
-                    .receive(
-                        "bench",
-                        batch,
-                        Duration::from_secs(30),
-                        Duration::from_millis(100),
-                    )
+                    .receive("bench", batch, Duration::from_secs(30), Duration::from_millis(100))
                     .await
                 else {
                     return;

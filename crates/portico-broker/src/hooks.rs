@@ -126,11 +126,7 @@ impl rmqtt::hook::Handler for Handler {
             }
             Parameter::MessageDropped(_, _, _, reason) => {
                 let reason = format!("{reason:?}");
-                let kind = reason
-                    .split(['(', ' ', '{'])
-                    .next()
-                    .unwrap_or("other")
-                    .to_string();
+                let kind = reason.split(['(', ' ', '{']).next().unwrap_or("other").to_string();
                 metrics::counter!(DROPPED, "reason" => kind).increment(1);
                 (true, acc)
             }
@@ -195,10 +191,7 @@ impl Hooks {
                 ),
             );
         }
-        let connected = self
-            .gate
-            .connect(username.as_deref(), password.as_deref())
-            .await;
+        let connected = self.gate.connect(username.as_deref(), password.as_deref()).await;
         let failed = || {
             if let Ok(mut t) = self.throttle.lock() {
                 t.failed(address, throttled_name, Instant::now());
@@ -221,10 +214,7 @@ impl Hooks {
             }
             Err(Refusal::Unavailable(why)) => {
                 tracing::warn!(client_id, error = why, "cannot check MQTT credentials");
-                return refuse(
-                    AuthResult::NotAuthorized,
-                    "credentials cannot be checked now",
-                );
+                return refuse(AuthResult::NotAuthorized, "credentials cannot be checked now");
             }
         };
         if let Err(why) = self.admit_session(info, &admitted).await {
@@ -235,13 +225,7 @@ impl Hooks {
             expire_at: admitted.expires_at.map(Duration::from_secs),
             rules: Vec::new(),
         };
-        (
-            false,
-            Some(HookResult::AuthResult(AuthResult::Allow(
-                false,
-                Some(auth_info),
-            ))),
-        )
+        (false, Some(HookResult::AuthResult(AuthResult::Allow(false, Some(auth_info)))))
     }
 
     /// The checks of a CONNECT after its credentials: whose client id it is, whether its will may
@@ -264,11 +248,7 @@ impl Hooks {
         }
         if let Some(will) = info.last_will() {
             let will = Publish::try_from(will).map_err(|e| format!("bad will: {e}"))?;
-            if !self
-                .gate
-                .allows(principal, Action::Publish, &will.topic)
-                .await
-            {
+            if !self.gate.allows(principal, Action::Publish, &will.topic).await {
                 return Err(format!(
                     "the will's topic `{}` is not one this client may publish to",
                     will.topic
@@ -276,10 +256,7 @@ impl Hooks {
             }
         }
         let holder = {
-            let clients = self
-                .clients
-                .lock()
-                .map_err(|_| "broker state unavailable")?;
+            let clients = self.clients.lock().map_err(|_| "broker state unavailable")?;
             clients.by_id.get(&client_id).map(|c| c.owner.clone())
         };
         match holder {
@@ -305,15 +282,12 @@ impl Hooks {
             Some(_) => return Err("the client id belongs to another identity's session".into()),
             None => {}
         }
-        let mut clients = self
-            .clients
-            .lock()
-            .map_err(|_| "broker state unavailable")?;
+        let mut clients = self.clients.lock().map_err(|_| "broker state unavailable")?;
         let burst = self.burst;
-        clients.buckets.entry(owner.clone()).or_insert(Bucket {
-            tokens: burst,
-            refilled: Instant::now(),
-        });
+        clients
+            .buckets
+            .entry(owner.clone())
+            .or_insert(Bucket { tokens: burst, refilled: Instant::now() });
         clients.by_id.insert(
             client_id,
             Client {
@@ -337,16 +311,10 @@ impl Hooks {
         let entry = shared.entry(session.id.clone());
         let mut dropped_subscriptions = 0;
         for sub in entry.subscriptions().await.unwrap_or_default() {
-            if self
-                .gate
-                .allows(principal, Action::Subscribe, &sub.topic)
-                .await
-            {
+            if self.gate.allows(principal, Action::Subscribe, &sub.topic).await {
                 continue;
             }
-            let unsubscribe = Unsubscribe {
-                topic_filter: sub.topic.clone(),
-            };
+            let unsubscribe = Unsubscribe { topic_filter: sub.topic.clone() };
             if let Err(e) = entry.unsubscribe(&unsubscribe).await {
                 tracing::warn!(client_id = %id.client_id, filter = %sub.topic, error = %e, "removing a lost subscription failed");
             }
@@ -405,11 +373,7 @@ impl Hooks {
                 .map(|c| (c.admitted.clone(), c.owner.clone()))
         });
         if let Some(admitted) = admitted {
-            session
-                .extra_attrs
-                .write()
-                .await
-                .insert(ADMITTED_ATTR.into(), admitted);
+            session.extra_attrs.write().await.insert(ADMITTED_ATTR.into(), admitted);
         }
     }
 
@@ -433,9 +397,7 @@ impl Hooks {
         let topic: &str = &publish.topic;
         let allowed = match &remembered {
             Some((admitted, _)) if live_admitted(admitted) => {
-                self.gate
-                    .allows(&admitted.principal, Action::Publish, topic)
-                    .await
+                self.gate.allows(&admitted.principal, Action::Publish, topic).await
             }
             _ => false,
         };
@@ -465,19 +427,15 @@ impl Hooks {
 
     /// A user's session ends when their access token expires; they reconnect with a fresh one.
     fn end_at_expiry(&self, session: &Session) {
-        let Some(expires_at) = self
-            .admitted(&session.id.client_id)
-            .and_then(|a| a.expires_at)
+        let Some(expires_at) = self.admitted(&session.id.client_id).and_then(|a| a.expires_at)
         else {
             return;
         };
         let scx = self.scx.clone();
         let id = session.id.clone();
         tokio::spawn(async move {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
+            let now =
+                SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
             tokio::time::sleep(Duration::from_secs(expires_at.saturating_sub(now))).await;
             let mut entry = scx.extends.shared().await.entry(id.clone());
             // Only this connection: the client may have reconnected with a new token since.
@@ -495,11 +453,7 @@ impl Hooks {
         let Ok(mut clients) = self.clients.lock() else {
             return;
         };
-        if clients
-            .by_id
-            .get(client_id)
-            .is_some_and(|c| c.connected_at == session.id.create_time)
-        {
+        if clients.by_id.get(client_id).is_some_and(|c| c.connected_at == session.id.create_time) {
             clients.by_id.remove(client_id);
         }
         if clients.buckets.len() > 2 * clients.by_id.len() + 1024 {
@@ -525,11 +479,7 @@ impl Hooks {
     ) -> SubscribeAclResult {
         let filter: &str = &subscribe.topic_filter;
         let allowed = match self.admitted(&session.id.client_id) {
-            Some(a) => {
-                self.gate
-                    .allows(&a.principal, Action::Subscribe, filter)
-                    .await
-            }
+            Some(a) => self.gate.allows(&a.principal, Action::Subscribe, filter).await,
             None => false,
         };
         if allowed {
@@ -553,11 +503,7 @@ impl Hooks {
             Ok(admitted) => admitted,
             Err(reason) => return deny(reason),
         };
-        if !self
-            .gate
-            .allows(&admitted.principal, Action::Publish, topic)
-            .await
-        {
+        if !self.gate.allows(&admitted.principal, Action::Publish, topic).await {
             return deny("publish_denied");
         }
         if publish.retain
@@ -592,23 +538,12 @@ impl Hooks {
 
     /// Rules see only messages the policy allowed; each hit runs its function in its own task.
     fn run_rules(&self, client_id: &str, topic: &str, payload: &[u8]) {
-        let timestamp_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        let outcomes = self.rules.evaluate(&Message {
-            topic,
-            payload,
-            client_id,
-            timestamp_ms,
-        });
+        let timestamp_ms =
+            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let outcomes = self.rules.evaluate(&Message { topic, payload, client_id, timestamp_ms });
         for outcome in outcomes {
             match outcome {
-                Outcome::Hit {
-                    rule,
-                    function,
-                    output,
-                } => {
+                Outcome::Hit { rule, function, output } => {
                     metrics::counter!(RULE_HITS, "rule" => rule.clone()).increment(1);
                     let ctx = self.gate.context().clone();
                     tokio::spawn(async move {
@@ -639,9 +574,7 @@ fn live(client: &Client) -> Option<Arc<Admitted>> {
 }
 
 fn live_admitted(admitted: &Admitted) -> bool {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     !matches!(admitted.expires_at, Some(exp) if exp <= now)
 }
 

@@ -89,10 +89,8 @@ impl Broker {
             "storage.type = \"ram\"\nmax_retained_messages = {}\nmax_payload_size = \"128KB\"\n",
             settings.retained_max.max(1)
         );
-        let scx = ServerContext::new()
-            .plugins_config_map_add("rmqtt-retainer", &retainer)
-            .build()
-            .await;
+        let scx =
+            ServerContext::new().plugins_config_map_add("rmqtt-retainer", &retainer).build().await;
         rmqtt_retainer::register(&scx, true, false)
             .await
             .map_err(|e| anyhow::anyhow!("starting retained-message storage: {e}"))?;
@@ -110,9 +108,7 @@ impl Broker {
             Type::MessageDelivered,
             Type::MessageDropped,
         ] {
-            register
-                .add(typ, Box::new(hooks::Handler(hooks.clone())))
-                .await;
+            register.add(typ, Box::new(hooks::Handler(hooks.clone()))).await;
         }
         register.start().await;
 
@@ -142,13 +138,7 @@ impl Broker {
         let tcp_addr = tcp.local_addr().map_err(|e| anyhow::anyhow!("{e}"))?;
         let ws_addr = ws.local_addr().map_err(|e| anyhow::anyhow!("{e}"))?;
         publisher.attach(scx.clone());
-        Ok(Broker {
-            scx,
-            tcp,
-            ws,
-            tcp_addr,
-            ws_addr,
-        })
+        Ok(Broker { scx, tcp, ws, tcp_addr, ws_addr })
     }
 
     pub fn tcp_addr(&self) -> SocketAddr {

@@ -47,14 +47,7 @@ impl Publisher for BrokerPublisher {
             properties: None,
         })
         .create_time(rmqtt::utils::timestamp_millis());
-        let from = From::from_system(Id::new(
-            scx.node.id(),
-            0,
-            None,
-            None,
-            "portico".into(),
-            None,
-        ));
+        let from = From::from_system(Id::new(scx.node.id(), 0, None, None, "portico".into(), None));
         SessionState::forwards(scx, from, publish, false, None)
             .await
             .map_err(|e| Error::Unexpected(anyhow::anyhow!("publishing to {topic}: {e}")))

@@ -71,15 +71,9 @@ impl Ledger {
             return Ok(());
         }
         let previous = self.topics.get(topic);
-        let freed_total = previous.map_or(Usage::default(), |(_, b)| Usage {
-            count: 1,
-            bytes: *b,
-        });
+        let freed_total = previous.map_or(Usage::default(), |(_, b)| Usage { count: 1, bytes: *b });
         let freed_own = match previous {
-            Some((owner, b)) if owner == identity => Usage {
-                count: 1,
-                bytes: *b,
-            },
+            Some((owner, b)) if owner == identity => Usage { count: 1, bytes: *b },
             _ => Usage::default(),
         };
         let own = self.by_identity.get(identity).copied().unwrap_or_default();
@@ -96,8 +90,7 @@ impl Ledger {
             return Err(Refused::BrokerBytes);
         }
         self.clear(topic);
-        self.topics
-            .insert(topic.to_owned(), (identity.to_owned(), bytes));
+        self.topics.insert(topic.to_owned(), (identity.to_owned(), bytes));
         let own = self.by_identity.entry(identity.to_owned()).or_default();
         own.count += 1;
         own.bytes += bytes;
@@ -127,12 +120,7 @@ mod tests {
     use super::*;
 
     fn ledger() -> Ledger {
-        Ledger::new(Limits {
-            per_identity: 2,
-            bytes_per_identity: 100,
-            total: 3,
-            total_bytes: 150,
-        })
+        Ledger::new(Limits { per_identity: 2, bytes_per_identity: 100, total: 3, total_bytes: 150 })
     }
 
     #[test]

@@ -57,8 +57,7 @@ impl Throttle {
 
     pub(crate) fn failed(&mut self, address: Option<IpAddr>, username: Option<&str>, now: Instant) {
         if self.records.len() >= MAX_KEYS {
-            self.records
-                .retain(|_, r| now.duration_since(r.last_failure) < FORGET_AFTER);
+            self.records.retain(|_, r| now.duration_since(r.last_failure) < FORGET_AFTER);
             if self.records.len() >= MAX_KEYS {
                 self.records.clear();
             }
@@ -80,9 +79,7 @@ impl Throttle {
             record.last_failure = now;
             if record.failures > free {
                 let doublings = (record.failures - free - 1).min(16);
-                let block = FIRST_BLOCK
-                    .saturating_mul(1 << doublings)
-                    .min(LONGEST_BLOCK);
+                let block = FIRST_BLOCK.saturating_mul(1 << doublings).min(LONGEST_BLOCK);
                 record.blocked_until = Some(now + block);
             }
         }
@@ -98,10 +95,7 @@ impl Throttle {
 }
 
 fn keys(address: Option<IpAddr>, username: Option<&str>) -> impl Iterator<Item = Key> {
-    address
-        .map(Key::Address)
-        .into_iter()
-        .chain(username.map(|u| Key::Username(u.to_owned())))
+    address.map(Key::Address).into_iter().chain(username.map(|u| Key::Username(u.to_owned())))
 }
 
 #[cfg(test)]
@@ -120,11 +114,7 @@ mod tests {
         assert_eq!(t.blocked(None, Some("SN-1"), start), None);
         t.failed(None, Some("SN-1"), start);
         assert_eq!(t.blocked(None, Some("SN-1"), start), Some(FIRST_BLOCK));
-        assert_eq!(
-            t.blocked(None, Some("SN-2"), start),
-            None,
-            "others are free"
-        );
+        assert_eq!(t.blocked(None, Some("SN-2"), start), None, "others are free");
         let later = start + FIRST_BLOCK;
         assert_eq!(t.blocked(None, Some("SN-1"), later), None, "the block ends");
         t.failed(None, Some("SN-1"), later);

@@ -60,11 +60,7 @@ impl Layers {
         self.keys
             .iter()
             .map(|(path, _)| (variable(path), path.clone()))
-            .chain(
-                ALIASES
-                    .iter()
-                    .map(|(var, path)| (var.to_string(), path.to_string())),
-            )
+            .chain(ALIASES.iter().map(|(var, path)| (var.to_string(), path.to_string())))
             .collect()
     }
 
@@ -116,16 +112,11 @@ impl Layers {
                 });
             };
             let default = self.default_of(path).cloned().unwrap_or(Value::Null);
-            let value =
-                from_text(path, raw.trim(), &default).map_err(|message| ConfigError::Env {
-                    var: var.clone(),
-                    message,
-                })?;
+            let value = from_text(path, raw.trim(), &default)
+                .map_err(|message| ConfigError::Env { var: var.clone(), message })?;
             self.set(path, value);
-            self.check().map_err(|e| ConfigError::Env {
-                var: var.clone(),
-                message: e.to_string(),
-            })?;
+            self.check()
+                .map_err(|e| ConfigError::Env { var: var.clone(), message: e.to_string() })?;
         }
         Ok(())
     }
@@ -152,9 +143,7 @@ impl Layers {
                 map.insert(part.to_string(), value);
                 return;
             }
-            node = map
-                .entry(part.to_string())
-                .or_insert_with(|| Value::Object(Map::new()));
+            node = map.entry(part.to_string()).or_insert_with(|| Value::Object(Map::new()));
         }
     }
 }
@@ -166,11 +155,7 @@ fn leaves(tree: &Value, prefix: &str, out: &mut Vec<(String, Value)>) {
         return;
     };
     for (name, value) in map {
-        let path = if prefix.is_empty() {
-            name.clone()
-        } else {
-            format!("{prefix}.{name}")
-        };
+        let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
         leaves(value, &path, out);
     }
 }
@@ -230,10 +215,9 @@ fn duration(text: &str, unit: Unit) -> Result<Value, String> {
         .map_err(|e| format!("{text:?} is not a number or a duration like 30s or 15m: {e}"))?;
     let (amount, exact) = match unit {
         Unit::Secs => (d.as_secs(), d.subsec_nanos() == 0),
-        Unit::Millis => (
-            u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
-            d.subsec_nanos() % 1_000_000 == 0,
-        ),
+        Unit::Millis => {
+            (u64::try_from(d.as_millis()).unwrap_or(u64::MAX), d.subsec_nanos() % 1_000_000 == 0)
+        }
     };
     if !exact {
         return Err(format!("{text:?} is finer than this key's unit"));
@@ -284,14 +268,8 @@ mod tests {
         for (var, key) in [
             ("PORTICO_DATA_DIR", "data_dir"),
             ("PORTICO_HTTP_ADDR", "http.addr"),
-            (
-                "PORTICO_MQTT_PUBLISH_RATE_PER_SEC",
-                "mqtt.publish_rate_per_sec",
-            ),
-            (
-                "PORTICO_DOCUMENTS_CERTIFICATE_ISSUER",
-                "documents.certificate_issuer",
-            ),
+            ("PORTICO_MQTT_PUBLISH_RATE_PER_SEC", "mqtt.publish_rate_per_sec"),
+            ("PORTICO_DOCUMENTS_CERTIFICATE_ISSUER", "documents.certificate_issuer"),
             ("PORTICO_AUTH_ISSUER", "auth.issuer"),
             ("PORTICO_SENDGRID_API_KEY", "sendgrid.api_key"),
             ("PORTICO_LOG", "log.filter"),
@@ -311,10 +289,7 @@ mod tests {
             "PORTICO_HTTP_ADRR",
             ["PORTICO_HTTP_ADDR", "PORTICO_MQTT_ADDR"].into_iter(),
         );
-        assert!(
-            message.contains("did you mean `PORTICO_HTTP_ADDR`"),
-            "{message}"
-        );
+        assert!(message.contains("did you mean `PORTICO_HTTP_ADDR`"), "{message}");
         let message = unknown(
             "variable",
             "PORTICO_NOTHING_LIKE_IT_AT_ALL",

@@ -15,10 +15,7 @@ mod layers;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("environment variable {var}: {message}")]
@@ -293,16 +290,11 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let mut layers = layers::Layers::new()?;
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: path.to_owned(),
-                source,
-            })?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
             layers
                 .merge_file(&text)
-                .map_err(|message| ConfigError::Parse {
-                    path: path.to_owned(),
-                    message,
-                })?;
+                .map_err(|message| ConfigError::Parse { path: path.to_owned(), message })?;
         }
         layers.merge_env(env)?;
         let mut config = layers.finish()?;
@@ -314,9 +306,8 @@ impl Config {
     /// Loads from the process environment: `PORTICO_CONFIG` names the optional file unless
     /// `file` is given.
     pub fn from_process_env(file: Option<&Path>) -> Result<Config, ConfigError> {
-        let env: BTreeMap<String, String> = std::env::vars()
-            .filter(|(k, _)| layers::is_read(k))
-            .collect();
+        let env: BTreeMap<String, String> =
+            std::env::vars().filter(|(k, _)| layers::is_read(k)).collect();
         let from_env = env.get("PORTICO_CONFIG").map(PathBuf::from);
         Self::load(file.or(from_env.as_deref()), &env)
     }
@@ -350,10 +341,7 @@ impl Config {
             return invalid("data_dir must not be empty".into());
         }
         if self.region.is_empty()
-            || !self
-                .region
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            || !self.region.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
             return invalid(format!(
                 "region = {:?} must be letters, digits, '-' or '_'",
@@ -435,15 +423,10 @@ impl Config {
         if !self.auth.algorithms.iter().any(|a| a == "RS256") {
             return invalid("auth.algorithms must include RS256".into());
         }
-        if let Some(a) = self
-            .auth
-            .algorithms
-            .iter()
-            .find(|a| !matches!(a.as_str(), "RS256" | "ES256"))
+        if let Some(a) =
+            self.auth.algorithms.iter().find(|a| !matches!(a.as_str(), "RS256" | "ES256"))
         {
-            return invalid(format!(
-                "auth.algorithms: {a:?} is not supported (RS256, ES256)"
-            ));
+            return invalid(format!("auth.algorithms: {a:?} is not supported (RS256, ES256)"));
         }
         if self.auth.leeway_secs > 120 {
             return invalid("auth.leeway_secs must be at most 120".into());
@@ -480,10 +463,7 @@ impl Config {
 
 /// `http(s)://host[:port][/path]`, without query or fragment.
 fn is_base_url(url: &str) -> bool {
-    let Some(rest) = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-    else {
+    let Some(rest) = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")) else {
         return false;
     };
     let host = rest.split('/').next().unwrap_or("");
@@ -495,10 +475,7 @@ fn is_base_url(url: &str) -> bool {
 
 /// `http(s)://host[:port]`: a base URL with no path.
 fn is_origin(origin: &str) -> bool {
-    is_base_url(origin)
-        && origin
-            .split_once("://")
-            .is_some_and(|(_, rest)| !rest.contains('/'))
+    is_base_url(origin) && origin.split_once("://").is_some_and(|(_, rest)| !rest.contains('/'))
 }
 
 #[cfg(test)]
@@ -506,10 +483,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -524,11 +498,8 @@ mod tests {
     fn environment_overrides_file() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("portico.toml");
-        std::fs::write(
-            &path,
-            "[http]\naddr = \"127.0.0.1:9000\"\n[auth]\nadmin_group = \"ops\"\n",
-        )
-        .expect("write");
+        std::fs::write(&path, "[http]\naddr = \"127.0.0.1:9000\"\n[auth]\nadmin_group = \"ops\"\n")
+            .expect("write");
         let c = Config::load(Some(&path), &env(&[("PORTICO_HTTP_ADDR", "127.0.0.1:0")]))
             .expect("valid");
         assert_eq!(c.http.addr, "127.0.0.1:0");
@@ -551,10 +522,7 @@ mod tests {
         assert_eq!(c.backend, Backend::Aws);
         assert_eq!(c.aws.region.as_deref(), Some("eu-central-1"));
         assert_eq!(c.aws.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
-        assert_eq!(
-            (c.aws.table.as_str(), c.aws.sequence_block),
-            ("portico-prod", 10)
-        );
+        assert_eq!((c.aws.table.as_str(), c.aws.sequence_block), ("portico-prod", 10));
         assert_eq!(c.aws.bucket, "portico-documents");
         let c = Config::load(
             None,
@@ -595,11 +563,8 @@ mod tests {
             .expect_err("too much leeway");
         assert!(err.to_string().contains("leeway"), "{err}");
 
-        let err = Config::load(
-            None,
-            &env(&[("PORTICO_AUTH_ISSUER", "http://example.okta.com")]),
-        )
-        .expect_err("plain http issuer");
+        let err = Config::load(None, &env(&[("PORTICO_AUTH_ISSUER", "http://example.okta.com")]))
+            .expect_err("plain http issuer");
         assert!(err.to_string().contains("https"), "{err}");
     }
 
@@ -607,10 +572,7 @@ mod tests {
     fn secrets_never_print() {
         let c = Config::load(None, &env(&[("PORTICO_SENDGRID_API_KEY", "SG.topsecret")]))
             .expect("valid");
-        assert_eq!(
-            c.sendgrid.api_key.as_ref().map(Secret::expose),
-            Some("SG.topsecret")
-        );
+        assert_eq!(c.sendgrid.api_key.as_ref().map(Secret::expose), Some("SG.topsecret"));
         assert!(!c.to_toml().contains("topsecret"));
         assert!(!format!("{c:?}").contains("topsecret"));
     }
@@ -626,25 +588,17 @@ mod tests {
             ("PORTICO_HTTP_PUBLIC_URL", "portal.example.com"),
             ("PORTICO_HTTP_PUBLIC_URL", "https://portal.example.com/?x=1"),
             ("PORTICO_HTTP_PUBLIC_URL", "https://user@portal.example.com"),
-            (
-                "PORTICO_HTTP_CORS_ORIGINS",
-                "https://portal.example.com/app",
-            ),
+            ("PORTICO_HTTP_CORS_ORIGINS", "https://portal.example.com/app"),
             ("PORTICO_HTTP_CORS_ORIGINS", "*, https://portal.example.com"),
             ("PORTICO_HTTP_CORS_ORIGINS", "portal.example.com"),
         ] {
             assert!(load(key, value).is_err(), "{key}={value}");
         }
         let c = load("PORTICO_HTTP_PUBLIC_URL", "https://portal.example.com/api/").expect("ok");
-        assert_eq!(
-            c.http.public_url.as_deref(),
-            Some("https://portal.example.com/api")
-        );
-        let c = load(
-            "PORTICO_HTTP_CORS_ORIGINS",
-            "https://portal.example.com, http://localhost:3000/",
-        )
-        .expect("ok");
+        assert_eq!(c.http.public_url.as_deref(), Some("https://portal.example.com/api"));
+        let c =
+            load("PORTICO_HTTP_CORS_ORIGINS", "https://portal.example.com, http://localhost:3000/")
+                .expect("ok");
         assert_eq!(
             c.http.cors_origins,
             vec!["https://portal.example.com", "http://localhost:3000"]
@@ -669,22 +623,17 @@ mod tests {
             .expect_err("a typo is not ignored");
         let message = err.to_string();
         assert!(message.contains("PORTICO_HTTP_ADRR"), "{message}");
-        assert!(
-            message.contains("did you mean `PORTICO_HTTP_ADDR`"),
-            "{message}"
-        );
+        assert!(message.contains("did you mean `PORTICO_HTTP_ADDR`"), "{message}");
 
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("portico.toml");
         std::fs::write(&path, "[http]\nadrr = \"127.0.0.1:9000\"\n").expect("write");
-        let message = Config::load(Some(&path), &BTreeMap::new())
-            .expect_err("unknown key")
-            .to_string();
+        let message =
+            Config::load(Some(&path), &BTreeMap::new()).expect_err("unknown key").to_string();
         assert!(message.contains("did you mean `http.addr`"), "{message}");
         std::fs::write(&path, "[htpt]\naddr = \"127.0.0.1:9000\"\n").expect("write");
-        let message = Config::load(Some(&path), &BTreeMap::new())
-            .expect_err("unknown section")
-            .to_string();
+        let message =
+            Config::load(Some(&path), &BTreeMap::new()).expect_err("unknown section").to_string();
         assert!(message.contains("did you mean `http.addr`"), "{message}");
     }
 
@@ -710,9 +659,6 @@ mod tests {
         assert!(c.to_toml().contains("request_timeout_secs = 90"));
         let err = Config::load(None, &env(&[("PORTICO_WORKER_CONCURRENCY", "2s")]))
             .expect_err("not a duration key");
-        assert!(
-            err.to_string().contains("PORTICO_WORKER_CONCURRENCY"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("PORTICO_WORKER_CONCURRENCY"), "{err}");
     }
 }

@@ -43,8 +43,7 @@ fn proxy(upstream: String) -> String {
             .unwrap();
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(format!("http://{}", listener.local_addr().unwrap()))
-                .unwrap();
+            tx.send(format!("http://{}", listener.local_addr().unwrap())).unwrap();
             let state = Arc::new(Proxy {
                 upstream,
                 client: reqwest::Client::new(),
@@ -70,30 +69,20 @@ async fn forward(
 ) -> axum::response::Response {
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
-    let path = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
+    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let is_dynamodb = parts
         .headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.starts_with("DynamoDB_"));
-    let mut upstream = proxy
-        .client
-        .request(parts.method.clone(), format!("{}{path}", proxy.upstream))
-        .body(body);
+    let mut upstream =
+        proxy.client.request(parts.method.clone(), format!("{}{path}", proxy.upstream)).body(body);
     for (name, value) in &parts.headers {
         if name != "host" && name != "content-length" {
             upstream = upstream.header(name, value);
         }
     }
-    let _serialised = if is_dynamodb {
-        Some(proxy.dynamodb.lock().await)
-    } else {
-        None
-    };
+    let _serialised = if is_dynamodb { Some(proxy.dynamodb.lock().await) } else { None };
     let answer = upstream.send().await.unwrap();
     let mut response = axum::response::Response::builder().status(answer.status());
     for (name, value) in answer.headers() {
@@ -101,18 +90,14 @@ async fn forward(
             response = response.header(name, value);
         }
     }
-    response
-        .body(axum::body::Body::from(answer.bytes().await.unwrap()))
-        .unwrap()
+    response.body(axum::body::Body::from(answer.bytes().await.unwrap())).unwrap()
 }
 
 /// Starts moto for this process and returns its endpoint. The shell beside it polls this
 /// process and stops moto within half a second of it ending, however it ends.
 fn start() -> String {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap();
+    let port =
+        TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap();
     let watcher = format!(
         "moto_server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & moto=$!; \
          while kill -0 {parent} 2>/dev/null && kill -0 $moto 2>/dev/null; do sleep 0.5; done; \

@@ -26,32 +26,21 @@ pub async fn exact_sizes_and_nothing_half_written(store: &dyn ObjectStore, prefi
     assert_eq!(read(store, &key).await, big.concat());
 
     let small = format!("{prefix}/small.csv");
-    let stored = store
-        .put(&small, body(vec![b"a,b\n".to_vec(), b"1,2\n".to_vec()]), 8)
-        .await
-        .unwrap();
+    let stored =
+        store.put(&small, body(vec![b"a,b\n".to_vec(), b"1,2\n".to_vec()]), 8).await.unwrap();
     // SHA-256 of "a,b\n1,2\n".
-    assert_eq!(
-        stored.sha256,
-        "492d5ea496056f1a6a6592241032fab764c321596317930b4fa0e1e8bc3b7470"
-    );
+    assert_eq!(stored.sha256, "492d5ea496056f1a6a6592241032fab764c321596317930b4fa0e1e8bc3b7470");
     assert_eq!(read(store, &small).await, b"a,b\n1,2\n");
 
     // Longer than declared: TooLarge, and nothing under the key.
     let long = format!("{prefix}/long.bin");
-    let err = store
-        .put(&long, body(vec![vec![1; 10]]), 4)
-        .await
-        .unwrap_err();
+    let err = store.put(&long, body(vec![vec![1; 10]]), 4).await.unwrap_err();
     assert!(matches!(err, Error::TooLarge(_)), "{err:?}");
     assert!(matches!(store.get(&long).await, Err(Error::NotFound(_))));
 
     // Shorter than declared, or broken off: Validation, and nothing under the key.
     let short = format!("{prefix}/short.bin");
-    let err = store
-        .put(&short, body(vec![vec![1; 3]]), 4)
-        .await
-        .unwrap_err();
+    let err = store.put(&short, body(vec![vec![1; 3]]), 4).await.unwrap_err();
     assert!(matches!(err, Error::Validation(_)), "{err:?}");
     assert!(matches!(store.get(&short).await, Err(Error::NotFound(_))));
     let broken: ByteStream = stream::iter(vec![
@@ -59,14 +48,8 @@ pub async fn exact_sizes_and_nothing_half_written(store: &dyn ObjectStore, prefi
         Err(std::io::Error::other("connection reset")),
     ])
     .boxed();
-    let err = store
-        .put(&format!("{prefix}/broken.bin"), broken, 4)
-        .await
-        .unwrap_err();
+    let err = store.put(&format!("{prefix}/broken.bin"), broken, 4).await.unwrap_err();
     assert!(matches!(err, Error::Validation(_)), "{err:?}");
 
-    assert!(matches!(
-        store.get(&format!("{prefix}/missing")).await,
-        Err(Error::NotFound(_))
-    ));
+    assert!(matches!(store.get(&format!("{prefix}/missing")).await, Err(Error::NotFound(_))));
 }

@@ -12,9 +12,7 @@ const PAST_VISIBILITY: Duration = Duration::from_millis(1_300);
 
 /// Receives from `queue`, long-polling up to two seconds for a message to arrive.
 async fn receive_one(q: &dyn Queue, queue: &str) -> Vec<portico_core::ports::QueueMessage> {
-    q.receive(queue, 10, SECOND, Duration::from_secs(2))
-        .await
-        .unwrap()
+    q.receive(queue, 10, SECOND, Duration::from_secs(2)).await.unwrap()
 }
 
 /// A message is hidden while in flight, comes back with a higher receive count, is not deleted
@@ -66,8 +64,7 @@ pub async fn long_polling_visibility_changes_and_deletes(q: Arc<dyn Queue>, queu
         let q = q.clone();
         let queue = queue.to_string();
         tokio::spawn(async move {
-            q.receive(&queue, 1, Duration::from_secs(30), Duration::from_secs(5))
-                .await
+            q.receive(&queue, 1, Duration::from_secs(30), Duration::from_secs(5)).await
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -77,20 +74,12 @@ pub async fn long_polling_visibility_changes_and_deletes(q: Arc<dyn Queue>, queu
     assert_eq!(got[0].body, "wake");
 
     // Handed back at once.
-    assert!(
-        q.change_visibility(queue, &got[0].receipt, Duration::ZERO)
-            .await
-            .unwrap()
-    );
+    assert!(q.change_visibility(queue, &got[0].receipt, Duration::ZERO).await.unwrap());
     let again = receive_one(q.as_ref(), queue).await;
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].receive_count, 2);
     // Kept hidden for longer than its first timeout while a worker is still busy.
-    assert!(
-        q.change_visibility(queue, &again[0].receipt, Duration::from_secs(30))
-            .await
-            .unwrap()
-    );
+    assert!(q.change_visibility(queue, &again[0].receipt, Duration::from_secs(30)).await.unwrap());
     assert!(q.delete(queue, &again[0].receipt).await.unwrap());
     let empty = q.receive(queue, 10, SECOND, Duration::ZERO).await.unwrap();
     assert!(empty.is_empty(), "{empty:?}");

@@ -23,10 +23,7 @@ where
         matches!(seq.next("a").await, Err(Error::Unavailable(_))),
         "an exhausted range is Unavailable"
     );
-    let moved = make(SequenceRange {
-        start: 100,
-        end: 200,
-    });
+    let moved = make(SequenceRange { start: 100, end: 200 });
     assert_eq!(moved.next("a").await.unwrap(), 100);
 }
 
@@ -56,10 +53,7 @@ pub async fn concurrent_callers_never_share_a_value(
         let values = task.await.unwrap();
         assert!(values.windows(2).all(|w| w[0] < w[1]), "{values:?}");
         for v in values {
-            assert!(
-                (range.start..range.end).contains(&v),
-                "{v} outside {range:?}"
-            );
+            assert!((range.start..range.end).contains(&v), "{v} outside {range:?}");
             assert!(all.insert(v), "{v} handed out twice");
             count += 1;
         }

@@ -19,13 +19,8 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [
-        Role::Admin,
-        Role::Support,
-        Role::AccountAdmin,
-        Role::LabManager,
-        Role::Scientist,
-    ];
+    pub const ALL: [Role; 5] =
+        [Role::Admin, Role::Support, Role::AccountAdmin, Role::LabManager, Role::Scientist];
 
     /// Platform roles come from the identity provider's groups, never from an API call.
     pub fn is_platform(self) -> bool {
@@ -69,13 +64,9 @@ impl AccountKind {
     }
 
     pub fn parse(s: &str) -> Option<AccountKind> {
-        [
-            AccountKind::Customer,
-            AccountKind::Distributor,
-            AccountKind::Internal,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
+        [AccountKind::Customer, AccountKind::Distributor, AccountKind::Internal]
+            .into_iter()
+            .find(|k| k.as_str() == s)
     }
 }
 
@@ -122,9 +113,7 @@ impl User {
 pub fn is_key_safe_id(value: &str) -> bool {
     !value.is_empty()
         && value.len() <= 64
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && !value.starts_with('.')
         && !value.ends_with('.')
         && !value.contains("..")
@@ -248,14 +237,9 @@ impl EmailStatus {
     }
 
     pub fn parse(s: &str) -> Option<EmailStatus> {
-        [
-            EmailStatus::Pending,
-            EmailStatus::Sending,
-            EmailStatus::Sent,
-            EmailStatus::Failed,
-        ]
-        .into_iter()
-        .find(|x| x.as_str() == s)
+        [EmailStatus::Pending, EmailStatus::Sending, EmailStatus::Sent, EmailStatus::Failed]
+            .into_iter()
+            .find(|x| x.as_str() == s)
     }
 }
 

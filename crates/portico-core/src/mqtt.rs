@@ -13,16 +13,8 @@ use crate::domain::Role;
 /// Who is connected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
-    User {
-        user_id: String,
-        sub: String,
-        account_id: Option<String>,
-        roles: Vec<Role>,
-    },
-    Instrument {
-        serial: String,
-        account_id: String,
-    },
+    User { user_id: String, sub: String, account_id: Option<String>, roles: Vec<Role> },
+    Instrument { serial: String, account_id: String },
 }
 
 impl Principal {
@@ -267,31 +259,18 @@ fn grant(index: usize, entry: GrantEntry) -> Result<Grant, PolicyError> {
         _ => return Err(at("give exactly one of `who` or a non-empty `roles`".into())),
     };
     let patterns = |list: Vec<String>| -> Result<Vec<Pattern>, PolicyError> {
-        list.iter()
-            .map(|p| pattern(p).map_err(|m| at(format!("{p:?}: {m}"))))
-            .collect()
+        list.iter().map(|p| pattern(p).map_err(|m| at(format!("{p:?}: {m}")))).collect()
     };
     let publish = patterns(entry.publish)?;
     let subscribe = patterns(entry.subscribe)?;
-    let uses = |level: &Level| {
-        publish
-            .iter()
-            .chain(&subscribe)
-            .any(|p| p.0.contains(level))
-    };
+    let uses = |level: &Level| publish.iter().chain(&subscribe).any(|p| p.0.contains(level));
     if who != Who::Instrument && uses(&Level::Serial) {
         return Err(at("${serial} is only known for instruments".into()));
     }
     if who == Who::Instrument && (uses(&Level::UserId) || uses(&Level::AccountSerial)) {
-        return Err(at(
-            "instruments have no ${user_id} or ${account_serial}".into()
-        ));
+        return Err(at("instruments have no ${user_id} or ${account_serial}".into()));
     }
-    Ok(Grant {
-        who,
-        publish,
-        subscribe,
-    })
+    Ok(Grant { who, publish, subscribe })
 }
 
 fn pattern(text: &str) -> Result<Pattern, String> {
@@ -359,9 +338,7 @@ fn covers(
                 Principal::User { user_id, .. } => !wildcard && got == user_id,
                 Principal::Instrument { .. } => false,
             },
-            Level::AccountId => principal
-                .account_id()
-                .is_some_and(|a| !wildcard && *got == a),
+            Level::AccountId => principal.account_id().is_some_and(|a| !wildcard && *got == a),
             Level::Serial => match principal {
                 Principal::Instrument { serial, .. } => !wildcard && got == serial,
                 Principal::User { .. } => false,
@@ -412,10 +389,7 @@ mod tests {
     }
 
     fn instrument(serial: &str, account: &str) -> Principal {
-        Principal::Instrument {
-            serial: serial.into(),
-            account_id: account.into(),
-        }
+        Principal::Instrument { serial: serial.into(), account_id: account.into() }
     }
 
     /// Account `a1` owns instrument `SN1`; account `a2` owns `SN2`.
@@ -506,12 +480,9 @@ mod tests {
         assert!(!check(&admin, S, "#"));
         assert!(!check(&admin, S, "+/+/#"));
         assert!(!check(&admin, S, "$SYS/#"));
-        for topic in [
-            "accounts/a1/channels/+",
-            "accounts/a1/channels/#",
-            "",
-            "accounts/a1/channels/",
-        ] {
+        for topic in
+            ["accounts/a1/channels/+", "accounts/a1/channels/#", "", "accounts/a1/channels/"]
+        {
             // An empty last level is a distinct (allowed) channel name; wildcards never publish.
             let want = topic == "accounts/a1/channels/";
             assert_eq!(check(&sci, P, topic), want, "{topic:?}");
@@ -555,9 +526,7 @@ mod tests {
             vec!["SN9"]
         );
         assert!(
-            Policy::default_policy()
-                .account_serial_candidates("accounts/a1/channels/x")
-                .is_empty()
+            Policy::default_policy().account_serial_candidates("accounts/a1/channels/x").is_empty()
         );
     }
 
@@ -575,22 +544,12 @@ mod tests {
             (&bob, "SN1", true, Foreign),
             (&bob, "bob-phone", false, Free),
             (&bob, bob_id, false, Owner),
-            (
-                &bob,
-                "0190B1C2-7A3E-7CDE-8F01-23456789ABCD-phone",
-                false,
-                Owner,
-            ),
+            (&bob, "0190B1C2-7A3E-7CDE-8F01-23456789ABCD-phone", false, Owner),
             (&bob, &format!("{bob_id}/laptop"), false, Owner),
             (&mallory, &format!("{bob_id}-phone"), false, Foreign),
             (&sn1, bob_id, false, Foreign),
             (&mallory, "0190b1c2-7a3e-7cde-8f01", false, Free),
-            (
-                &mallory,
-                "zz90b1c2-7a3e-7cde-8f01-23456789abcd",
-                false,
-                Free,
-            ),
+            (&mallory, "zz90b1c2-7a3e-7cde-8f01-23456789abcd", false, Free),
         ];
         for (principal, client_id, serial, expected) in rows {
             assert_eq!(

@@ -32,11 +32,7 @@ pub fn can_see_account(caller: &Caller, account_id: &str) -> bool {
 /// Read one account: admins and support see all; members see their own; others get 404.
 pub fn read_account(caller: &Caller, account_id: &str) -> Result<()> {
     require_provisioned(caller)?;
-    if can_see_account(caller, account_id) {
-        Ok(())
-    } else {
-        Err(not_found_account(account_id))
-    }
+    if can_see_account(caller, account_id) { Ok(()) } else { Err(not_found_account(account_id)) }
 }
 
 /// List an account's users: admins and the account's members.
@@ -45,9 +41,7 @@ pub fn list_account_users(caller: &Caller, account_id: &str) -> Result<()> {
     if caller.has_role(Role::Admin) || caller.is_member_of(account_id) {
         Ok(())
     } else {
-        Err(Error::Forbidden(
-            "only admins and the account's members may list its users".into(),
-        ))
+        Err(Error::Forbidden("only admins and the account's members may list its users".into()))
     }
 }
 
@@ -106,11 +100,7 @@ pub enum Scope {
 /// members see their own account's; anyone else an empty list.
 pub fn list_scope(caller: &Caller) -> Result<Scope> {
     require_provisioned(caller)?;
-    Ok(if caller.sees_all_accounts() {
-        Scope::All
-    } else {
-        own_account_scope(caller)
-    })
+    Ok(if caller.sees_all_accounts() { Scope::All } else { own_account_scope(caller) })
 }
 
 fn own_account_scope(caller: &Caller) -> Scope {
@@ -139,9 +129,7 @@ pub fn read_document(caller: &Caller, document_id: &str, account_id: &str) -> Re
     if caller.has_role(Role::Admin) || caller.is_member_of(account_id) {
         Ok(())
     } else {
-        Err(Error::NotFound(format!(
-            "document `{document_id}` not found"
-        )))
+        Err(Error::NotFound(format!("document `{document_id}` not found")))
     }
 }
 
@@ -176,9 +164,7 @@ pub fn read_lot(caller: &Caller, lot_number: &str, received: bool) -> Result<()>
 /// record (every provisioned caller has one).
 pub fn own_notifications(caller: &Caller) -> Result<&str> {
     require_provisioned(caller)?;
-    caller
-        .user_id()
-        .ok_or_else(|| Error::Forbidden("you have no notifications".into()))
+    caller.user_id().ok_or_else(|| Error::Forbidden("you have no notifications".into()))
 }
 
 #[cfg(test)]
@@ -204,24 +190,15 @@ mod tests {
 
     #[test]
     fn unprovisioned_callers_are_forbidden() {
-        let nobody = Caller {
-            sub: "x".into(),
-            user: None,
-        };
-        assert!(matches!(
-            read_account(&nobody, "a"),
-            Err(Error::Forbidden(_))
-        ));
+        let nobody = Caller { sub: "x".into(), user: None };
+        assert!(matches!(read_account(&nobody, "a"), Err(Error::Forbidden(_))));
     }
 
     #[test]
     fn other_accounts_are_hidden_not_forbidden() {
         let scientist = caller(Some("a"), &[Role::Scientist]);
         assert!(read_account(&scientist, "a").is_ok());
-        assert!(matches!(
-            read_account(&scientist, "b"),
-            Err(Error::NotFound(_))
-        ));
+        assert!(matches!(read_account(&scientist, "b"), Err(Error::NotFound(_))));
         assert!(matches!(
             add_account_user(&scientist, "b", &[Role::Scientist]),
             Err(Error::NotFound(_))
@@ -232,25 +209,16 @@ mod tests {
     fn account_admins_grant_account_roles_only() {
         let aa = caller(Some("a"), &[Role::AccountAdmin]);
         assert!(add_account_user(&aa, "a", &[Role::LabManager]).is_ok());
-        assert!(matches!(
-            add_account_user(&aa, "a", &[Role::Admin]),
-            Err(Error::Forbidden(_))
-        ));
+        assert!(matches!(add_account_user(&aa, "a", &[Role::Admin]), Err(Error::Forbidden(_))));
         let lm = caller(Some("a"), &[Role::LabManager]);
-        assert!(matches!(
-            add_account_user(&lm, "a", &[Role::Scientist]),
-            Err(Error::Forbidden(_))
-        ));
+        assert!(matches!(add_account_user(&lm, "a", &[Role::Scientist]), Err(Error::Forbidden(_))));
     }
 
     #[test]
     fn support_reads_all_accounts_but_not_their_users() {
         let support = caller(None, &[Role::Support]);
         assert!(read_account(&support, "any").is_ok());
-        assert!(matches!(
-            list_account_users(&support, "any"),
-            Err(Error::Forbidden(_))
-        ));
+        assert!(matches!(list_account_users(&support, "any"), Err(Error::Forbidden(_))));
         assert!(matches!(require_admin(&support), Err(Error::Forbidden(_))));
     }
 
@@ -283,10 +251,7 @@ mod tests {
             caller(Some("a"), &[Role::AccountAdmin]),
             caller(Some("a"), &[Role::LabManager]),
             caller(Some("a"), &[Role::Scientist]),
-            Caller {
-                sub: "stranger".into(),
-                user: None,
-            },
+            Caller { sub: "stranger".into(), user: None },
         ];
         type Action = fn(&Caller) -> Answer;
         #[rustfmt::skip]
@@ -319,27 +284,13 @@ mod tests {
         let own = Some(Scope::Account("a".into()));
         assert_eq!(
             scopes,
-            vec![
-                Some(Scope::All),
-                Some(Scope::All),
-                own.clone(),
-                own.clone(),
-                own.clone(),
-                None
-            ]
+            vec![Some(Scope::All), Some(Scope::All), own.clone(), own.clone(), own.clone(), None]
         );
         let documents: Vec<Option<Scope>> =
             callers.iter().map(|c| list_documents(c).ok()).collect();
         assert_eq!(
             documents,
-            vec![
-                Some(Scope::Nothing),
-                Some(Scope::Nothing),
-                own.clone(),
-                own.clone(),
-                own,
-                None
-            ]
+            vec![Some(Scope::Nothing), Some(Scope::Nothing), own.clone(), own.clone(), own, None]
         );
     }
 }

@@ -51,10 +51,7 @@ pub struct Page<T> {
 impl<T> Page<T> {
     /// The page of a listing the caller may see nothing of.
     pub fn empty() -> Page<T> {
-        Page {
-            items: Vec::new(),
-            next_cursor: None,
-        }
+        Page { items: Vec::new(), next_cursor: None }
     }
 }
 
@@ -162,12 +159,7 @@ pub struct Transition<'a> {
 impl<'a> Transition<'a> {
     /// From one of `from` to `to`, changing nothing else.
     pub fn new(from: &'a [DocumentStatus], to: DocumentStatus) -> Transition<'a> {
-        Transition {
-            from,
-            to,
-            failure_reason: None,
-            metadata: None,
-        }
+        Transition { from, to, failure_reason: None, metadata: None }
     }
 }
 

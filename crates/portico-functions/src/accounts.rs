@@ -45,22 +45,15 @@ pub async fn create_account(
     validate::text(&mut errors, "name", &input.name, 200);
     let kind = AccountKind::parse(&input.kind);
     if kind.is_none() {
-        errors.push(FieldError::new(
-            "kind",
-            "must be one of `customer`, `distributor`, `internal`",
-        ));
+        errors
+            .push(FieldError::new("kind", "must be one of `customer`, `distributor`, `internal`"));
     }
     let region = input.region.unwrap_or_else(|| ctx.settings.region.clone());
     if region.is_empty()
         || region.len() > 32
-        || !region
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        || !region.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
-        errors.push(FieldError::new(
-            "region",
-            "must be 1 to 32 letters, digits, '-' or '_'",
-        ));
+        errors.push(FieldError::new("region", "must be 1 to 32 letters, digits, '-' or '_'"));
     }
     let Some(kind) = kind.filter(|_| errors.is_empty()) else {
         return Err(Error::Validation(errors));
@@ -82,10 +75,7 @@ pub async fn create_account(
 
 pub async fn get_account(ctx: &Context, caller: &Caller, id: &str) -> Result<Account> {
     policy::read_account(caller, id)?;
-    ctx.accounts
-        .account(id)
-        .await?
-        .ok_or_else(|| policy::not_found_account(id))
+    ctx.accounts.account(id).await?.ok_or_else(|| policy::not_found_account(id))
 }
 
 pub async fn list_accounts(

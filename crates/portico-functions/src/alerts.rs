@@ -24,17 +24,10 @@ pub async fn instrument_alert(ctx: &Context, event: &Value) -> Result<AlertOutco
         .get("serial")
         .and_then(Value::as_str)
         .ok_or_else(|| Error::invalid("serial", "the rule must select the instrument's serial"))?;
-    let severity = event
-        .get("severity")
-        .and_then(Value::as_str)
-        .unwrap_or("error")
-        .to_string();
+    let severity = event.get("severity").and_then(Value::as_str).unwrap_or("error").to_string();
     let Some(instrument) = ctx.instruments.instrument(serial).await? else {
         tracing::warn!(serial, "alert from an unregistered instrument ignored");
-        return Ok(AlertOutcome {
-            notified: Vec::new(),
-            emailed: 0,
-        });
+        return Ok(AlertOutcome { notified: Vec::new(), emailed: 0 });
     };
 
     // The account's lab managers and all support staff, each once.
@@ -102,15 +95,6 @@ pub async fn instrument_alert(ctx: &Context, event: &Value) -> Result<AlertOutco
             emailed += 1;
         }
     }
-    tracing::info!(
-        serial,
-        severity,
-        recipients = notifications.len(),
-        emailed,
-        "instrument alert"
-    );
-    Ok(AlertOutcome {
-        notified: notifications.into_iter().map(|n| n.user_id).collect(),
-        emailed,
-    })
+    tracing::info!(serial, severity, recipients = notifications.len(), emailed, "instrument alert");
+    Ok(AlertOutcome { notified: notifications.into_iter().map(|n| n.user_id).collect(), emailed })
 }

@@ -110,10 +110,7 @@ pub async fn create_lot(ctx: &Context, caller: &Caller, input: CreateLot) -> Res
     if let (Some(m), Some(e)) = (made, expires)
         && e < m
     {
-        errors.push(FieldError::new(
-            "expires_on",
-            "must not be before manufactured_on",
-        ));
+        errors.push(FieldError::new("expires_on", "must not be before manufactured_on"));
     }
     if input.qc_tests.is_empty() || input.qc_tests.len() > 1000 {
         errors.push(FieldError::new("qc_tests", "must list 1 to 1000 tests"));
@@ -160,14 +157,7 @@ async fn received(ctx: &Context, caller: &Caller, lot_number: &str) -> Result<bo
     };
     let shipments = ctx
         .catalogue
-        .list_shipments(
-            Some(lot_number),
-            Some(account),
-            &PageRequest {
-                limit: 1,
-                cursor: None,
-            },
-        )
+        .list_shipments(Some(lot_number), Some(account), &PageRequest { limit: 1, cursor: None })
         .await?;
     Ok(!shipments.items.is_empty())
 }
@@ -243,10 +233,7 @@ pub async fn certificate(ctx: &Context, caller: &Caller, lot_number: &str) -> Re
         return Ok(chunks.concat());
     }
     let product = ctx.catalogue.product(&lot.sku).await?.ok_or_else(|| {
-        Error::Unexpected(anyhow::anyhow!(
-            "lot {} names a missing product",
-            lot.lot_number
-        ))
+        Error::Unexpected(anyhow::anyhow!("lot {} names a missing product", lot.lot_number))
     })?;
     let data = CertificateData {
         issuer: ctx.settings.issuer_name.clone(),
@@ -261,8 +248,6 @@ pub async fn certificate(ctx: &Context, caller: &Caller, lot_number: &str) -> Re
     metrics::counter!("portico_pdfs_rendered_total").increment(1);
     let size = pdf.len() as u64;
     let body = futures_util::stream::once(std::future::ready(Ok(bytes::Bytes::from(pdf.clone()))));
-    ctx.objects
-        .put(&key, futures_util::StreamExt::boxed(body), size)
-        .await?;
+    ctx.objects.put(&key, futures_util::StreamExt::boxed(body), size).await?;
     Ok(pdf)
 }

@@ -22,10 +22,7 @@ pub fn email_id(key: &str) -> String {
 /// Queues `email` after checking it cannot break out of its headers.
 pub async fn queue(ctx: &Context, email: OutboundEmail) -> Result<()> {
     if !crate::validate::is_email(&email.to) {
-        return Err(Error::invalid(
-            "to",
-            format!("{:?} is not an e-mail address", email.to),
-        ));
+        return Err(Error::invalid("to", format!("{:?} is not an e-mail address", email.to)));
     }
     if email.subject.contains(['\r', '\n']) || email.subject.trim().is_empty() {
         return Err(Error::invalid("subject", "must be one non-empty line"));
@@ -63,43 +60,16 @@ fn templates() -> &'static minijinja::Environment<'static> {
         let mut env = minijinja::Environment::new();
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         for (name, source) in [
-            (
-                "layout.html",
-                include_str!("../templates/email/layout.html"),
-            ),
+            ("layout.html", include_str!("../templates/email/layout.html")),
             ("layout.txt", include_str!("../templates/email/layout.txt")),
-            (
-                "welcome.html",
-                include_str!("../templates/email/welcome.html"),
-            ),
-            (
-                "welcome.txt",
-                include_str!("../templates/email/welcome.txt"),
-            ),
-            (
-                "instrument_alert.html",
-                include_str!("../templates/email/instrument_alert.html"),
-            ),
-            (
-                "instrument_alert.txt",
-                include_str!("../templates/email/instrument_alert.txt"),
-            ),
-            (
-                "document_ready.html",
-                include_str!("../templates/email/document_ready.html"),
-            ),
-            (
-                "document_ready.txt",
-                include_str!("../templates/email/document_ready.txt"),
-            ),
-            (
-                "lot_recall.html",
-                include_str!("../templates/email/lot_recall.html"),
-            ),
-            (
-                "lot_recall.txt",
-                include_str!("../templates/email/lot_recall.txt"),
-            ),
+            ("welcome.html", include_str!("../templates/email/welcome.html")),
+            ("welcome.txt", include_str!("../templates/email/welcome.txt")),
+            ("instrument_alert.html", include_str!("../templates/email/instrument_alert.html")),
+            ("instrument_alert.txt", include_str!("../templates/email/instrument_alert.txt")),
+            ("document_ready.html", include_str!("../templates/email/document_ready.html")),
+            ("document_ready.txt", include_str!("../templates/email/document_ready.txt")),
+            ("lot_recall.html", include_str!("../templates/email/lot_recall.html")),
+            ("lot_recall.txt", include_str!("../templates/email/lot_recall.txt")),
         ] {
             // The templates are part of the build and covered by the tests below; one that does
             // not parse fails every render of its kind with the parse error.
@@ -113,9 +83,7 @@ fn templates() -> &'static minijinja::Environment<'static> {
 
 /// One line of subject: control characters become spaces.
 fn subject(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 /// Renders the `category` e-mail (its text and HTML templates) for `to`, titled `title`.
@@ -229,15 +197,10 @@ mod tests {
         assert!(email.html.contains("&lt;script&gt;"));
         assert!(!email.html.contains("<script>"));
         assert!(email.html.contains("X &amp; Y"));
-        assert!(
-            email.text.contains("<script>"),
-            "plain text stays as written"
-        );
+        assert!(email.text.contains("<script>"), "plain text stays as written");
         assert_eq!(
             email.id,
-            instrument_alert("n1", "x@y.example", &instrument, "error", "")
-                .expect("renders")
-                .id
+            instrument_alert("n1", "x@y.example", &instrument, "error", "").expect("renders").id
         );
     }
 
@@ -288,10 +251,7 @@ mod tests {
             email: "lena@example.com".into(),
             display_name: "Lena <3".into(),
             account_id: Some("a".into()),
-            roles: vec![
-                portico_core::Role::LabManager,
-                portico_core::Role::Scientist,
-            ],
+            roles: vec![portico_core::Role::LabManager, portico_core::Role::Scientist],
             created_at: time::OffsetDateTime::UNIX_EPOCH,
         };
         let account = portico_core::Account {
@@ -312,9 +272,7 @@ mod tests {
              customer portal"
         );
         assert!(
-            email
-                .html
-                .contains("<h2>Welcome to Example &amp; Co</h2><p>Hello Lena &lt;3,</p>")
+            email.html.contains("<h2>Welcome to Example &amp; Co</h2><p>Hello Lena &lt;3,</p>")
         );
         assert!(email.html.contains("as lab_manager, scientist.</p>"));
     }

@@ -116,22 +116,15 @@ impl Gate {
     async fn connect_instrument(&self, serial: &str, secret: &str) -> Result<Admitted, Refusal> {
         let unavailable = |e: portico_core::Error| Refusal::Unavailable(e.to_string());
         let bad = || Refusal::BadCredentials("unknown serial or wrong device secret".into());
-        let stored = self
-            .ctx
-            .instruments
-            .instrument_secret_hash(serial)
-            .await
-            .map_err(unavailable)?;
+        let stored =
+            self.ctx.instruments.instrument_secret_hash(serial).await.map_err(unavailable)?;
         let known = stored.is_some();
         // An unknown serial is checked against a hash too, so both refusals take the same time.
         let stored =
             stored.unwrap_or_else(|| portico_auth::device_secret::unknown_serial_hash().to_owned());
         let secret = secret.to_string();
-        let _slot = self
-            .secret_checks
-            .acquire()
-            .await
-            .map_err(|e| Refusal::Unavailable(e.to_string()))?;
+        let _slot =
+            self.secret_checks.acquire().await.map_err(|e| Refusal::Unavailable(e.to_string()))?;
         let matches = tokio::task::spawn_blocking(move || {
             portico_auth::device_secret::verify(&secret, &stored)
         })
@@ -140,13 +133,8 @@ impl Gate {
         if !(matches && known) {
             return Err(bad());
         }
-        let instrument = self
-            .ctx
-            .instruments
-            .instrument(serial)
-            .await
-            .map_err(unavailable)?
-            .ok_or_else(bad)?;
+        let instrument =
+            self.ctx.instruments.instrument(serial).await.map_err(unavailable)?.ok_or_else(bad)?;
         Ok(Admitted {
             principal: Principal::Instrument {
                 serial: instrument.serial,
@@ -172,11 +160,7 @@ impl Gate {
                 .await
                 .map_err(|e| Refusal::Unavailable(e.to_string()))?
                 .is_some();
-        Ok(claim_client_id(
-            principal,
-            client_id,
-            is_serial || own_serial,
-        ))
+        Ok(claim_client_id(principal, client_id, is_serial || own_serial))
     }
 
     /// Whether `principal` may publish to (or subscribe to) `topic`.
@@ -200,8 +184,6 @@ impl Gate {
                 }
             }
         }
-        self.policy.allows(principal, action, topic, &|serial| {
-            own_serials.contains(serial)
-        })
+        self.policy.allows(principal, action, topic, &|serial| own_serials.contains(serial))
     }
 }

@@ -20,34 +20,26 @@ pub struct Identity {
 
 /// Resolves the caller behind `identity`, provisioning or updating platform staff.
 pub async fn identify(ctx: &Context, identity: &Identity) -> Result<Caller> {
-    let platform: Vec<Role> = [
-        (Role::Admin, &ctx.settings.admin_group),
-        (Role::Support, &ctx.settings.support_group),
-    ]
-    .into_iter()
-    .filter(|(_, group)| identity.groups.iter().any(|g| g == *group))
-    .map(|(role, _)| role)
-    .collect();
+    let platform: Vec<Role> =
+        [(Role::Admin, &ctx.settings.admin_group), (Role::Support, &ctx.settings.support_group)]
+            .into_iter()
+            .filter(|(_, group)| identity.groups.iter().any(|g| g == *group))
+            .map(|(role, _)| role)
+            .collect();
 
     let user = match ctx.users.user_by_sub(&identity.sub).await? {
         Some(user) => Some(sync_platform_roles(ctx, user, &platform).await?),
         None if platform.is_empty() => None,
         None => Some(provision(ctx, identity, platform).await?),
     };
-    Ok(Caller {
-        sub: identity.sub.clone(),
-        user,
-    })
+    Ok(Caller { sub: identity.sub.clone(), user })
 }
 
 async fn provision(ctx: &Context, identity: &Identity, roles: Vec<Role>) -> Result<User> {
     let user = User {
         id: uuid::Uuid::now_v7().to_string(),
         sub: identity.sub.clone(),
-        email: identity
-            .email
-            .clone()
-            .unwrap_or_else(|| identity.sub.clone()),
+        email: identity.email.clone().unwrap_or_else(|| identity.sub.clone()),
         display_name: identity.sub.clone(),
         account_id: None,
         roles,

@@ -65,14 +65,9 @@ pub async fn register(
         account_id: input.account_id,
         created_at: OffsetDateTime::now_utc(),
     };
-    ctx.instruments
-        .create_instrument(&instrument, &hash)
-        .await?;
+    ctx.instruments.create_instrument(&instrument, &hash).await?;
     tracing::info!(serial = %instrument.serial, account_id = %instrument.account_id, "instrument registered");
-    Ok(RegisteredInstrument {
-        instrument,
-        device_secret: secret,
-    })
+    Ok(RegisteredInstrument { instrument, device_secret: secret })
 }
 
 pub async fn get(ctx: &Context, caller: &Caller, serial: &str) -> Result<Instrument> {

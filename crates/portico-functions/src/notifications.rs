@@ -16,11 +16,7 @@ const NOTIFICATION_NAMESPACE: uuid::Uuid =
 /// thing announced, e.g. `instrument_alert\nSN-1\n<event id>`): derived, so a notifier that runs
 /// again for the same thing (a redelivered event, a retried worker) makes the same notification.
 pub fn notification_id(what: &str, user_id: &str) -> String {
-    uuid::Uuid::new_v5(
-        &NOTIFICATION_NAMESPACE,
-        format!("{what}\n{user_id}").as_bytes(),
-    )
-    .to_string()
+    uuid::Uuid::new_v5(&NOTIFICATION_NAMESPACE, format!("{what}\n{user_id}").as_bytes()).to_string()
 }
 
 /// The MQTT topic a user's notifications are published on.
@@ -32,10 +28,7 @@ fn topic(user_id: &str) -> String {
 /// a repeat stores and sends nothing. A failed publish is logged, not an error: the stored
 /// notification is what counts, and its owner finds it in `GET /v1/notifications`.
 pub async fn deliver(ctx: &Context, notifications: &[Notification]) -> Result<()> {
-    let new = ctx
-        .notifications
-        .insert_notifications(notifications)
-        .await?;
+    let new = ctx.notifications.insert_notifications(notifications).await?;
     for notification in notifications.iter().filter(|n| new.contains(&n.id)) {
         let topic = topic(&notification.user_id);
         let payload = serde_json::to_vec(notification)

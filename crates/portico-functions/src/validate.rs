@@ -8,15 +8,9 @@ pub(crate) fn text(errors: &mut Vec<FieldError>, field: &str, value: &str, max: 
     if trimmed.is_empty() {
         errors.push(FieldError::new(field, "must not be empty"));
     } else if trimmed.chars().count() > max {
-        errors.push(FieldError::new(
-            field,
-            format!("must be at most {max} characters"),
-        ));
+        errors.push(FieldError::new(field, format!("must be at most {max} characters")));
     } else if trimmed.chars().any(char::is_control) {
-        errors.push(FieldError::new(
-            field,
-            "must not contain control characters",
-        ));
+        errors.push(FieldError::new(field, "must not contain control characters"));
     }
 }
 
@@ -48,10 +42,7 @@ pub(crate) fn token_like(errors: &mut Vec<FieldError>, field: &str, value: &str,
     if value.is_empty() {
         errors.push(FieldError::new(field, "must not be empty"));
     } else if value.chars().count() > max {
-        errors.push(FieldError::new(
-            field,
-            format!("must be at most {max} characters"),
-        ));
+        errors.push(FieldError::new(field, format!("must be at most {max} characters")));
     } else if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
         errors.push(FieldError::new(field, "must not contain whitespace"));
     }
@@ -60,9 +51,6 @@ pub(crate) fn token_like(errors: &mut Vec<FieldError>, field: &str, value: &str,
 /// An identifier that becomes part of a storage key or topic (see `is_key_safe_id`).
 pub(crate) fn key_safe_id(errors: &mut Vec<FieldError>, field: &str, value: &str) {
     if !portico_core::domain::is_key_safe_id(value) {
-        errors.push(FieldError::new(
-            field,
-            portico_core::domain::KEY_SAFE_ID_RULE,
-        ));
+        errors.push(FieldError::new(field, portico_core::domain::KEY_SAFE_ID_RULE));
     }
 }

@@ -38,9 +38,7 @@ impl FromRequestParts<AppState> for Authenticated {
         let claims = state.verifier().verify(token).await.map_err(|e| {
             if e.is_unavailable() {
                 tracing::warn!(error = %e, "cannot verify tokens");
-                Problem::from(Error::Unavailable(
-                    "tokens cannot be verified right now".into(),
-                ))
+                Problem::from(Error::Unavailable("tokens cannot be verified right now".into()))
             } else if e.is_insufficient_scope() {
                 Problem::insufficient_scope(e.to_string())
             } else {
@@ -50,11 +48,7 @@ impl FromRequestParts<AppState> for Authenticated {
         if let Some(slot) = parts.extensions.get::<PrincipalSlot>() {
             let _ = slot.0.set(claims.sub.clone());
         }
-        let identity = Identity {
-            sub: claims.sub,
-            groups: claims.groups,
-            email: claims.email,
-        };
+        let identity = Identity { sub: claims.sub, groups: claims.groups, email: claims.email };
         let caller = identify(state.context(), &identity).await?;
         Ok(Authenticated(caller))
     }
@@ -95,19 +89,17 @@ where
                 "send the body as `Content-Type: application/json`",
             ));
         }
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    Problem::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "too-large",
-                        "the request body is larger than this API accepts",
-                    )
-                } else {
-                    Problem::bad_request(rejection.body_text())
-                }
-            })?;
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too-large",
+                    "the request body is larger than this API accepts",
+                )
+            } else {
+                Problem::bad_request(rejection.body_text())
+            }
+        })?;
         parse_json(&bytes).map(JsonBody)
     }
 }
@@ -125,11 +117,7 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
                 } else {
                     path
                 };
-                let message = message
-                    .split(" at line ")
-                    .next()
-                    .unwrap_or(&message)
-                    .to_string();
+                let message = message.split(" at line ").next().unwrap_or(&message).to_string();
                 Problem::validation(vec![FieldError::new(field, message)])
             }
             _ => Problem::bad_request(format!("the body is not valid JSON: {inner}")),
@@ -181,9 +169,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Paging {
             })?),
         };
         let cursor = raw.cursor.filter(|c| !c.is_empty());
-        PageRequest::new(limit, cursor)
-            .map(Paging)
-            .map_err(Problem::from)
+        PageRequest::new(limit, cursor).map(Paging).map_err(Problem::from)
     }
 }
 
@@ -209,10 +195,7 @@ mod tests {
     #[test]
     fn json_errors_name_the_field() {
         assert_eq!(problem(r#"{"name": "x"#).status, 400);
-        assert_eq!(
-            problem(r#"{"name": "x", "roles": []} trailing"#).status,
-            400
-        );
+        assert_eq!(problem(r#"{"name": "x", "roles": []} trailing"#).status, 400);
         let p = problem(r#"{"name": 5, "roles": []}"#);
         assert_eq!((p.status, p.errors[0].field.as_str()), (422, "name"));
         let p = problem(r#"{"name": "x", "roles": ["a", 2]}"#);

@@ -65,10 +65,7 @@ pub(crate) fn function_with_timeout(
     route: MethodRouter<AppState>,
     timeout: Duration,
 ) -> MethodRouter<AppState> {
-    let invocation = Invocation {
-        function: name,
-        timeout,
-    };
+    let invocation = Invocation { function: name, timeout };
     route.layer(middleware::from_fn_with_state(invocation, invoke))
 }
 

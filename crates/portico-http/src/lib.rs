@@ -171,21 +171,14 @@ fn cors(edge: &Edge) -> CorsLayer {
         AllowOrigin::any()
     } else {
         AllowOrigin::list(
-            edge.cors_origins
-                .iter()
-                .filter_map(|o| o.parse().ok())
-                .collect::<Vec<_>>(),
+            edge.cors_origins.iter().filter_map(|o| o.parse().ok()).collect::<Vec<_>>(),
         )
     };
     let request_id = HeaderName::from_static("x-request-id");
     CorsLayer::new()
         .allow_origin(origins)
         .allow_methods([Method::GET, Method::POST, Method::PUT])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            request_id.clone(),
-        ])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, request_id.clone()])
         .expose_headers([request_id, header::LOCATION])
         .max_age(Duration::from_secs(600))
 }

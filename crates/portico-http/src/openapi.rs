@@ -25,10 +25,7 @@ impl utoipa::Modify for BearerAuth {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build(),
             ),
         );
     }
@@ -46,10 +43,8 @@ impl utoipa::Modify for ProblemAnswers {
         use utoipa::openapi::path::{Operation, ParameterIn};
         use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
         let problem = || {
-            ResponseBuilder::new().content(
-                PROBLEM,
-                Content::new(Some(Ref::from_schema_name("Problem"))),
-            )
+            ResponseBuilder::new()
+                .content(PROBLEM, Content::new(Some(Ref::from_schema_name("Problem"))))
         };
         let answers = |op: &mut Operation| {
             let params: Vec<_> = op
@@ -63,19 +58,11 @@ impl utoipa::Modify for ProblemAnswers {
                 .collect();
             let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
             let has_path = params.iter().any(|(_, at)| matches!(at, ParameterIn::Path));
-            let has_query = params
-                .iter()
-                .any(|(_, at)| matches!(at, ParameterIn::Query));
+            let has_query = params.iter().any(|(_, at)| matches!(at, ParameterIn::Query));
             let json_body = op.request_body.is_some();
             let mut statuses: Vec<(&str, &str)> = vec![
-                (
-                    "500",
-                    "Unexpected error (logged; no internals in the answer)",
-                ),
-                (
-                    "503",
-                    "A dependency is unavailable, or the request took too long",
-                ),
+                ("500", "Unexpected error (logged; no internals in the answer)"),
+                ("503", "A dependency is unavailable, or the request took too long"),
             ];
             if secured {
                 statuses.push(("401", "No token, or one that does not verify"));
@@ -86,10 +73,7 @@ impl utoipa::Modify for ProblemAnswers {
             }
             if has_query || json_body {
                 statuses.push(("400", "The query string or the JSON body cannot be read"));
-                statuses.push((
-                    "422",
-                    "A parameter or field is invalid; `errors` names each",
-                ));
+                statuses.push(("422", "A parameter or field is invalid; `errors` names each"));
             }
             if json_body {
                 statuses.push(("413", "The body is larger than the API accepts"));
@@ -111,25 +95,16 @@ impl utoipa::Modify for ProblemAnswers {
                         RefOr::T(Content { schema: Some(RefOr::Ref(r)), .. })
                             if r.ref_location.ends_with("/Problem")
                     );
-                    let key = if is_problem {
-                        PROBLEM
-                    } else {
-                        "application/json"
-                    };
+                    let key = if is_problem { PROBLEM } else { "application/json" };
                     response.content.insert(key.to_string(), json);
                 }
             }
         };
         for item in openapi.paths.paths.values_mut() {
-            for op in [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ]
-            .into_iter()
-            .flatten()
+            for op in
+                [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch]
+                    .into_iter()
+                    .flatten()
             {
                 answers(op);
             }

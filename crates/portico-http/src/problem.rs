@@ -97,9 +97,7 @@ impl IntoResponse for Problem {
         let status = self.status_code();
         let body = serde_json::to_vec(&self).unwrap_or_default();
         let mut response = (status, body).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -130,18 +128,15 @@ pub async fn normalize_errors(request: Request, next: Next) -> Response {
     let (mut parts, _) = response.into_parts();
     let (slug, detail) = match status {
         StatusCode::NOT_FOUND => ("not-found", "no such route"),
-        StatusCode::METHOD_NOT_ALLOWED => (
-            "method-not-allowed",
-            "this route does not accept that method",
-        ),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ("method-not-allowed", "this route does not accept that method")
+        }
         StatusCode::PAYLOAD_TOO_LARGE => ("too-large", "the request body is too large"),
         StatusCode::REQUEST_TIMEOUT => ("timeout", "the request took too long"),
         _ => ("error", "the request failed"),
     };
     let problem = Problem::new(status, slug, detail).into_response();
     parts.headers.remove(header::CONTENT_LENGTH);
-    parts
-        .headers
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     Response::from_parts(parts, problem.into_body())
 }

@@ -82,9 +82,7 @@ pub async fn list_accounts(
     Authenticated(caller): Authenticated,
     Paging(page): Paging,
 ) -> Answer<Json<Page<Account>>> {
-    Ok(Json(
-        accounts::list_accounts(state.context(), &caller, page).await?,
-    ))
+    Ok(Json(accounts::list_accounts(state.context(), &caller, page).await?))
 }
 
 /// One account: admins and support see every account, members their own.
@@ -96,9 +94,7 @@ pub async fn get_account(
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> Answer<Json<Account>> {
-    Ok(Json(
-        accounts::get_account(state.context(), &caller, &id).await?,
-    ))
+    Ok(Json(accounts::get_account(state.context(), &caller, &id).await?))
 }
 
 /// Adds a user to an account (admins, and the account's account_admins).
@@ -114,10 +110,7 @@ pub async fn add_account_user(
     JsonBody(input): JsonBody<AddUser>,
 ) -> Answer<impl IntoResponse> {
     let user = accounts::add_user(state.context(), &caller, &id, input).await?;
-    Ok(created(
-        format!("/v1/accounts/{id}/users/{}", user.id),
-        user,
-    ))
+    Ok(created(format!("/v1/accounts/{id}/users/{}", user.id), user))
 }
 
 /// Lists an account's users, oldest first (admins and the account's members).
@@ -131,9 +124,7 @@ pub async fn list_account_users(
     Path(id): Path<String>,
     Paging(page): Paging,
 ) -> Answer<Json<Page<User>>> {
-    Ok(Json(
-        accounts::list_users(state.context(), &caller, &id, page).await?,
-    ))
+    Ok(Json(accounts::list_users(state.context(), &caller, &id, page).await?))
 }
 
 /// Registers an instrument to an account (admins, the account's account_admins). The answer holds
@@ -150,10 +141,7 @@ pub async fn register_instrument(
     let registered = instruments::register(state.context(), &caller, input).await?;
     let location = format!("/v1/instruments/{}", registered.instrument.serial);
     // The secret must not linger in any cache on the way back.
-    Ok((
-        [(header::CACHE_CONTROL, "no-store")],
-        created(location, registered),
-    ))
+    Ok(([(header::CACHE_CONTROL, "no-store")], created(location, registered)))
 }
 
 /// Lists the instruments the caller can see, oldest first.
@@ -165,9 +153,7 @@ pub async fn list_instruments(
     Authenticated(caller): Authenticated,
     Paging(page): Paging,
 ) -> Answer<Json<Page<Instrument>>> {
-    Ok(Json(
-        instruments::list(state.context(), &caller, page).await?,
-    ))
+    Ok(Json(instruments::list(state.context(), &caller, page).await?))
 }
 
 /// One instrument, if the caller can see it.
@@ -179,9 +165,7 @@ pub async fn get_instrument(
     Authenticated(caller): Authenticated,
     Path(serial): Path<String>,
 ) -> Answer<Json<Instrument>> {
-    Ok(Json(
-        instruments::get(state.context(), &caller, &serial).await?,
-    ))
+    Ok(Json(instruments::get(state.context(), &caller, &serial).await?))
 }
 
 /// The caller's notifications, newest first.
@@ -193,9 +177,7 @@ pub async fn list_notifications(
     Authenticated(caller): Authenticated,
     Paging(page): Paging,
 ) -> Answer<Json<Page<Notification>>> {
-    Ok(Json(
-        notifications::list(state.context(), &caller, page).await?,
-    ))
+    Ok(Json(notifications::list(state.context(), &caller, page).await?))
 }
 
 /// Marks one of the caller's notifications read.
@@ -207,9 +189,7 @@ pub async fn read_notification(
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> Answer<Json<Notification>> {
-    Ok(Json(
-        notifications::mark_read(state.context(), &caller, &id).await?,
-    ))
+    Ok(Json(notifications::mark_read(state.context(), &caller, &id).await?))
 }
 
 /// Asks to upload a file to the caller's account: answers a signed `upload_url` to `PUT` the
@@ -252,9 +232,7 @@ pub async fn get_document(
     Path(id): Path<String>,
 ) -> Answer<Json<DocumentView>> {
     let mut view = documents::get(state.context(), &caller, &id).await?;
-    view.download_url = view
-        .download_url
-        .map(|u| absolute(state.edge(), &headers, u));
+    view.download_url = view.download_url.map(|u| absolute(state.edge(), &headers, u));
     Ok(Json(view))
 }
 
@@ -283,12 +261,7 @@ pub async fn upload_content(
         content_type: query.get("type").cloned().ok_or_else(bad_link)?,
     };
     let signature = query.get("sig").ok_or_else(bad_link)?;
-    signer.check_upload(
-        &id,
-        &grant,
-        signature,
-        OffsetDateTime::now_utc().unix_timestamp(),
-    )?;
+    signer.check_upload(&id, &grant, signature, OffsetDateTime::now_utc().unix_timestamp())?;
     let ctx = state.context();
     let document = ctx
         .documents
@@ -306,10 +279,7 @@ pub async fn upload_content(
         return Err(Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",
-            format!(
-                "send the file as `Content-Type: {}`, as declared",
-                grant.content_type
-            ),
+            format!("send the file as `Content-Type: {}`, as declared", grant.content_type),
         ));
     }
     let length = headers
@@ -326,19 +296,9 @@ pub async fn upload_content(
         .into());
     }
     documents::reserve_upload(ctx, &document.id).await?;
-    let mut reservation = Reservation {
-        state: Some(state.clone()),
-        id: document.id.clone(),
-    };
-    let stream = body
-        .into_data_stream()
-        .map_err(std::io::Error::other)
-        .boxed();
-    let stored = match ctx
-        .objects
-        .put(&document.object_key(), stream, document.size)
-        .await
-    {
+    let mut reservation = Reservation { state: Some(state.clone()), id: document.id.clone() };
+    let stream = body.into_data_stream().map_err(std::io::Error::other).boxed();
+    let stored = match ctx.objects.put(&document.object_key(), stream, document.size).await {
         Ok(stored) => stored,
         Err(e) => {
             // Released before answering, so the client sees `pending` as soon as it is told.
@@ -373,12 +333,7 @@ pub async fn download_content(
     let signer = state.signed_urls().ok_or_else(not_served_here)?;
     let expires: i64 = param(&query, "expires")?;
     let signature = query.get("sig").ok_or_else(bad_link)?;
-    signer.check_download(
-        &id,
-        expires,
-        signature,
-        OffsetDateTime::now_utc().unix_timestamp(),
-    )?;
+    signer.check_download(&id, expires, signature, OffsetDateTime::now_utc().unix_timestamp())?;
     let ctx = state.context();
     let document = ctx
         .documents
@@ -387,10 +342,8 @@ pub async fn download_content(
         .filter(|d| d.status == DocumentStatus::Ready)
         .ok_or_else(|| Problem::from(Error::NotFound(format!("document `{id}` is not ready"))))?;
     let stream = ctx.objects.get(&document.object_key()).await?;
-    let disposition = format!(
-        "attachment; filename=\"{}\"",
-        document.filename.replace(['"', '\\'], "_")
-    );
+    let disposition =
+        format!("attachment; filename=\"{}\"", document.filename.replace(['"', '\\'], "_"));
     Ok((
         [
             (header::CONTENT_TYPE, document.content_type.clone()),
@@ -402,24 +355,15 @@ pub async fn download_content(
 }
 
 fn bad_link() -> Problem {
-    Problem::from(Error::Forbidden(
-        "this link is incomplete; use the URL exactly as given".into(),
-    ))
+    Problem::from(Error::Forbidden("this link is incomplete; use the URL exactly as given".into()))
 }
 
 fn not_served_here() -> Problem {
-    Problem::new(
-        StatusCode::NOT_FOUND,
-        "not-found",
-        "this host does not serve document files",
-    )
+    Problem::new(StatusCode::NOT_FOUND, "not-found", "this host does not serve document files")
 }
 
 fn param<T: std::str::FromStr>(query: &HashMap<String, String>, name: &str) -> Result<T, Problem> {
-    query
-        .get(name)
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(bad_link)
+    query.get(name).and_then(|v| v.parse().ok()).ok_or_else(bad_link)
 }
 
 /// A document reserved by an upload PUT that has not stored its bytes yet. Dropped while still
@@ -454,10 +398,8 @@ fn absolute(edge: &Edge, headers: &HeaderMap, url: String) -> String {
     if let Some(base) = &edge.public_url {
         return format!("{base}{url}");
     }
-    let Some(host) = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| is_loopback_host(h))
+    let Some(host) =
+        headers.get(header::HOST).and_then(|h| h.to_str().ok()).filter(|h| is_loopback_host(h))
     else {
         return url;
     };
@@ -476,9 +418,7 @@ fn is_loopback_host(host: &str) -> bool {
         None => host.split(':').next().unwrap_or(""),
     };
     name.eq_ignore_ascii_case("localhost")
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The e-mail outbox, newest first (admins): every e-mail with its delivery state.
@@ -493,9 +433,7 @@ pub async fn list_outbox(
     Paging(page): Paging,
 ) -> Answer<Json<Page<OutboxEntry>>> {
     let status = query.get("status").map(String::as_str);
-    Ok(Json(
-        email::list_outbox(state.context(), &caller, status, page).await?,
-    ))
+    Ok(Json(email::list_outbox(state.context(), &caller, status, page).await?))
 }
 
 /// Adds a product to the catalogue (admins).
@@ -521,9 +459,7 @@ pub async fn list_products(
     Authenticated(caller): Authenticated,
     Paging(page): Paging,
 ) -> Answer<Json<Page<Product>>> {
-    Ok(Json(
-        catalogue::list_products(state.context(), &caller, page).await?,
-    ))
+    Ok(Json(catalogue::list_products(state.context(), &caller, page).await?))
 }
 
 /// One product.
@@ -535,9 +471,7 @@ pub async fn get_product(
     Authenticated(caller): Authenticated,
     Path(sku): Path<String>,
 ) -> Answer<Json<Product>> {
-    Ok(Json(
-        catalogue::get_product(state.context(), &caller, &sku).await?,
-    ))
+    Ok(Json(catalogue::get_product(state.context(), &caller, &sku).await?))
 }
 
 /// Records a manufactured lot with its QC results (admins).
@@ -563,9 +497,7 @@ pub async fn get_lot(
     Authenticated(caller): Authenticated,
     Path(lot): Path<String>,
 ) -> Answer<Json<Lot>> {
-    Ok(Json(
-        catalogue::get_lot(state.context(), &caller, &lot).await?,
-    ))
+    Ok(Json(catalogue::get_lot(state.context(), &caller, &lot).await?))
 }
 
 /// The lot's Certificate of Analysis (PDF/A-2b): staff, and members of accounts that received it.
@@ -598,10 +530,7 @@ pub async fn create_shipment(
     JsonBody(input): JsonBody<CreateShipment>,
 ) -> Answer<impl IntoResponse> {
     let shipment = catalogue::create_shipment(state.context(), &caller, input).await?;
-    Ok(created(
-        format!("/v1/shipments?lot={}", shipment.lot_number),
-        shipment,
-    ))
+    Ok(created(format!("/v1/shipments?lot={}", shipment.lot_number), shipment))
 }
 
 /// Shipments: staff see all, members their account's.
@@ -613,9 +542,7 @@ pub async fn list_shipments(
     Authenticated(caller): Authenticated,
     Paging(page): Paging,
 ) -> Answer<Json<Page<Shipment>>> {
-    Ok(Json(
-        catalogue::list_shipments(state.context(), &caller, page).await?,
-    ))
+    Ok(Json(catalogue::list_shipments(state.context(), &caller, page).await?))
 }
 
 /// The dev issuer's authorization server metadata (only when no external issuer is configured).
@@ -627,11 +554,7 @@ pub async fn dev_issuer_metadata(
     headers: HeaderMap,
 ) -> Answer<impl IntoResponse> {
     let issuer = state.dev_issuer().ok_or_else(no_dev_issuer)?;
-    let mut jwks_uri = absolute(
-        state.edge(),
-        &headers,
-        "/oauth2/default/v1/keys".to_string(),
-    );
+    let mut jwks_uri = absolute(state.edge(), &headers, "/oauth2/default/v1/keys".to_string());
     if jwks_uri.starts_with('/') {
         // Metadata needs an absolute URI: the issuer's own origin.
         jwks_uri = format!("{}/v1/keys", issuer.issuer());
@@ -644,10 +567,7 @@ pub async fn dev_issuer_metadata(
     responses((status = 200, description = "JSON Web Key Set"), (status = 404, body = Problem)))]
 pub async fn dev_issuer_keys(State(state): State<AppState>) -> Answer<impl IntoResponse> {
     let issuer = state.dev_issuer().ok_or_else(no_dev_issuer)?;
-    Ok((
-        [(header::CACHE_CONTROL, "public, max-age=300")],
-        Json(issuer.jwks().clone()),
-    ))
+    Ok(([(header::CACHE_CONTROL, "public, max-age=300")], Json(issuer.jwks().clone())))
 }
 
 fn no_dev_issuer() -> Problem {
@@ -659,9 +579,5 @@ fn no_dev_issuer() -> Problem {
 }
 
 fn created<T: Serialize>(location: String, body: T) -> impl IntoResponse {
-    (
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(body),
-    )
+    (StatusCode::CREATED, [(header::LOCATION, location)], Json(body))
 }

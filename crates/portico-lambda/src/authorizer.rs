@@ -67,11 +67,7 @@ pub async fn handle(verifier: &Verifier, event: Value) -> Result<Value, Authoriz
         Ok(claims) => (claims.sub.clone(), IamPolicyEffect::Allow, context(&claims)),
         Err(AuthError::InsufficientScope { sub, scope }) => {
             tracing::info!(sub, scope, "token without a required scope: denied");
-            (
-                sub,
-                IamPolicyEffect::Deny,
-                json!({"reason": "insufficient_scope", "scope": scope}),
-            )
+            (sub, IamPolicyEffect::Deny, json!({"reason": "insufficient_scope", "scope": scope}))
         }
         Err(e) => return Err(refusal(e)),
     };

@@ -80,12 +80,7 @@ impl GaugeFn for Handle {
 
 impl HistogramFn for Handle {
     fn record(&self, value: f64) {
-        self.with(|s| {
-            s.histograms
-                .entry(self.key.clone())
-                .or_default()
-                .push(value)
-        });
+        self.with(|s| s.histograms.entry(self.key.clone()).or_default().push(value));
     }
 }
 
@@ -109,17 +104,11 @@ impl Recorder for Emf {
 
 impl Emf {
     pub fn new(namespace: &str) -> Emf {
-        Emf {
-            namespace: namespace.to_string(),
-            state: Arc::default(),
-        }
+        Emf { namespace: namespace.to_string(), state: Arc::default() }
     }
 
     fn handle(&self, key: &Key) -> Handle {
-        Handle {
-            key: key.clone(),
-            state: self.state.clone(),
-        }
+        Handle { key: key.clone(), state: self.state.clone() }
     }
 
     /// The EMF lines for what was recorded since the last flush (counters and histograms start
@@ -139,11 +128,7 @@ impl Emf {
         }
         for (key, values) in std::mem::take(&mut state.histograms) {
             // Durations are recorded in seconds; CloudWatch gets them as such.
-            let unit = if key.name().ends_with("_seconds") {
-                "Seconds"
-            } else {
-                "None"
-            };
+            let unit = if key.name().ends_with("_seconds") { "Seconds" } else { "None" };
             for chunk in values.chunks(MAX_VALUES) {
                 lines.push(self.line(timestamp_ms, &key, unit, json!(chunk)));
             }
@@ -255,30 +240,20 @@ mod tests {
         let meta = &counter["_aws"];
         assert_eq!(meta["Timestamp"], 1_764_244_800_000_i64);
         assert_eq!(meta["CloudWatchMetrics"][0]["Namespace"], "Portico");
-        assert_eq!(
-            meta["CloudWatchMetrics"][0]["Dimensions"],
-            json!([["function"]])
-        );
+        assert_eq!(meta["CloudWatchMetrics"][0]["Dimensions"], json!([["function"]]));
         assert_eq!(
             meta["CloudWatchMetrics"][0]["Metrics"],
             json!([{"Name": "portico_function_invocations_total", "Unit": "Count"}])
         );
         assert_eq!(lines[1]["portico_function_concurrent"], 1.0);
         let durations = &lines[2];
+        assert_eq!(durations["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"], "Seconds");
         assert_eq!(
-            durations["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"],
-            "Seconds"
-        );
-        assert_eq!(
-            durations["portico_function_duration_seconds"]
-                .as_array()
-                .map(Vec::len),
+            durations["portico_function_duration_seconds"].as_array().map(Vec::len),
             Some(100)
         );
         assert_eq!(
-            lines[3]["portico_function_duration_seconds"]
-                .as_array()
-                .map(Vec::len),
+            lines[3]["portico_function_duration_seconds"].as_array().map(Vec::len),
             Some(50)
         );
 

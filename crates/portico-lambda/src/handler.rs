@@ -51,16 +51,10 @@ impl Handler {
     /// The handler `value` names (unset = `http`); an unknown one is an error listing them all.
     pub fn from_env_value(value: Option<&str>) -> Result<Handler, String> {
         let value = value.unwrap_or("http");
-        Handler::ALL
-            .into_iter()
-            .find(|h| h.name() == value)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Handler::ALL.iter().map(|h| h.name()).collect();
-                format!(
-                    "PORTICO_LAMBDA_HANDLER={value:?}: expected one of {}",
-                    names.join(", ")
-                )
-            })
+        Handler::ALL.into_iter().find(|h| h.name() == value).ok_or_else(|| {
+            let names: Vec<&str> = Handler::ALL.iter().map(|h| h.name()).collect();
+            format!("PORTICO_LAMBDA_HANDLER={value:?}: expected one of {}", names.join(", "))
+        })
     }
 }
 

@@ -13,7 +13,5 @@ pub async fn handle(ctx: &Context, function: &str, payload: Value) -> Result<(),
         ));
     }
     // An error makes Lambda retry the asynchronous invocation; the functions are idempotent.
-    run_rule_function(ctx, function, payload)
-        .await
-        .map_err(|e| e.to_string())
+    run_rule_function(ctx, function, payload).await.map_err(|e| e.to_string())
 }

@@ -34,11 +34,8 @@ pub struct BatchOutcome {
 impl BatchOutcome {
     /// The Lambda response: `{"batchItemFailures": [{"itemIdentifier": ...}]}`.
     pub fn response(&self) -> Value {
-        let failures: Vec<Value> = self
-            .failed
-            .iter()
-            .map(|id| json!({ "itemIdentifier": id }))
-            .collect();
+        let failures: Vec<Value> =
+            self.failed.iter().map(|id| json!({ "itemIdentifier": id })).collect();
         json!({ "batchItemFailures": failures })
     }
 }
@@ -50,11 +47,8 @@ where
     Fut: Future<Output = Result<(), String>>,
 {
     let mut outcome = BatchOutcome::default();
-    let records = event
-        .get("Records")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
+    let records =
+        event.get("Records").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
     for (index, raw) in records.iter().enumerate() {
         let record = match decode(raw) {
             Ok(record) => record,
@@ -89,25 +83,15 @@ struct DecodeError {
 
 fn decode(raw: &Value) -> Result<StreamRecord, DecodeError> {
     let kinesis = raw.get("kinesis");
-    let text = |field: &str| {
-        kinesis
-            .and_then(|k| k.get(field))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
+    let text =
+        |field: &str| kinesis.and_then(|k| k.get(field)).and_then(Value::as_str).map(str::to_owned);
     let Some(sequence_number) = text("sequenceNumber") else {
         return Err(DecodeError {
-            id: raw
-                .get("eventID")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            id: raw.get("eventID").and_then(Value::as_str).map(str::to_owned),
             reason: "no kinesis.sequenceNumber".into(),
         });
     };
-    let fail = |reason: String| DecodeError {
-        id: Some(sequence_number.clone()),
-        reason,
-    };
+    let fail = |reason: String| DecodeError { id: Some(sequence_number.clone()), reason };
     let data = text("data").ok_or_else(|| fail("no kinesis.data".into()))?;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(data.as_bytes())

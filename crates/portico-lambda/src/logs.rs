@@ -63,9 +63,7 @@ pub fn decode(payload: &Value) -> Result<Option<LogBatch>, DecodeError> {
         .read_to_end(&mut json)
         .map_err(|e| DecodeError(format!("awslogs.data is not gzip: {e}")))?;
     if json.len() as u64 > MAX_DECODED_BYTES {
-        return Err(DecodeError(format!(
-            "awslogs.data inflates past {MAX_DECODED_BYTES} bytes"
-        )));
+        return Err(DecodeError(format!("awslogs.data inflates past {MAX_DECODED_BYTES} bytes")));
     }
     let envelope: Envelope = serde_json::from_slice(&json)
         .map_err(|e| DecodeError(format!("awslogs.data is not a log batch: {e}")))?;

@@ -19,11 +19,7 @@ impl DemoLogin {
         if self.groups.is_empty() {
             format!("portico token --sub {}", self.sub)
         } else {
-            format!(
-                "portico token --sub {} --groups {}",
-                self.sub,
-                self.groups.join(",")
-            )
+            format!("portico token --sub {} --groups {}", self.sub, self.groups.join(","))
         }
     }
 }
@@ -47,10 +43,7 @@ pub struct Demo {
 /// when the data dir was not empty.
 pub async fn seed(composition: &Composition) -> anyhow::Result<Option<Demo>> {
     let ctx = composition.state.context();
-    let any = ctx
-        .accounts
-        .list_accounts(None, &PageRequest::new(Some(1), None)?)
-        .await?;
+    let any = ctx.accounts.list_accounts(None, &PageRequest::new(Some(1), None)?).await?;
     if !any.items.is_empty() {
         return Ok(None);
     }
@@ -60,17 +53,9 @@ pub async fn seed(composition: &Composition) -> anyhow::Result<Option<Demo>> {
         groups: vec![group.into()],
         description: description.into(),
     };
-    let mut logins = vec![staff(
-        world::ADMIN_SUB,
-        &ctx.settings.admin_group,
-        "platform admin",
-    )];
+    let mut logins = vec![staff(world::ADMIN_SUB, &ctx.settings.admin_group, "platform admin")];
     for user in &seeded.support {
-        logins.push(staff(
-            &user.sub,
-            &ctx.settings.support_group,
-            "platform support",
-        ));
+        logins.push(staff(&user.sub, &ctx.settings.support_group, "platform support"));
     }
     let mut instruments = Vec::new();
     for made in &seeded.accounts {
@@ -96,8 +81,5 @@ pub async fn seed(composition: &Composition) -> anyhow::Result<Option<Demo>> {
             });
         }
     }
-    Ok(Some(Demo {
-        logins,
-        instruments,
-    }))
+    Ok(Some(Demo { logins, instruments }))
 }

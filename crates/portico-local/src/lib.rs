@@ -75,15 +75,11 @@ impl Server {
     }
 
     pub fn http_addr(&self) -> SocketAddr {
-        self.http
-            .local_addr()
-            .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into())
+        self.http.local_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into())
     }
 
     pub fn metrics_addr(&self) -> SocketAddr {
-        self.metrics
-            .local_addr()
-            .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into())
+        self.metrics.local_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into())
     }
 
     pub fn mqtt_addr(&self) -> SocketAddr {
@@ -140,11 +136,7 @@ impl Server {
         };
 
         let workers = self.worker.map(|settings| {
-            tokio::spawn(worker::run(
-                self.composition.context.clone(),
-                settings,
-                stop_rx.clone(),
-            ))
+            tokio::spawn(worker::run(self.composition.context.clone(), settings, stop_rx.clone()))
         });
 
         let app = portico_http::app(self.composition.state.clone());
@@ -198,8 +190,7 @@ async fn bind_broker(
         None => RuleSet::builtin(functions)?,
     };
     let parse_addr = |name: &str, addr: &str| {
-        addr.parse()
-            .with_context(|| format!("{name} = {addr:?} is not an address"))
+        addr.parse().with_context(|| format!("{name} = {addr:?} is not an address"))
     };
     let settings = BrokerSettings {
         tcp_addr: parse_addr("mqtt.addr", &config.mqtt.addr)?,
@@ -214,11 +205,8 @@ async fn bind_broker(
         retained_max: config.mqtt.retained_max,
         retained_max_bytes: config.mqtt.retained_max_bytes,
     };
-    let gate = Arc::new(Gate::new(
-        composition.context.clone(),
-        composition.verifier.clone(),
-        policy,
-    ));
+    let gate =
+        Arc::new(Gate::new(composition.context.clone(), composition.verifier.clone(), policy));
     Broker::bind(&settings, gate, rules, publisher).await
 }
 

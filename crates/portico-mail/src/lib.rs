@@ -41,10 +41,7 @@ impl SendGrid {
 
     fn http(&self) -> &reqwest::Client {
         self.http.get_or_init(|| {
-            reqwest::Client::builder()
-                .timeout(self.timeout)
-                .build()
-                .unwrap_or_default()
+            reqwest::Client::builder().timeout(self.timeout).build().unwrap_or_default()
         })
     }
 
@@ -85,16 +82,10 @@ impl Mailer for SendGrid {
         };
         let status = response.status();
         let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
+            response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
         };
         if status.is_success() {
-            return Delivery::Accepted {
-                provider_message_id: header("x-message-id"),
-            };
+            return Delivery::Accepted { provider_message_id: header("x-message-id") };
         }
         let after = retry_after(header("retry-after"), header("x-ratelimit-reset"));
         let text = response.text().await.unwrap_or_default();
@@ -126,11 +117,7 @@ fn error_text(body: &str) -> String {
         .iter()
         .filter_map(|e| e["message"].as_str().map(str::to_string))
         .collect();
-    if messages.is_empty() {
-        body.chars().take(300).collect()
-    } else {
-        messages.join("; ")
-    }
+    if messages.is_empty() { body.chars().take(300).collect() } else { messages.join("; ") }
 }
 
 /// Without an API key, e-mails stop here: accepted and logged, kept in the outbox as sent.
@@ -140,9 +127,7 @@ pub struct LocalSink;
 impl Mailer for LocalSink {
     async fn deliver(&self, email: &OutboundEmail) -> Delivery {
         tracing::info!(to = %email.to, subject = %email.subject, id = %email.id, "e-mail kept locally (no SendGrid key configured)");
-        Delivery::Accepted {
-            provider_message_id: Some("local-sink".into()),
-        }
+        Delivery::Accepted { provider_message_id: Some("local-sink".into()) }
     }
 }
 
@@ -152,15 +137,9 @@ mod tests {
 
     #[test]
     fn retry_hints_and_error_texts() {
-        assert_eq!(
-            retry_after(Some("7".into()), None),
-            Some(Duration::from_secs(7))
-        );
-        let soon = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
-            + 30;
+        assert_eq!(retry_after(Some("7".into()), None), Some(Duration::from_secs(7)));
+        let soon =
+            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) + 30;
         let after = retry_after(None, Some(soon.to_string())).expect("reset");
         assert!(after <= Duration::from_secs(30) && after >= Duration::from_secs(28));
         assert_eq!(retry_after(None, None), None);

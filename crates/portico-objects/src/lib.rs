@@ -31,9 +31,7 @@ impl Objects {
             .map_err(|e| anyhow::anyhow!("creating object directory {}: {e}", dir.display()))?;
         let store = LocalFileSystem::new_with_prefix(dir)
             .map_err(|e| anyhow::anyhow!("opening object directory {}: {e}", dir.display()))?;
-        Ok(Objects {
-            store: Arc::new(store),
-        })
+        Ok(Objects { store: Arc::new(store) })
     }
 }
 
@@ -47,9 +45,7 @@ impl Objects {
 fn path(key: &str) -> Result<Path> {
     // Keys are made by Portico from ids; this refuses anything that could escape the store.
     if key.is_empty() || key.contains("..") || key.starts_with('/') || key.contains(['\\', '\0']) {
-        return Err(Error::Unexpected(anyhow::anyhow!(
-            "refusing object key {key:?}"
-        )));
+        return Err(Error::Unexpected(anyhow::anyhow!("refusing object key {key:?}")));
     }
     Path::parse(key).map_err(|e| Error::Unexpected(anyhow::anyhow!("bad object key {key:?}: {e}")))
 }
@@ -101,23 +97,16 @@ impl ObjectStore for Objects {
             let _ = writer.abort().await;
             return Err(error);
         }
-        writer
-            .finish()
-            .await
-            .map_err(|e| anyhow::anyhow!("completing upload of {key}: {e}"))?;
-        Ok(StoredObject {
-            size,
-            sha256: hex(hash.finish().as_ref()),
-        })
+        writer.finish().await.map_err(|e| anyhow::anyhow!("completing upload of {key}: {e}"))?;
+        Ok(StoredObject { size, sha256: hex(hash.finish().as_ref()) })
     }
 
     async fn get(&self, key: &str) -> Result<ByteStream> {
         let location = path(key)?;
         match self.store.get(&location).await {
-            Ok(result) => Ok(result
-                .into_stream()
-                .map_err(|e| std::io::Error::other(e.to_string()))
-                .boxed()),
+            Ok(result) => {
+                Ok(result.into_stream().map_err(|e| std::io::Error::other(e.to_string())).boxed())
+            }
             Err(object_store::Error::NotFound { .. }) => {
                 Err(Error::NotFound(format!("object `{key}` not found")))
             }
@@ -152,28 +141,15 @@ mod tests {
             stored.sha256,
             "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
         );
-        let read: Vec<Bytes> = objects
-            .get("documents/a/1")
-            .await
-            .expect("get")
-            .try_collect()
-            .await
-            .expect("read");
+        let read: Vec<Bytes> =
+            objects.get("documents/a/1").await.expect("get").try_collect().await.expect("read");
         assert_eq!(read.concat(), b"hello world");
 
-        let too_big = objects
-            .put("documents/a/2", stream(vec![b"0123456789", b"x"]), 10)
-            .await;
+        let too_big = objects.put("documents/a/2", stream(vec![b"0123456789", b"x"]), 10).await;
         assert!(matches!(too_big, Err(Error::TooLarge(_))));
-        assert!(matches!(
-            objects.get("documents/a/2").await,
-            Err(Error::NotFound(_))
-        ));
+        assert!(matches!(objects.get("documents/a/2").await, Err(Error::NotFound(_))));
         for bad in ["../escape", "/abs", "a/../../b", "nul\0"] {
-            assert!(
-                objects.put(bad, stream(vec![b"x"]), 10).await.is_err(),
-                "{bad:?}"
-            );
+            assert!(objects.put(bad, stream(vec![b"x"]), 10).await.is_err(), "{bad:?}");
         }
     }
 }

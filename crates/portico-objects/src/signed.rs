@@ -44,9 +44,7 @@ impl SignedUrls {
                 path.display()
             )));
         }
-        Ok(SignedUrls {
-            key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
-        })
+        Ok(SignedUrls { key: hmac::Key::new(hmac::HMAC_SHA256, &secret) })
     }
 
     fn sign(&self, message: &str) -> String {
@@ -61,10 +59,7 @@ impl SignedUrls {
     }
 
     fn upload_message(id: &str, grant: &UploadGrant) -> String {
-        format!(
-            "PUT\n{id}\n{}\n{}\n{}",
-            grant.expires, grant.size, grant.content_type
-        )
+        format!("PUT\n{id}\n{}\n{}\n{}", grant.expires, grant.size, grant.content_type)
     }
 
     fn download_message(id: &str, expires: i64) -> String {
@@ -80,14 +75,10 @@ impl SignedUrls {
         now: i64,
     ) -> Result<()> {
         if !self.verify(&Self::upload_message(id, grant), signature) {
-            return Err(Error::Forbidden(
-                "the upload link is not valid for this document".into(),
-            ));
+            return Err(Error::Forbidden("the upload link is not valid for this document".into()));
         }
         if now > grant.expires {
-            return Err(Error::Forbidden(
-                "the upload link has expired; ask for a new one".into(),
-            ));
+            return Err(Error::Forbidden("the upload link has expired; ask for a new one".into()));
         }
         Ok(())
     }
@@ -126,10 +117,7 @@ impl FileUrls for SignedUrls {
 
     async fn download_url(&self, document: &Document, expires_at: i64) -> Result<String> {
         let signature = self.sign(&Self::download_message(&document.id, expires_at));
-        Ok(format!(
-            "/v1/documents/{}/content?expires={expires_at}&sig={signature}",
-            document.id
-        ))
+        Ok(format!("/v1/documents/{}/content?expires={expires_at}&sig={signature}", document.id))
     }
 }
 
@@ -150,10 +138,7 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;
     }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
 }
 
 #[cfg(test)]
@@ -164,43 +149,21 @@ mod tests {
     fn signatures_bind_every_field() {
         let dir = tempfile::tempdir().expect("temp dir");
         let urls = SignedUrls::load_or_create(dir.path()).expect("signer");
-        let grant = UploadGrant {
-            expires: 1000,
-            size: 10,
-            content_type: "text/csv".into(),
-        };
+        let grant = UploadGrant { expires: 1000, size: 10, content_type: "text/csv".into() };
         let sig = urls.sign(&SignedUrls::upload_message("doc1", &grant));
         assert!(urls.check_upload("doc1", &grant, &sig, 999).is_ok());
-        assert!(
-            urls.check_upload("doc1", &grant, &sig, 1001).is_err(),
-            "expired"
-        );
-        assert!(
-            urls.check_upload("doc2", &grant, &sig, 999).is_err(),
-            "another document"
-        );
+        assert!(urls.check_upload("doc1", &grant, &sig, 1001).is_err(), "expired");
+        assert!(urls.check_upload("doc2", &grant, &sig, 999).is_err(), "another document");
         for tampered in [
-            UploadGrant {
-                size: 11,
-                ..grant.clone()
-            },
-            UploadGrant {
-                expires: 2000,
-                ..grant.clone()
-            },
-            UploadGrant {
-                content_type: "text/html".into(),
-                ..grant.clone()
-            },
+            UploadGrant { size: 11, ..grant.clone() },
+            UploadGrant { expires: 2000, ..grant.clone() },
+            UploadGrant { content_type: "text/html".into(), ..grant.clone() },
         ] {
             assert!(urls.check_upload("doc1", &tampered, &sig, 999).is_err());
         }
         assert!(urls.check_upload("doc1", &grant, "zz", 999).is_err());
         let again = SignedUrls::load_or_create(dir.path()).expect("same key");
         assert!(again.check_upload("doc1", &grant, &sig, 999).is_ok());
-        assert_eq!(
-            encode("text/csv; charset=utf-8"),
-            "text%2Fcsv%3B%20charset%3Dutf-8"
-        );
+        assert_eq!(encode("text/csv; charset=utf-8"), "text%2Fcsv%3B%20charset%3Dutf-8");
     }
 }

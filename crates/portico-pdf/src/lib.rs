@@ -66,11 +66,7 @@ impl Pdf {
 
 fn date_parts(date: &str) -> Option<(i32, u8, u8)> {
     let mut parts = date.splitn(3, '-');
-    Some((
-        parts.next()?.parse().ok()?,
-        parts.next()?.parse().ok()?,
-        parts.next()?.parse().ok()?,
-    ))
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
 #[async_trait]
@@ -145,31 +141,19 @@ mod tests {
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("pdftotext (Debian package poppler-utils) is installed");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(pdf)
-            .expect("written");
+        child.stdin.take().expect("stdin").write_all(pdf).expect("written");
         let out = child.wait_with_output().expect("pdftotext ran");
         (pages, String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     #[test]
     fn a_one_page_certificate_with_the_lot_on_it() {
-        let pdf = Pdf::new()
-            .render_certificate(&data(10, "Taq Polymerase Größe"))
-            .expect("rendered");
+        let pdf =
+            Pdf::new().render_certificate(&data(10, "Taq Polymerase Größe")).expect("rendered");
         assert!(pdf.starts_with(b"%PDF-"));
         let (pages, text) = text_of(&pdf);
         assert_eq!(pages, 1);
-        for needle in [
-            "L2026-0042",
-            "RGT-100",
-            "Certificate of Analysis",
-            "Größe",
-            "HPLC",
-        ] {
+        for needle in ["L2026-0042", "RGT-100", "Certificate of Analysis", "Größe", "HPLC"] {
             assert!(text.contains(needle), "{needle} missing from {text}");
         }
         // Markup in the data is printed, not interpreted.
@@ -177,17 +161,13 @@ mod tests {
         // Deterministic for the same data.
         assert_eq!(
             pdf,
-            Pdf::new()
-                .render_certificate(&data(10, "Taq Polymerase Größe"))
-                .expect("again")
+            Pdf::new().render_certificate(&data(10, "Taq Polymerase Größe")).expect("again")
         );
     }
 
     #[test]
     fn two_hundred_rows_break_across_pages() {
-        let pdf = Pdf::new()
-            .render_certificate(&data(200, "Long product"))
-            .expect("rendered");
+        let pdf = Pdf::new().render_certificate(&data(200, "Long product")).expect("rendered");
         let (pages, text) = text_of(&pdf);
         assert!(pages >= 4, "{pages} pages");
         assert!(text.contains("Test 199"));

@@ -21,11 +21,7 @@ pub struct Message<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// The rule selected the message; `output` goes to `function`.
-    Hit {
-        rule: String,
-        function: String,
-        output: Value,
-    },
+    Hit { rule: String, function: String, output: Value },
     /// The rule's topic filter matched but the message could not be evaluated.
     Skipped { rule: String, reason: String },
 }
@@ -45,10 +41,7 @@ impl Query {
         } else {
             None
         };
-        let scope = Scope {
-            message,
-            payload: payload.as_ref(),
-        };
+        let scope = Scope { message, payload: payload.as_ref() };
         if let Some(filter) = &self.filter
             && scope.eval(filter) != Some(Value::Bool(true))
         {
@@ -155,29 +148,16 @@ impl Scope<'_> {
                 number(n)
             }
             Expr::Negate(e) => number(-self.eval(e)?.as_f64()?),
-            Expr::In {
-                value,
-                list,
-                negated,
-            } => {
+            Expr::In { value, list, negated } => {
                 let value = self.eval(value)?;
                 let found = list.iter().any(|item| {
-                    self.eval(item)
-                        .is_some_and(|v| compare(CmpOp::Eq, &value, &v) == Some(true))
+                    self.eval(item).is_some_and(|v| compare(CmpOp::Eq, &value, &v) == Some(true))
                 });
                 Some(Value::Bool(found != *negated))
             }
-            Expr::Is {
-                value,
-                undefined,
-                negated,
-            } => {
+            Expr::Is { value, undefined, negated } => {
                 let v = self.eval(value);
-                let is = if *undefined {
-                    v.is_none()
-                } else {
-                    v == Some(Value::Null)
-                };
+                let is = if *undefined { v.is_none() } else { v == Some(Value::Null) };
                 Some(Value::Bool(is != *negated))
             }
         }
@@ -293,25 +273,13 @@ mod tests {
     fn where_uses_three_valued_logic() {
         let sql = "SELECT * FROM 'instruments/+/events' WHERE severity IN ('error', 'critical')";
         let topic = "instruments/SN-1/events";
-        assert!(
-            run(sql, topic, r#"{"severity": "critical"}"#)
-                .expect("ok")
-                .is_some()
-        );
-        assert!(
-            run(sql, topic, r#"{"severity": "info"}"#)
-                .expect("ok")
-                .is_none()
-        );
+        assert!(run(sql, topic, r#"{"severity": "critical"}"#).expect("ok").is_some());
+        assert!(run(sql, topic, r#"{"severity": "info"}"#).expect("ok").is_none());
         assert!(run(sql, topic, r#"{"other": 1}"#).expect("ok").is_none());
         assert!(
-            run(
-                sql,
-                "instruments/SN-1/telemetry",
-                r#"{"severity": "error"}"#
-            )
-            .expect("ok")
-            .is_none()
+            run(sql, "instruments/SN-1/telemetry", r#"{"severity": "error"}"#)
+                .expect("ok")
+                .is_none()
         );
 
         let cases = [
@@ -335,9 +303,7 @@ mod tests {
         ];
         for (clause, payload, expected) in cases {
             let sql = format!("SELECT * FROM '#' WHERE {clause}");
-            let got = run(&sql, "instruments/x", payload)
-                .expect("evaluates")
-                .is_some();
+            let got = run(&sql, "instruments/x", payload).expect("evaluates").is_some();
             assert_eq!(got, expected, "{clause} on {payload}");
         }
     }

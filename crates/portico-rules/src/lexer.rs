@@ -106,10 +106,7 @@ pub(crate) fn lex(sql: &str) -> Result<Vec<Token>, SqlError> {
                         }
                     }
                 }
-                tokens.push(Token {
-                    tok: Tok::Str(s),
-                    col,
-                });
+                tokens.push(Token { tok: Tok::Str(s), col });
             }
             '"' | '`' => {
                 // A quoted identifier, for field names that are keywords or hold odd characters.
@@ -125,10 +122,7 @@ pub(crate) fn lex(sql: &str) -> Result<Vec<Token>, SqlError> {
                 if name.is_empty() {
                     return Err(SqlError::new(col, "empty quoted name"));
                 }
-                tokens.push(Token {
-                    tok: Tok::Name(name),
-                    col,
-                });
+                tokens.push(Token { tok: Tok::Name(name), col });
                 i = start + len + 1;
             }
             c if c.is_ascii_digit() || c == '.' => {
@@ -147,35 +141,20 @@ pub(crate) fn lex(sql: &str) -> Result<Vec<Token>, SqlError> {
                 let n = text
                     .parse::<f64>()
                     .map_err(|_| SqlError::new(col, format!("`{text}` is not a number")))?;
-                tokens.push(Token {
-                    tok: Tok::Num(n),
-                    col,
-                });
+                tokens.push(Token { tok: Tok::Num(n), col });
             }
             c if c.is_alphabetic() || c == '_' => {
                 let start = i;
-                while chars
-                    .get(i)
-                    .is_some_and(|d| d.is_alphanumeric() || *d == '_')
-                {
+                while chars.get(i).is_some_and(|d| d.is_alphanumeric() || *d == '_') {
                     i += 1;
                 }
-                tokens.push(Token {
-                    tok: Tok::Ident(chars[start..i].iter().collect()),
-                    col,
-                });
+                tokens.push(Token { tok: Tok::Ident(chars[start..i].iter().collect()), col });
             }
             other => {
-                return Err(SqlError::new(
-                    col,
-                    format!("unexpected character `{other}`"),
-                ));
+                return Err(SqlError::new(col, format!("unexpected character `{other}`")));
             }
         }
     }
-    tokens.push(Token {
-        tok: Tok::End,
-        col: chars.len() + 1,
-    });
+    tokens.push(Token { tok: Tok::End, col: chars.len() + 1 });
     Ok(tokens)
 }

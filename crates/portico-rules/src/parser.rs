@@ -14,10 +14,7 @@ pub struct SqlError {
 
 impl SqlError {
     pub(crate) fn new(column: usize, message: impl Into<String>) -> Self {
-        SqlError {
-            column,
-            message: message.into(),
-        }
+        SqlError { column, message: message.into() }
     }
 }
 
@@ -159,11 +156,7 @@ impl Parser {
     }
 
     fn expect_keyword(&mut self, word: &str) -> Result<(), SqlError> {
-        if self.eat_keyword(word) {
-            Ok(())
-        } else {
-            Err(self.unexpected(&format!("`{word}`")))
-        }
+        if self.eat_keyword(word) { Ok(()) } else { Err(self.unexpected(&format!("`{word}`"))) }
     }
 
     fn eat(&mut self, tok: &Tok) -> bool {
@@ -176,11 +169,7 @@ impl Parser {
     }
 
     fn expect(&mut self, tok: &Tok, what: &str) -> Result<(), SqlError> {
-        if self.eat(tok) {
-            Ok(())
-        } else {
-            Err(self.unexpected(what))
-        }
+        if self.eat(tok) { Ok(()) } else { Err(self.unexpected(what)) }
     }
 
     fn expect_end(&self) -> Result<(), SqlError> {
@@ -224,21 +213,10 @@ impl Parser {
             }
         };
         if !portico_core::mqtt::valid_topic_filter(&from) {
-            return Err(SqlError::new(
-                col,
-                format!("'{from}' is not a valid topic filter"),
-            ));
+            return Err(SqlError::new(col, format!("'{from}' is not a valid topic filter")));
         }
-        let filter = if self.eat_keyword("WHERE") {
-            Some(self.expr()?)
-        } else {
-            None
-        };
-        Ok(Query {
-            select,
-            from,
-            filter,
-        })
+        let filter = if self.eat_keyword("WHERE") { Some(self.expr()?) } else { None };
+        Ok(Query { select, from, filter })
     }
 
     fn select_item(&mut self, index: usize) -> Result<SelectItem, SqlError> {
@@ -294,11 +272,7 @@ impl Parser {
         };
         if let Some(op) = op {
             self.advance();
-            return Ok(Expr::Compare(
-                op,
-                Box::new(left),
-                Box::new(self.additive()?),
-            ));
+            return Ok(Expr::Compare(op, Box::new(left), Box::new(self.additive()?)));
         }
         if self.eat_keyword("IS") {
             let negated = self.eat_keyword("NOT");
@@ -309,11 +283,7 @@ impl Parser {
             } else {
                 return Err(self.unexpected("NULL or UNDEFINED after IS"));
             };
-            return Ok(Expr::Is {
-                value: Box::new(left),
-                undefined,
-                negated,
-            });
+            return Ok(Expr::Is { value: Box::new(left), undefined, negated });
         }
         let negated = if self.is_keyword("NOT") && self.next_is_keyword("IN") {
             self.advance();
@@ -328,11 +298,7 @@ impl Parser {
                 list.push(self.additive()?);
             }
             self.expect(&Tok::RParen, "`)` closing the IN list")?;
-            return Ok(Expr::In {
-                value: Box::new(left),
-                list,
-                negated,
-            });
+            return Ok(Expr::In { value: Box::new(left), list, negated });
         }
         Ok(left)
     }
@@ -469,10 +435,7 @@ impl Parser {
             Func::Lower | Func::Upper => args.len() == 1,
         };
         if !arity_ok {
-            return Err(SqlError::new(
-                col,
-                format!("wrong number of arguments to {name}()"),
-            ));
+            return Err(SqlError::new(col, format!("wrong number of arguments to {name}()")));
         }
         if let (Func::Topic, Some(arg)) = (func, args.first())
             && !matches!(arg, Expr::Literal(Value::Number(n)) if n.as_u64().is_some_and(|n| n >= 1))

@@ -13,11 +13,7 @@ pub enum RulesError {
     #[error("rule `{rule}`: {error}")]
     Sql { rule: String, error: SqlError },
     #[error("rule `{rule}`: unknown function `{function}` (known: {known})")]
-    UnknownFunction {
-        rule: String,
-        function: String,
-        known: String,
-    },
+    UnknownFunction { rule: String, function: String, known: String },
     #[error("rule `{0}` is defined twice")]
     Duplicate(String),
 }
@@ -96,15 +92,9 @@ impl RuleSet {
                     known: known_functions.join(", "),
                 });
             }
-            let query = Query::parse(&entry.sql).map_err(|error| RulesError::Sql {
-                rule: entry.name.clone(),
-                error,
-            })?;
-            rules.push(Rule {
-                name: entry.name,
-                function: entry.function,
-                query,
-            });
+            let query = Query::parse(&entry.sql)
+                .map_err(|error| RulesError::Sql { rule: entry.name.clone(), error })?;
+            rules.push(Rule { name: entry.name, function: entry.function, query });
         }
         Ok(RuleSet { rules })
     }
@@ -124,10 +114,7 @@ impl RuleSet {
                     output,
                 }),
                 Ok(None) => None,
-                Err(reason) => Some(Outcome::Skipped {
-                    rule: rule.name.clone(),
-                    reason,
-                }),
+                Err(reason) => Some(Outcome::Skipped { rule: rule.name.clone(), reason }),
             })
             .collect()
     }
@@ -150,22 +137,14 @@ mod tests {
         };
         let outcomes = rules.evaluate(&message(r#"{"severity": "critical", "code": "E42"}"#));
         match outcomes.as_slice() {
-            [
-                Outcome::Hit {
-                    function, output, ..
-                },
-            ] => {
+            [Outcome::Hit { function, output, .. }] => {
                 assert_eq!(function, "instrument_alert");
                 assert_eq!(output["serial"], "SN-7");
                 assert_eq!(output["code"], "E42");
             }
             other => panic!("{other:?}"),
         }
-        assert!(
-            rules
-                .evaluate(&message(r#"{"severity": "info"}"#))
-                .is_empty()
-        );
+        assert!(rules.evaluate(&message(r#"{"severity": "info"}"#)).is_empty());
         assert!(matches!(
             rules.evaluate(&message("garbage")).as_slice(),
             [Outcome::Skipped { .. }]
@@ -176,10 +155,7 @@ mod tests {
     fn files_in_toml_and_json_with_clear_errors() {
         let json =
             r#"{"rules": [{"name": "a", "sql": "SELECT * FROM 'x/#'", "function": "archive"}]}"#;
-        assert_eq!(
-            RuleSet::from_json(json, KNOWN).expect("json").rules().len(),
-            1
-        );
+        assert_eq!(RuleSet::from_json(json, KNOWN).expect("json").rules().len(), 1);
         let bad_sql =
             "[[rules]]\nname = \"a\"\nsql = \"SELECT * FROM 'x' WHERE\"\nfunction = \"archive\"\n";
         let err = RuleSet::from_toml(bad_sql, KNOWN).expect_err("bad sql");
@@ -190,20 +166,9 @@ mod tests {
             Err(RulesError::UnknownFunction { .. })
         ));
         let twice = "[[rules]]\nname = \"a\"\nsql = \"SELECT * FROM 'x'\"\nfunction = \"archive\"\n[[rules]]\nname = \"a\"\nsql = \"SELECT * FROM 'y'\"\nfunction = \"archive\"\n";
-        assert!(matches!(
-            RuleSet::from_toml(twice, KNOWN),
-            Err(RulesError::Duplicate(_))
-        ));
+        assert!(matches!(RuleSet::from_toml(twice, KNOWN), Err(RulesError::Duplicate(_))));
         let disabled = "[[rules]]\nname = \"a\"\nsql = \"SELECT * FROM 'x'\"\nfunction = \"archive\"\nenabled = false\n";
-        assert!(
-            RuleSet::from_toml(disabled, KNOWN)
-                .expect("ok")
-                .rules()
-                .is_empty()
-        );
-        assert!(matches!(
-            RuleSet::from_toml("rules = 3", KNOWN),
-            Err(RulesError::Format(_))
-        ));
+        assert!(RuleSet::from_toml(disabled, KNOWN).expect("ok").rules().is_empty());
+        assert!(matches!(RuleSet::from_toml("rules = 3", KNOWN), Err(RulesError::Format(_))));
     }
 }

@@ -27,10 +27,7 @@ mod tests {
     #[test]
     fn wildcards() {
         assert!(matches("instruments/+/events", "instruments/SN1/events"));
-        assert!(!matches(
-            "instruments/+/events",
-            "instruments/SN1/telemetry"
-        ));
+        assert!(!matches("instruments/+/events", "instruments/SN1/telemetry"));
         assert!(!matches("instruments/+/events", "instruments/events"));
         assert!(matches("instruments/#", "instruments/SN1/events"));
         assert!(matches("instruments/#", "instruments"));

@@ -21,8 +21,7 @@ impl Catalogue for SqliteStore {
         let created = timestamp(p.created_at)?;
         let values = values![p.sku.clone(), p.name.clone(), p.category.clone(), created];
         let conflict = format!("product `{}` already exists", p.sku);
-        self.insert(sql, values, conflict, "inserting product")
-            .await
+        self.insert(sql, values, conflict, "inserting product").await
     }
 
     async fn product(&self, sku: &str) -> Result<Option<Product>> {
@@ -45,14 +44,7 @@ impl Catalogue for SqliteStore {
         let tests = serde_json::to_string(&lot.qc_tests).context("encoding QC tests")?;
         let (number, sku) = (lot.lot_number.clone(), lot.sku.clone());
         let (made, expires) = (lot.manufactured_on.clone(), lot.expires_on.clone());
-        let values = values![
-            number,
-            sku,
-            made,
-            expires,
-            tests,
-            timestamp(lot.created_at)?
-        ];
+        let values = values![number, sku, made, expires, tests, timestamp(lot.created_at)?];
         let conflict = format!("lot `{}` already exists", lot.lot_number);
         self.insert(sql, values, conflict, "inserting lot").await
     }
@@ -70,8 +62,7 @@ impl Catalogue for SqliteStore {
         let (shipped, created) = (s.shipped_on.clone(), timestamp(s.created_at)?);
         let values = values![id, lot, account, shipped, s.quantity, created];
         let conflict = format!("shipment `{}` already exists", s.id);
-        self.insert(sql, values, conflict, "inserting shipment")
-            .await
+        self.insert(sql, values, conflict, "inserting shipment").await
     }
 
     async fn list_shipments(
@@ -95,12 +86,8 @@ fn product_row(row: &Row<'_>) -> rusqlite::Result<Decoded<Product>> {
     let seq: i64 = row.get(0)?;
     let (sku, name, category, created): (String, String, String, String) =
         (row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?);
-    let product = parse_timestamp(&created).map(|created_at| Product {
-        sku,
-        name,
-        category,
-        created_at,
-    });
+    let product =
+        parse_timestamp(&created).map(|created_at| Product { sku, name, category, created_at });
     Ok((seq, product))
 }
 

@@ -183,9 +183,7 @@ impl Database {
         }
         let mut writer = open_connection(path)?;
         migrate(&mut writer)?;
-        let readers = (0..READERS)
-            .map(|_| open_connection(path))
-            .collect::<Result<Vec<_>>>()?;
+        let readers = (0..READERS).map(|_| open_connection(path)).collect::<Result<Vec<_>>>()?;
         Ok(Database {
             inner: Arc::new(Inner {
                 writer: Mutex::new(writer),
@@ -239,9 +237,7 @@ impl Database {
         what: &'static str,
     ) -> Result<usize> {
         self.write(move |conn| {
-            Ok(conn
-                .execute(sql, rusqlite::params_from_iter(values))
-                .context(what)?)
+            Ok(conn.execute(sql, rusqlite::params_from_iter(values)).context(what)?)
         })
         .await
     }
@@ -298,8 +294,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
         let tx = conn.transaction().context("starting migration")?;
-        tx.execute_batch(sql)
-            .with_context(|| format!("applying migration {}", index + 1))?;
+        tx.execute_batch(sql).with_context(|| format!("applying migration {}", index + 1))?;
         tx.pragma_update(None, "user_version", (index + 1) as i64)
             .context("recording schema version")?;
         tx.commit().context("committing migration")?;

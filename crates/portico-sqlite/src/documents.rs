@@ -41,8 +41,7 @@ impl Documents for SqliteStore {
             updated
         ];
         let conflict = format!("document `{}` already exists", d.id);
-        self.insert(sql, values, conflict, "inserting document")
-            .await
+        self.insert(sql, values, conflict, "inserting document").await
     }
 
     async fn document(&self, id: &str) -> Result<Option<Document>> {
@@ -101,13 +100,7 @@ fn document_row(row: &Row<'_>) -> rusqlite::Result<Decoded<Document>> {
         String,
         String,
         String,
-    ) = (
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-    );
+    ) = (row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?);
     let size: i64 = row.get(6)?;
     let (status, failure_reason, metadata): (String, Option<String>, Option<String>) =
         (row.get(7)?, row.get(8)?, row.get(9)?);

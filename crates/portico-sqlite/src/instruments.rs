@@ -21,8 +21,7 @@ impl Instruments for SqliteStore {
         let (account, hash) = (i.account_id.clone(), secret_hash.to_string());
         let values = values![serial, model, name, account, hash, timestamp(i.created_at)?];
         let conflict = format!("instrument `{}` is already registered", i.serial);
-        self.insert(sql, values, conflict, "inserting instrument")
-            .await
+        self.insert(sql, values, conflict, "inserting instrument").await
     }
 
     async fn instrument(&self, serial: &str) -> Result<Option<Instrument>> {
@@ -46,13 +45,7 @@ impl Instruments for SqliteStore {
              WHERE seq > ?1 AND (?2 IS NULL OR account_id = ?2) ORDER BY seq LIMIT ?3"
         );
         let params = params![after, account_id, page.limit + 1];
-        self.page(
-            &sql,
-            params,
-            instrument_row,
-            page.limit,
-            "listing instruments",
-        )
+        self.page(&sql, params, instrument_row, page.limit, "listing instruments")
     }
 }
 

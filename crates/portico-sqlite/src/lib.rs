@@ -47,10 +47,7 @@ mod contract {
             Arc::new(SqliteSequence::new(db.clone(), range)) as Arc<dyn SequenceGenerator>
         })
         .await;
-        let range = SequenceRange {
-            start: 1_000,
-            end: 1_000_000,
-        };
+        let range = SequenceRange { start: 1_000, end: 1_000_000 };
         let generators = (0..2)
             .map(|_| {
                 Arc::new(SqliteSequence::new(database(&dir), range)) as Arc<dyn SequenceGenerator>
@@ -74,10 +71,7 @@ mod contract {
         suite::records::every_port(|| {
             made += 1;
             let db = Database::open(&dir.path().join(format!("store-{made}.db"))).expect("db");
-            let range = SequenceRange {
-                start: 500,
-                end: 1000,
-            };
+            let range = SequenceRange { start: 500, end: 1000 };
             async move { SqliteStore::new(db, range) }
         })
         .await;

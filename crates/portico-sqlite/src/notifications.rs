@@ -61,13 +61,7 @@ impl Notifications for SqliteStore {
              WHERE user_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3"
         );
         let params = params![user_id, before, page.limit + 1];
-        self.page(
-            &sql,
-            params,
-            notification_row,
-            page.limit,
-            "listing notifications",
-        )
+        self.page(&sql, params, notification_row, page.limit, "listing notifications")
     }
 
     async fn mark_notification_read(
@@ -95,13 +89,8 @@ impl Notifications for SqliteStore {
 
 fn notification_row(row: &Row<'_>) -> rusqlite::Result<Decoded<Notification>> {
     let seq: i64 = row.get(0)?;
-    let (id, user_id, kind, title, body): (String, String, String, String, String) = (
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-    );
+    let (id, user_id, kind, title, body): (String, String, String, String, String) =
+        (row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?);
     let (data, created, read): (String, String, Option<String>) =
         (row.get(6)?, row.get(7)?, row.get(8)?);
     let notification = (|| {

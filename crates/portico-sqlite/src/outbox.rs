@@ -20,14 +20,7 @@ impl Outbox for SqliteStore {
         let sql = "INSERT INTO outbox (id, recipient, subject, body_text, body_html, category)
                    VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(id) DO NOTHING";
         let (id, to, subject) = (e.id.clone(), e.to.clone(), e.subject.clone());
-        let values = values![
-            id,
-            to,
-            subject,
-            e.text.clone(),
-            e.html.clone(),
-            e.category.clone()
-        ];
+        let values = values![id, to, subject, e.text.clone(), e.html.clone(), e.category.clone()];
         self.db.execute(sql, values, "queueing e-mail").await?;
         Ok(())
     }
@@ -80,14 +73,8 @@ impl Outbox for SqliteStore {
         let sql = "UPDATE outbox SET status = 'sent', provider_message_id = ?2, last_error = NULL,
                    sent_at = ?3 WHERE id = ?1";
         let provider = provider_message_id.map(str::to_string);
-        let values = values![
-            id.to_string(),
-            provider,
-            timestamp(OffsetDateTime::now_utc())?
-        ];
-        self.db
-            .execute(sql, values, "recording sent e-mail")
-            .await?;
+        let values = values![id.to_string(), provider, timestamp(OffsetDateTime::now_utc())?];
+        self.db.execute(sql, values, "recording sent e-mail").await?;
         Ok(())
     }
 
@@ -103,9 +90,7 @@ impl Outbox for SqliteStore {
     async fn mark_failed(&self, id: &str, error: &str) -> Result<()> {
         let sql = "UPDATE outbox SET status = 'failed', last_error = ?2 WHERE id = ?1";
         let values = values![id.to_string(), error.to_string()];
-        self.db
-            .execute(sql, values, "recording failed e-mail")
-            .await?;
+        self.db.execute(sql, values, "recording failed e-mail").await?;
         Ok(())
     }
 

@@ -30,11 +30,7 @@ pub struct SqliteQueue {
 
 impl SqliteQueue {
     pub fn new(db: Database, max_receives: u32) -> Self {
-        SqliteQueue {
-            db,
-            max_receives: max_receives.max(1),
-            sent: Notify::new(),
-        }
+        SqliteQueue { db, max_receives: max_receives.max(1), sent: Notify::new() }
     }
 
     async fn try_receive(
@@ -125,9 +121,7 @@ impl Queue for SqliteQueue {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let notified = self.sent.notified();
-            let messages = self
-                .try_receive(queue, max.clamp(1, 10), visibility)
-                .await?;
+            let messages = self.try_receive(queue, max.clamp(1, 10), visibility).await?;
             let now = tokio::time::Instant::now();
             if !messages.is_empty() || now >= deadline {
                 return Ok(messages);
@@ -193,19 +187,11 @@ mod tests {
     async fn a_stale_receipt_deletes_nothing() {
         let dir = tempfile::tempdir().expect("temp dir");
         let q = queue(&dir);
-        q.send("jobs", "hello", &BTreeMap::new())
-            .await
-            .expect("sent");
+        q.send("jobs", "hello", &BTreeMap::new()).await.expect("sent");
         let short = Duration::from_millis(50);
-        let first = q
-            .receive("jobs", 1, short, Duration::ZERO)
-            .await
-            .expect("first");
+        let first = q.receive("jobs", 1, short, Duration::ZERO).await.expect("first");
         tokio::time::sleep(Duration::from_millis(80)).await;
-        let second = q
-            .receive("jobs", 1, short, Duration::ZERO)
-            .await
-            .expect("second");
+        let second = q.receive("jobs", 1, short, Duration::ZERO).await.expect("second");
         assert_eq!(second[0].receive_count, 2);
         assert!(!q.delete("jobs", &first[0].receipt).await.expect("ok"));
         assert!(q.delete("jobs", &second[0].receipt).await.expect("deleted"));
@@ -218,34 +204,23 @@ mod tests {
         let receiver = {
             let q = q.clone();
             tokio::spawn(async move {
-                q.receive("jobs", 1, Duration::from_secs(30), Duration::from_secs(5))
-                    .await
+                q.receive("jobs", 1, Duration::from_secs(30), Duration::from_secs(5)).await
             })
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
-        q.send("jobs", "wake", &BTreeMap::new())
-            .await
-            .expect("sent");
+        q.send("jobs", "wake", &BTreeMap::new()).await.expect("sent");
         let got = receiver.await.expect("task").expect("received");
         assert_eq!(got[0].body, "wake");
-        q.send("jobs", "kept", &BTreeMap::new())
-            .await
-            .expect("sent");
+        q.send("jobs", "kept", &BTreeMap::new()).await.expect("sent");
         drop(q);
         let reopened = queue(&dir);
         let got = reopened
             .receive("jobs", 10, Duration::from_secs(30), Duration::ZERO)
             .await
             .expect("ok");
-        assert_eq!(
-            got.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
-            vec!["kept"]
-        );
+        assert_eq!(got.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(), vec!["kept"]);
         assert!(
-            reopened
-                .change_visibility("jobs", &got[0].receipt, Duration::ZERO)
-                .await
-                .expect("ok")
+            reopened.change_visibility("jobs", &got[0].receipt, Duration::ZERO).await.expect("ok")
         );
         assert_eq!(
             reopened

@@ -35,11 +35,7 @@ pub(crate) fn paginate<T>(rows: Vec<Decoded<T>>, limit: u32) -> Result<Page<T>> 
         items.push(item?);
         last_seq = Some(seq);
     }
-    let next_cursor = if more {
-        last_seq.map(encode_cursor)
-    } else {
-        None
-    };
+    let next_cursor = if more { last_seq.map(encode_cursor) } else { None };
     Ok(Page { items, next_cursor })
 }
 
@@ -83,8 +79,7 @@ pub(crate) fn corrupt(what: impl std::fmt::Display) -> Error {
 }
 
 pub(crate) fn timestamp(t: OffsetDateTime) -> Result<String> {
-    t.format(&Rfc3339)
-        .map_err(|e| Error::Unexpected(anyhow::anyhow!("formatting timestamp: {e}")))
+    t.format(&Rfc3339).map_err(|e| Error::Unexpected(anyhow::anyhow!("formatting timestamp: {e}")))
 }
 
 pub(crate) fn parse_timestamp(text: &str) -> Result<OffsetDateTime> {

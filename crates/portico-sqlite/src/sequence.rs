@@ -40,11 +40,9 @@ impl SequenceGenerator for SqliteSequence {
 /// it together with whatever the value is for.
 pub(crate) fn allocate(tx: &Transaction<'_>, name: &str, range: SequenceRange) -> Result<u64> {
     let stored: Option<i64> = tx
-        .query_row(
-            "SELECT next_value FROM sequences WHERE name = ?1",
-            params![name],
-            |row| row.get(0),
-        )
+        .query_row("SELECT next_value FROM sequences WHERE name = ?1", params![name], |row| {
+            row.get(0)
+        })
         .optional()
         .context("reading sequence")?;
     // A range moved upwards by the operator takes effect; one moved below values already issued
@@ -86,10 +84,7 @@ mod tests {
 
         let moved = SqliteSequence::new(
             Database::open(&path).expect("db"),
-            SequenceRange {
-                start: 100,
-                end: 200,
-            },
+            SequenceRange { start: 100, end: 200 },
         );
         assert_eq!(moved.next("a").await.expect("value"), 100);
     }

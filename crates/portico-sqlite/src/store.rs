@@ -20,10 +20,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// A store whose accounts are numbered from `account_numbers`, this region's range.
     pub fn new(db: Database, account_numbers: SequenceRange) -> Self {
-        SqliteStore {
-            db,
-            account_numbers,
-        }
+        SqliteStore { db, account_numbers }
     }
 
     /// The record `sql` selects, if any. Reads run on the calling thread (see `Database::read`),
@@ -50,10 +47,7 @@ impl SqliteStore {
         row: RowFn<T>,
         what: &'static str,
     ) -> Result<Vec<T>> {
-        self.decoded(sql, params, row, what)?
-            .into_iter()
-            .map(|(_, item)| item)
-            .collect()
+        self.decoded(sql, params, row, what)?.into_iter().map(|(_, item)| item).collect()
     }
 
     /// One page of what `sql` selects (asking for `limit + 1` rows).

@@ -140,11 +140,7 @@ fn user_row(row: &Row<'_>) -> rusqlite::Result<Decoded<User>> {
 }
 
 fn roles_text(roles: &[Role]) -> String {
-    roles
-        .iter()
-        .map(|r| r.as_str())
-        .collect::<Vec<_>>()
-        .join(",")
+    roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")
 }
 
 fn parse_roles(text: &str) -> Result<Vec<Role>> {

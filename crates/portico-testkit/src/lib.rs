@@ -73,9 +73,7 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
 
 /// Starts a server on `config` (whose data dir the caller owns).
 pub async fn spawn_on(config: Config) -> TestApp {
-    let server = portico_local::Server::bind(&config)
-        .await
-        .expect("server binds");
+    let server = portico_local::Server::bind(&config).await.expect("server binds");
     let addr = server.http_addr();
     let metrics_addr = server.metrics_addr();
     let (mqtt_addr, mqtt_ws_addr) = (server.mqtt_addr(), server.mqtt_ws_addr());
@@ -106,16 +104,12 @@ pub async fn spawn_on(config: Config) -> TestApp {
 /// Serves only the HTTP API on `config` (any backend; no broker, no workers): what the Lambda
 /// host runs, on a local port.
 pub async fn spawn_api(config: Config) -> TestApp {
-    let composition = portico_local::compose_backend(&config)
-        .await
-        .expect("composes");
+    let composition = portico_local::compose_backend(&config).await.expect("composes");
     let issuer = composition
         .dev_issuer
         .clone()
         .unwrap_or_else(|| Arc::new(portico_local::load_dev_issuer(&config).expect("dev issuer")));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binds");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
     let addr = listener.local_addr().expect("addr");
     let app = portico_http::app(composition.state.clone());
     let (stop, stopped) = oneshot::channel::<()>();
@@ -143,10 +137,7 @@ pub async fn spawn_api(config: Config) -> TestApp {
 
 /// The HTTP client tests call the server with.
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client")
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client")
 }
 
 impl TestApp {
@@ -200,10 +191,7 @@ impl TestApp {
         let response = request.send().await.expect("request sent");
         let status = response.status();
         let bytes = response.bytes().await.expect("body");
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 
     pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
@@ -217,11 +205,7 @@ impl TestApp {
     /// Creates an account as admin and returns its JSON.
     pub async fn create_account(&self, name: &str) -> Value {
         let (status, body) = self
-            .post(
-                "/v1/accounts",
-                &self.admin_token(),
-                json!({"name": name, "kind": "customer"}),
-            )
+            .post("/v1/accounts", &self.admin_token(), json!({"name": name, "kind": "customer"}))
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body
@@ -250,13 +234,8 @@ impl TestApp {
             .text()
             .await
             .ok()?;
-        text.lines().find_map(|line| {
-            line.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
     }
 
     /// (recipient, subject) of every e-mail in the outbox for `category`, oldest first, as an
@@ -297,10 +276,7 @@ impl TestApp {
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
-        body["device_secret"]
-            .as_str()
-            .expect("device secret")
-            .to_string()
+        body["device_secret"].as_str().expect("device secret").to_string()
     }
 
     /// Portico's user id for `token`'s subject.
@@ -324,12 +300,7 @@ pub fn id(v: &Value) -> String {
 /// GETs `url` with `token`: the JSON body (`Null` when there is none), for servers a test runs
 /// as a child process.
 pub async fn get_json(client: &reqwest::Client, url: &str, token: &str) -> Value {
-    let response = client
-        .get(url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("sent");
+    let response = client.get(url).bearer_auth(token).send().await.expect("sent");
     response.json().await.unwrap_or(Value::Null)
 }
 
@@ -340,13 +311,7 @@ pub async fn post_json(
     token: &str,
     body: Value,
 ) -> (StatusCode, Value) {
-    let response = client
-        .post(url)
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .expect("sent");
+    let response = client.post(url).bearer_auth(token).json(&body).send().await.expect("sent");
     let status = response.status();
     (status, response.json().await.unwrap_or(Value::Null))
 }
@@ -401,17 +366,12 @@ fn acme_plan() -> AccountPlan {
 
 /// Seeds `plan` through the functions of `app`'s backend, as the platform admin.
 pub async fn seed(app: &TestApp, plan: &seed::World) -> seed::Seeded {
-    seed::seed(&app.composition.context, plan)
-        .await
-        .expect("the world seeds")
+    seed::seed(&app.composition.context, plan).await.expect("the world seeds")
 }
 
 pub async fn acme_with(env: &[(&str, &str)]) -> Acme {
     let app = spawn_app_with(env).await;
-    let plan = seed::World {
-        accounts: vec![acme_plan()],
-        ..seed::World::default()
-    };
+    let plan = seed::World { accounts: vec![acme_plan()], ..seed::World::default() };
     let seeded = seed(&app, &plan).await;
     Acme {
         acme: json!(seeded.accounts[0].account),
@@ -492,9 +452,7 @@ pub async fn put(
 /// Polls the document until it is ready or failed.
 pub async fn settled(app: &TestApp, token: &str, document_id: &str) -> Value {
     for _ in 0..300 {
-        let (status, doc) = app
-            .get(&format!("/v1/documents/{document_id}"), token)
-            .await;
+        let (status, doc) = app.get(&format!("/v1/documents/{document_id}"), token).await;
         assert_eq!(status, StatusCode::OK, "{doc}");
         if doc["status"] == "ready" || doc["status"] == "failed" {
             return doc;

@@ -118,11 +118,9 @@ fn init_logging(config: &Config) -> anyhow::Result<()> {
         .json()
         .flatten_event(true)
         .with_current_span(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&config.log.filter).with_context(|| {
-                format!("PORTICO_LOG {:?} is not a valid filter", config.log.filter)
-            })?,
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log.filter).with_context(
+            || format!("PORTICO_LOG {:?} is not a valid filter", config.log.filter),
+        )?)
         .with_writer(std::io::stdout)
         .init();
     Ok(())

@@ -48,10 +48,7 @@ impl Accounts for DynamoStore {
             Some(id) => {
                 // One account at most: the cursor is checked like any other.
                 decode_cursor(page.cursor.as_deref(), GSI1, keys::ACCOUNTS)?;
-                Ok(Page {
-                    items: self.account(id).await?.into_iter().collect(),
-                    next_cursor: None,
-                })
+                Ok(Page { items: self.account(id).await?.into_iter().collect(), next_cursor: None })
             }
             None => self.page(GSI1, keys::ACCOUNTS.into(), false, page).await,
         }

@@ -47,16 +47,8 @@ impl Catalogue for DynamoStore {
             ONE,
             shipment,
             &[
-                (
-                    GSI1,
-                    keys::lot_shipments(&shipment.lot_number),
-                    sort.clone(),
-                ),
-                (
-                    GSI2,
-                    keys::account_shipments(&shipment.account_id),
-                    sort.clone(),
-                ),
+                (GSI1, keys::lot_shipments(&shipment.lot_number), sort.clone()),
+                (GSI2, keys::account_shipments(&shipment.account_id), sort.clone()),
                 (GSI3, keys::SHIPMENTS.into(), sort),
             ],
         )?;

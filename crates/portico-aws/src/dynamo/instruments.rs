@@ -18,11 +18,7 @@ impl Instruments for DynamoStore {
             ONE,
             instrument,
             &[
-                (
-                    GSI1,
-                    keys::account_instruments(&instrument.account_id),
-                    sort.clone(),
-                ),
+                (GSI1, keys::account_instruments(&instrument.account_id), sort.clone()),
                 (GSI2, keys::INSTRUMENTS.into(), sort),
             ],
         )?;

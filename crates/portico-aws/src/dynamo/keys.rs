@@ -29,21 +29,9 @@ pub(crate) struct Index {
     pub(crate) sk: &'static str,
 }
 
-pub(crate) const GSI1: Index = Index {
-    name: "gsi1",
-    pk: "gsi1pk",
-    sk: "gsi1sk",
-};
-pub(crate) const GSI2: Index = Index {
-    name: "gsi2",
-    pk: "gsi2pk",
-    sk: "gsi2sk",
-};
-pub(crate) const GSI3: Index = Index {
-    name: "gsi3",
-    pk: "gsi3pk",
-    sk: "gsi3sk",
-};
+pub(crate) const GSI1: Index = Index { name: "gsi1", pk: "gsi1pk", sk: "gsi1sk" };
+pub(crate) const GSI2: Index = Index { name: "gsi2", pk: "gsi2pk", sk: "gsi2sk" };
+pub(crate) const GSI3: Index = Index { name: "gsi3", pk: "gsi3pk", sk: "gsi3sk" };
 /// The indexes the table must have (see `provision`).
 pub(crate) const INDEXES: [Index; 3] = [GSI1, GSI2, GSI3];
 

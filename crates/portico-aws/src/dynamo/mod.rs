@@ -50,11 +50,7 @@ impl DynamoStore {
         table: &str,
         account_numbers: Arc<dyn SequenceGenerator>,
     ) -> DynamoStore {
-        DynamoStore {
-            client,
-            table: table.to_string(),
-            account_numbers,
-        }
+        DynamoStore { client, table: table.to_string(), account_numbers }
     }
 
     pub(crate) async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>> {
@@ -76,10 +72,7 @@ impl DynamoStore {
         pk: String,
         sk: &str,
     ) -> Result<Option<T>> {
-        self.get(pk, sk)
-            .await?
-            .map(|item| record(&item))
-            .transpose()
+        self.get(pk, sk).await?.map(|item| record(&item)).transpose()
     }
 
     /// Writes a new item; `conflict` is the message when its key is taken.
@@ -138,10 +131,7 @@ impl DynamoStore {
             if !change(&mut value) {
                 return Ok(Some(value));
             }
-            let old = item
-                .get("data")
-                .cloned()
-                .ok_or_else(|| corrupt("item without data"))?;
+            let old = item.get("data").cloned().ok_or_else(|| corrupt("item without data"))?;
             item.insert("data".into(), json(&value)?);
             if self.replace_if_unchanged(item, &old).await? {
                 return Ok(Some(value));
@@ -160,8 +150,7 @@ impl DynamoStore {
         newest_first: bool,
         page: &PageRequest,
     ) -> Result<Page<T>> {
-        self.page_where(index, partition, newest_first, page, |_| true)
-            .await
+        self.page_where(index, partition, newest_first, page, |_| true).await
     }
 
     /// One page of the records of an index partition that `keep` keeps.
@@ -173,13 +162,9 @@ impl DynamoStore {
         page: &PageRequest,
         keep: impl Fn(&Item) -> bool,
     ) -> Result<Page<T>> {
-        let (items, next_cursor) = self
-            .raw_page(index, partition, newest_first, page, keep)
-            .await?;
-        Ok(Page {
-            items: items.iter().map(record).collect::<Result<_>>()?,
-            next_cursor,
-        })
+        let (items, next_cursor) =
+            self.raw_page(index, partition, newest_first, page, keep).await?;
+        Ok(Page { items: items.iter().map(record).collect::<Result<_>>()?, next_cursor })
     }
 
     /// One page of items of an index partition, exactly `page.limit` items long unless it is the
@@ -198,9 +183,8 @@ impl DynamoStore {
         let mut items: Vec<Item> = Vec::new();
         loop {
             let want = (limit + 1 - items.len()) as i32;
-            let output = self
-                .query(index, &partition, newest_first, Some(want), start.take())
-                .await?;
+            let output =
+                self.query(index, &partition, newest_first, Some(want), start.take()).await?;
             items.extend(output.items().iter().filter(|i| keep(i)).cloned());
             if items.len() > limit {
                 break;
@@ -248,9 +232,7 @@ impl DynamoStore {
         let mut items = Vec::new();
         let mut start = None;
         loop {
-            let output = self
-                .query(index, &partition, false, None, start.take())
-                .await?;
+            let output = self.query(index, &partition, false, None, start.take()).await?;
             items.extend(output.items().iter().cloned());
             match output.last_evaluated_key() {
                 Some(key) => start = Some(key.clone()),
@@ -282,10 +264,7 @@ pub(crate) fn corrupt(what: &str) -> Error {
 }
 
 pub(crate) fn record<T: DeserializeOwned>(item: &Item) -> Result<T> {
-    let data = item
-        .get("data")
-        .and_then(|d| d.as_s().ok())
-        .ok_or_else(|| corrupt("no data"))?;
+    let data = item.get("data").and_then(|d| d.as_s().ok()).ok_or_else(|| corrupt("no data"))?;
     serde_json::from_str(data).map_err(|e| corrupt(&e.to_string()))
 }
 
@@ -324,15 +303,9 @@ pub(crate) fn decode_cursor(
     let Some(cursor) = cursor else {
         return Ok(None);
     };
-    let bad = || {
-        Error::Validation(vec![FieldError::new(
-            "cursor",
-            "not a cursor of this listing",
-        )])
-    };
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor)
-        .map_err(|_| bad())?;
+    let bad = || Error::Validation(vec![FieldError::new("cursor", "not a cursor of this listing")]);
+    let bytes =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
     let [pk, sk, ipk, isk]: [String; 4] = serde_json::from_slice(&bytes).map_err(|_| bad())?;
     // A cursor positions within its own listing only.
     if ipk != partition {

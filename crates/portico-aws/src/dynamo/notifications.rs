@@ -16,12 +16,7 @@ impl Notifications for DynamoStore {
         for note in notifications {
             let partition = keys::notifications(&note.user_id);
             let sort = keys::order(note.created_at, &note.id);
-            let item = item(
-                partition.clone(),
-                &note.id,
-                note,
-                &[(GSI1, partition, sort)],
-            )?;
+            let item = item(partition.clone(), &note.id, note, &[(GSI1, partition, sort)])?;
             match self.create(item, String::new()).await {
                 Ok(()) => new.push(note.id.clone()),
                 Err(Error::Conflict(_)) => {} // a redelivered event: keep the first
@@ -36,8 +31,7 @@ impl Notifications for DynamoStore {
         user_id: &str,
         page: &PageRequest,
     ) -> Result<Page<Notification>> {
-        self.page(GSI1, keys::notifications(user_id), true, page)
-            .await
+        self.page(GSI1, keys::notifications(user_id), true, page).await
     }
 
     async fn mark_notification_read(
@@ -46,17 +40,13 @@ impl Notifications for DynamoStore {
         id: &str,
         at: OffsetDateTime,
     ) -> Result<Option<Notification>> {
-        self.update(
-            keys::notifications(user_id),
-            id,
-            |note: &mut Notification| {
-                if note.read_at.is_some() {
-                    return false;
-                }
-                note.read_at = Some(at);
-                true
-            },
-        )
+        self.update(keys::notifications(user_id), id, |note: &mut Notification| {
+            if note.read_at.is_some() {
+                return false;
+            }
+            note.read_at = Some(at);
+            true
+        })
         .await
     }
 }

@@ -135,10 +135,7 @@ impl Outbox for DynamoStore {
             let (Some(pk), Some(seen)) = (found.get("pk"), found.get("gsi1sk")) else {
                 continue;
             };
-            let id = pk
-                .as_s()
-                .map(|p| keys::email_id(p).to_string())
-                .unwrap_or_default();
+            let id = pk.as_s().map(|p| keys::email_id(p).to_string()).unwrap_or_default();
             // Claimed only if nobody claimed or settled it since it was found.
             let answer = self
                 .client
@@ -181,10 +178,7 @@ impl Outbox for DynamoStore {
             EmailStatus::Sent,
             None,
             &[
-                (
-                    "provider_message_id",
-                    provider_message_id.map(str::to_owned),
-                ),
+                ("provider_message_id", provider_message_id.map(str::to_owned)),
                 ("sent_at", Some(rfc3339(OffsetDateTime::now_utc()))),
                 ("last_error", None),
             ],
@@ -194,23 +188,12 @@ impl Outbox for DynamoStore {
 
     async fn retry_later(&self, id: &str, after: Duration, error: &str) -> Result<()> {
         let due = now_ms() + after.as_millis() as u64;
-        self.settle(
-            id,
-            EmailStatus::Pending,
-            Some(due),
-            &[("last_error", Some(error.to_string()))],
-        )
-        .await
+        self.settle(id, EmailStatus::Pending, Some(due), &[("last_error", Some(error.to_string()))])
+            .await
     }
 
     async fn mark_failed(&self, id: &str, error: &str) -> Result<()> {
-        self.settle(
-            id,
-            EmailStatus::Failed,
-            None,
-            &[("last_error", Some(error.to_string()))],
-        )
-        .await
+        self.settle(id, EmailStatus::Failed, None, &[("last_error", Some(error.to_string()))]).await
     }
 
     async fn list_outbox(
@@ -224,9 +207,6 @@ impl Outbox for DynamoStore {
                 wanted.is_none_or(|w| text(item, "status").as_deref() == Some(w))
             })
             .await?;
-        Ok(Page {
-            items: items.iter().map(outbox_entry).collect::<Result<_>>()?,
-            next_cursor,
-        })
+        Ok(Page { items: items.iter().map(outbox_entry).collect::<Result<_>>()?, next_cursor })
     }
 }

@@ -21,11 +21,7 @@ impl Users for DynamoStore {
             ONE,
             user,
             &[
-                (
-                    GSI1,
-                    keys::account_users(user.account_id.as_deref()),
-                    sort.clone(),
-                ),
+                (GSI1, keys::account_users(user.account_id.as_deref()), sort.clone()),
                 (GSI2, keys::USERS.into(), sort),
             ],
         )?;
@@ -59,16 +55,10 @@ impl Users for DynamoStore {
         else {
             return Err(sdk_error("adding user", error));
         };
-        let reasons: Vec<&str> = cancelled
-            .cancellation_reasons()
-            .iter()
-            .filter_map(|r| r.code())
-            .collect();
+        let reasons: Vec<&str> =
+            cancelled.cancellation_reasons().iter().filter_map(|r| r.code()).collect();
         if reasons.contains(&"ConditionalCheckFailed") {
-            Err(Error::Conflict(format!(
-                "a user with id `{}` or this sub already exists",
-                user.id
-            )))
+            Err(Error::Conflict(format!("a user with id `{}` or this sub already exists", user.id)))
         } else {
             Err(Error::Unavailable(format!(
                 "adding user: transaction cancelled ({})",

@@ -12,13 +12,7 @@ use crate::harness::{Env, env};
 const REGION: &str = "eu-central-1";
 
 fn store(env: &Env) -> DynamoStore {
-    let numbers = env.sequence(
-        SequenceRange {
-            start: 500,
-            end: 1000,
-        },
-        1,
-    );
+    let numbers = env.sequence(SequenceRange { start: 500, end: 1000 }, 1);
     DynamoStore::new(env.dynamodb.clone(), &env.settings.table, numbers)
 }
 
@@ -30,15 +24,9 @@ async fn sequence() {
     })
     .await;
     // Several instances of one region sharing the table, some claiming blocks.
-    let range = SequenceRange {
-        start: 1_000,
-        end: 1_000_000,
-    };
-    let generators: Vec<Arc<dyn SequenceGenerator>> = vec![
-        env.sequence(range, 1),
-        env.sequence(range, 1),
-        env.sequence(range, 7),
-    ];
+    let range = SequenceRange { start: 1_000, end: 1_000_000 };
+    let generators: Vec<Arc<dyn SequenceGenerator>> =
+        vec![env.sequence(range, 1), env.sequence(range, 1), env.sequence(range, 7)];
     suite::sequence::concurrent_callers_never_share_a_value(generators, range, 60).await;
 }
 
@@ -52,10 +40,7 @@ async fn sequence_blocks_end_exactly_at_the_range_end() {
         values.push(seq.next("s").await.unwrap());
     }
     assert_eq!(values, (0..10).collect::<Vec<_>>());
-    assert!(matches!(
-        seq.next("s").await,
-        Err(portico_core::Error::Unavailable(_))
-    ));
+    assert!(matches!(seq.next("s").await, Err(portico_core::Error::Unavailable(_))));
 }
 
 #[tokio::test]
@@ -92,9 +77,7 @@ async fn racing_claims_at_the_end_of_the_range_hand_out_every_value_once() {
 async fn queue() {
     let env = env(REGION).await;
     for name in ["contract-a", "contract-b"] {
-        portico_aws::provision::queue(&env.sqs, &env.settings.queue_prefix, name, 3)
-            .await
-            .unwrap();
+        portico_aws::provision::queue(&env.sqs, &env.settings.queue_prefix, name, 3).await.unwrap();
     }
     let q: Arc<dyn Queue> = Arc::new(SqsQueue::new(env.sqs.clone(), &env.settings.queue_prefix));
     suite::queue::visibility_receipts_and_dead_letters(q.as_ref(), "contract-a").await;
@@ -105,10 +88,7 @@ async fn queue() {
 async fn a_missing_queue_is_a_clear_unavailable_error() {
     let env = env(REGION).await;
     let q = SqsQueue::new(env.sqs.clone(), &env.settings.queue_prefix);
-    let err = q
-        .send("nowhere", "x", &Default::default())
-        .await
-        .unwrap_err();
+    let err = q.send("nowhere", "x", &Default::default()).await.unwrap_err();
     assert!(
         matches!(&err, portico_core::Error::Unavailable(m) if m.contains("does not exist")),
         "{err:?}"
@@ -134,18 +114,11 @@ async fn notifications_are_published_through_the_iot_data_plane() {
     let env = env(REGION).await;
     let publisher = portico_aws::IotPublisher::new(portico_aws::iot_data(&env.sdk, &env.settings));
     publisher
-        .publish(
-            "users/u-1/notifications",
-            br#"{"kind":"instrument_alert"}"#.to_vec(),
-            1,
-        )
+        .publish("users/u-1/notifications", br#"{"kind":"instrument_alert"}"#.to_vec(), 1)
         .await
         .unwrap();
     // QoS 2 (the local broker's) is published as QoS 1, the most IoT Core offers.
-    publisher
-        .publish("users/u-1/notifications", b"{}".to_vec(), 2)
-        .await
-        .unwrap();
+    publisher.publish("users/u-1/notifications", b"{}".to_vec(), 2).await.unwrap();
 }
 
 #[tokio::test]

@@ -31,15 +31,8 @@ pub async fn env(region: &str) -> Env {
     let sdk = portico_aws::sdk_config(&settings).await;
     let dynamodb = portico_aws::dynamodb(&sdk);
     let sqs = portico_aws::sqs(&sdk);
-    portico_aws::provision::table(&dynamodb, &settings.table)
-        .await
-        .unwrap();
-    Env {
-        settings,
-        dynamodb,
-        sqs,
-        sdk,
-    }
+    portico_aws::provision::table(&dynamodb, &settings.table).await.unwrap();
+    Env { settings, dynamodb, sqs, sdk }
 }
 
 impl Env {

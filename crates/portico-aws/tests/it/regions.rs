@@ -48,14 +48,8 @@ async fn replicate(
 async fn two_regions_allocate_ten_thousand_numbers_without_a_duplicate() {
     let (east, west) = (env("us-east-1").await, env("eu-west-1").await);
     // Disjoint ranges, as an operator configures them per region.
-    let east_range = SequenceRange {
-        start: 1_000_000,
-        end: 2_000_000,
-    };
-    let west_range = SequenceRange {
-        start: 2_000_000,
-        end: 3_000_000,
-    };
+    let east_range = SequenceRange { start: 1_000_000, end: 2_000_000 };
+    let west_range = SequenceRange { start: 2_000_000, end: 3_000_000 };
     let stop = Arc::new(AtomicBool::new(false));
     let replicators = [
         tokio::spawn(replicate(
@@ -101,10 +95,7 @@ async fn two_regions_allocate_ten_thousand_numbers_without_a_duplicate() {
         let (range, values) = task.await.unwrap();
         assert!(values.windows(2).all(|w| w[0] < w[1]));
         for v in values {
-            assert!(
-                (range.start..range.end).contains(&v),
-                "{v} outside {range:?}"
-            );
+            assert!((range.start..range.end).contains(&v), "{v} outside {range:?}");
             assert!(seen.insert(v), "{v} handed out twice");
             total += 1;
         }
@@ -120,16 +111,8 @@ async fn two_regions_allocate_ten_thousand_numbers_without_a_duplicate() {
 
     // After replication each table holds both regions' items, and each region still continues
     // from its own item only.
-    let next_east = east
-        .sequence(east_range, 1)
-        .next("account_number")
-        .await
-        .unwrap();
-    let next_west = west
-        .sequence(west_range, 1)
-        .next("account_number")
-        .await
-        .unwrap();
+    let next_east = east.sequence(east_range, 1).next("account_number").await.unwrap();
+    let next_west = west.sequence(west_range, 1).next("account_number").await.unwrap();
     assert!(!seen.contains(&next_east) && east_range.start < next_east);
     assert!(!seen.contains(&next_west) && west_range.start < next_west);
 }

@@ -21,19 +21,10 @@ async fn stand_in(
         "/",
         post(move |headers: HeaderMap| {
             let n = counter.fetch_add(1, Ordering::SeqCst);
-            let target = headers
-                .get("x-amz-target")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
+            let target =
+                headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
             let (status, body) = answer(n, &target);
-            async move {
-                (
-                    status,
-                    [("content-type", "application/x-amz-json-1.0")],
-                    body,
-                )
-            }
+            async move { (status, [("content-type", "application/x-amz-json-1.0")], body) }
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -90,10 +81,7 @@ async fn throttling_that_does_not_end_is_unavailable() {
         matches!(&err, portico_core::Error::Unavailable(m) if m.contains("ProvisionedThroughputExceeded")),
         "{err:?}"
     );
-    assert_eq!(
-        calls.load(Ordering::SeqCst),
-        portico_aws::MAX_ATTEMPTS as usize
-    );
+    assert_eq!(calls.load(Ordering::SeqCst), portico_aws::MAX_ATTEMPTS as usize);
 }
 
 /// SQS: `GetQueueUrl` is throttled twice, then every call succeeds.
@@ -126,10 +114,7 @@ async fn throttled_queue_calls_are_retried_too() {
     };
     let sdk = portico_aws::sdk_config(&settings).await;
     let queue = portico_aws::SqsQueue::new(portico_aws::sqs(&sdk), "portico-");
-    let id = queue
-        .send("document-uploads", "{}", &Default::default())
-        .await
-        .unwrap();
+    let id = queue.send("document-uploads", "{}", &Default::default()).await.unwrap();
     assert_eq!(id, "m-1");
     // Two throttled lookups, the lookup that worked, the send.
     assert_eq!(calls.load(Ordering::SeqCst), 4);

@@ -12,10 +12,7 @@ pub async fn numbered_and_paged(accounts: &dyn Accounts) {
         assert_eq!(created.account_number, (500 + n).to_string());
         assert_eq!(created.created_at, at(n));
     }
-    assert!(matches!(
-        accounts.create_account(&new_account(1)).await,
-        Err(Error::Conflict(_))
-    ));
+    assert!(matches!(accounts.create_account(&new_account(1)).await, Err(Error::Conflict(_))));
     let account = accounts.account("acc-3").await.unwrap().unwrap();
     assert_eq!(account.name, "Account 3");
     assert_eq!(accounts.account("acc-404").await.unwrap(), None);
@@ -26,15 +23,10 @@ pub async fn numbered_and_paged(accounts: &dyn Accounts) {
         .map(|a| a.id)
         .collect();
     assert_eq!(ids, (0..5).map(|n| format!("acc-{n}")).collect::<Vec<_>>());
-    let only = accounts
-        .list_accounts(Some("acc-2"), &page(10, None))
-        .await
-        .unwrap();
+    let only = accounts.list_accounts(Some("acc-2"), &page(10, None)).await.unwrap();
     assert_eq!(only.items.len(), 1);
     assert_eq!(only.items[0].id, "acc-2");
     assert_eq!(only.next_cursor, None);
-    let bad = accounts
-        .list_accounts(None, &page(2, Some("garbage".into())))
-        .await;
+    let bad = accounts.list_accounts(None, &page(2, Some("garbage".into()))).await;
     assert!(matches!(bad, Err(Error::Validation(_))), "{bad:?}");
 }

@@ -18,10 +18,7 @@ pub async fn products_lots_and_shipments(accounts: &dyn Accounts, catalogue: &dy
         catalogue.create_product(&product).await.unwrap();
     }
     let product = catalogue.product("SKU-1").await.unwrap().unwrap();
-    assert!(matches!(
-        catalogue.create_product(&product).await,
-        Err(Error::Conflict(_))
-    ));
+    assert!(matches!(catalogue.create_product(&product).await, Err(Error::Conflict(_))));
     let skus: Vec<String> = walk(2, |p| async move { catalogue.list_products(&p).await })
         .await
         .into_iter()
@@ -45,10 +42,7 @@ pub async fn products_lots_and_shipments(accounts: &dyn Accounts, catalogue: &dy
         created_at: at(800),
     };
     catalogue.create_lot(&lot).await.unwrap();
-    assert!(matches!(
-        catalogue.create_lot(&lot).await,
-        Err(Error::Conflict(_))
-    ));
+    assert!(matches!(catalogue.create_lot(&lot).await, Err(Error::Conflict(_))));
     assert_eq!(catalogue.lot("L-1").await.unwrap(), Some(lot));
     assert_eq!(catalogue.lot("L-404").await.unwrap(), None);
 
@@ -64,19 +58,12 @@ pub async fn products_lots_and_shipments(accounts: &dyn Accounts, catalogue: &dy
         catalogue.create_shipment(&shipment).await.unwrap();
     }
     let ids = |items: Vec<Shipment>| items.into_iter().map(|s| s.id).collect::<Vec<_>>();
-    let of_lot = walk(2, |p| async move {
-        catalogue.list_shipments(Some("L-1"), None, &p).await
-    })
-    .await;
+    let of_lot =
+        walk(2, |p| async move { catalogue.list_shipments(Some("L-1"), None, &p).await }).await;
     assert_eq!(ids(of_lot), vec!["s-0", "s-1", "s-2"]);
-    let to_account = walk(2, |p| async move {
-        catalogue.list_shipments(None, Some("acc-1"), &p).await
-    })
-    .await;
+    let to_account =
+        walk(2, |p| async move { catalogue.list_shipments(None, Some("acc-1"), &p).await }).await;
     assert_eq!(ids(to_account), vec!["s-0", "s-2"]);
-    let both = catalogue
-        .list_shipments(Some("L-1"), Some("acc-2"), &page(10, None))
-        .await
-        .unwrap();
+    let both = catalogue.list_shipments(Some("L-1"), Some("acc-2"), &page(10, None)).await.unwrap();
     assert_eq!(ids(both.items), vec!["s-1"]);
 }

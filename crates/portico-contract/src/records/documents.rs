@@ -14,10 +14,7 @@ pub async fn listing_and_transitions(
     documents: &dyn Documents,
 ) {
     two_accounts(accounts).await;
-    users
-        .insert_user(&user(1, Some("acc-1"), &[Role::Scientist]))
-        .await
-        .unwrap();
+    users.insert_user(&user(1, Some("acc-1"), &[Role::Scientist])).await.unwrap();
     let doc = |n: i64, account: &str| Document {
         id: format!("d-{n}"),
         account_id: account.into(),
@@ -35,18 +32,12 @@ pub async fn listing_and_transitions(
         documents.create_document(&doc(n, "acc-1")).await.unwrap();
     }
     documents.create_document(&doc(9, "acc-2")).await.unwrap();
-    assert!(matches!(
-        documents.create_document(&doc(1, "acc-1")).await,
-        Err(Error::Conflict(_))
-    ));
-    let ids: Vec<String> = walk(
-        3,
-        |p| async move { documents.list_documents("acc-1", &p).await },
-    )
-    .await
-    .into_iter()
-    .map(|d| d.id)
-    .collect();
+    assert!(matches!(documents.create_document(&doc(1, "acc-1")).await, Err(Error::Conflict(_))));
+    let ids: Vec<String> = walk(3, |p| async move { documents.list_documents("acc-1", &p).await })
+        .await
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
     assert_eq!(ids, vec!["d-3", "d-2", "d-1", "d-0"]);
 
     let pending = [DocumentStatus::Pending];
@@ -99,10 +90,7 @@ pub async fn listing_and_transitions(
     assert_eq!(failed.failure_reason.as_deref(), Some("not a CSV file"));
     assert!(
         !documents
-            .transition_document(
-                "d-404",
-                Transition::new(&pending, DocumentStatus::Processing)
-            )
+            .transition_document("d-404", Transition::new(&pending, DocumentStatus::Processing))
             .await
             .unwrap()
     );

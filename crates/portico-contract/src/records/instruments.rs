@@ -16,38 +16,20 @@ pub async fn serials_and_secrets(accounts: &dyn Accounts, instruments: &dyn Inst
             account_id: if n < 3 { "acc-1" } else { "acc-2" }.into(),
             created_at: at(200 + n),
         };
-        instruments
-            .create_instrument(&instrument, &format!("hash-{n}"))
-            .await
-            .unwrap();
+        instruments.create_instrument(&instrument, &format!("hash-{n}")).await.unwrap();
     }
     let dup = instruments.instrument("SN-1").await.unwrap().unwrap();
-    assert!(matches!(
-        instruments.create_instrument(&dup, "other").await,
-        Err(Error::Conflict(_))
-    ));
+    assert!(matches!(instruments.create_instrument(&dup, "other").await, Err(Error::Conflict(_))));
     assert_eq!(
-        instruments
-            .instrument_secret_hash("SN-1")
-            .await
-            .unwrap()
-            .as_deref(),
+        instruments.instrument_secret_hash("SN-1").await.unwrap().as_deref(),
         Some("hash-1")
     );
-    assert_eq!(
-        instruments.instrument_secret_hash("SN-404").await.unwrap(),
-        None
-    );
+    assert_eq!(instruments.instrument_secret_hash("SN-404").await.unwrap(), None);
     assert_eq!(instruments.instrument("SN-404").await.unwrap(), None);
     let serials = |items: Vec<Instrument>| items.into_iter().map(|i| i.serial).collect::<Vec<_>>();
-    let mine = walk(2, |p| async move {
-        instruments.list_instruments(Some("acc-1"), &p).await
-    })
-    .await;
+    let mine =
+        walk(2, |p| async move { instruments.list_instruments(Some("acc-1"), &p).await }).await;
     assert_eq!(serials(mine), vec!["SN-0", "SN-1", "SN-2"]);
-    let all = walk(3, |p| async move {
-        instruments.list_instruments(None, &p).await
-    })
-    .await;
+    let all = walk(3, |p| async move { instruments.list_instruments(None, &p).await }).await;
     assert_eq!(serials(all), vec!["SN-0", "SN-1", "SN-2", "SN-3"]);
 }

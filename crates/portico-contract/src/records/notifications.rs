@@ -25,24 +25,17 @@ pub async fn redelivery_order_and_reads(notifications: &dyn Notifications) {
     // Redelivered, with a changed title: the first stays, and only the new one is new.
     let mut again = note(2, "u-1");
     again.title = "changed".into();
-    let new = notifications
-        .insert_notifications(&[again, note(9, "u-2")])
-        .await
-        .unwrap();
+    let new = notifications.insert_notifications(&[again, note(9, "u-2")]).await.unwrap();
     assert_eq!(new, vec!["n-9"]);
-    let listed = walk(2, |p| async move {
-        notifications.list_notifications("u-1", &p).await
-    })
-    .await;
+    let listed =
+        walk(2, |p| async move { notifications.list_notifications("u-1", &p).await }).await;
     let ids: Vec<&str> = listed.iter().map(|n| n.id.as_str()).collect();
     assert_eq!(ids, vec!["n-4", "n-3", "n-2", "n-1", "n-0"]);
     assert_eq!(listed[2].title, "Alert 2");
     assert_eq!(listed[2].data, json!({"serial": "SN-1", "n": 2}));
 
     let read = |id: &'static str, when: i64| async move {
-        let marked = notifications
-            .mark_notification_read("u-1", id, at(when))
-            .await;
+        let marked = notifications.mark_notification_read("u-1", id, at(when)).await;
         marked.unwrap().map(|n| n.read_at)
     };
     assert_eq!(read("n-2", 400).await, Some(Some(at(400))));

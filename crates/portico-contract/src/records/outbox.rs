@@ -38,41 +38,23 @@ pub async fn leases_and_outcomes(outbox: &dyn Outbox) {
     outbox.enqueue(&email("m2")).await.unwrap();
     let claimed = outbox.claim_due(10, lease).await.unwrap();
     assert_eq!(claimed.len(), 1);
-    outbox
-        .retry_later("m2", Duration::from_secs(60), "429 Too Many Requests")
-        .await
-        .unwrap();
+    outbox.retry_later("m2", Duration::from_secs(60), "429 Too Many Requests").await.unwrap();
     assert!(outbox.claim_due(10, lease).await.unwrap().is_empty());
     outbox.enqueue(&email("m3")).await.unwrap();
     let claimed = outbox.claim_due(10, lease).await.unwrap();
     assert_eq!(claimed[0].0.id, "m3");
     outbox.mark_failed("m3", "400 bad address").await.unwrap();
 
-    let sent = outbox
-        .list_outbox(Some(EmailStatus::Sent), &page(10, None))
-        .await
-        .unwrap();
+    let sent = outbox.list_outbox(Some(EmailStatus::Sent), &page(10, None)).await.unwrap();
     assert_eq!(sent.items.len(), 1);
     assert_eq!(sent.items[0].provider_message_id.as_deref(), Some("sg-1"));
     assert_eq!(sent.items[0].attempts, 2);
     assert!(sent.items[0].sent_at.is_some());
-    let failed = outbox
-        .list_outbox(Some(EmailStatus::Failed), &page(10, None))
-        .await
-        .unwrap();
-    assert_eq!(
-        failed.items[0].last_error.as_deref(),
-        Some("400 bad address")
-    );
-    let pending = outbox
-        .list_outbox(Some(EmailStatus::Pending), &page(10, None))
-        .await
-        .unwrap();
+    let failed = outbox.list_outbox(Some(EmailStatus::Failed), &page(10, None)).await.unwrap();
+    assert_eq!(failed.items[0].last_error.as_deref(), Some("400 bad address"));
+    let pending = outbox.list_outbox(Some(EmailStatus::Pending), &page(10, None)).await.unwrap();
     assert_eq!(pending.items[0].id, "m2");
-    assert_eq!(
-        pending.items[0].last_error.as_deref(),
-        Some("429 Too Many Requests")
-    );
+    assert_eq!(pending.items[0].last_error.as_deref(), Some("429 Too Many Requests"));
     let all = walk(1, |p| async move { outbox.list_outbox(None, &p).await }).await;
     assert_eq!(all.len(), 3);
 }

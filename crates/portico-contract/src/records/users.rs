@@ -11,20 +11,10 @@ pub async fn subjects_and_roles(accounts: &dyn Accounts, users: &dyn Users) {
     two_accounts(accounts).await;
     let ada = user(1, Some("acc-1"), &[Role::LabManager, Role::Scientist]);
     users.insert_user(&ada).await.unwrap();
-    let twin = User {
-        id: "u-twin".into(),
-        sub: "user1@example.COM".into(),
-        ..ada.clone()
-    };
-    assert!(matches!(
-        users.insert_user(&twin).await,
-        Err(Error::Conflict(_))
-    ));
+    let twin = User { id: "u-twin".into(), sub: "user1@example.COM".into(), ..ada.clone() };
+    assert!(matches!(users.insert_user(&twin).await, Err(Error::Conflict(_))));
     assert_eq!(users.user_by_id("u-twin").await.unwrap(), None);
-    assert_eq!(
-        users.user_by_sub("USER1@example.com").await.unwrap(),
-        Some(ada.clone())
-    );
+    assert_eq!(users.user_by_sub("USER1@example.com").await.unwrap(), Some(ada.clone()));
     assert_eq!(users.user_by_id("u-1").await.unwrap(), Some(ada.clone()));
     // Only ASCII case folds: look-alikes are other subjects, and may be other users.
     for other in [
@@ -43,25 +33,13 @@ pub async fn subjects_and_roles(accounts: &dyn Accounts, users: &dyn Users) {
         ..ada.clone()
     };
     users.insert_user(&spaced).await.unwrap();
-    assert_eq!(
-        users.user_by_sub("USER1@example.com ").await.unwrap(),
-        Some(spaced.clone())
-    );
+    assert_eq!(users.user_by_sub("USER1@example.com ").await.unwrap(), Some(spaced.clone()));
 
     for n in 2..6 {
-        users
-            .insert_user(&user(n, Some("acc-1"), &[Role::Scientist]))
-            .await
-            .unwrap();
+        users.insert_user(&user(n, Some("acc-1"), &[Role::Scientist])).await.unwrap();
     }
-    users
-        .insert_user(&user(6, Some("acc-2"), &[Role::LabManager]))
-        .await
-        .unwrap();
-    users
-        .insert_user(&user(7, None, &[Role::Support]))
-        .await
-        .unwrap();
+    users.insert_user(&user(6, Some("acc-2"), &[Role::LabManager])).await.unwrap();
+    users.insert_user(&user(7, None, &[Role::Support])).await.unwrap();
 
     let ids: Vec<String> = walk(2, |p| async move { users.list_users("acc-1", &p).await })
         .await
@@ -70,10 +48,7 @@ pub async fn subjects_and_roles(accounts: &dyn Accounts, users: &dyn Users) {
         .collect();
     assert_eq!(ids, vec!["u-1", "u-2", "u-3", "u-4", "u-5"]);
 
-    users
-        .set_user_roles("u-2", &[Role::LabManager, Role::AccountAdmin])
-        .await
-        .unwrap();
+    users.set_user_roles("u-2", &[Role::LabManager, Role::AccountAdmin]).await.unwrap();
     let changed = users.user_by_id("u-2").await.unwrap().unwrap();
     assert_eq!(changed.roles, vec![Role::LabManager, Role::AccountAdmin]);
     assert!(matches!(
@@ -87,10 +62,7 @@ pub async fn subjects_and_roles(accounts: &dyn Accounts, users: &dyn Users) {
         ids.sort();
         ids
     };
-    assert_eq!(
-        holding(Some("acc-1"), Role::LabManager).await,
-        ["u-1", "u-2"]
-    );
+    assert_eq!(holding(Some("acc-1"), Role::LabManager).await, ["u-1", "u-2"]);
     assert_eq!(holding(None, Role::LabManager).await, ["u-1", "u-2", "u-6"]);
     let support = users.users_with_role(None, Role::Support).await.unwrap();
     assert_eq!(support.len(), 1);

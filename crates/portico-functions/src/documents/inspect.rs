@@ -7,14 +7,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 /// Column names that hold a run's timestamps.
-const TIME_COLUMNS: &[&str] = &[
-    "timestamp",
-    "time",
-    "datetime",
-    "date_time",
-    "recorded_at",
-    "ts",
-];
+const TIME_COLUMNS: &[&str] = &["timestamp", "time", "datetime", "date_time", "recorded_at", "ts"];
 
 /// Feeds chunks in, then `finish` says what the file is, or why it is broken.
 pub struct Inspector {
@@ -46,10 +39,7 @@ impl Inspector {
         self.size += chunk.len() as u64;
         if self.size > self.declared {
             // Stop reading at once: the rest of an oversized file is never looked at.
-            return Err(format!(
-                "the file is larger than the {} bytes declared",
-                self.declared
-            ));
+            return Err(format!("the file is larger than the {} bytes declared", self.declared));
         }
         if self.head.len() < 512 {
             let take = (512 - self.head.len()).min(chunk.len());
@@ -86,9 +76,7 @@ impl Inspector {
         });
         if let Some(mut scan) = self.csv.take() {
             if !sniffed.starts_with("text/") {
-                return Err(format!(
-                    "declared as CSV but the content looks like {sniffed}"
-                ));
+                return Err(format!("declared as CSV but the content looks like {sniffed}"));
             }
             scan.feed(&[])?;
             metadata["csv"] = scan.summary()?;
@@ -114,11 +102,7 @@ fn sniff(head: &[u8]) -> &'static str {
         Ok(_) => true,
         Err(e) => e.error_len().is_none() && e.valid_up_to() + 4 > head.len(),
     };
-    if text && !head.contains(&0) {
-        "text/plain"
-    } else {
-        "application/octet-stream"
-    }
+    if text && !head.contains(&0) { "text/plain" } else { "application/octet-stream" }
 }
 
 struct CsvScan {
@@ -224,9 +208,8 @@ impl CsvScan {
             if names.iter().any(String::is_empty) {
                 return Err("the CSV header has an empty column name".into());
             }
-            self.time_column = names
-                .iter()
-                .position(|n| TIME_COLUMNS.contains(&n.to_ascii_lowercase().as_str()));
+            self.time_column =
+                names.iter().position(|n| TIME_COLUMNS.contains(&n.to_ascii_lowercase().as_str()));
             self.header = Some(names);
             return Ok(());
         };
@@ -306,16 +289,10 @@ mod tests {
     fn broken_files_say_why() {
         let err = inspect(true, &[b"a,b\n1,2\n3\n"]).expect_err("ragged");
         assert!(err.contains("row 3 has 1 fields"), "{err}");
-        assert!(
-            inspect(true, &[b"\x89PNG\r\n\x1a\n...."])
-                .expect_err("png")
-                .contains("image/png")
-        );
+        assert!(inspect(true, &[b"\x89PNG\r\n\x1a\n...."]).expect_err("png").contains("image/png"));
         assert!(inspect(true, &[b"a,b\n\xff\xfe,\x00\n"]).is_err());
         assert!(
-            inspect(true, &[b"time,v\nyesterday,1\n"])
-                .expect_err("bad time")
-                .contains("RFC 3339")
+            inspect(true, &[b"time,v\nyesterday,1\n"]).expect_err("bad time").contains("RFC 3339")
         );
         assert_eq!(inspect(false, &[]).expect_err("empty"), "the file is empty");
         let pdf = inspect(false, &[b"%PDF-1.7 ..."]).expect("any file");

@@ -69,15 +69,9 @@ pub async fn request_upload(
     check_content_type(&mut errors, &input.content_type);
     let max = ctx.settings.max_upload_bytes;
     if input.size == 0 {
-        errors.push(FieldError::new(
-            "size",
-            "an empty file has nothing to check",
-        ));
+        errors.push(FieldError::new("size", "an empty file has nothing to check"));
     } else if input.size > max {
-        errors.push(FieldError::new(
-            "size",
-            format!("must be at most {max} bytes"),
-        ));
+        errors.push(FieldError::new("size", format!("must be at most {max} bytes")));
     }
     if !errors.is_empty() {
         return Err(Error::Validation(errors));
@@ -98,10 +92,7 @@ pub async fn request_upload(
     };
     ctx.documents.create_document(&document).await?;
     let expires = now + time::Duration::seconds(ctx.settings.upload_url_ttl_secs as i64);
-    let upload_url = ctx
-        .file_urls
-        .upload_url(&document, expires.unix_timestamp())
-        .await?;
+    let upload_url = ctx.file_urls.upload_url(&document, expires.unix_timestamp()).await?;
     let (condition, value) = portico_core::ports::UPLOAD_CONDITION;
     let upload_headers = BTreeMap::from([
         ("Content-Type".to_string(), document.content_type.clone()),
@@ -121,9 +112,7 @@ fn check_filename(errors: &mut Vec<FieldError>, name: &str) {
         || name != name.trim()
         || name == "."
         || name == ".."
-        || name
-            .chars()
-            .any(|c| c == '/' || c == '\\' || c.is_control());
+        || name.chars().any(|c| c == '/' || c == '\\' || c.is_control());
     if bad {
         errors.push(FieldError::new(
             "filename",
@@ -134,21 +123,14 @@ fn check_filename(errors: &mut Vec<FieldError>, name: &str) {
 
 fn check_content_type(errors: &mut Vec<FieldError>, value: &str) {
     let token = |s: &str| {
-        !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "!#$&^_.+-".contains(c))
+        !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "!#$&^_.+-".contains(c))
     };
     let essence = value.split(';').next().unwrap_or("").trim();
     let ok = value.len() <= 100
         && !value.chars().any(|c| c.is_control())
-        && essence
-            .split_once('/')
-            .is_some_and(|(t, s)| token(t) && token(s));
+        && essence.split_once('/').is_some_and(|(t, s)| token(t) && token(s));
     if !ok {
-        errors.push(FieldError::new(
-            "content_type",
-            "must be a media type such as text/csv",
-        ));
+        errors.push(FieldError::new("content_type", "must be a media type such as text/csv"));
     }
 }
 
@@ -160,18 +142,11 @@ pub async fn get(ctx: &Context, caller: &Caller, id: &str) -> Result<DocumentVie
     let download_url = if document.status == DocumentStatus::Ready {
         let expires = OffsetDateTime::now_utc()
             + time::Duration::seconds(ctx.settings.upload_url_ttl_secs as i64);
-        Some(
-            ctx.file_urls
-                .download_url(&document, expires.unix_timestamp())
-                .await?,
-        )
+        Some(ctx.file_urls.download_url(&document, expires.unix_timestamp()).await?)
     } else {
         None
     };
-    Ok(DocumentView {
-        document,
-        download_url,
-    })
+    Ok(DocumentView { document, download_url })
 }
 
 pub async fn list(ctx: &Context, caller: &Caller, page: PageRequest) -> Result<Page<Document>> {
@@ -248,17 +223,10 @@ async fn mark_processing(ctx: &Context, id: &str) -> Result<()> {
 
 /// The document an object key belongs to (`documents/<account>/<id>`).
 async fn document_for_key(ctx: &Context, key: &str) -> Result<Option<Document>> {
-    let Some(id) = key
-        .strip_prefix("documents/")
-        .and_then(|rest| rest.split('/').nth(1))
-    else {
+    let Some(id) = key.strip_prefix("documents/").and_then(|rest| rest.split('/').nth(1)) else {
         return Ok(None);
     };
-    Ok(ctx
-        .documents
-        .document(id)
-        .await?
-        .filter(|d| d.object_key() == key))
+    Ok(ctx.documents.document(id).await?.filter(|d| d.object_key() == key))
 }
 
 /// What the worker did with one event.
@@ -348,10 +316,7 @@ async fn finish(
 ) -> Result<()> {
     let (kind, title) = match status {
         DocumentStatus::Ready => ("document_ready", format!("{} is ready", document.filename)),
-        _ => (
-            "document_failed",
-            format!("{} could not be processed", document.filename),
-        ),
+        _ => ("document_failed", format!("{} could not be processed", document.filename)),
     };
     let notification = Notification {
         id: crate::notifications::notification_id(
@@ -391,11 +356,7 @@ async fn finish(
         && let Some(uploader) = ctx.users.user_by_id(&document.uploaded_by).await?
     {
         // Same id on a repeat: the outbox keeps one.
-        crate::email::queue(
-            ctx,
-            crate::email::document_ready(&uploader.email, document)?,
-        )
-        .await?;
+        crate::email::queue(ctx, crate::email::document_ready(&uploader.email, document)?).await?;
     }
     if moved {
         tracing::info!(document_id = %document.id, status = status.as_str(), reason, "document checked");
@@ -410,16 +371,9 @@ mod tests {
     #[test]
     fn file_names_and_types() {
         let mut errors = Vec::new();
-        for bad in [
-            "",
-            "../etc/passwd",
-            "/abs.csv",
-            "a\\b.csv",
-            "nul\0.csv",
-            "..",
-            " lead.csv",
-            "a\nb",
-        ] {
+        for bad in
+            ["", "../etc/passwd", "/abs.csv", "a\\b.csv", "nul\0.csv", "..", " lead.csv", "a\nb"]
+        {
             check_filename(&mut errors, bad);
         }
         assert_eq!(errors.len(), 8);

@@ -93,9 +93,7 @@ async fn an_upload_to_s3_reaches_the_worker_through_sqs_and_the_document_is_read
 
     let acme = app.create_account("Acme Labs").await;
     assert_eq!(acme["account_number"], "100000", "{acme}");
-    let carol = app
-        .add_user(&acme, "carol@acme.example", &["scientist"])
-        .await;
+    let carol = app.add_user(&acme, "carol@acme.example", &["scientist"]).await;
     let body = b"time,temp\n2026-11-27T10:00:00Z,21.5\n2026-11-27T10:01:00Z,21.7\n".to_vec();
     let (status, ticket) = request(&app, &carol, "run.csv", "text/csv", body.len()).await;
     assert_eq!(status, StatusCode::CREATED, "{ticket}");
@@ -110,9 +108,8 @@ async fn an_upload_to_s3_reaches_the_worker_through_sqs_and_the_document_is_read
     // that `backend = "aws"` wires (the binary's own `worker` command is tested in the CLI's
     // tests).
     let worker_config = resources.config(dir.path());
-    let composition = portico_local::compose_backend(&worker_config)
-        .await
-        .expect("the AWS backend composes");
+    let composition =
+        portico_local::compose_backend(&worker_config).await.expect("the AWS backend composes");
     let (_stop, stopped) = tokio::sync::watch::channel(false);
     let mut settings = portico_local::worker_settings(&worker_config);
     settings.visibility = std::time::Duration::from_secs(10);
@@ -136,10 +133,7 @@ async fn an_upload_to_s3_reaches_the_worker_through_sqs_and_the_document_is_read
     // The upload link creates the object once: S3 refuses a second PUT (If-None-Match: * is
     // signed into it), so the bytes the worker checked stay the bytes users download.
     assert_eq!(ticket["upload_headers"]["If-None-Match"], "*", "{ticket}");
-    assert_eq!(
-        ticket["upload_headers"]["Content-Type"], "text/csv",
-        "{ticket}"
-    );
+    assert_eq!(ticket["upload_headers"]["Content-Type"], "text/csv", "{ticket}");
     let mut swapped = body.clone();
     swapped[0] = b'X';
     let (status, _) = put(&app, upload_url, "text/csv", swapped).await;
@@ -184,24 +178,16 @@ async fn an_instrument_alert_notifies_through_iot_core_and_queues_e_mail_in_dyna
     let config = resources.config(dir.path());
     let app = spawn_api(config.clone()).await;
     let acme = app.create_account("Acme").await;
-    let bob = app
-        .add_user(&acme, "bob@acme.example", &["lab_manager"])
-        .await;
-    let carol = app
-        .add_user(&acme, "carol@acme.example", &["scientist"])
-        .await;
+    let bob = app.add_user(&acme, "bob@acme.example", &["lab_manager"]).await;
+    let carol = app.add_user(&acme, "carol@acme.example", &["scientist"]).await;
     app.register_instrument(&id(&acme), "SN-AWS-1").await;
 
     // What the IoT rule hands the Lambda, twice (IoT Core delivers at least once).
     let payload = json!({"severity": "critical", "message": "Door open", "serial": "SN-AWS-1", "event_id": "e-1"});
     for _ in 0..2 {
-        portico_lambda::iot::handle(
-            &app.composition.context,
-            "instrument_alert",
-            payload.clone(),
-        )
-        .await
-        .expect("handled");
+        portico_lambda::iot::handle(&app.composition.context, "instrument_alert", payload.clone())
+            .await
+            .expect("handled");
     }
     let (_, notes) = app.get("/v1/notifications", &bob).await;
     assert_eq!(notes["items"].as_array().map(Vec::len), Some(1), "{notes}");

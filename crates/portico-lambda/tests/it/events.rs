@@ -26,14 +26,8 @@ async fn both_ways(
     token: &str,
     body: Option<Value>,
 ) -> ((u16, Value), (u16, Value)) {
-    let (status, local) = app
-        .call(
-            method.clone(),
-            path,
-            Some(token).filter(|t| !t.is_empty()),
-            body.clone(),
-        )
-        .await;
+    let (status, local) =
+        app.call(method.clone(), path, Some(token).filter(|t| !t.is_empty()), body.clone()).await;
     let body_json = match &body {
         Some(b) => Value::String(b.to_string()).to_string(),
         None => "null".into(),
@@ -72,9 +66,7 @@ async fn proxy_events_get_the_same_answers_as_the_local_gateway() {
 /// do, on whichever backend `app` runs.
 pub async fn same_answers_both_ways(app: &TestApp) {
     let acme = app.create_account("Acme").await;
-    let carol = app
-        .add_user(&acme, "carol@acme.example", &["scientist"])
-        .await;
+    let carol = app.add_user(&acme, "carol@acme.example", &["scientist"]).await;
     let admin = app.admin_token();
     for fixture_name in ["apigw_v1_proxy.json", "apigw_v2_proxy.json"] {
         for (path, token) in [
@@ -91,29 +83,15 @@ pub async fn same_answers_both_ways(app: &TestApp) {
         }
         // Writes: same status and same shape of answer (each creates its own account).
         let body = json!({"name": "Via Lambda", "kind": "distributor"});
-        let ((local_status, local), (lambda_status, lambda)) = both_ways(
-            app,
-            fixture_name,
-            Method::POST,
-            "/v1/accounts",
-            &admin,
-            Some(body),
-        )
-        .await;
+        let ((local_status, local), (lambda_status, lambda)) =
+            both_ways(app, fixture_name, Method::POST, "/v1/accounts", &admin, Some(body)).await;
         assert_eq!((local_status, lambda_status), (201, 201), "{lambda}");
         assert_eq!(local["kind"], lambda["kind"]);
         assert_ne!(local["account_number"], lambda["account_number"]);
         // Validation problems are identical.
         let bad = json!({"name": "", "kind": "customer"});
-        let (local, lambda) = both_ways(
-            app,
-            fixture_name,
-            Method::POST,
-            "/v1/accounts",
-            &admin,
-            Some(bad),
-        )
-        .await;
+        let (local, lambda) =
+            both_ways(app, fixture_name, Method::POST, "/v1/accounts", &admin, Some(bad)).await;
         assert_eq!(local, lambda, "{fixture_name} invalid POST");
         assert_eq!(local.0, 422);
     }
@@ -134,9 +112,7 @@ async fn the_authorizer_answers_token_request_and_http_api_events() {
     let app = spawn_app().await;
     let token = app.admin_token();
     for fixture_name in ["authorizer_token.json", "authorizer_request.json"] {
-        let answer = authorize(&app, fixture_name, &token)
-            .await
-            .expect("allowed");
+        let answer = authorize(&app, fixture_name, &token).await.expect("allowed");
         assert_eq!(answer["principalId"], "admin@portico.example");
         let statement = &answer["policyDocument"]["Statement"][0];
         assert_eq!(statement["Effect"], "Allow", "{answer}");
@@ -146,27 +122,15 @@ async fn the_authorizer_answers_token_request_and_http_api_events() {
             json!(["arn:aws:execute-api:eu-west-1:123456789012:abc123defg/prod/*/*"])
         );
         assert_eq!(answer["context"]["groups"], "portico-admins");
-        assert!(
-            answer["context"]
-                .as_object()
-                .expect("context")
-                .values()
-                .all(Value::is_string)
-        );
+        assert!(answer["context"].as_object().expect("context").values().all(Value::is_string));
 
-        let err = authorize(&app, fixture_name, "forged.token.here")
-            .await
-            .expect_err("refused");
+        let err = authorize(&app, fixture_name, "forged.token.here").await.expect_err("refused");
         assert_eq!(err.to_string(), "Unauthorized");
     }
-    let answer = authorize(&app, "authorizer_v2.json", &token)
-        .await
-        .expect("answered");
+    let answer = authorize(&app, "authorizer_v2.json", &token).await.expect("answered");
     assert_eq!(answer["isAuthorized"], true);
     assert_eq!(answer["context"]["sub"], "admin@portico.example");
-    let answer = authorize(&app, "authorizer_v2.json", "forged")
-        .await
-        .expect("answered");
+    let answer = authorize(&app, "authorizer_v2.json", "forged").await.expect("answered");
     assert_eq!(answer["isAuthorized"], false);
 
     let garbage =
@@ -211,9 +175,7 @@ fn moto_s3_event(key: &str) -> String {
 async fn sqs_batches_fail_only_the_records_that_can_succeed_later() {
     let app = portico_testkit::spawn_app_with(&[("PORTICO_WORKER_ENABLED", "false")]).await;
     let acme = app.create_account("Acme").await;
-    let carol = app
-        .add_user(&acme, "carol@acme.example", &["scientist"])
-        .await;
+    let carol = app.add_user(&acme, "carol@acme.example", &["scientist"]).await;
     let mut keys = Vec::new();
     for name in ["ready.csv", "broken.csv"] {
         let body = b"a,b\n1,2\n";
@@ -236,11 +198,7 @@ async fn sqs_batches_fail_only_the_records_that_can_succeed_later() {
         assert_eq!(put.status(), reqwest::StatusCode::OK);
         keys.push((
             ticket["document_id"].as_str().expect("id").to_string(),
-            format!(
-                "documents/{}/{}",
-                id(&acme),
-                ticket["document_id"].as_str().expect("id")
-            ),
+            format!("documents/{}/{}", id(&acme), ticket["document_id"].as_str().expect("id")),
         ));
     }
     // The second object becomes unreadable (a symlink loop): a failure a retry might fix.
@@ -248,12 +206,8 @@ async fn sqs_batches_fail_only_the_records_that_can_succeed_later() {
     std::fs::remove_file(&broken).expect("remove");
     std::os::unix::fs::symlink(&broken, &broken).expect("symlink");
 
-    let escaped = |s: String| {
-        serde_json::to_string(&s)
-            .expect("json")
-            .trim_matches('"')
-            .to_string()
-    };
+    let escaped =
+        |s: String| serde_json::to_string(&s).expect("json").trim_matches('"').to_string();
     let text = fixture(
         "sqs_s3_batch.json",
         &[
@@ -264,40 +218,26 @@ async fn sqs_batches_fail_only_the_records_that_can_succeed_later() {
     let event: aws_lambda_events::sqs::SqsEvent =
         serde_json::from_str(&text).expect("an SQS event");
     let response = portico_lambda::sqs::handle(&app.composition.context, event).await;
-    let failed: Vec<&str> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.as_str())
-        .collect();
+    let failed: Vec<&str> =
+        response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     assert_eq!(failed, vec!["msg-broken"]);
-    let (_, doc) = app
-        .get(&format!("/v1/documents/{}", keys[0].0), &carol)
-        .await;
+    let (_, doc) = app.get(&format!("/v1/documents/{}", keys[0].0), &carol).await;
     assert_eq!(doc["status"], "ready", "{doc}");
     let wire = serde_json::to_value(&response).expect("json");
-    assert_eq!(
-        wire,
-        json!({"batchItemFailures": [{"itemIdentifier": "msg-broken"}]})
-    );
+    assert_eq!(wire, json!({"batchItemFailures": [{"itemIdentifier": "msg-broken"}]}));
 }
 
 #[tokio::test]
 async fn the_iot_rule_action_runs_the_named_function() {
     let app = spawn_app().await;
     let acme = app.create_account("Acme").await;
-    let bob = app
-        .add_user(&acme, "bob@acme.example", &["lab_manager"])
-        .await;
+    let bob = app.add_user(&acme, "bob@acme.example", &["lab_manager"]).await;
     app.register_instrument(&id(&acme), "SN-IOT").await;
     // What IoT Core hands the Lambda: the rule's SELECT output.
     let payload = json!({"severity": "critical", "message": "Door open", "serial": "SN-IOT", "event_id": "e-1"});
-    portico_lambda::iot::handle(
-        &app.composition.context,
-        "instrument_alert",
-        payload.clone(),
-    )
-    .await
-    .expect("handled");
+    portico_lambda::iot::handle(&app.composition.context, "instrument_alert", payload.clone())
+        .await
+        .expect("handled");
     portico_lambda::iot::handle(&app.composition.context, "instrument_alert", payload)
         .await
         .expect("idempotent");
@@ -328,16 +268,8 @@ async fn kinesis_batches_skip_undecodable_records_and_report_the_first_failure()
     assert_eq!(*seen.lock().expect("lock"), vec!["e-1", "e-2", "e-3"]);
     // Bad base64 and a JSON array are skipped, each with its reason; nothing is reported.
     assert_eq!(outcome.skipped.len(), 2, "{:?}", outcome.skipped);
-    assert!(
-        outcome.skipped[0].1.contains("base64"),
-        "{:?}",
-        outcome.skipped
-    );
-    assert!(
-        outcome.skipped[1].1.contains("JSON object"),
-        "{:?}",
-        outcome.skipped
-    );
+    assert!(outcome.skipped[0].1.contains("base64"), "{:?}", outcome.skipped);
+    assert!(outcome.skipped[1].1.contains("JSON object"), "{:?}", outcome.skipped);
     assert_eq!(outcome.response(), json!({"batchItemFailures": []}));
 
     // A record that fails is reported, and nothing after it runs: Lambda retries from it.
@@ -345,13 +277,7 @@ async fn kinesis_batches_skip_undecodable_records_and_report_the_first_failure()
     let outcome = portico_lambda::kinesis::handle(&event, |record| {
         calls += 1;
         let fail = record.data["event_id"] == "e-2";
-        async move {
-            if fail {
-                Err("warehouse unavailable".to_string())
-            } else {
-                Ok(())
-            }
-        }
+        async move { if fail { Err("warehouse unavailable".to_string()) } else { Ok(()) } }
     })
     .await;
     assert_eq!(calls, 2);
@@ -375,10 +301,7 @@ fn cloudwatch_logs_payloads_decode_and_control_messages_are_skipped() {
     assert_eq!(batch.log_group, "/aws/lambda/portico-http");
     assert_eq!(batch.log_events.len(), 2);
     assert_eq!(batch.log_events[1].message, "plain text line");
-    assert_eq!(
-        batch.log_events[0].id,
-        "38123456789012345678901234567890123456789012345678901234"
-    );
+    assert_eq!(batch.log_events[0].id, "38123456789012345678901234567890123456789012345678901234");
 
     let control = portico_lambda::logs::decode(&fixture_json("cloudwatch_logs_control.json"));
     assert_eq!(control, Ok(None));
@@ -397,9 +320,7 @@ fn cloudwatch_logs_payloads_decode_and_control_messages_are_skipped() {
 async fn dead_lettered_upload_events_mark_their_documents_failed() {
     let app = portico_testkit::spawn_app_with(&[("PORTICO_WORKER_ENABLED", "false")]).await;
     let acme = app.create_account("Acme").await;
-    let carol = app
-        .add_user(&acme, "carol@acme.example", &["scientist"])
-        .await;
+    let carol = app.add_user(&acme, "carol@acme.example", &["scientist"]).await;
     let (_, ticket) = app
         .post(
             "/v1/documents/uploads",
@@ -416,14 +337,10 @@ async fn dead_lettered_upload_events_mark_their_documents_failed() {
     event.records = vec![record];
     let response = portico_lambda::sqs::handle_dead_letters(&app.composition.context, event).await;
     assert!(response.batch_item_failures.is_empty());
-    let (_, doc) = app
-        .get(&format!("/v1/documents/{document_id}"), &carol)
-        .await;
+    let (_, doc) = app.get(&format!("/v1/documents/{document_id}"), &carol).await;
     assert_eq!(doc["status"], "failed", "{doc}");
     assert!(
-        doc["failure_reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("too many attempts")),
+        doc["failure_reason"].as_str().is_some_and(|r| r.contains("too many attempts")),
         "{doc}"
     );
 }
@@ -435,18 +352,12 @@ async fn a_token_without_a_required_scope_gets_a_deny_policy() {
     // Minted by the dev issuer with the required scope: allowed.
     let good = app.admin_token();
     // Genuine, signed by the same issuer, but without the scope.
-    let scopeless = app
-        .issuer
-        .sign(&app.claims("admin@portico.example"))
-        .expect("signed");
+    let scopeless = app.issuer.sign(&app.claims("admin@portico.example")).expect("signed");
     for fixture_name in ["authorizer_token.json", "authorizer_request.json"] {
-        let allowed = authorize(&app, fixture_name, &good)
-            .await
-            .expect("answered");
+        let allowed = authorize(&app, fixture_name, &good).await.expect("answered");
         assert_eq!(allowed["policyDocument"]["Statement"][0]["Effect"], "Allow");
-        let denied = authorize(&app, fixture_name, &scopeless)
-            .await
-            .expect("answered with a policy");
+        let denied =
+            authorize(&app, fixture_name, &scopeless).await.expect("answered with a policy");
         assert_eq!(denied["principalId"], "admin@portico.example");
         let statement = &denied["policyDocument"]["Statement"][0];
         assert_eq!(statement["Effect"], "Deny", "{denied}");
@@ -457,32 +368,17 @@ async fn a_token_without_a_required_scope_gets_a_deny_policy() {
         assert_eq!(denied["context"]["reason"], "insufficient_scope");
         assert_eq!(denied["context"]["scope"], "portico.api");
     }
-    let v2 = authorize(&app, "authorizer_v2.json", &scopeless)
-        .await
-        .expect("answered");
+    let v2 = authorize(&app, "authorizer_v2.json", &scopeless).await.expect("answered");
     assert_eq!(v2["isAuthorized"], false);
 
     // The gateway says the same thing in HTTP terms: 403 insufficient_scope, not 401.
-    let response = app
-        .client
-        .get(app.url("/v1/me"))
-        .bearer_auth(&scopeless)
-        .send()
-        .await
-        .expect("sent");
+    let response =
+        app.client.get(app.url("/v1/me")).bearer_auth(&scopeless).send().await.expect("sent");
     assert_eq!(response.status(), reqwest::StatusCode::FORBIDDEN);
-    assert_eq!(
-        header(&response, "www-authenticate"),
-        Some(r#"Bearer error="insufficient_scope""#)
-    );
+    assert_eq!(header(&response, "www-authenticate"), Some(r#"Bearer error="insufficient_scope""#));
     let problem: Value = response.json().await.expect("problem");
     assert_eq!(problem["type"], "urn:portico:problem:insufficient_scope");
-    assert!(
-        problem["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains("portico.api")),
-        "{problem}"
-    );
+    assert!(problem["detail"].as_str().is_some_and(|d| d.contains("portico.api")), "{problem}");
     let (status, _) = app.get("/v1/me", &good).await;
     assert_eq!(status, reqwest::StatusCode::OK);
 }

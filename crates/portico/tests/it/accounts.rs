@@ -10,31 +10,18 @@ async fn admins_create_accounts_and_members_see_only_their_own() {
     let app = spawn_app().await;
     let acme = app.create_account("Acme Labs").await;
     let globex = app.create_account("Globex").await;
-    assert!(
-        acme["account_number"]
-            .as_str()
-            .is_some_and(|n| n.parse::<u64>().is_ok())
-    );
+    assert!(acme["account_number"].as_str().is_some_and(|n| n.parse::<u64>().is_ok()));
 
-    let scientist = app
-        .add_user(&acme, "carol@acme.example", &["scientist"])
-        .await;
+    let scientist = app.add_user(&acme, "carol@acme.example", &["scientist"]).await;
     let (status, me) = app.get("/v1/me", &scientist).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(me["account_id"], acme["id"]);
     assert_eq!(me["roles"], json!(["scientist"]));
 
-    let (status, own) = app
-        .get(&format!("/v1/accounts/{}", id(&acme)), &scientist)
-        .await;
-    assert_eq!(
-        (status, own["name"].as_str()),
-        (StatusCode::OK, Some("Acme Labs"))
-    );
+    let (status, own) = app.get(&format!("/v1/accounts/{}", id(&acme)), &scientist).await;
+    assert_eq!((status, own["name"].as_str()), (StatusCode::OK, Some("Acme Labs")));
     // Another account is not forbidden but invisible.
-    let (status, problem) = app
-        .get(&format!("/v1/accounts/{}", id(&globex)), &scientist)
-        .await;
+    let (status, problem) = app.get(&format!("/v1/accounts/{}", id(&globex)), &scientist).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(problem["status"], 404);
     let (status, list) = app.get("/v1/accounts", &scientist).await;
@@ -42,25 +29,15 @@ async fn admins_create_accounts_and_members_see_only_their_own() {
     assert_eq!(list["items"].as_array().map(Vec::len), Some(1));
 
     // Members cannot create accounts.
-    let (status, _) = app
-        .post(
-            "/v1/accounts",
-            &scientist,
-            json!({"name": "Mine", "kind": "customer"}),
-        )
-        .await;
+    let (status, _) =
+        app.post("/v1/accounts", &scientist, json!({"name": "Mine", "kind": "customer"})).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     // Support reads every account but not their users.
     let support = app.support_token();
     let (status, list) = app.get("/v1/accounts", &support).await;
-    assert_eq!(
-        (status, list["items"].as_array().map(Vec::len)),
-        (StatusCode::OK, Some(2))
-    );
-    let (status, _) = app
-        .get(&format!("/v1/accounts/{}/users", id(&acme)), &support)
-        .await;
+    assert_eq!((status, list["items"].as_array().map(Vec::len)), (StatusCode::OK, Some(2)));
+    let (status, _) = app.get(&format!("/v1/accounts/{}/users", id(&acme)), &support).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
@@ -88,9 +65,7 @@ async fn account_admins_manage_their_own_account_only() {
     let app = spawn_app().await;
     let acme = app.create_account("Acme Labs").await;
     let globex = app.create_account("Globex").await;
-    let alice = app
-        .add_user(&acme, "alice@acme.example", &["account_admin"])
-        .await;
+    let alice = app.add_user(&acme, "alice@acme.example", &["account_admin"]).await;
     let users = format!("/v1/accounts/{}/users", id(&acme));
 
     let (status, bob) = app
@@ -105,10 +80,7 @@ async fn account_admins_manage_their_own_account_only() {
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
     let (status, eve) = app.get("/v1/me", &app.token("eve@acme.example", &[])).await;
-    assert_eq!(
-        (status, eve["id"].clone()),
-        (StatusCode::OK, serde_json::Value::Null)
-    );
+    assert_eq!((status, eve["id"].clone()), (StatusCode::OK, serde_json::Value::Null));
     let (_, list) = app.get(&users, &alice).await;
     assert_eq!(list["items"].as_array().map(Vec::len), Some(2));
 
@@ -138,8 +110,7 @@ async fn duplicate_subjects_conflict_case_insensitively() {
     let app = spawn_app().await;
     let acme = app.create_account("Acme Labs").await;
     let other = app.create_account("Other").await;
-    app.add_user(&acme, "Carol@Acme.example", &["scientist"])
-        .await;
+    app.add_user(&acme, "Carol@Acme.example", &["scientist"]).await;
     for account in [&acme, &other] {
         let (status, problem) = app
             .post(
@@ -150,12 +121,7 @@ async fn duplicate_subjects_conflict_case_insensitively() {
             .await;
         assert_eq!(status, StatusCode::CONFLICT, "{problem}");
     }
-    let (_, list) = app
-        .get(
-            &format!("/v1/accounts/{}/users", id(&acme)),
-            &app.admin_token(),
-        )
-        .await;
+    let (_, list) = app.get(&format!("/v1/accounts/{}/users", id(&acme)), &app.admin_token()).await;
     assert_eq!(list["items"].as_array().map(Vec::len), Some(1));
 }
 
@@ -163,15 +129,11 @@ async fn duplicate_subjects_conflict_case_insensitively() {
 async fn look_alike_subjects_are_other_people() {
     let app = spawn_app().await;
     let beta = app.create_account("Beta").await;
-    let karl = app
-        .add_user(&beta, "karl@beta.example", &["lab_manager"])
-        .await;
+    let karl = app.add_user(&beta, "karl@beta.example", &["lab_manager"]).await;
     let (_, me) = app.get("/v1/me", &karl).await;
     let karl_id = me["id"].as_str().expect("karl has an id").to_string();
     // ASCII case still folds: Okta subjects are often e-mail addresses typed in any case.
-    let (_, me) = app
-        .get("/v1/me", &app.token("KARL@Beta.Example", &[]))
-        .await;
+    let (_, me) = app.get("/v1/me", &app.token("KARL@Beta.Example", &[])).await;
     assert_eq!(me["id"], karl_id.as_str());
     // A Kelvin sign, a trailing or leading space, a dotless i: other subjects, not aliases.
     for sub in [
@@ -185,17 +147,11 @@ async fn look_alike_subjects_are_other_people() {
         let (status, me) = app.get("/v1/me", &token).await;
         assert_eq!(status, StatusCode::OK);
         assert!(me["id"].is_null(), "{sub:?} logged in as {me}");
-        let (status, _) = app
-            .get(&format!("/v1/accounts/{}", id(&beta)), &token)
-            .await;
+        let (status, _) = app.get(&format!("/v1/accounts/{}", id(&beta)), &token).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{sub:?}");
     }
     // And none of them can be added as a user either.
-    for sub in [
-        " karl@beta.example",
-        "karl@beta.example ",
-        "ka\u{0007}rl@beta.example",
-    ] {
+    for sub in [" karl@beta.example", "karl@beta.example ", "ka\u{0007}rl@beta.example"] {
         let (status, problem) = app
             .post(
                 &format!("/v1/accounts/{}/users", id(&beta)),
@@ -203,11 +159,7 @@ async fn look_alike_subjects_are_other_people() {
                 json!({"sub": sub, "email": "k@beta.example", "display_name": "K", "roles": ["scientist"]}),
             )
             .await;
-        assert_eq!(
-            status,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "{sub:?}: {problem}"
-        );
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{sub:?}: {problem}");
         assert_eq!(problem["errors"][0]["field"], "sub", "{problem}");
     }
 }
@@ -217,20 +169,12 @@ async fn validation_names_every_bad_field_and_changes_nothing() {
     let app = spawn_app().await;
     let admin = app.admin_token();
     let (status, problem) = app
-        .post(
-            "/v1/accounts",
-            &admin,
-            json!({"name": "  ", "kind": "martian", "region": "eu west"}),
-        )
+        .post("/v1/accounts", &admin, json!({"name": "  ", "kind": "martian", "region": "eu west"}))
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(fields(&problem), vec!["name", "kind", "region"]);
     let (status, _) = app
-        .post(
-            "/v1/accounts",
-            &admin,
-            json!({"name": "x".repeat(201), "kind": "customer"}),
-        )
+        .post("/v1/accounts", &admin, json!({"name": "x".repeat(201), "kind": "customer"}))
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 
@@ -243,16 +187,11 @@ async fn validation_names_every_bad_field_and_changes_nothing() {
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(
-        fields(&problem),
-        vec!["sub", "email", "display_name", "roles[1]", "roles[2]"]
-    );
+    assert_eq!(fields(&problem), vec!["sub", "email", "display_name", "roles[1]", "roles[2]"]);
 
     let (_, list) = app.get("/v1/accounts", &admin).await;
     assert_eq!(list["items"].as_array().map(Vec::len), Some(1));
-    let (_, users) = app
-        .get(&format!("/v1/accounts/{}/users", id(&acme)), &admin)
-        .await;
+    let (_, users) = app.get(&format!("/v1/accounts/{}/users", id(&acme)), &admin).await;
     assert_eq!(users["items"].as_array().map(Vec::len), Some(0));
 }
 
@@ -280,10 +219,7 @@ async fn lists_page_with_opaque_cursors() {
             None => break,
         }
     }
-    assert_eq!(
-        names,
-        (0..7).map(|n| format!("Lab {n}")).collect::<Vec<_>>()
-    );
+    assert_eq!(names, (0..7).map(|n| format!("Lab {n}")).collect::<Vec<_>>());
     for bad in [
         "/v1/accounts?limit=0",
         "/v1/accounts?limit=1000",
@@ -298,16 +234,9 @@ async fn lists_page_with_opaque_cursors() {
 #[tokio::test]
 async fn platform_roles_follow_the_groups() {
     let app = spawn_app().await;
-    let (status, me) = app
-        .get(
-            "/v1/me",
-            &app.token("ops@portico.example", &["portico-admins"]),
-        )
-        .await;
-    assert_eq!(
-        (status, me["roles"].clone()),
-        (StatusCode::OK, json!(["admin"]))
-    );
+    let (status, me) =
+        app.get("/v1/me", &app.token("ops@portico.example", &["portico-admins"])).await;
+    assert_eq!((status, me["roles"].clone()), (StatusCode::OK, json!(["admin"])));
     // The group was removed at the identity provider: the role goes with it.
     let demoted = app.token("ops@portico.example", &[]);
     let (_, me) = app.get("/v1/me", &demoted).await;

@@ -23,11 +23,7 @@ async fn pdf(app: &TestApp, token: &str, lot: &str) -> (StatusCode, Vec<u8>, Opt
         .expect("sent");
     let status = response.status();
     let content_type = header(&response, "content-type").map(str::to_string);
-    (
-        status,
-        response.bytes().await.expect("body").to_vec(),
-        content_type,
-    )
+    (status, response.bytes().await.expect("body").to_vec(), content_type)
 }
 
 fn pdf_text(bytes: &[u8]) -> String {
@@ -38,12 +34,7 @@ fn pdf_text(bytes: &[u8]) -> String {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("pdftotext (poppler-utils) is installed");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(bytes)
-        .expect("written");
+    child.stdin.take().expect("stdin").write_all(bytes).expect("written");
     String::from_utf8_lossy(&child.wait_with_output().expect("ran").stdout).into_owned()
 }
 
@@ -53,12 +44,8 @@ async fn customers_who_received_a_lot_download_its_certificate() {
     let admin = app.admin_token();
     let acme = app.create_account("Acme").await;
     let globex = app.create_account("Globex").await;
-    let carol = app
-        .add_user(&acme, "carol@acme.example", &["scientist"])
-        .await;
-    let dan = app
-        .add_user(&globex, "dan@globex.example", &["lab_manager"])
-        .await;
+    let carol = app.add_user(&acme, "carol@acme.example", &["scientist"]).await;
+    let dan = app.add_user(&globex, "dan@globex.example", &["lab_manager"]).await;
 
     let (status, product) = app
         .post(
@@ -81,34 +68,20 @@ async fn customers_who_received_a_lot_download_its_certificate() {
     assert_eq!(content_type.as_deref(), Some("application/pdf"));
     assert!(bytes.starts_with(b"%PDF-"));
     let text = pdf_text(&bytes);
-    for needle in [
-        "L2026-0042",
-        "Taq-Polymerase Größe M",
-        "RGT-100",
-        "Purity 11",
-        "Fail",
-        "2028-10-01",
-    ] {
+    for needle in
+        ["L2026-0042", "Taq-Polymerase Größe M", "RGT-100", "Purity 11", "Fail", "2028-10-01"]
+    {
         assert!(text.contains(needle), "{needle} missing:\n{text}");
     }
     // Rendered once: the second download is the same bytes.
     let (_, again, _) = pdf(&app, &carol, "L2026-0042").await;
     assert_eq!(again, bytes);
     // Support and admins may; another account's member may not even know the lot exists.
-    assert_eq!(
-        pdf(&app, &app.support_token(), "L2026-0042").await.0,
-        StatusCode::OK
-    );
+    assert_eq!(pdf(&app, &app.support_token(), "L2026-0042").await.0, StatusCode::OK);
     assert_eq!(pdf(&app, &dan, "L2026-0042").await.0, StatusCode::NOT_FOUND);
-    assert_eq!(
-        pdf(&app, &admin, "NO-SUCH-LOT").await.0,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(pdf(&app, &admin, "NO-SUCH-LOT").await.0, StatusCode::NOT_FOUND);
     let (status, seen) = app.get("/v1/lots/L2026-0042", &carol).await;
-    assert_eq!(
-        (status, seen["qc_tests"].as_array().map(Vec::len)),
-        (StatusCode::OK, Some(12))
-    );
+    assert_eq!((status, seen["qc_tests"].as_array().map(Vec::len)), (StatusCode::OK, Some(12)));
     let (_, shipments) = app.get("/v1/shipments", &dan).await;
     assert_eq!(shipments["items"], json!([]));
     let (_, products) = app.get("/v1/products", &carol).await;
@@ -146,31 +119,16 @@ async fn catalogue_input_is_checked() {
     let app = spawn_app().await;
     let admin = app.admin_token();
     let acme = app.create_account("Acme").await;
-    let carol = app
-        .add_user(&acme, "carol@acme.example", &["scientist"])
-        .await;
-    let (status, _) = app
-        .post(
-            "/v1/products",
-            &carol,
-            json!({"sku": "X-1", "name": "x", "category": "y"}),
-        )
-        .await;
+    let carol = app.add_user(&acme, "carol@acme.example", &["scientist"]).await;
+    let (status, _) =
+        app.post("/v1/products", &carol, json!({"sku": "X-1", "name": "x", "category": "y"})).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, problem) = app
-        .post(
-            "/v1/products",
-            &admin,
-            json!({"sku": "../etc", "name": "", "category": "y"}),
-        )
+        .post("/v1/products", &admin, json!({"sku": "../etc", "name": "", "category": "y"}))
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
-    app.post(
-        "/v1/products",
-        &admin,
-        json!({"sku": "P-1", "name": "Product", "category": "C"}),
-    )
-    .await;
+    app.post("/v1/products", &admin, json!({"sku": "P-1", "name": "Product", "category": "C"}))
+        .await;
     let cases = [
         (
             json!({"lot_number": "L1", "sku": "NOPE", "manufactured_on": "2026-01-01", "expires_on": "2027-01-01", "qc_tests": qc_tests(1)}),
@@ -207,12 +165,8 @@ async fn ids_that_name_stored_objects_are_refused_unless_storage_takes_them() {
     let app = spawn_app().await;
     let admin = app.admin_token();
     let acme = app.create_account("Acme").await;
-    app.post(
-        "/v1/products",
-        &admin,
-        json!({"sku": "P-1", "name": "Product", "category": "C"}),
-    )
-    .await;
+    app.post("/v1/products", &admin, json!({"sku": "P-1", "name": "Product", "category": "C"}))
+        .await;
     // Each of these once passed validation and then made every certificate request a 500.
     for lot in ["L..2", "L2.", "..", "L.-..x"] {
         let (status, problem) = app
@@ -226,11 +180,7 @@ async fn ids_that_name_stored_objects_are_refused_unless_storage_takes_them() {
         assert_eq!(problem["errors"][0]["field"], "lot_number", "{problem}");
     }
     for (path, body, field) in [
-        (
-            "/v1/products",
-            json!({"sku": "P..1", "name": "x", "category": "y"}),
-            "sku",
-        ),
+        ("/v1/products", json!({"sku": "P..1", "name": "x", "category": "y"}), "sku"),
         (
             "/v1/instruments",
             json!({"serial": "SN..1", "model": "m", "account_id": id(&acme), "name": "n"}),
@@ -238,11 +188,7 @@ async fn ids_that_name_stored_objects_are_refused_unless_storage_takes_them() {
         ),
     ] {
         let (status, problem) = app.post(path, &admin, body).await;
-        assert_eq!(
-            status,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "{path}: {problem}"
-        );
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {problem}");
         assert_eq!(problem["errors"][0]["field"], field, "{problem}");
     }
     // A dotted lot number that storage takes works end to end.
@@ -276,8 +222,6 @@ async fn the_demo_world_lets_a_customer_fetch_a_certificate_and_loads_once() {
     let (status, _, _) = pdf(&app, &app.token("erin@globex.example", &[]), "L2026-0042").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     // A second start on the same data dir leaves it as it is.
-    let again = portico_local::demo::seed(&app.composition)
-        .await
-        .expect("runs");
+    let again = portico_local::demo::seed(&app.composition).await.expect("runs");
     assert!(again.is_none());
 }

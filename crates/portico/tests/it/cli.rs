@@ -19,11 +19,8 @@ fn portico(
 fn config_prints_effective_toml_with_secrets_redacted() {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("portico.toml");
-    std::fs::write(
-        &file,
-        "region = \"eu-west-1\"\n[http]\naddr = \"127.0.0.1:9000\"\n",
-    )
-    .expect("write");
+    std::fs::write(&file, "region = \"eu-west-1\"\n[http]\naddr = \"127.0.0.1:9000\"\n")
+        .expect("write");
     let out = portico(
         dir.path(),
         &["--config", file.to_str().expect("utf-8"), "config"],
@@ -32,11 +29,7 @@ fn config_prints_effective_toml_with_secrets_redacted() {
             ("PORTICO_AUTH_AUDIENCE", "api://portal"),
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).expect("utf-8");
     let parsed: toml::Value = toml::from_str(&text).expect("valid TOML");
     assert_eq!(parsed["region"].as_str(), Some("eu-west-1"));
@@ -48,11 +41,7 @@ fn config_prints_effective_toml_with_secrets_redacted() {
 #[test]
 fn bad_configuration_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let out = portico(
-        dir.path(),
-        &["config"],
-        &[("PORTICO_HTTP_ADDR", "not an address")],
-    );
+    let out = portico(dir.path(), &["config"], &[("PORTICO_HTTP_ADDR", "not an address")]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("http.addr"), "{stderr}");
@@ -75,10 +64,7 @@ fn a_mistyped_variable_stops_startup_and_names_the_right_one() {
     assert!(!out.status.success(), "serve started with a typo");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("PORTICO_HTTP_ADRR"), "{stderr}");
-    assert!(
-        stderr.contains("did you mean `PORTICO_HTTP_ADDR`"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("did you mean `PORTICO_HTTP_ADDR`"), "{stderr}");
     // A variable the docs name, once silently dropped, now reaches the configuration.
     let out = portico(
         dir.path(),
@@ -86,10 +72,7 @@ fn a_mistyped_variable_stops_startup_and_names_the_right_one() {
         &[("PORTICO_DOCUMENTS_CERTIFICATE_ISSUER", "Acme Reagents GmbH")],
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("certificate_issuer = \"Acme Reagents GmbH\""),
-        "{text}"
-    );
+    assert!(text.contains("certificate_issuer = \"Acme Reagents GmbH\""), "{text}");
 }
 
 #[test]
@@ -97,22 +80,10 @@ fn token_prints_only_a_token_the_data_dir_issuer_signed() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = portico(
         dir.path(),
-        &[
-            "token",
-            "--sub",
-            "alice@acme.example",
-            "--groups",
-            "portico-admins,lab",
-            "--ttl",
-            "15m",
-        ],
+        &["token", "--sub", "alice@acme.example", "--groups", "portico-admins,lab", "--ttl", "15m"],
         &[],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).expect("utf-8");
     let token = text.trim_end_matches('\n');
     assert_eq!(token.lines().count(), 1);
@@ -121,39 +92,23 @@ fn token_prints_only_a_token_the_data_dir_issuer_signed() {
     let config =
         crate::helpers::test_config(dir.path(), &[("PORTICO_HTTP_ADDR", "127.0.0.1:8080")]);
     let issuer = portico_local::load_dev_issuer(&config).expect("issuer");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let claims = runtime
-        .block_on(issuer.verifier(&["RS256".into()], 60).verify(token))
-        .expect("verifies");
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let claims =
+        runtime.block_on(issuer.verifier(&["RS256".into()], 60).verify(token)).expect("verifies");
     assert_eq!(claims.sub, "alice@acme.example");
-    assert_eq!(
-        claims.groups,
-        vec!["portico-admins".to_string(), "lab".to_string()]
-    );
+    assert_eq!(claims.groups, vec!["portico-admins".to_string(), "lab".to_string()]);
     assert!(claims.exp - claims.iat.unwrap_or(0) == 900);
     for claim in ["uid", "cid", "jti"] {
-        assert!(
-            serde_json::to_value(&claims).expect("json")[claim].is_string(),
-            "{claim}"
-        );
+        assert!(serde_json::to_value(&claims).expect("json")[claim].is_string(), "{claim}");
     }
 
-    let out = portico(
-        dir.path(),
-        &["token", "--sub", "x", "--ttl", "forever"],
-        &[],
-    );
+    let out = portico(dir.path(), &["token", "--sub", "x", "--ttl", "forever"], &[]);
     assert!(!out.status.success());
     let out = portico(
         dir.path(),
         &["token", "--sub", "x"],
-        &[(
-            "PORTICO_AUTH_ISSUER",
-            "https://example.okta.com/oauth2/default",
-        )],
+        &[("PORTICO_AUTH_ISSUER", "https://example.okta.com/oauth2/default")],
     );
     assert!(!out.status.success(), "no minting for an external issuer");
 }
@@ -174,15 +129,10 @@ fn version_and_help() {
 async fn sigterm_finishes_in_flight_work_and_exits_cleanly() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (mut child, base, log) = crate::helpers::start_binary(dir.path()).await;
-    let health = reqwest::get(format!("{base}/healthz"))
-        .await
-        .expect("served");
+    let health = reqwest::get(format!("{base}/healthz")).await.expect("served");
     assert!(health.status().is_success());
     let pid = child.id().expect("running").to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill runs");
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
     assert!(killed.success());
     let status = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait())
         .await
@@ -260,10 +210,7 @@ async fn the_worker_process_serves_its_own_metrics() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert!(
-        body.contains("portico_queue_depth{queue=\"document-uploads\"}"),
-        "{body}"
-    );
+    assert!(body.contains("portico_queue_depth{queue=\"document-uploads\"}"), "{body}");
     worker.start_kill().expect("stopped");
 }
 

@@ -31,11 +31,7 @@ impl Uploader {
 
 async fn scientist(app: &TestApp) -> Uploader {
     let acme = app.create_account("Acme").await;
-    Uploader {
-        token: app
-            .add_user(&acme, "carol@acme.example", &["scientist"])
-            .await,
-    }
+    Uploader { token: app.add_user(&acme, "carol@acme.example", &["scientist"]).await }
 }
 
 async fn upload(
@@ -57,18 +53,13 @@ async fn upload(
 async fn a_run_file_becomes_ready_with_what_is_in_it() {
     let app = spawn_app().await;
     let carol = scientist(&app).await;
-    let doc = carol
-        .upload(&app, "run 42.csv", "text/csv", RUN_CSV.as_bytes())
-        .await;
+    let doc = carol.upload(&app, "run 42.csv", "text/csv", RUN_CSV.as_bytes()).await;
     assert_eq!(doc["status"], "ready", "{doc}");
     let meta = &doc["metadata"];
     assert_eq!(meta["size"], RUN_CSV.len());
     assert_eq!(meta["sha256"].as_str().map(str::len), Some(64));
     assert_eq!(meta["csv"]["rows"], 3);
-    assert_eq!(
-        meta["csv"]["columns"],
-        json!(["timestamp", "sample", "absorbance"])
-    );
+    assert_eq!(meta["csv"]["columns"], json!(["timestamp", "sample", "absorbance"]));
     assert_eq!(meta["csv"]["first_timestamp"], "2026-11-27T10:00:00Z");
     assert_eq!(meta["csv"]["last_timestamp"], "2026-11-27T10:10:00Z");
 
@@ -80,12 +71,7 @@ async fn a_run_file_becomes_ready_with_what_is_in_it() {
     assert_eq!(response.text().await.expect("body"), RUN_CSV);
     let tampered = download.replace("sig=", "sig=00");
     assert_eq!(
-        app.client
-            .get(&tampered)
-            .send()
-            .await
-            .expect("sent")
-            .status(),
+        app.client.get(&tampered).send().await.expect("sent").status(),
         StatusCode::FORBIDDEN
     );
 
@@ -97,15 +83,9 @@ async fn a_run_file_becomes_ready_with_what_is_in_it() {
 
     // Other accounts cannot see it.
     let globex = app.create_account("Globex").await;
-    let dan = app
-        .add_user(&globex, "dan@globex.example", &["lab_manager"])
-        .await;
-    let (status, _) = app
-        .get(
-            &format!("/v1/documents/{}", doc["id"].as_str().expect("id")),
-            &dan,
-        )
-        .await;
+    let dan = app.add_user(&globex, "dan@globex.example", &["lab_manager"]).await;
+    let (status, _) =
+        app.get(&format!("/v1/documents/{}", doc["id"].as_str().expect("id")), &dan).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
@@ -113,23 +93,12 @@ async fn a_run_file_becomes_ready_with_what_is_in_it() {
 async fn broken_files_end_failed_with_a_reason() {
     let app = spawn_app().await;
     let carol = scientist(&app).await;
-    let ragged = carol
-        .upload(&app, "ragged.csv", "text/csv", b"a,b,c\n1,2,3\n4,5\n")
-        .await;
+    let ragged = carol.upload(&app, "ragged.csv", "text/csv", b"a,b,c\n1,2,3\n4,5\n").await;
     assert_eq!(ragged["status"], "failed");
-    assert!(
-        ragged["failure_reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("row 3")),
-        "{ragged}"
-    );
-    let junk = carol
-        .upload(&app, "junk.csv", "text/csv", b"\x00\x01\x02\xff\xfe binary")
-        .await;
+    assert!(ragged["failure_reason"].as_str().is_some_and(|r| r.contains("row 3")), "{ragged}");
+    let junk = carol.upload(&app, "junk.csv", "text/csv", b"\x00\x01\x02\xff\xfe binary").await;
     assert_eq!(junk["status"], "failed", "{junk}");
-    let pdf = carol
-        .upload(&app, "report.pdf", "application/pdf", b"%PDF-1.7\n...")
-        .await;
+    let pdf = carol.upload(&app, "report.pdf", "application/pdf", b"%PDF-1.7\n...").await;
     assert_eq!(pdf["status"], "ready");
     assert_eq!(pdf["metadata"]["sniffed_type"], "application/pdf");
     let (_, notes) = app.get("/v1/notifications", &carol.token).await;
@@ -170,68 +139,35 @@ async fn bad_requests_and_bad_uploads_are_refused_and_lose_nothing() {
     let mut too_big = body.clone();
     too_big.extend_from_slice(b"2026-11-27T10:15:00Z,A4,0.78\n");
     let cases: Vec<(String, &str, Vec<u8>, StatusCode)> = vec![
+        (url.replace("sig=", "sig=ab"), "text/csv", body.clone(), StatusCode::FORBIDDEN),
         (
-            url.replace("sig=", "sig=ab"),
+            url.replace(&format!("size={}", body.len()), &format!("size={}", body.len() + 100)),
             "text/csv",
             body.clone(),
             StatusCode::FORBIDDEN,
         ),
-        (
-            url.replace(
-                &format!("size={}", body.len()),
-                &format!("size={}", body.len() + 100),
-            ),
-            "text/csv",
-            body.clone(),
-            StatusCode::FORBIDDEN,
-        ),
-        (
-            url.replace(this_id, other_id),
-            "text/csv",
-            body.clone(),
-            StatusCode::FORBIDDEN,
-        ),
+        (url.replace(this_id, other_id), "text/csv", body.clone(), StatusCode::FORBIDDEN),
         (
             url.split('?').next().expect("path").to_string(),
             "text/csv",
             body.clone(),
             StatusCode::FORBIDDEN,
         ),
-        (
-            url.clone(),
-            "text/plain",
-            body.clone(),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        ),
-        (
-            url.clone(),
-            "text/csv",
-            too_big,
-            StatusCode::PAYLOAD_TOO_LARGE,
-        ),
-        (
-            url.clone(),
-            "text/csv",
-            body[..10].to_vec(),
-            StatusCode::UNPROCESSABLE_ENTITY,
-        ),
+        (url.clone(), "text/plain", body.clone(), StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        (url.clone(), "text/csv", too_big, StatusCode::PAYLOAD_TOO_LARGE),
+        (url.clone(), "text/csv", body[..10].to_vec(), StatusCode::UNPROCESSABLE_ENTITY),
     ];
     for (target, content_type, payload, expected) in cases {
         let (status, problem) = put(&app, &target, content_type, payload).await;
         assert_eq!(status, expected, "{target}: {problem}");
     }
     // Nothing half-written is visible: the document still waits, and the right upload works.
-    let (_, doc) = app
-        .get(&format!("/v1/documents/{this_id}"), &carol.token)
-        .await;
+    let (_, doc) = app.get(&format!("/v1/documents/{this_id}"), &carol.token).await;
     assert_eq!(doc["status"], "pending");
     assert!(doc["download_url"].is_null());
     let (status, _) = put(&app, &url, "text/csv", body.clone()).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        settled(&app, &carol.token, this_id).await["status"],
-        "ready"
-    );
+    assert_eq!(settled(&app, &carol.token, this_id).await["status"], "ready");
     // A second upload to the same link is a conflict, not an overwrite.
     let (status, _) = put(&app, &url, "text/csv", body).await;
     assert_eq!(status, StatusCode::CONFLICT);
@@ -248,9 +184,7 @@ async fn slow_put(
     use tokio::io::AsyncWriteExt;
     let rest = url.strip_prefix("http://").expect("http url");
     let (host, path) = rest.split_at(rest.find('/').expect("path"));
-    let mut stream = tokio::net::TcpStream::connect(host)
-        .await
-        .expect("connects");
+    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connects");
     let head = format!(
         "PUT {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\nIf-None-Match: *\r\nContent-Length: {}\r\n\r\n",
         body.len()
@@ -268,10 +202,7 @@ async fn finish_slow_put(mut stream: tokio::net::TcpStream, rest: &[u8]) -> u16 
     let mut answer = vec![0u8; 1024];
     let n = stream.read(&mut answer).await.expect("answer");
     let line = String::from_utf8_lossy(&answer[..n]);
-    line.split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .expect("a status line")
+    line.split(' ').nth(1).and_then(|code| code.parse().ok()).expect("a status line")
 }
 
 #[tokio::test]
@@ -301,15 +232,8 @@ async fn an_upload_link_stores_one_file_once() {
     assert_eq!(finish_slow_put(late, &first[10..]).await, 409);
     // The stored bytes are the ones the worker checked.
     let download = doc["download_url"].as_str().expect("download url");
-    let stored = app
-        .client
-        .get(download)
-        .send()
-        .await
-        .expect("download")
-        .bytes()
-        .await
-        .expect("bytes");
+    let stored =
+        app.client.get(download).send().await.expect("download").bytes().await.expect("bytes");
     assert_eq!(stored.as_ref(), swapped.as_slice());
     // And the recorded checksum is theirs: the same bytes uploaded anew give the same one.
     let twin = carol.upload(&app, "twin.csv", "text/csv", &swapped).await;
@@ -330,9 +254,7 @@ async fn a_failed_or_abandoned_upload_frees_its_link() {
     drop(abandoned);
     let mut status = Value::Null;
     for _ in 0..100 {
-        let (_, doc) = app
-            .get(&format!("/v1/documents/{doc_id}"), &carol.token)
-            .await;
+        let (_, doc) = app.get(&format!("/v1/documents/{doc_id}"), &carol.token).await;
         status = doc["status"].clone();
         if status == "pending" {
             break;
@@ -342,10 +264,7 @@ async fn a_failed_or_abandoned_upload_frees_its_link() {
     assert_eq!(status, "pending");
     let (status, _) = put(&app, &url, "text/csv", body).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        settled(&app, &carol.token, &doc_id).await["status"],
-        "ready"
-    );
+    assert_eq!(settled(&app, &carol.token, &doc_id).await["status"], "ready");
 }
 
 #[tokio::test]
@@ -362,12 +281,7 @@ async fn upload_links_expire() {
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert!(
-        problem["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains("expired")),
-        "{problem}"
-    );
+    assert!(problem["detail"].as_str().is_some_and(|d| d.contains("expired")), "{problem}");
 }
 
 #[tokio::test]
@@ -380,14 +294,7 @@ async fn many_clients_upload_at_once() {
         let (app, token) = (app.clone(), carol.token.clone());
         tasks.push(tokio::spawn(async move {
             let body = format!("timestamp,n\n2026-11-27T10:00:{n:02}Z,{n}\n");
-            upload(
-                &app,
-                &token,
-                &format!("run-{n}.csv"),
-                "text/csv",
-                body.as_bytes(),
-            )
-            .await
+            upload(&app, &token, &format!("run-{n}.csv"), "text/csv", body.as_bytes()).await
         }));
     }
     for task in tasks {
@@ -446,9 +353,7 @@ async fn a_message_that_always_fails_is_dead_lettered_and_the_document_fails() {
     let _ = worker.await;
     assert_eq!(doc["status"], "failed");
     assert!(
-        doc["failure_reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("too many attempts")),
+        doc["failure_reason"].as_str().is_some_and(|r| r.contains("too many attempts")),
         "{doc}"
     );
     let stats =
@@ -459,31 +364,21 @@ async fn a_message_that_always_fails_is_dead_lettered_and_the_document_fails() {
     // And the metrics show it: three receives, three retries, processing time recorded.
     let q = "{queue=\"document-uploads\"}";
     assert!(
-        app.metric(&format!("portico_queue_receives_total{q}"))
+        app.metric(&format!("portico_queue_receives_total{q}")).await.is_some_and(|v| v >= 3.0)
+    );
+    assert!(app.metric(&format!("portico_queue_retries_total{q}")).await.is_some_and(|v| v >= 3.0));
+    assert!(
+        app.metric(&format!("portico_queue_processing_duration_seconds_count{q}"))
             .await
             .is_some_and(|v| v >= 3.0)
-    );
-    assert!(
-        app.metric(&format!("portico_queue_retries_total{q}"))
-            .await
-            .is_some_and(|v| v >= 3.0)
-    );
-    assert!(
-        app.metric(&format!(
-            "portico_queue_processing_duration_seconds_count{q}"
-        ))
-        .await
-        .is_some_and(|v| v >= 3.0)
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_file_is_finished_once_by_another() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let env = [
-        ("PORTICO_WORKER_ENABLED", "false"),
-        ("PORTICO_WORKER_VISIBILITY_TIMEOUT_SECS", "2"),
-    ];
+    let env =
+        [("PORTICO_WORKER_ENABLED", "false"), ("PORTICO_WORKER_VISIBILITY_TIMEOUT_SECS", "2")];
     let (_server, base, _) = crate::helpers::start_binary_with(dir.path(), &env).await;
     let config = crate::helpers::test_config(dir.path(), &env);
     let issuer = portico_local::load_dev_issuer(&config).expect("issuer");
@@ -510,11 +405,7 @@ async fn a_worker_killed_mid_file_is_finished_once_by_another() {
     let rows = 1_500_000;
     let mut body = String::from("timestamp,sample,value\n");
     for n in 0..rows {
-        body.push_str(&format!(
-            "2026-11-27T10:{:02}:{:02}Z,S{n},0.{n}\n",
-            (n / 60) % 60,
-            n % 60
-        ));
+        body.push_str(&format!("2026-11-27T10:{:02}:{:02}Z,S{n},0.{n}\n", (n / 60) % 60, n % 60));
     }
     let upload = json!({"filename": "big.csv", "content_type": "text/csv", "size": body.len()});
     let uploads = format!("{base}/v1/documents/uploads");
@@ -541,20 +432,14 @@ async fn a_worker_killed_mid_file_is_finished_once_by_another() {
         for (k, v) in env {
             command.env(k, v);
         }
-        command
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("portico worker starts")
+        command.stdout(std::process::Stdio::null()).spawn().expect("portico worker starts")
     };
     let mut first = worker();
     tokio::time::sleep(Duration::from_millis(700)).await;
     first.start_kill().expect("SIGKILL");
     let _ = first.wait().await;
     let doc = status().await;
-    assert_eq!(
-        doc["status"], "processing",
-        "the worker died before finishing: {doc}"
-    );
+    assert_eq!(doc["status"], "processing", "the worker died before finishing: {doc}");
 
     let _second = worker();
     let mut doc = Value::Null;
@@ -568,9 +453,6 @@ async fn a_worker_killed_mid_file_is_finished_once_by_another() {
     assert_eq!(doc["status"], "ready", "{doc}");
     assert_eq!(doc["metadata"]["csv"]["rows"], rows);
     let notes = get_json(&client, &format!("{base}/v1/notifications"), &carol).await;
-    let ready = kinds(&notes)
-        .iter()
-        .filter(|k| **k == "document_ready")
-        .count();
+    let ready = kinds(&notes).iter().filter(|k| **k == "document_ready").count();
     assert_eq!(ready, 1, "told exactly once");
 }

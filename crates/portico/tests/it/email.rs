@@ -38,15 +38,8 @@ async fn mail_send(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    let to = body["personalizations"][0]["to"][0]["email"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
-    let auth = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    let to = body["personalizations"][0]["to"][0]["email"].as_str().unwrap_or("").to_string();
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     sg.requests.lock().expect("lock").push((auth, body.clone()));
     let answer = {
         let mut script = sg.script.lock().expect("lock");
@@ -57,10 +50,7 @@ async fn mail_send(
     };
     match answer {
         Answer::Accept => {
-            let id = body["custom_args"]["portico_message_id"]
-                .as_str()
-                .unwrap_or("")
-                .to_string();
+            let id = body["custom_args"]["portico_message_id"].as_str().unwrap_or("").to_string();
             sg.accepted.lock().expect("lock").push(id.clone());
             (StatusCode::ACCEPTED, [("x-message-id", format!("sg-{id}"))]).into_response()
         }
@@ -71,11 +61,7 @@ async fn mail_send(
             .into_response(),
         Answer::RateLimited => {
             let reset = crate::helpers::now() + 1;
-            (
-                StatusCode::TOO_MANY_REQUESTS,
-                [("x-ratelimit-reset", reset.to_string())],
-                "",
-            )
+            (StatusCode::TOO_MANY_REQUESTS, [("x-ratelimit-reset", reset.to_string())], "")
                 .into_response()
         }
         Answer::Slow => {
@@ -89,12 +75,8 @@ async fn mail_send(
 
 async fn stand_in() -> (Arc<SendGrid>, String) {
     let sg = Arc::new(SendGrid::default());
-    let app = Router::new()
-        .route("/v3/mail/send", post(mail_send))
-        .with_state(sg.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let app = Router::new().route("/v3/mail/send", post(mail_send)).with_state(sg.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -121,9 +103,7 @@ async fn settled_outbox(app: &TestApp) -> Vec<Value> {
         assert_eq!(status, StatusCode::OK, "{page}");
         let items = page["items"].as_array().expect("items").clone();
         if !items.is_empty()
-            && items
-                .iter()
-                .all(|e| e["status"] == "sent" || e["status"] == "failed")
+            && items.iter().all(|e| e["status"] == "sent" || e["status"] == "failed")
         {
             return items;
         }
@@ -137,15 +117,11 @@ async fn a_welcome_email_goes_out_once_in_sendgrid_format() {
     let (sg, base) = stand_in().await;
     let app = app_with_sendgrid(&base).await;
     let acme = app.create_account("Acme <Labs> & Co").await;
-    app.add_user(&acme, "lena@acme.example", &["lab_manager"])
-        .await;
+    app.add_user(&acme, "lena@acme.example", &["lab_manager"]).await;
     let outbox = settled_outbox(&app).await;
     assert_eq!(outbox.len(), 1);
     let entry = &outbox[0];
-    assert_eq!(
-        (entry["status"].as_str(), entry["attempts"].as_u64()),
-        (Some("sent"), Some(1))
-    );
+    assert_eq!((entry["status"].as_str(), entry["attempts"].as_u64()), (Some("sent"), Some(1)));
     assert_eq!(entry["category"], "welcome");
     let message_id = entry["id"].as_str().expect("id");
     assert_eq!(entry["provider_message_id"], format!("sg-{message_id}"));
@@ -154,16 +130,9 @@ async fn a_welcome_email_goes_out_once_in_sendgrid_format() {
     assert_eq!(requests.len(), 1);
     let (auth, body) = &requests[0];
     assert_eq!(auth, "Bearer SG.test-key");
-    assert_eq!(
-        body["personalizations"][0]["to"][0]["email"],
-        "lena@acme.example"
-    );
+    assert_eq!(body["personalizations"][0]["to"][0]["email"], "lena@acme.example");
     assert_eq!(body["from"]["email"], "portal@lab-maker.example");
-    assert!(
-        body["subject"]
-            .as_str()
-            .is_some_and(|s| s.starts_with("[Portico] Welcome to Acme"))
-    );
+    assert!(body["subject"].as_str().is_some_and(|s| s.starts_with("[Portico] Welcome to Acme")));
     assert_eq!(body["content"][0]["type"], "text/plain");
     assert_eq!(body["content"][1]["type"], "text/html");
     assert!(
@@ -175,9 +144,7 @@ async fn a_welcome_email_goes_out_once_in_sendgrid_format() {
     assert_eq!(body["categories"], json!(["welcome"]));
 
     // Only admins read the outbox.
-    let aa = app
-        .add_user(&acme, "alice@acme.example", &["account_admin"])
-        .await;
+    let aa = app.add_user(&acme, "alice@acme.example", &["account_admin"]).await;
     let (status, _) = app.get("/v1/outbox", &aa).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _) = app.get("/v1/outbox?status=bogus", &app.admin_token()).await;
@@ -194,10 +161,7 @@ async fn every_failure_ends_sent_once_or_failed_with_the_reason() {
         };
         set(
             "bad@acme.example",
-            vec![Answer::Status(
-                400,
-                "The to email does not contain a valid address.",
-            )],
+            vec![Answer::Status(400, "The to email does not contain a valid address.")],
         );
         set(
             "unauthorized@acme.example",
@@ -206,17 +170,11 @@ async fn every_failure_ends_sent_once_or_failed_with_the_reason() {
                 "The provided authorization grant is invalid, expired, or revoked",
             )],
         );
-        set(
-            "huge@acme.example",
-            vec![Answer::Status(413, "Payload too large")],
-        );
+        set("huge@acme.example", vec![Answer::Status(413, "Payload too large")]);
         set("limited@acme.example", vec![Answer::RateLimited]);
         set(
             "flaky@acme.example",
-            vec![
-                Answer::Status(500, "internal"),
-                Answer::Status(502, "bad gateway"),
-            ],
+            vec![Answer::Status(500, "internal"), Answer::Status(502, "bad gateway")],
         );
         set("slow@acme.example", vec![Answer::Slow]);
         set("closed@acme.example", vec![Answer::Close]);
@@ -232,36 +190,21 @@ async fn every_failure_ends_sent_once_or_failed_with_the_reason() {
     }
     let app = app_with_sendgrid(&base).await;
     let acme = app.create_account("Acme").await;
-    let recipients = [
-        "ok",
-        "bad",
-        "unauthorized",
-        "huge",
-        "limited",
-        "flaky",
-        "slow",
-        "closed",
-        "down",
-    ];
+    let recipients =
+        ["ok", "bad", "unauthorized", "huge", "limited", "flaky", "slow", "closed", "down"];
     for name in recipients {
-        app.add_user(&acme, &format!("{name}@acme.example"), &["scientist"])
-            .await;
+        app.add_user(&acme, &format!("{name}@acme.example"), &["scientist"]).await;
     }
     let outbox = settled_outbox(&app).await;
     assert_eq!(outbox.len(), recipients.len());
-    let by_to: HashMap<String, &Value> = outbox
-        .iter()
-        .map(|e| (e["to"].as_str().expect("to").to_string(), e))
-        .collect();
+    let by_to: HashMap<String, &Value> =
+        outbox.iter().map(|e| (e["to"].as_str().expect("to").to_string(), e)).collect();
     let expect = |to: &str, status: &str, attempts: u64, error: Option<&str>| {
         let e = by_to[&format!("{to}@acme.example")];
         assert_eq!(e["status"], status, "{to}: {e}");
         assert_eq!(e["attempts"], attempts, "{to}: {e}");
         if let Some(error) = error {
-            assert!(
-                e["last_error"].as_str().is_some_and(|m| m.contains(error)),
-                "{to}: {e}"
-            );
+            assert!(e["last_error"].as_str().is_some_and(|m| m.contains(error)), "{to}: {e}");
         }
     };
     expect("ok", "sent", 1, None);

@@ -45,21 +45,13 @@ async fn bad_bodies_get_clear_problems_and_change_nothing() {
             br#"{"name": 42, "kind": "customer"}"#.to_vec(),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
-        (
-            "application/json",
-            br#"{"kind": "customer"}"#.to_vec(),
-            StatusCode::UNPROCESSABLE_ENTITY,
-        ),
+        ("application/json", br#"{"kind": "customer"}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY),
         (
             "application/json",
             br#"{"name": "A", "kind": "customer", "account_number": "1"}"#.to_vec(),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
-        (
-            "application/json",
-            br#"[1, 2, 3]"#.to_vec(),
-            StatusCode::UNPROCESSABLE_ENTITY,
-        ),
+        ("application/json", br#"[1, 2, 3]"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY),
         (
             "application/json",
             format!(r#"{{"name": "{}", "kind": "customer"}}"#, "x".repeat(2048)).into_bytes(),
@@ -70,35 +62,21 @@ async fn bad_bodies_get_clear_problems_and_change_nothing() {
             br#"{"name": "Acme", "kind": "customer"}"#.to_vec(),
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ),
-        (
-            "application/json",
-            vec![0xff, 0xfe, 0x00],
-            StatusCode::BAD_REQUEST,
-        ),
+        ("application/json", vec![0xff, 0xfe, 0x00], StatusCode::BAD_REQUEST),
     ];
     for (content_type, body, expected) in cases {
-        let shown = String::from_utf8_lossy(&body)
-            .chars()
-            .take(60)
-            .collect::<String>();
+        let shown = String::from_utf8_lossy(&body).chars().take(60).collect::<String>();
         let (status, problem, headers) = raw_post(&app, content_type, body).await;
         assert_eq!(status, expected, "{shown}: {problem}");
         assert_eq!(problem["status"], expected.as_u16(), "{shown}");
-        assert!(
-            problem["title"].is_string() && problem["detail"].is_string(),
-            "{problem}"
-        );
+        assert!(problem["title"].is_string() && problem["detail"].is_string(), "{problem}");
         assert_eq!(
             headers.get("content-type").and_then(|v| v.to_str().ok()),
             Some("application/problem+json")
         );
     }
-    let (_, problem, _) = raw_post(
-        &app,
-        "application/json",
-        br#"{"name": 42, "kind": "customer"}"#.to_vec(),
-    )
-    .await;
+    let (_, problem, _) =
+        raw_post(&app, "application/json", br#"{"name": 42, "kind": "customer"}"#.to_vec()).await;
     assert_eq!(problem["errors"][0]["field"], "name");
     let (_, list) = app.get("/v1/accounts", &app.admin_token()).await;
     assert_eq!(list["items"], serde_json::json!([]));
@@ -107,22 +85,9 @@ async fn bad_bodies_get_clear_problems_and_change_nothing() {
 #[tokio::test]
 async fn every_response_carries_a_request_id() {
     let app = spawn_app().await;
-    let response = app
-        .client
-        .get(app.url("/healthz"))
-        .send()
-        .await
-        .expect("sent");
-    assert!(
-        response
-            .headers()
-            .get("x-request-id")
-            .is_some_and(|v| !v.is_empty())
-    );
-    assert_eq!(
-        response.json::<Value>().await.expect("json"),
-        serde_json::json!({"status": "ok"})
-    );
+    let response = app.client.get(app.url("/healthz")).send().await.expect("sent");
+    assert!(response.headers().get("x-request-id").is_some_and(|v| !v.is_empty()));
+    assert_eq!(response.json::<Value>().await.expect("json"), serde_json::json!({"status": "ok"}));
     let response = app
         .client
         .get(app.url("/healthz"))
@@ -131,37 +96,19 @@ async fn every_response_carries_a_request_id() {
         .await
         .expect("sent");
     assert_eq!(header(&response, "x-request-id"), Some("trace-me-42"));
-    let response = app
-        .client
-        .get(app.url("/no/such/route"))
-        .send()
-        .await
-        .expect("sent");
+    let response = app.client.get(app.url("/no/such/route")).send().await.expect("sent");
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert!(response.headers().get("x-request-id").is_some());
-    assert_eq!(
-        header(&response, "content-type"),
-        Some("application/problem+json")
-    );
-    let response = app
-        .client
-        .delete(app.url("/v1/accounts"))
-        .send()
-        .await
-        .expect("sent");
+    assert_eq!(header(&response, "content-type"), Some("application/problem+json"));
+    let response = app.client.delete(app.url("/v1/accounts")).send().await.expect("sent");
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(
-        header(&response, "content-type"),
-        Some("application/problem+json")
-    );
+    assert_eq!(header(&response, "content-type"), Some("application/problem+json"));
 }
 
 #[tokio::test]
 async fn openapi_describes_every_route() {
     let app = spawn_app().await;
-    let (status, doc) = app
-        .call(reqwest::Method::GET, "/openapi.json", None, None)
-        .await;
+    let (status, doc) = app.call(reqwest::Method::GET, "/openapi.json", None, None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
     for (path, method) in [
@@ -192,10 +139,7 @@ async fn openapi_describes_every_route() {
         ("/v1/shipments", "post"),
         ("/v1/shipments", "get"),
     ] {
-        assert!(
-            doc["paths"][path][method].is_object(),
-            "{method} {path} missing"
-        );
+        assert!(doc["paths"][path][method].is_object(), "{method} {path} missing");
     }
     assert!(doc["components"]["schemas"]["Account"].is_object());
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
@@ -205,10 +149,7 @@ async fn openapi_describes_every_route() {
         for (method, op) in item.as_object().expect("path item") {
             let responses = op["responses"].as_object().expect("responses");
             for status in ["500", "503"] {
-                assert!(
-                    responses.contains_key(status),
-                    "{method} {path}: no {status}"
-                );
+                assert!(responses.contains_key(status), "{method} {path}: no {status}");
             }
             if op["security"].as_array().is_some_and(|s| !s.is_empty()) {
                 assert!(responses.contains_key("401"), "{method} {path}: no 401");
@@ -260,15 +201,11 @@ async fn the_dev_issuer_publishes_discovery_and_keys() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(metadata["issuer"], app.issuer.issuer());
-    let (status, jwks) = app
-        .call(reqwest::Method::GET, "/oauth2/default/v1/keys", None, None)
-        .await;
+    let (status, jwks) =
+        app.call(reqwest::Method::GET, "/oauth2/default/v1/keys", None, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(jwks["keys"][0]["kid"], app.issuer.kid());
-    assert!(
-        jwks["keys"][0].get("d").is_none(),
-        "private key material must never be served"
-    );
+    assert!(jwks["keys"][0].get("d").is_none(), "private key material must never be served");
 }
 
 /// The upload link a caller gets when it says `Host: host`.
@@ -290,8 +227,7 @@ async fn upload_url_for_host(app: &crate::helpers::TestApp, token: &str, host: &
 /// A token for Carol, a scientist of a new account on `app`.
 async fn scientist_on(app: &crate::helpers::TestApp) -> String {
     let acme = app.create_account("Acme").await;
-    app.add_user(&acme, "carol@acme.example", &["scientist"])
-        .await
+    app.add_user(&acme, "carol@acme.example", &["scientist"]).await
 }
 
 #[tokio::test]
@@ -300,16 +236,10 @@ async fn links_name_this_server_only_as_configured_or_from_loopback() {
     let carol = scientist_on(&app).await;
     // A caller's Host header names the server only on loopback (a developer's own machine) ...
     let port = app.addr.port();
-    for host in [
-        format!("127.0.0.1:{port}"),
-        format!("localhost:{port}"),
-        format!("[::1]:{port}"),
-    ] {
+    for host in [format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("[::1]:{port}")]
+    {
         let url = upload_url_for_host(&app, &carol, &host).await;
-        assert!(
-            url.starts_with(&format!("http://{host}/v1/documents/")),
-            "{url}"
-        );
+        assert!(url.starts_with(&format!("http://{host}/v1/documents/")), "{url}");
     }
     // ... any other Host is the caller's invention: the link stays host-relative.
     for host in ["evil.example", "evil.example:80", "127.0.0.1.evil.example"] {
@@ -322,10 +252,7 @@ async fn links_name_this_server_only_as_configured_or_from_loopback() {
     let carol = scientist_on(&app).await;
     for host in ["evil.example", "127.0.0.1"] {
         let url = upload_url_for_host(&app, &carol, host).await;
-        assert!(
-            url.starts_with("https://portal.example.com/api/v1/documents/"),
-            "{host}: {url}"
-        );
+        assert!(url.starts_with("https://portal.example.com/api/v1/documents/"), "{host}: {url}");
     }
 }
 
@@ -340,44 +267,23 @@ async fn cross_origin_calls_follow_the_configured_origins() {
             .send()
     };
     let app = spawn_app().await;
-    let response = preflight(&app, "https://portal.example.com")
-        .await
-        .expect("sent");
-    assert!(
-        response
-            .headers()
-            .get("access-control-allow-origin")
-            .is_none()
-    );
+    let response = preflight(&app, "https://portal.example.com").await.expect("sent");
+    assert!(response.headers().get("access-control-allow-origin").is_none());
 
     let app = spawn_app_with(&[(
         "PORTICO_HTTP_CORS_ORIGINS",
         "https://portal.example.com, http://localhost:3000",
     )])
     .await;
-    let response = preflight(&app, "https://portal.example.com")
-        .await
-        .expect("sent");
+    let response = preflight(&app, "https://portal.example.com").await.expect("sent");
     assert!(response.status().is_success(), "{}", response.status());
-    let header = |name: &str| {
-        header(&response, name)
-            .unwrap_or_default()
-            .to_ascii_lowercase()
-    };
-    assert_eq!(
-        header("access-control-allow-origin"),
-        "https://portal.example.com"
-    );
+    let header = |name: &str| header(&response, name).unwrap_or_default().to_ascii_lowercase();
+    assert_eq!(header("access-control-allow-origin"), "https://portal.example.com");
     assert!(header("access-control-allow-headers").contains("authorization"));
     assert!(header("access-control-allow-methods").contains("put"));
     assert!(header("access-control-allow-credentials").is_empty());
     let response = preflight(&app, "https://evil.example").await.expect("sent");
-    assert!(
-        response
-            .headers()
-            .get("access-control-allow-origin")
-            .is_none()
-    );
+    assert!(response.headers().get("access-control-allow-origin").is_none());
     // The answer itself, errors too, is readable by the page, request id included.
     let response = app
         .client
@@ -388,10 +294,7 @@ async fn cross_origin_calls_follow_the_configured_origins() {
         .expect("sent");
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     let allowed = response.headers().get("access-control-allow-origin");
-    assert_eq!(
-        allowed.and_then(|v| v.to_str().ok()),
-        Some("http://localhost:3000")
-    );
+    assert_eq!(allowed.and_then(|v| v.to_str().ok()), Some("http://localhost:3000"));
     let exposed = crate::helpers::header(&response, "access-control-expose-headers")
         .unwrap_or_default()
         .to_ascii_lowercase();

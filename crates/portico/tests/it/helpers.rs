@@ -12,11 +12,7 @@ pub use portico_testkit::*;
 /// Runs `portico serve` as a child process and returns it with its HTTP base URL.
 pub async fn start_binary(
     data_dir: &std::path::Path,
-) -> (
-    tokio::process::Child,
-    String,
-    Arc<std::sync::Mutex<Vec<String>>>,
-) {
+) -> (tokio::process::Child, String, Arc<std::sync::Mutex<Vec<String>>>) {
     start_binary_with(data_dir, &[]).await
 }
 
@@ -24,11 +20,7 @@ pub async fn start_binary(
 pub async fn start_binary_with(
     data_dir: &std::path::Path,
     extra: &[(&str, &str)],
-) -> (
-    tokio::process::Child,
-    String,
-    Arc<std::sync::Mutex<Vec<String>>>,
-) {
+) -> (tokio::process::Child, String, Arc<std::sync::Mutex<Vec<String>>>) {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_portico"));
     for (k, v) in extra {
         command.env(k, v);

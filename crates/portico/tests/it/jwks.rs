@@ -40,9 +40,7 @@ struct TestIssuer {
 
 impl TestIssuer {
     async fn start() -> TestIssuer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let issuer = format!("http://{addr}/oauth2/default");
         let dir = tempfile::tempdir().expect("temp dir");
@@ -60,25 +58,14 @@ impl TestIssuer {
             fetches: AtomicUsize::new(0),
         });
         let app = Router::new()
-            .route(
-                "/oauth2/default/.well-known/oauth-authorization-server",
-                get(oauth_metadata),
-            )
-            .route(
-                "/oauth2/default/.well-known/openid-configuration",
-                get(oidc_metadata),
-            )
+            .route("/oauth2/default/.well-known/oauth-authorization-server", get(oauth_metadata))
+            .route("/oauth2/default/.well-known/openid-configuration", get(oidc_metadata))
             .route("/oauth2/default/v1/keys", get(keys))
             .with_state(okta.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        TestIssuer {
-            okta,
-            _dir: dir,
-            key_a,
-            key_b,
-        }
+        TestIssuer { okta, _dir: dir, key_a, key_b }
     }
 
     fn verifier(&self, refetch_interval: Duration) -> Verifier {
@@ -139,10 +126,7 @@ async fn keys(State(okta): State<Arc<Okta>>) -> Response {
     }
     let keys = okta.keys.lock().expect("lock").clone();
     let max_age = *okta.max_age.lock().expect("lock");
-    (
-        [("cache-control", format!("max-age={max_age}"))],
-        Json(json!({ "keys": keys })),
-    )
+    ([("cache-control", format!("max-age={max_age}"))], Json(json!({ "keys": keys })))
         .into_response()
 }
 
@@ -151,10 +135,8 @@ async fn keys_are_discovered_once_and_cached() {
     let okta = TestIssuer::start().await;
     let verifier = okta.verifier(Duration::from_secs(30));
     for n in 0..5 {
-        let claims = verifier
-            .verify(&token(&okta.key_a, &format!("user{n}")))
-            .await
-            .expect("verifies");
+        let claims =
+            verifier.verify(&token(&okta.key_a, &format!("user{n}"))).await.expect("verifies");
         assert_eq!(claims.sub, format!("user{n}"));
     }
     assert_eq!(okta.fetches(), 1);
@@ -165,24 +147,15 @@ async fn rotation_is_picked_up_but_unknown_kids_are_rate_limited() {
     let okta = TestIssuer::start().await;
     let interval = Duration::from_millis(400);
     let verifier = okta.verifier(interval);
-    verifier
-        .verify(&token(&okta.key_a, "a"))
-        .await
-        .expect("key a");
+    verifier.verify(&token(&okta.key_a, "a")).await.expect("key a");
     okta.set(
         |o| &o.keys,
-        vec![
-            okta.key_a.jwks()["keys"][0].clone(),
-            okta.key_b.jwks()["keys"][0].clone(),
-        ],
+        vec![okta.key_a.jwks()["keys"][0].clone(), okta.key_b.jwks()["keys"][0].clone()],
     );
 
     // Within the interval a new kid is not fetched for, however many tokens carry it.
     for _ in 0..20 {
-        let err = verifier
-            .verify(&token(&okta.key_b, "b"))
-            .await
-            .expect_err("rate limited");
+        let err = verifier.verify(&token(&okta.key_b, "b")).await.expect_err("rate limited");
         assert!(matches!(err, AuthError::UnknownKey(_)), "{err}");
     }
     assert_eq!(okta.fetches(), 1);
@@ -190,23 +163,14 @@ async fn rotation_is_picked_up_but_unknown_kids_are_rate_limited() {
     // From now on the issuer says its keys may not be cached.
     okta.set(|o| &o.max_age, 0);
     tokio::time::sleep(interval + Duration::from_millis(100)).await;
-    verifier
-        .verify(&token(&okta.key_b, "b"))
-        .await
-        .expect("rotated key accepted");
+    verifier.verify(&token(&okta.key_b, "b")).await.expect("rotated key accepted");
     assert_eq!(okta.fetches(), 2);
 
     // Key A is retired at the issuer: once refetched, its tokens stop verifying.
     okta.set(|o| &o.keys, vec![okta.key_b.jwks()["keys"][0].clone()]);
     tokio::time::sleep(interval + Duration::from_millis(100)).await;
-    verifier
-        .verify(&token(&okta.key_b, "b2"))
-        .await
-        .expect("still fine");
-    let err = verifier
-        .verify(&token(&okta.key_a, "a2"))
-        .await
-        .expect_err("retired");
+    verifier.verify(&token(&okta.key_b, "b2")).await.expect("still fine");
+    let err = verifier.verify(&token(&okta.key_a, "a2")).await.expect_err("retired");
     assert!(matches!(err, AuthError::UnknownKey(_)), "{err}");
 }
 
@@ -216,10 +180,7 @@ async fn an_outage_keeps_serving_cached_keys() {
     okta.set(|o| &o.max_age, 0); // always stale: every lookup past the interval tries the issuer
     let interval = Duration::from_millis(100);
     let verifier = okta.verifier(interval);
-    verifier
-        .verify(&token(&okta.key_a, "a"))
-        .await
-        .expect("key a");
+    verifier.verify(&token(&okta.key_a, "a")).await.expect("key a");
     okta.set(|o| &o.mode, Mode::Outage);
     for n in 0..3 {
         tokio::time::sleep(interval + Duration::from_millis(50)).await;
@@ -237,15 +198,9 @@ async fn no_keys_at_all_is_unavailable_not_unauthorized() {
     okta.set(|o| &o.mode, Mode::Slow);
     let verifier = okta.verifier(Duration::from_secs(30));
     let started = std::time::Instant::now();
-    let err = verifier
-        .verify(&token(&okta.key_a, "a"))
-        .await
-        .expect_err("no keys");
+    let err = verifier.verify(&token(&okta.key_a, "a")).await.expect_err("no keys");
     assert!(err.is_unavailable(), "{err}");
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "the fetch timeout bounds the wait"
-    );
+    assert!(started.elapsed() < Duration::from_secs(3), "the fetch timeout bounds the wait");
 
     let okta = TestIssuer::start().await;
     okta.set(|o| &o.mode, Mode::Outage);
@@ -267,11 +222,7 @@ async fn metadata_must_name_the_issuer_exactly() {
         .await
         .expect_err("mismatch");
     assert!(err.is_unavailable(), "{err}");
-    assert_eq!(
-        okta.fetches(),
-        0,
-        "keys are never fetched from an issuer that is not ours"
-    );
+    assert_eq!(okta.fetches(), 0, "keys are never fetched from an issuer that is not ours");
 }
 
 #[tokio::test]
@@ -288,17 +239,13 @@ async fn openid_configuration_is_the_fallback() {
 async fn the_server_accepts_an_external_issuers_tokens() {
     let okta = TestIssuer::start().await;
     let app = crate::helpers::spawn_app_with(&[("PORTICO_AUTH_ISSUER", &okta.okta.issuer)]).await;
-    let (status, me) = app
-        .get("/v1/me", &token(&okta.key_a, "ops@example.com"))
-        .await;
+    let (status, me) = app.get("/v1/me", &token(&okta.key_a, "ops@example.com")).await;
     assert_eq!(status, reqwest::StatusCode::OK, "{me}");
     assert_eq!(me["roles"], json!(["admin"]));
     // The local dev issuer's tokens mean nothing here.
     let (status, _) = app.get("/v1/me", &app.admin_token()).await;
     assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED);
-    let (status, _) = app
-        .call(reqwest::Method::GET, "/oauth2/default/v1/keys", None, None)
-        .await;
+    let (status, _) = app.call(reqwest::Method::GET, "/oauth2/default/v1/keys", None, None).await;
     assert_eq!(status, reqwest::StatusCode::NOT_FOUND);
     // The issuer is down and nothing is cached: 503, not 401.
     let okta2 = TestIssuer::start().await;

@@ -28,11 +28,7 @@ async fn a_will_is_refused_unless_its_publish_would_be_allowed() {
     let app = &w.app;
     // The targets listen: SN-G1 for commands, bob for notifications, dan on Globex's channels.
     let mut sn_g1 = as_instrument(app, "SN-G1", &w.sn_g1).await;
-    assert!(
-        sn_g1
-            .subscribe("instruments/SN-G1/commands", QoS::AtLeastOnce)
-            .await
-    );
+    assert!(sn_g1.subscribe("instruments/SN-G1/commands", QoS::AtLeastOnce).await);
     let (mut bob, bob_topic) = listening(app, "bob", &w.bob).await;
     let globex_channel = format!("accounts/{}/channels/ops", id(&w.globex));
     let mut dan = as_user(app, "dan", &w.dan).await;
@@ -52,28 +48,17 @@ async fn a_will_is_refused_unless_its_publish_would_be_allowed() {
         let client_id = format!("carol-will-{n}");
         let attempt = connect_with(
             Connect::tcp(app.mqtt_addr, &client_id, "carol", &w.carol),
-            Some(will(
-                topic,
-                br#"{"command":"purge","severity":"critical"}"#,
-                true,
-            )),
+            Some(will(topic, br#"{"command":"purge","severity":"critical"}"#, true)),
         )
         .await;
-        assert_eq!(
-            attempt.err(),
-            Some(ConnectReturnCode::NotAuthorized),
-            "a will on {topic}"
-        );
+        assert_eq!(attempt.err(), Some(ConnectReturnCode::NotAuthorized), "a will on {topic}");
     }
     assert!(drain(&mut sn_g1).await.is_empty());
     assert!(drain(&mut bob).await.is_empty());
     assert!(drain(&mut dan).await.is_empty());
     // Nothing was retained either: a fresh subscriber gets nothing.
     let mut late = as_instrument(app, "SN-G1", &w.sn_g1).await;
-    assert!(
-        late.subscribe("instruments/SN-G1/commands", QoS::AtLeastOnce)
-            .await
-    );
+    assert!(late.subscribe("instruments/SN-G1/commands", QoS::AtLeastOnce).await);
     assert!(drain(&mut late).await.is_empty());
 }
 
@@ -96,10 +81,7 @@ async fn an_allowed_will_is_published_and_seen_by_the_rules() {
     let (topic, payload, _) = bob.next(WAIT).await.expect("the alert from the will");
     assert_eq!(topic, bob_topic);
     let alert: serde_json::Value = serde_json::from_slice(&payload).expect("json");
-    assert!(
-        alert.to_string().contains("Instrument went offline"),
-        "{alert}"
-    );
+    assert!(alert.to_string().contains("Instrument went offline"), "{alert}");
 }
 
 #[tokio::test]
@@ -137,8 +119,7 @@ async fn a_resumed_session_keeps_only_what_its_principal_may_still_receive() {
     let w = world().await;
     let app = &w.app;
     // Sam is an Acme scientist who was also platform support (an Okta group) for a while.
-    app.add_user(&w.acme, "sam@acme.example", &["scientist"])
-        .await;
+    app.add_user(&w.acme, "sam@acme.example", &["scientist"]).await;
     let as_support = app.token("sam@acme.example", &["portico-support"]);
     let as_scientist = app.token("sam@acme.example", &[]);
     let session = |token| Connect::tcp(app.mqtt_addr, "sam-laptop", "sam", token).clean(false);
@@ -150,12 +131,7 @@ async fn a_resumed_session_keeps_only_what_its_principal_may_still_receive() {
     let telemetry = |n: u32| {
         let sn_g1 = &sn_g1;
         async move {
-            sn_g1
-                .send(
-                    "instruments/SN-G1/telemetry",
-                    format!("{{\"n\":{n}}}").as_bytes(),
-                )
-                .await
+            sn_g1.send("instruments/SN-G1/telemetry", format!("{{\"n\":{n}}}").as_bytes()).await
         }
     };
     telemetry(1).await;
@@ -169,15 +145,10 @@ async fn a_resumed_session_keeps_only_what_its_principal_may_still_receive() {
     telemetry(2).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     // No longer support: neither the queued message nor anything later reaches the session.
-    let mut sam = connect(session(&as_scientist))
-        .await
-        .expect("resumes as a scientist");
+    let mut sam = connect(session(&as_scientist)).await.expect("resumes as a scientist");
     assert!(drain(&mut sam).await.is_empty(), "a queued message leaked");
     telemetry(3).await;
-    assert!(
-        drain(&mut sam).await.is_empty(),
-        "a lost subscription kept delivering"
-    );
+    assert!(drain(&mut sam).await.is_empty(), "a lost subscription kept delivering");
     // What the scientist may still subscribe to works on the same session.
     assert!(
         !sam.subscribe("instruments/+/#", QoS::AtLeastOnce).await,
@@ -228,10 +199,7 @@ async fn a_client_id_that_starts_with_a_user_id_is_that_users_alone() {
     let bob_id = app.user_id(&w.bob).await;
     let phone = format!("{bob_id}-phone");
     let as_dan = Connect::tcp(app.mqtt_addr, &phone, "dan", &w.dan).clean(false);
-    assert_eq!(
-        connect(as_dan).await.err(),
-        Some(ConnectReturnCode::NotAuthorized)
-    );
+    assert_eq!(connect(as_dan).await.err(), Some(ConnectReturnCode::NotAuthorized));
     let bob = connect(Connect::tcp(app.mqtt_addr, &phone, "bob", &w.bob).clean(false))
         .await
         .expect("bob uses his own id");
@@ -240,12 +208,7 @@ async fn a_client_id_that_starts_with_a_user_id_is_that_users_alone() {
 
 #[tokio::test]
 async fn the_publish_budget_is_per_identity_not_per_connection() {
-    let Acme {
-        app,
-        acme,
-        bob,
-        carol,
-    } = acme_with(&[
+    let Acme { app, acme, bob, carol } = acme_with(&[
         ("PORTICO_MQTT_PUBLISH_RATE_PER_SEC", "1"),
         ("PORTICO_MQTT_PUBLISH_BURST", "20"),
     ])
@@ -259,27 +222,17 @@ async fn the_publish_budget_is_per_identity_not_per_connection() {
     }
     for flooder in &flooders {
         for i in 0..20 {
-            flooder
-                .publish(&channel, QoS::AtMostOnce, false, format!("{i}").as_bytes())
-                .await;
+            flooder.publish(&channel, QoS::AtMostOnce, false, format!("{i}").as_bytes()).await;
         }
     }
     let heard = drain(&mut watcher).await.len();
     // One burst (20) plus what a few seconds of refill allow, not five bursts (100).
-    assert!(
-        (20..=30).contains(&heard),
-        "{heard} messages from five connections of one user"
-    );
+    assert!((20..=30).contains(&heard), "{heard} messages from five connections of one user");
 }
 
 #[tokio::test]
 async fn retained_messages_are_bounded_per_identity() {
-    let Acme {
-        app,
-        acme,
-        bob,
-        carol,
-    } = acme_with(&[
+    let Acme { app, acme, bob, carol } = acme_with(&[
         ("PORTICO_MQTT_RETAINED_PER_IDENTITY", "3"),
         ("PORTICO_MQTT_RETAINED_BYTES_PER_IDENTITY", "1000"),
     ])
@@ -287,41 +240,26 @@ async fn retained_messages_are_bounded_per_identity() {
     let channels = format!("accounts/{}/channels", id(&acme));
     let bob_client = as_user(&app, "bob", &bob).await;
     for n in 0..5 {
-        bob_client
-            .retain(&format!("{channels}/pinned-{n}"), b"status")
-            .await;
+        bob_client.retain(&format!("{channels}/pinned-{n}"), b"status").await;
     }
     // Too large for what is left of his bytes.
-    bob_client
-        .retain(&format!("{channels}/pinned-0"), &[b'x'; 1001])
-        .await;
+    bob_client.retain(&format!("{channels}/pinned-0"), &[b'x'; 1001]).await;
     // Carol has her own allowance.
     let carol_client = as_user(&app, "carol", &carol).await;
-    carol_client
-        .retain(&format!("{channels}/carol"), b"mine")
-        .await;
+    carol_client.retain(&format!("{channels}/carol"), b"mine").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut reader = as_user(&app, "reader", &carol).await;
-    assert!(
-        reader
-            .subscribe(&format!("{channels}/+"), QoS::AtLeastOnce)
-            .await
-    );
+    assert!(reader.subscribe(&format!("{channels}/+"), QoS::AtLeastOnce).await);
     let mut got: Vec<String> = drain(&mut reader)
         .await
         .into_iter()
         .map(|(topic, payload)| format!("{topic}={}", String::from_utf8_lossy(&payload)))
         .collect();
     got.sort();
-    let want: Vec<String> = [
-        "carol=mine",
-        "pinned-0=status",
-        "pinned-1=status",
-        "pinned-2=status",
-    ]
-    .iter()
-    .map(|t| format!("{channels}/{t}"))
-    .collect();
+    let want: Vec<String> = ["carol=mine", "pinned-0=status", "pinned-1=status", "pinned-2=status"]
+        .iter()
+        .map(|t| format!("{channels}/{t}"))
+        .collect();
     assert_eq!(got, want);
 }
 
@@ -331,29 +269,15 @@ async fn failed_logins_back_off_per_username() {
     let app = &w.app;
     let attempt = |secret: &str| {
         let secret = secret.to_string();
-        async move {
-            connect(Connect::tcp(app.mqtt_addr, "SN-A1", "SN-A1", &secret))
-                .await
-                .err()
-        }
+        async move { connect(Connect::tcp(app.mqtt_addr, "SN-A1", "SN-A1", &secret)).await.err() }
     };
     for _ in 0..6 {
-        assert_eq!(
-            attempt("guessing").await,
-            Some(ConnectReturnCode::BadUserNamePassword)
-        );
+        assert_eq!(attempt("guessing").await, Some(ConnectReturnCode::BadUserNamePassword));
     }
     // Blocked now: even the right secret is turned away without being checked ...
-    assert_eq!(
-        attempt(&w.sn_a1).await,
-        Some(ConnectReturnCode::NotAuthorized)
-    );
+    assert_eq!(attempt(&w.sn_a1).await, Some(ConnectReturnCode::NotAuthorized));
     // ... other identities are not ...
-    assert!(
-        connect(Connect::tcp(app.mqtt_addr, "SN-G1", "SN-G1", &w.sn_g1))
-            .await
-            .is_ok()
-    );
+    assert!(connect(Connect::tcp(app.mqtt_addr, "SN-G1", "SN-G1", &w.sn_g1)).await.is_ok());
     // ... and once the backoff has passed, the instrument gets in.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(attempt(&w.sn_a1).await, None);
@@ -364,14 +288,7 @@ async fn failed_logins_back_off_per_source_address() {
     let w = world().await;
     let app = &w.app;
     let attempt = |client_id: String, username: String, password: String| async move {
-        connect(Connect::tcp(
-            app.mqtt_addr,
-            &client_id,
-            &username,
-            &password,
-        ))
-        .await
-        .err()
+        connect(Connect::tcp(app.mqtt_addr, &client_id, &username, &password)).await.err()
     };
     // Guessing a new serial every time dodges the per-serial backoff, not the per-address one.
     for n in 0..20 {
@@ -391,8 +308,5 @@ async fn failed_logins_back_off_per_source_address() {
     );
     // ... and gets in once the backoff has passed.
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(
-        attempt("bob".into(), "bob".into(), w.bob.clone()).await,
-        None
-    );
+    assert_eq!(attempt("bob".into(), "bob".into(), w.bob.clone()).await, None);
 }

@@ -34,14 +34,7 @@ pub struct Connect<'a> {
 impl<'a> Connect<'a> {
     /// A clean session over TCP.
     pub fn tcp(addr: SocketAddr, client_id: &'a str, username: &'a str, password: &'a str) -> Self {
-        Connect {
-            addr,
-            client_id,
-            username,
-            password,
-            clean: true,
-            websocket: false,
-        }
+        Connect { addr, client_id, username, password, clean: true, websocket: false }
     }
 
     /// A session the broker keeps while the client is away (`false`), or not.
@@ -51,10 +44,7 @@ impl<'a> Connect<'a> {
 
     /// Over WebSocket (`addr` is then the broker's WebSocket listener).
     pub fn websocket(self) -> Self {
-        Connect {
-            websocket: true,
-            ..self
-        }
+        Connect { websocket: true, ..self }
     }
 }
 
@@ -120,12 +110,7 @@ pub async fn connect_with(
         }
     });
     match tokio::time::timeout(Duration::from_secs(10), ready_rx).await {
-        Ok(Ok(Ok(()))) => Ok(Mqtt {
-            client,
-            publishes,
-            subacks,
-            task,
-        }),
+        Ok(Ok(Ok(()))) => Ok(Mqtt { client, publishes, subacks, task }),
         Ok(Ok(Err(code))) => Err(code),
         _ => Err(rumqttc::ConnectReturnCode::ServiceUnavailable),
     }
@@ -134,10 +119,7 @@ pub async fn connect_with(
 impl Mqtt {
     /// Subscribes and returns whether the broker granted it.
     pub async fn subscribe(&mut self, filter: &str, qos: QoS) -> bool {
-        self.client
-            .subscribe(filter, qos)
-            .await
-            .expect("subscribe sent");
+        self.client.subscribe(filter, qos).await.expect("subscribe sent");
         let codes = tokio::time::timeout(Duration::from_secs(10), self.subacks.recv())
             .await
             .expect("SUBACK within 10 s")
@@ -146,10 +128,7 @@ impl Mqtt {
     }
 
     pub async fn publish(&self, topic: &str, qos: QoS, retain: bool, payload: &[u8]) {
-        self.client
-            .publish(topic, qos, retain, payload.to_vec())
-            .await
-            .expect("publish queued");
+        self.client.publish(topic, qos, retain, payload.to_vec()).await.expect("publish queued");
     }
 
     /// Publishes at QoS 1, not retained: what instruments and apps mostly send.
@@ -164,10 +143,7 @@ impl Mqtt {
 
     /// The next message delivered, or `None` after `wait`.
     pub async fn next(&mut self, wait: Duration) -> Option<(String, Vec<u8>, QoS)> {
-        tokio::time::timeout(wait, self.publishes.recv())
-            .await
-            .ok()
-            .flatten()
+        tokio::time::timeout(wait, self.publishes.recv()).await.ok().flatten()
     }
 
     pub async fn disconnect(self) {

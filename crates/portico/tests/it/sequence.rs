@@ -54,14 +54,9 @@ async fn concurrent_creation_gives_unique_increasing_numbers() {
             let mut created = Vec::with_capacity(EACH);
             for i in 0..EACH {
                 let sent = Instant::now();
-                let (number, _) = create(&client, &base, &token, &format!("Lab {c}-{i}"))
-                    .await
-                    .expect("created");
-                created.push(Created {
-                    sent,
-                    answered: Instant::now(),
-                    number,
-                });
+                let (number, _) =
+                    create(&client, &base, &token, &format!("Lab {c}-{i}")).await.expect("created");
+                created.push(Created { sent, answered: Instant::now(), number });
             }
             created
         }));
@@ -101,23 +96,18 @@ async fn concurrent_creation_gives_unique_increasing_numbers() {
     loop {
         let (status, page) = app.get(&path, &token).await;
         assert_eq!(status, StatusCode::OK);
-        numbers.extend(page["items"].as_array().expect("items").iter().map(|a| {
-            a["account_number"]
-                .as_str()
-                .unwrap_or("")
-                .parse::<u64>()
-                .expect("number")
-        }));
+        numbers.extend(
+            page["items"].as_array().expect("items").iter().map(|a| {
+                a["account_number"].as_str().unwrap_or("").parse::<u64>().expect("number")
+            }),
+        );
         match page["next_cursor"].as_str() {
             Some(cursor) => path = format!("/v1/accounts?limit=200&cursor={cursor}"),
             None => break,
         }
     }
     assert_eq!(numbers.len(), CLIENTS * EACH);
-    assert!(
-        numbers.windows(2).all(|w| w[0] < w[1]),
-        "numbers ascend in creation order"
-    );
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "numbers ascend in creation order");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -141,13 +131,8 @@ async fn kill_dash_nine_never_makes_a_number_repeat() {
     let dead = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for c in 0..32 {
-        let (token, base, acknowledged, count, dead) = (
-            token.clone(),
-            base.clone(),
-            acknowledged.clone(),
-            count.clone(),
-            dead.clone(),
-        );
+        let (token, base, acknowledged, count, dead) =
+            (token.clone(), base.clone(), acknowledged.clone(), count.clone(), dead.clone());
         tasks.push(tokio::spawn(async move {
             let client = reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
@@ -178,10 +163,7 @@ async fn kill_dash_nine_never_makes_a_number_repeat() {
         task.await.expect("task");
     }
     let before = acknowledged.lock().expect("lock").clone();
-    assert!(
-        before.len() >= 300,
-        "load reached the server before the kill"
-    );
+    assert!(before.len() >= 300, "load reached the server before the kill");
 
     let (_child, base, _) = start_binary(dir.path()).await;
     let client = reqwest::Client::new();
@@ -217,9 +199,6 @@ async fn kill_dash_nine_never_makes_a_number_repeat() {
         }
     }
     for (number, id) in &before {
-        assert!(
-            stored.contains(id),
-            "acknowledged account {number} lost in the crash"
-        );
+        assert!(stored.contains(id), "acknowledged account {number} lost in the crash");
     }
 }

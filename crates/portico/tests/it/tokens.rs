@@ -13,20 +13,11 @@ fn b64(v: &Value) -> String {
 }
 
 async fn assert_refused(app: &TestApp, token: &str, why: &str) {
-    let response = app
-        .client
-        .get(app.url("/v1/accounts"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("sent");
+    let response =
+        app.client.get(app.url("/v1/accounts")).bearer_auth(token).send().await.expect("sent");
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{why}");
     assert!(response.headers().contains_key("www-authenticate"), "{why}");
-    assert_eq!(
-        header(&response, "content-type"),
-        Some("application/problem+json"),
-        "{why}"
-    );
+    assert_eq!(header(&response, "content-type"), Some("application/problem+json"), "{why}");
 }
 
 #[tokio::test]
@@ -50,18 +41,11 @@ async fn forged_and_invalid_tokens_are_refused() {
     let (status, _) = app.get("/v1/accounts", &sign(good.clone())).await;
     assert_eq!(status, StatusCode::OK);
 
-    let alg_none = format!(
-        "{}.{}.",
-        b64(&json!({"alg": "none", "kid": kid})),
-        b64(&good)
-    );
+    let alg_none = format!("{}.{}.", b64(&json!({"alg": "none", "kid": kid})), b64(&good));
     assert_refused(&app, &alg_none, "alg none").await;
 
     // HS256 keyed with the public key (the classic algorithm-confusion attack).
-    let public_n = app.issuer.jwks()["keys"][0]["n"]
-        .as_str()
-        .expect("n")
-        .to_string();
+    let public_n = app.issuer.jwks()["keys"][0]["n"].as_str().expect("n").to_string();
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
     header.kid = Some(kid.clone());
     let hs256 = jsonwebtoken::encode(
@@ -77,10 +61,7 @@ async fn forged_and_invalid_tokens_are_refused() {
         .sign_with_header(&json!({"alg": "RS256", "kid": "not-a-key"}), &good)
         .expect("signed");
     assert_refused(&app, &unknown_kid, "unknown kid").await;
-    let no_kid = app
-        .issuer
-        .sign_with_header(&json!({"alg": "RS256"}), &good)
-        .expect("signed");
+    let no_kid = app.issuer.sign_with_header(&json!({"alg": "RS256"}), &good).expect("signed");
     assert_refused(&app, &no_kid, "no kid").await;
     let crit = app
         .issuer
@@ -125,11 +106,7 @@ async fn forged_and_invalid_tokens_are_refused() {
             .send()
             .await
             .expect("sent");
-        assert_eq!(
-            response.status(),
-            StatusCode::UNAUTHORIZED,
-            "header {header:?}"
-        );
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "header {header:?}");
     }
     let (status, _) = app.call(reqwest::Method::GET, "/v1/me", None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -142,9 +119,7 @@ async fn small_clock_skew_is_tolerated() {
     let t = now();
     claims["exp"] = json!(t - 30);
     claims["iat"] = json!(t + 30);
-    let (status, _) = app
-        .get("/v1/me", &app.issuer.sign(&claims).expect("signed"))
-        .await;
+    let (status, _) = app.get("/v1/me", &app.issuer.sign(&claims).expect("signed")).await;
     assert_eq!(status, StatusCode::OK);
 }
 
@@ -153,9 +128,7 @@ async fn a_token_for_another_account_opens_nothing_there() {
     let app = spawn_app().await;
     let acme = app.create_account("Acme").await;
     let globex = app.create_account("Globex").await;
-    let alice = app
-        .add_user(&acme, "alice@acme.example", &["account_admin"])
-        .await;
+    let alice = app.add_user(&acme, "alice@acme.example", &["account_admin"]).await;
     let globex_users = format!("/v1/accounts/{}/users", globex["id"].as_str().expect("id"));
     let (status, _) = app.get(&globex_users, &alice).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
