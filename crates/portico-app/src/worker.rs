@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use portico_core::{Delivery, QueueMessage};
+use portico_core::{Delivery, QueueMessage, Receive};
 use portico_functions::Context;
 use portico_functions::documents::{self, Processed, UPLOADS_QUEUE};
 use portico_sqlite::DEAD_LETTER_SUFFIX;
@@ -61,7 +61,7 @@ async fn process_uploads(
             return;
         }
         let received = tokio::select! {
-            received = ctx.queue.receive(UPLOADS_QUEUE, 1, settings.visibility, Duration::from_secs(1)) => received,
+            received = ctx.queue.receive(UPLOADS_QUEUE, Receive { max: 1, visibility: settings.visibility, wait: Duration::from_secs(1) }) => received,
             _ = stop.changed() => return,
         };
         match received {
@@ -130,7 +130,7 @@ async fn handle_dead_letters(ctx: Arc<Context>, mut stop: watch::Receiver<bool>)
     let queue = format!("{UPLOADS_QUEUE}{DEAD_LETTER_SUFFIX}");
     loop {
         let received = tokio::select! {
-            received = ctx.queue.receive(&queue, 10, Duration::from_secs(24 * 3600), Duration::from_secs(1)) => received,
+            received = ctx.queue.receive(&queue, Receive { max: 10, visibility: Duration::from_secs(24 * 3600), wait: Duration::from_secs(1) }) => received,
             _ = stop.changed() => return,
         };
         for message in received.unwrap_or_default() {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName};
-use portico_core::ports::{QueueMessage, QueueStats};
+use portico_core::ports::{QueueMessage, QueueStats, Receive};
 use portico_core::{Error, Queue, Result};
 use tokio::sync::RwLock;
 
@@ -118,21 +118,15 @@ impl Queue for SqsQueue {
         Ok(output.message_id().unwrap_or_default().to_string())
     }
 
-    async fn receive(
-        &self,
-        queue: &str,
-        max: u32,
-        visibility: Duration,
-        wait: Duration,
-    ) -> Result<Vec<QueueMessage>> {
+    async fn receive(&self, queue: &str, how: Receive) -> Result<Vec<QueueMessage>> {
         let url = self.url(queue).await?;
         let output = self
             .client
             .receive_message()
             .queue_url(url)
-            .max_number_of_messages(max.clamp(1, MAX_BATCH) as i32)
-            .visibility_timeout(whole_seconds(visibility, MAX_VISIBILITY_SECS))
-            .wait_time_seconds(whole_seconds(wait, MAX_WAIT_SECS))
+            .max_number_of_messages(how.max.clamp(1, MAX_BATCH) as i32)
+            .visibility_timeout(whole_seconds(how.visibility, MAX_VISIBILITY_SECS))
+            .wait_time_seconds(whole_seconds(how.wait, MAX_WAIT_SECS))
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .message_attribute_names("All")

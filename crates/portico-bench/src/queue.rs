@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use portico_core::Queue;
+use portico_core::{Queue, Receive};
 use portico_sqlite::{Database, SqliteQueue};
 
 #[derive(clap::Args)]
@@ -49,7 +49,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         tasks.spawn(async move {
             while done.load(Ordering::Relaxed) < total {
                 let Ok(messages) = queue
-                    .receive("bench", batch, Duration::from_secs(30), Duration::from_millis(100))
+                    .receive(
+                        "bench",
+                        Receive {
+                            max: batch,
+                            visibility: Duration::from_secs(30),
+                            wait: Duration::from_millis(100),
+                        },
+                    )
                     .await
                 else {
                     return;

@@ -4,15 +4,19 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use portico_core::Queue;
+use portico_core::{Queue, Receive};
 
 const SECOND: Duration = Duration::from_secs(1);
+/// Whatever is visible now, hidden for a second.
+const AT_ONCE: Receive = Receive { max: 10, visibility: SECOND, wait: Duration::ZERO };
 /// Long enough past a one-second visibility timeout for every adapter to show the message again.
 const PAST_VISIBILITY: Duration = Duration::from_millis(1_300);
 
 /// Receives from `queue`, long-polling up to two seconds for a message to arrive.
 async fn receive_one(q: &dyn Queue, queue: &str) -> Vec<portico_core::ports::QueueMessage> {
-    q.receive(queue, 10, SECOND, Duration::from_secs(2)).await.unwrap()
+    q.receive(queue, Receive { max: 10, visibility: SECOND, wait: Duration::from_secs(2) })
+        .await
+        .unwrap()
 }
 
 /// A message is hidden while in flight, comes back with a higher receive count, is not deleted
@@ -30,7 +34,7 @@ pub async fn visibility_receipts_and_dead_letters(q: &dyn Queue, queue: &str) {
     assert_eq!(first[0].receive_count, 1);
     assert!(first[0].sent_at_ms > 0);
     // Hidden while in flight.
-    let hidden = q.receive(queue, 10, SECOND, Duration::ZERO).await.unwrap();
+    let hidden = q.receive(queue, AT_ONCE).await.unwrap();
     assert!(hidden.is_empty(), "{hidden:?}");
 
     tokio::time::sleep(PAST_VISIBILITY).await;
@@ -48,7 +52,7 @@ pub async fn visibility_receipts_and_dead_letters(q: &dyn Queue, queue: &str) {
 
     tokio::time::sleep(PAST_VISIBILITY).await;
     // Received 3 times already: the next receive moves it to the dead-letter queue.
-    let after = q.receive(queue, 10, SECOND, Duration::ZERO).await.unwrap();
+    let after = q.receive(queue, AT_ONCE).await.unwrap();
     assert!(after.is_empty(), "{after:?}");
     let dead_queue = format!("{queue}-dead");
     let dead = receive_one(q, &dead_queue).await;
@@ -64,7 +68,15 @@ pub async fn long_polling_visibility_changes_and_deletes(q: Arc<dyn Queue>, queu
         let q = q.clone();
         let queue = queue.to_string();
         tokio::spawn(async move {
-            q.receive(&queue, 1, Duration::from_secs(30), Duration::from_secs(5)).await
+            q.receive(
+                &queue,
+                Receive {
+                    max: 1,
+                    visibility: Duration::from_secs(30),
+                    wait: Duration::from_secs(5),
+                },
+            )
+            .await
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -81,7 +93,7 @@ pub async fn long_polling_visibility_changes_and_deletes(q: Arc<dyn Queue>, queu
     // Kept hidden for longer than its first timeout while a worker is still busy.
     assert!(q.change_visibility(queue, &again[0].receipt, Duration::from_secs(30)).await.unwrap());
     assert!(q.delete(queue, &again[0].receipt).await.unwrap());
-    let empty = q.receive(queue, 10, SECOND, Duration::ZERO).await.unwrap();
+    let empty = q.receive(queue, AT_ONCE).await.unwrap();
     assert!(empty.is_empty(), "{empty:?}");
     let stats = q.stats(queue).await.unwrap();
     assert_eq!((stats.visible, stats.in_flight), (0, 0));

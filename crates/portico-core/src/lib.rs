@@ -17,7 +17,7 @@ pub use error::{Error, FieldError, Result};
 pub use ports::{
     Accounts, Catalogue, CertificateData, CertificateRenderer, Delivery, Documents, FileUrls,
     Instruments, Mailer, NewAccount, Notifications, ObjectStore, Outbox, Page, PageRequest,
-    Publisher, Queue, QueueMessage, QueueStats, SequenceGenerator, SequenceRange, StoredObject,
-    Users,
+    Publisher, Queue, QueueMessage, QueueStats, Receive, SequenceGenerator, SequenceRange,
+    StoredObject, Users,
 };
 pub use ports::{UploadCompleted, UploadEvents};

@@ -260,6 +260,15 @@ pub struct QueueStats {
     pub dead: u64,
 }
 
+/// How to take messages from a queue: up to `max`, waiting up to `wait` for the first (long
+/// polling); each becomes invisible to other receivers for `visibility`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receive {
+    pub max: u32,
+    pub visibility: Duration,
+    pub wait: Duration,
+}
+
 /// Durable queues with SQS semantics: at-least-once delivery, visibility timeouts, receive
 /// counts, and a dead-letter queue (`<name>-dead`) for messages received too often.
 #[async_trait]
@@ -270,16 +279,9 @@ pub trait Queue: Send + Sync + 'static {
         body: &str,
         attributes: &BTreeMap<String, String>,
     ) -> Result<String>;
-    /// Up to `max` messages, waiting up to `wait` for the first; each becomes invisible for
-    /// `visibility`. A message already received `max_receives` times goes to the dead-letter
-    /// queue instead.
-    async fn receive(
-        &self,
-        queue: &str,
-        max: u32,
-        visibility: Duration,
-        wait: Duration,
-    ) -> Result<Vec<QueueMessage>>;
+    /// Messages as `how` asks. A message already received `max_receives` times goes to the
+    /// dead-letter queue instead.
+    async fn receive(&self, queue: &str, how: Receive) -> Result<Vec<QueueMessage>>;
     /// Deletes the message this receipt belongs to; false if the receipt is stale.
     async fn delete(&self, queue: &str, receipt: &str) -> Result<bool>;
     async fn change_visibility(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use portico_core::ports::{QueueMessage, QueueStats};
+use portico_core::ports::{QueueMessage, QueueStats, Receive};
 use portico_core::{Queue, Result};
 use rusqlite::params;
 use tokio::sync::Notify;
@@ -111,17 +111,11 @@ impl Queue for SqliteQueue {
         Ok(id)
     }
 
-    async fn receive(
-        &self,
-        queue: &str,
-        max: u32,
-        visibility: Duration,
-        wait: Duration,
-    ) -> Result<Vec<QueueMessage>> {
-        let deadline = tokio::time::Instant::now() + wait;
+    async fn receive(&self, queue: &str, how: Receive) -> Result<Vec<QueueMessage>> {
+        let deadline = tokio::time::Instant::now() + how.wait;
         loop {
             let notified = self.sent.notified();
-            let messages = self.try_receive(queue, max.clamp(1, 10), visibility).await?;
+            let messages = self.try_receive(queue, how.max.clamp(1, 10), how.visibility).await?;
             let now = tokio::time::Instant::now();
             if !messages.is_empty() || now >= deadline {
                 return Ok(messages);
@@ -189,9 +183,15 @@ mod tests {
         let q = queue(&dir);
         q.send("jobs", "hello", &BTreeMap::new()).await.expect("sent");
         let short = Duration::from_millis(50);
-        let first = q.receive("jobs", 1, short, Duration::ZERO).await.expect("first");
+        let first = q
+            .receive("jobs", Receive { max: 1, visibility: short, wait: Duration::ZERO })
+            .await
+            .expect("first");
         tokio::time::sleep(Duration::from_millis(80)).await;
-        let second = q.receive("jobs", 1, short, Duration::ZERO).await.expect("second");
+        let second = q
+            .receive("jobs", Receive { max: 1, visibility: short, wait: Duration::ZERO })
+            .await
+            .expect("second");
         assert_eq!(second[0].receive_count, 2);
         assert!(!q.delete("jobs", &first[0].receipt).await.expect("ok"));
         assert!(q.delete("jobs", &second[0].receipt).await.expect("deleted"));
@@ -204,7 +204,15 @@ mod tests {
         let receiver = {
             let q = q.clone();
             tokio::spawn(async move {
-                q.receive("jobs", 1, Duration::from_secs(30), Duration::from_secs(5)).await
+                q.receive(
+                    "jobs",
+                    Receive {
+                        max: 1,
+                        visibility: Duration::from_secs(30),
+                        wait: Duration::from_secs(5),
+                    },
+                )
+                .await
             })
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -215,7 +223,10 @@ mod tests {
         drop(q);
         let reopened = queue(&dir);
         let got = reopened
-            .receive("jobs", 10, Duration::from_secs(30), Duration::ZERO)
+            .receive(
+                "jobs",
+                Receive { max: 10, visibility: Duration::from_secs(30), wait: Duration::ZERO },
+            )
             .await
             .expect("ok");
         assert_eq!(got.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(), vec!["kept"]);
@@ -224,7 +235,10 @@ mod tests {
         );
         assert_eq!(
             reopened
-                .receive("jobs", 10, Duration::from_secs(30), Duration::ZERO)
+                .receive(
+                    "jobs",
+                    Receive { max: 10, visibility: Duration::from_secs(30), wait: Duration::ZERO }
+                )
                 .await
                 .expect("ok")
                 .len(),

@@ -77,37 +77,39 @@ impl DynamoStore {
 
     /// Writes a new item; `conflict` is the message when its key is taken.
     pub(crate) async fn create(&self, item: Item, conflict: String) -> Result<()> {
-        match self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_conditional_failure(&e) => Err(Error::Conflict(conflict)),
-            Err(e) => Err(sdk_error("writing item", e)),
+        match self.put_if(item, "attribute_not_exists(pk)", None).await? {
+            true => Ok(()),
+            false => Err(Error::Conflict(conflict)),
         }
     }
 
     /// Replaces `item` if its `data` is still `old_data`; false when it changed meanwhile.
     async fn replace_if_unchanged(&self, item: Item, old_data: &AttributeValue) -> Result<bool> {
-        match self
+        self.put_if(item, "#data = :old", Some(old_data)).await
+    }
+
+    /// Writes `item` if `condition` holds (`:old` in it is `old_data`); false when it does not.
+    async fn put_if(
+        &self,
+        item: Item,
+        condition: &str,
+        old_data: Option<&AttributeValue>,
+    ) -> Result<bool> {
+        let mut request = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression("#data = :old")
-            .expression_attribute_names("#data", "data")
-            .expression_attribute_values(":old", old_data.clone())
-            .send()
-            .await
-        {
+            .condition_expression(condition);
+        if let Some(old) = old_data {
+            request = request
+                .expression_attribute_names("#data", "data")
+                .expression_attribute_values(":old", old.clone());
+        }
+        match request.send().await {
             Ok(_) => Ok(true),
             Err(e) if is_conditional_failure(&e) => Ok(false),
-            Err(e) => Err(sdk_error("updating item", e)),
+            Err(e) => Err(sdk_error("writing item", e)),
         }
     }
 
