@@ -7,8 +7,9 @@ use portico_core::{Accounts, Result};
 use rusqlite::{Row, params};
 
 use crate::SqliteStore;
-use crate::rows::{Decoded, conflict_or, corrupt, decode_cursor, parse_timestamp, timestamp};
+use crate::rows::{Decoded, conflict_or, corrupt, parse_timestamp, timestamp};
 use crate::sequence;
+use crate::store::Order;
 
 /// The sequence account numbers are taken from.
 const ACCOUNT_NUMBERS: &str = "account_number";
@@ -61,13 +62,8 @@ impl Accounts for SqliteStore {
     }
 
     async fn list_accounts(&self, only: Option<&str>, page: &PageRequest) -> Result<Page<Account>> {
-        let after = decode_cursor(page.cursor.as_deref())?;
-        let sql = format!(
-            "SELECT {COLUMNS} FROM accounts
-             WHERE seq > ?1 AND (?2 IS NULL OR id = ?2) ORDER BY seq LIMIT ?3"
-        );
-        let params = params![after, only, page.limit + 1];
-        self.page(&sql, params, account_row, page.limit, "listing accounts")
+        let select = format!("SELECT {COLUMNS} FROM accounts WHERE (?2 IS NULL OR id = ?2)");
+        self.listing(&select, &[&only], account_row, page, Order::OldestFirst)
     }
 }
 

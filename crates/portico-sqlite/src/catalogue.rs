@@ -8,7 +8,8 @@ use portico_core::{Catalogue, Result};
 use rusqlite::{Row, params};
 
 use crate::SqliteStore;
-use crate::rows::{Decoded, corrupt, decode_cursor, parse_timestamp, timestamp, values};
+use crate::rows::{Decoded, corrupt, parse_timestamp, timestamp, values};
+use crate::store::Order;
 
 const PRODUCT_COLUMNS: &str = "seq, sku, name, category, created_at";
 const LOT_COLUMNS: &str = "seq, lot_number, sku, manufactured_on, expires_on, qc_tests, created_at";
@@ -30,11 +31,8 @@ impl Catalogue for SqliteStore {
     }
 
     async fn list_products(&self, page: &PageRequest) -> Result<Page<Product>> {
-        let after = decode_cursor(page.cursor.as_deref())?;
-        let sql =
-            format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE seq > ?1 ORDER BY seq LIMIT ?2");
-        let params = params![after, page.limit + 1];
-        self.page(&sql, params, product_row, page.limit, "listing products")
+        let select = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE TRUE");
+        self.listing(&select, &[], product_row, page, Order::OldestFirst)
     }
 
     async fn create_lot(&self, lot: &Lot) -> Result<()> {
@@ -71,14 +69,11 @@ impl Catalogue for SqliteStore {
         account_id: Option<&str>,
         page: &PageRequest,
     ) -> Result<Page<Shipment>> {
-        let after = decode_cursor(page.cursor.as_deref())?;
-        let sql = format!(
+        let select = format!(
             "SELECT {SHIPMENT_COLUMNS} FROM shipments
-             WHERE seq > ?1 AND (?2 IS NULL OR lot_number = ?2) AND (?3 IS NULL OR account_id = ?3)
-             ORDER BY seq LIMIT ?4"
+             WHERE (?2 IS NULL OR lot_number = ?2) AND (?3 IS NULL OR account_id = ?3)"
         );
-        let params = params![after, lot_number, account_id, page.limit + 1];
-        self.page(&sql, params, shipment_row, page.limit, "listing shipments")
+        self.listing(&select, &[&lot_number, &account_id], shipment_row, page, Order::OldestFirst)
     }
 }
 

@@ -9,9 +9,8 @@ use rusqlite::{OptionalExtension, Row, params};
 use time::OffsetDateTime;
 
 use crate::SqliteStore;
-use crate::rows::{
-    Decoded, corrupt, decode_cursor_newest_first, parse_timestamp, timestamp, values,
-};
+use crate::rows::{Decoded, corrupt, parse_timestamp, timestamp, values};
+use crate::store::Order;
 
 const COLUMNS: &str = "seq, id, account_id, uploaded_by, filename, content_type, size, status, failure_reason, metadata, created_at, updated_at";
 
@@ -50,13 +49,8 @@ impl Documents for SqliteStore {
     }
 
     async fn list_documents(&self, account_id: &str, page: &PageRequest) -> Result<Page<Document>> {
-        let before = decode_cursor_newest_first(page.cursor.as_deref())?;
-        let sql = format!(
-            "SELECT {COLUMNS} FROM documents
-             WHERE account_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3"
-        );
-        let params = params![account_id, before, page.limit + 1];
-        self.page(&sql, params, document_row, page.limit, "listing documents")
+        let select = format!("SELECT {COLUMNS} FROM documents WHERE account_id = ?2");
+        self.listing(&select, &[&account_id], document_row, page, Order::NewestFirst)
     }
 
     async fn transition_document(&self, id: &str, change: Transition<'_>) -> Result<bool> {

@@ -7,7 +7,8 @@ use portico_core::{Instruments, Result};
 use rusqlite::{Row, params};
 
 use crate::SqliteStore;
-use crate::rows::{Decoded, decode_cursor, parse_timestamp, timestamp, values};
+use crate::rows::{Decoded, parse_timestamp, timestamp, values};
+use crate::store::Order;
 
 const COLUMNS: &str = "seq, serial, model, name, account_id, created_at";
 
@@ -39,13 +40,9 @@ impl Instruments for SqliteStore {
         account_id: Option<&str>,
         page: &PageRequest,
     ) -> Result<Page<Instrument>> {
-        let after = decode_cursor(page.cursor.as_deref())?;
-        let sql = format!(
-            "SELECT {COLUMNS} FROM instruments
-             WHERE seq > ?1 AND (?2 IS NULL OR account_id = ?2) ORDER BY seq LIMIT ?3"
-        );
-        let params = params![after, account_id, page.limit + 1];
-        self.page(&sql, params, instrument_row, page.limit, "listing instruments")
+        let select =
+            format!("SELECT {COLUMNS} FROM instruments WHERE (?2 IS NULL OR account_id = ?2)");
+        self.listing(&select, &[&account_id], instrument_row, page, Order::OldestFirst)
     }
 }
 

@@ -9,7 +9,8 @@ use rusqlite::{OptionalExtension, Row, params};
 use time::OffsetDateTime;
 
 use crate::SqliteStore;
-use crate::rows::{Decoded, decode_cursor_newest_first, parse_timestamp, timestamp};
+use crate::rows::{Decoded, parse_timestamp, timestamp};
+use crate::store::Order;
 
 const COLUMNS: &str = "seq, id, user_id, kind, title, body, data, created_at, read_at";
 
@@ -55,13 +56,8 @@ impl Notifications for SqliteStore {
         user_id: &str,
         page: &PageRequest,
     ) -> Result<Page<Notification>> {
-        let before = decode_cursor_newest_first(page.cursor.as_deref())?;
-        let sql = format!(
-            "SELECT {COLUMNS} FROM notifications
-             WHERE user_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3"
-        );
-        let params = params![user_id, before, page.limit + 1];
-        self.page(&sql, params, notification_row, page.limit, "listing notifications")
+        let select = format!("SELECT {COLUMNS} FROM notifications WHERE user_id = ?2");
+        self.listing(&select, &[&user_id], notification_row, page, Order::NewestFirst)
     }
 
     async fn mark_notification_read(

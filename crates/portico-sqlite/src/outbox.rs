@@ -12,7 +12,8 @@ use rusqlite::{Row, params};
 use time::OffsetDateTime;
 
 use crate::SqliteStore;
-use crate::rows::{Decoded, corrupt, decode_cursor_newest_first, now_ms, timestamp, values};
+use crate::rows::{Decoded, corrupt, now_ms, timestamp, values};
+use crate::store::Order;
 
 #[async_trait]
 impl Outbox for SqliteStore {
@@ -99,14 +100,11 @@ impl Outbox for SqliteStore {
         status: Option<EmailStatus>,
         page: &PageRequest,
     ) -> Result<Page<OutboxEntry>> {
+        let select = "SELECT seq, id, recipient, subject, category, status, attempts, last_error,
+                             provider_message_id, created_at, sent_at
+                      FROM outbox WHERE (?2 IS NULL OR status = ?2)";
         let status = status.map(|s| s.as_str());
-        let before = decode_cursor_newest_first(page.cursor.as_deref())?;
-        let sql = "SELECT seq, id, recipient, subject, category, status, attempts, last_error,
-                          provider_message_id, created_at, sent_at
-                   FROM outbox WHERE seq < ?1 AND (?2 IS NULL OR status = ?2)
-                   ORDER BY seq DESC LIMIT ?3";
-        let params = params![before, status, page.limit + 1];
-        self.page(sql, params, entry_row, page.limit, "listing outbox")
+        self.listing(select, &[&status], entry_row, page, Order::NewestFirst)
     }
 }
 

@@ -4,12 +4,19 @@
 
 use anyhow::Context;
 use portico_core::Result;
-use portico_core::ports::{Page, SequenceRange};
+use portico_core::ports::{Page, PageRequest, SequenceRange};
 use rusqlite::types::Value;
-use rusqlite::{OptionalExtension, Params, params_from_iter};
+use rusqlite::{OptionalExtension, Params, ToSql, params_from_iter};
 
 use crate::Database;
-use crate::rows::{self, Decoded, RowFn, conflict_or};
+use crate::rows::{self, Decoded, RowFn, conflict_or, decode_cursor, decode_cursor_newest_first};
+
+/// The order of a listing, by when its rows were stored.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Order {
+    OldestFirst,
+    NewestFirst,
+}
 
 pub struct SqliteStore {
     pub(crate) db: Database,
@@ -60,6 +67,30 @@ impl SqliteStore {
         what: &'static str,
     ) -> Result<Page<T>> {
         rows::paginate(self.decoded(sql, params, row, what)?, limit)
+    }
+
+    /// One page of a listing: `select` (a SELECT of a table with `seq`, whose WHERE clause uses
+    /// `?2`, `?3`, ... for `filter`) in `order`, from the page's cursor on. The cursor is `?1`.
+    pub(crate) fn listing<T>(
+        &self,
+        select: &str,
+        filter: &[&dyn ToSql],
+        row: RowFn<T>,
+        page: &PageRequest,
+        order: Order,
+    ) -> Result<Page<T>> {
+        let (position, bound) = match order {
+            Order::OldestFirst => (decode_cursor(page.cursor.as_deref())?, "seq > ?1 ORDER BY seq"),
+            Order::NewestFirst => {
+                (decode_cursor_newest_first(page.cursor.as_deref())?, "seq < ?1 ORDER BY seq DESC")
+            }
+        };
+        let limit = i64::from(page.limit) + 1;
+        let sql = format!("{select} AND {bound} LIMIT ?{}", filter.len() + 2);
+        let mut params: Vec<&dyn ToSql> = vec![&position];
+        params.extend_from_slice(filter);
+        params.push(&limit);
+        self.page(&sql, params.as_slice(), row, page.limit, "listing")
     }
 
     /// Every row `sql` selects, decoded as far as SQLite goes.

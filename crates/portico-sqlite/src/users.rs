@@ -8,7 +8,8 @@ use portico_core::{Error, Result, Users};
 use rusqlite::{OptionalExtension, Row, params};
 
 use crate::SqliteStore;
-use crate::rows::{Decoded, conflict_or, corrupt, decode_cursor, parse_timestamp, timestamp};
+use crate::rows::{Decoded, conflict_or, corrupt, parse_timestamp, timestamp};
+use crate::store::Order;
 
 const COLUMNS: &str = "seq, id, sub, email, display_name, account_id, roles, created_at";
 
@@ -81,13 +82,8 @@ impl Users for SqliteStore {
     }
 
     async fn list_users(&self, account_id: &str, page: &PageRequest) -> Result<Page<User>> {
-        let after = decode_cursor(page.cursor.as_deref())?;
-        let sql = format!(
-            "SELECT {COLUMNS} FROM users
-             WHERE account_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
-        );
-        let params = params![account_id, after, page.limit + 1];
-        self.page(&sql, params, user_row, page.limit, "listing users")
+        let select = format!("SELECT {COLUMNS} FROM users WHERE account_id = ?2");
+        self.listing(&select, &[&account_id], user_row, page, Order::OldestFirst)
     }
 
     async fn users_with_role(&self, account_id: Option<&str>, role: Role) -> Result<Vec<User>> {
