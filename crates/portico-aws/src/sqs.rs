@@ -5,13 +5,13 @@
 //! SQS counts visibility and waits in whole seconds (waits up to 20 s, at most 10 messages per
 //! receive); values are rounded up and capped accordingly.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName};
-use portico_core::ports::{QueueMessage, QueueStats, Receive};
+use portico_core::ports::{Attributes, QueueMessage, QueueStats, Receive};
 use portico_core::{Error, Queue, Result};
 use tokio::sync::RwLock;
 
@@ -98,12 +98,7 @@ fn is_receipt_refusal(code: Option<&str>) -> bool {
 
 #[async_trait]
 impl Queue for SqsQueue {
-    async fn send(
-        &self,
-        queue: &str,
-        body: &str,
-        attributes: &BTreeMap<String, String>,
-    ) -> Result<String> {
+    async fn send(&self, queue: &str, body: &str, attributes: &Attributes) -> Result<String> {
         let url = self.url(queue).await?;
         let mut request = self.client.send_message().queue_url(url).message_body(body);
         for (name, value) in attributes {

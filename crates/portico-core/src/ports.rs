@@ -237,6 +237,9 @@ pub trait FileUrls: Send + Sync + 'static {
     async fn download_url(&self, document: &Document, expires_at: i64) -> Result<String>;
 }
 
+/// A queue message's attributes, by name.
+pub type Attributes = BTreeMap<String, String>;
+
 /// A message taken from a queue: invisible to other receivers until its visibility timeout
 /// passes, unless deleted with `receipt` first.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,7 +248,7 @@ pub struct QueueMessage {
     /// Proves this receive; a later receive of the same message makes it stale.
     pub receipt: String,
     pub body: String,
-    pub attributes: BTreeMap<String, String>,
+    pub attributes: Attributes,
     /// How many times the message has been received, this time included.
     pub receive_count: u32,
     pub sent_at_ms: i64,
@@ -273,12 +276,7 @@ pub struct Receive {
 /// counts, and a dead-letter queue (`<name>-dead`) for messages received too often.
 #[async_trait]
 pub trait Queue: Send + Sync + 'static {
-    async fn send(
-        &self,
-        queue: &str,
-        body: &str,
-        attributes: &BTreeMap<String, String>,
-    ) -> Result<String>;
+    async fn send(&self, queue: &str, body: &str, attributes: &Attributes) -> Result<String>;
     /// Messages as `how` asks. A message already received `max_receives` times goes to the
     /// dead-letter queue instead.
     async fn receive(&self, queue: &str, how: Receive) -> Result<Vec<QueueMessage>>;

@@ -1,6 +1,6 @@
 //! Tokens of the IoT SQL subset, each with the (1-based) column where it starts.
 
-use crate::parser::SqlError;
+use crate::parser::{CmpOp, SqlError};
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Tok {
@@ -17,12 +17,8 @@ pub(crate) enum Tok {
     RParen,
     LBracket,
     RBracket,
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
+    /// `=`, `<>` or `!=`, `<`, `<=`, `>`, `>=`.
+    Cmp(CmpOp),
     Plus,
     Minus,
     Slash,
@@ -54,7 +50,7 @@ pub(crate) fn lex(sql: &str) -> Result<Vec<Token>, SqlError> {
             ')' => Some(Tok::RParen),
             '[' => Some(Tok::LBracket),
             ']' => Some(Tok::RBracket),
-            '=' => Some(Tok::Eq),
+            '=' => Some(Tok::Cmp(CmpOp::Eq)),
             '+' => Some(Tok::Plus),
             '-' => Some(Tok::Minus),
             '/' => Some(Tok::Slash),
@@ -69,12 +65,12 @@ pub(crate) fn lex(sql: &str) -> Result<Vec<Token>, SqlError> {
             '<' | '>' | '!' => {
                 let next = chars.get(i + 1).copied();
                 let (tok, len) = match (c, next) {
-                    ('<', Some('=')) => (Tok::Le, 2),
-                    ('<', Some('>')) => (Tok::Ne, 2),
-                    ('<', _) => (Tok::Lt, 1),
-                    ('>', Some('=')) => (Tok::Ge, 2),
-                    ('>', _) => (Tok::Gt, 1),
-                    ('!', Some('=')) => (Tok::Ne, 2),
+                    ('<', Some('=')) => (Tok::Cmp(CmpOp::Le), 2),
+                    ('<', Some('>')) => (Tok::Cmp(CmpOp::Ne), 2),
+                    ('<', _) => (Tok::Cmp(CmpOp::Lt), 1),
+                    ('>', Some('=')) => (Tok::Cmp(CmpOp::Ge), 2),
+                    ('>', _) => (Tok::Cmp(CmpOp::Gt), 1),
+                    ('!', Some('=')) => (Tok::Cmp(CmpOp::Ne), 2),
                     _ => {
                         return Err(SqlError::new(
                             col,

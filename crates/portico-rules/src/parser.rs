@@ -262,12 +262,7 @@ impl Parser {
     fn comparison(&mut self) -> Result<Expr, SqlError> {
         let left = self.additive()?;
         let op = match self.peek().tok {
-            Tok::Eq => Some(CmpOp::Eq),
-            Tok::Ne => Some(CmpOp::Ne),
-            Tok::Lt => Some(CmpOp::Lt),
-            Tok::Le => Some(CmpOp::Le),
-            Tok::Gt => Some(CmpOp::Gt),
-            Tok::Ge => Some(CmpOp::Ge),
+            Tok::Cmp(op) => Some(op),
             _ => None,
         };
         if let Some(op) = op {

@@ -4,12 +4,11 @@
 //! Sending and receiving commit before they return, so a crash loses nothing (delivery is
 //! at-least-once: a message whose worker dies is delivered again).
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use portico_core::ports::{QueueMessage, QueueStats, Receive};
+use portico_core::ports::{Attributes, QueueMessage, QueueStats, Receive};
 use portico_core::{Queue, Result};
 use rusqlite::params;
 use tokio::sync::Notify;
@@ -94,12 +93,7 @@ impl SqliteQueue {
 
 #[async_trait]
 impl Queue for SqliteQueue {
-    async fn send(
-        &self,
-        queue: &str,
-        body: &str,
-        attributes: &BTreeMap<String, String>,
-    ) -> Result<String> {
+    async fn send(&self, queue: &str, body: &str, attributes: &Attributes) -> Result<String> {
         let id = uuid::Uuid::now_v7().to_string();
         let (queue, body) = (queue.to_string(), body.to_string());
         let attributes = serde_json::to_string(attributes).context("encoding attributes")?;
@@ -181,7 +175,7 @@ mod tests {
     async fn a_stale_receipt_deletes_nothing() {
         let dir = tempfile::tempdir().expect("temp dir");
         let q = queue(&dir);
-        q.send("jobs", "hello", &BTreeMap::new()).await.expect("sent");
+        q.send("jobs", "hello", &Attributes::new()).await.expect("sent");
         let short = Duration::from_millis(50);
         let first = q
             .receive("jobs", Receive { max: 1, visibility: short, wait: Duration::ZERO })
@@ -216,10 +210,10 @@ mod tests {
             })
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
-        q.send("jobs", "wake", &BTreeMap::new()).await.expect("sent");
+        q.send("jobs", "wake", &Attributes::new()).await.expect("sent");
         let got = receiver.await.expect("task").expect("received");
         assert_eq!(got[0].body, "wake");
-        q.send("jobs", "kept", &BTreeMap::new()).await.expect("sent");
+        q.send("jobs", "kept", &Attributes::new()).await.expect("sent");
         drop(q);
         let reopened = queue(&dir);
         let got = reopened
