@@ -69,29 +69,24 @@ impl AuthError {
     }
 }
 
-/// What a verified access token says. Field names follow Okta's access tokens.
+/// What a verified access token says. Field names follow Okta's access tokens; a missing
+/// optional claim is `None` (serde's rule for `Option`), a missing list is empty.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     pub iss: String,
     pub sub: String,
     pub exp: u64,
-    #[serde(default)]
     pub iat: Option<u64>,
-    #[serde(default)]
     pub nbf: Option<u64>,
-    #[serde(default)]
     pub jti: Option<String>,
     /// Okta's user id.
-    #[serde(default)]
     pub uid: Option<String>,
     /// The OAuth client the token was issued to.
-    #[serde(default)]
     pub cid: Option<String>,
     #[serde(default)]
     pub scp: Vec<String>,
     #[serde(default)]
     pub groups: Vec<String>,
-    #[serde(default)]
     pub email: Option<String>,
 }
 

@@ -173,7 +173,7 @@ impl Queue for SqsQueue {
         &self,
         queue: &str,
         receipt: &str,
-        visibility: Duration,
+        timeout: Duration,
     ) -> Result<bool> {
         let url = self.url(queue).await?;
         match self
@@ -181,7 +181,7 @@ impl Queue for SqsQueue {
             .change_message_visibility()
             .queue_url(url)
             .receipt_handle(receipt)
-            .visibility_timeout(whole_seconds(visibility, MAX_VISIBILITY_SECS))
+            .visibility_timeout(whole_seconds(timeout, MAX_VISIBILITY_SECS))
             .send()
             .await
         {

@@ -129,10 +129,10 @@ impl Queue for SqliteQueue {
         &self,
         queue: &str,
         receipt: &str,
-        visibility: Duration,
+        timeout: Duration,
     ) -> Result<bool> {
         let sql = "UPDATE queue_messages SET visible_at = ?3 WHERE receipt = ?2 AND queue = ?1";
-        let visible_at = now_ms() + visibility.as_millis() as i64;
+        let visible_at = now_ms() + timeout.as_millis() as i64;
         let values = values![queue.to_string(), receipt.to_string(), visible_at];
         Ok(self.db.execute(sql, values, "changing visibility").await? > 0)
     }
