@@ -9,7 +9,6 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
-use utoipa_axum::router::UtoipaMethodRouter;
 
 use crate::AppState;
 use crate::extract::PrincipalSlot;
@@ -24,39 +23,6 @@ pub const CONCURRENT: &str = "portico_function_concurrent_executions";
 struct Invocation {
     function: &'static str,
     timeout: Duration,
-}
-
-/// Wraps a documented route as the function its handler is named after (the operation id).
-pub(crate) fn named(
-    (schemas, paths, route): UtoipaMethodRouter<AppState>,
-    timeout: Duration,
-) -> UtoipaMethodRouter<AppState> {
-    let name = paths
-        .paths
-        .values()
-        .flat_map(|item| [&item.get, &item.put, &item.post, &item.delete, &item.patch])
-        .flatten()
-        .find_map(|op| op.operation_id.as_deref())
-        .unwrap_or("unnamed");
-    let route = function_with_timeout(intern(name), route, timeout);
-    (schemas, paths, route)
-}
-
-/// A function name as the `'static` label metrics take. Names come from the route table, so there
-/// are as many as there are routes, each kept once however many routers are built.
-fn intern(name: &str) -> &'static str {
-    static NAMES: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<&'static str>>> =
-        std::sync::OnceLock::new();
-    let names = NAMES.get_or_init(Default::default);
-    let Ok(mut names) = names.lock() else {
-        return "unnamed";
-    };
-    if let Some(known) = names.get(name) {
-        return known;
-    }
-    let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
-    names.insert(leaked);
-    leaked
 }
 
 /// Wraps `route` as the function `name`, with its own timeout.

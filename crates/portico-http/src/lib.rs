@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
-use axum::routing::get;
+use axum::routing::{MethodRouter, get};
 use portico_auth::{DevIssuer, Verifier};
 use portico_functions::Context;
 use portico_objects::SignedUrls;
@@ -94,10 +94,7 @@ impl AppState {
 
 /// The Router of the whole HTTP API.
 pub fn app(state: AppState) -> Router {
-    // Without the base document (its schemas): the server needs only the routes, and building
-    // the whole document at every start would cost a Lambda's init time for nothing.
-    let (documented, _) = api(OpenApiRouter::new(), state.request_timeout()).split_for_parts();
-    documented
+    routes(state.request_timeout())
         // The dev issuer answers OIDC discovery too (the same metadata under its other name).
         .route(
             "/oauth2/default/.well-known/openid-configuration",
@@ -121,43 +118,85 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Every documented route, from one source: each handler's `#[utoipa::path]` gives its method,
-/// path and documentation, and its name is the function name that logs and metrics use. The
-/// same router yields the OpenAPI document (over `base`), so the two cannot disagree.
-pub(crate) fn api(base: OpenApiRouter<AppState>, timeout: Duration) -> OpenApiRouter<AppState> {
+/// Every documented route, written once (`transfer`: moves file bytes, so gets the longer timeout): each handler's `#[utoipa::path]`
+/// gives its method, path and documentation, and its name is the function name that logs and
+/// metrics use. `routes` serves them and `api` documents them, so the two cannot disagree.
+macro_rules! each_route {
+    ($route:ident) => {
+        $route!(healthz);
+        $route!(openapi);
+        $route!(get_me);
+        $route!(list_accounts);
+        $route!(create_account);
+        $route!(get_account);
+        $route!(list_account_users);
+        $route!(add_account_user);
+        $route!(list_instruments);
+        $route!(register_instrument);
+        $route!(get_instrument);
+        $route!(list_notifications);
+        $route!(read_notification);
+        $route!(list_outbox);
+        $route!(list_products);
+        $route!(create_product);
+        $route!(get_product);
+        $route!(create_lot);
+        $route!(get_lot);
+        $route!(lot_certificate);
+        $route!(list_shipments);
+        $route!(create_shipment);
+        $route!(list_documents);
+        $route!(request_upload);
+        $route!(get_document);
+        $route!(upload_content, transfer);
+        $route!(download_content, transfer);
+        $route!(dev_issuer_metadata);
+        $route!(dev_issuer_keys);
+    };
+}
+
+/// The Router of the documented routes. It takes only each handler's path and methods, not its
+/// documentation: building the OpenAPI document costs a millisecond, which every Lambda cold
+/// start would pay for nothing (only `/openapi.json` needs it, and builds it once).
+fn routes(timeout: Duration) -> Router<AppState> {
     use routes::*;
-    let f = |route| invoke::named(route, timeout);
-    // File bytes may take long on a slow link: these get their own, longer timeout.
-    let transfer = |route| invoke::named(route, TRANSFER_TIMEOUT);
-    base.routes(f(utoipa_axum::routes!(healthz)))
-        .routes(f(utoipa_axum::routes!(openapi)))
-        .routes(f(utoipa_axum::routes!(get_me)))
-        .routes(f(utoipa_axum::routes!(list_accounts)))
-        .routes(f(utoipa_axum::routes!(create_account)))
-        .routes(f(utoipa_axum::routes!(get_account)))
-        .routes(f(utoipa_axum::routes!(list_account_users)))
-        .routes(f(utoipa_axum::routes!(add_account_user)))
-        .routes(f(utoipa_axum::routes!(list_instruments)))
-        .routes(f(utoipa_axum::routes!(register_instrument)))
-        .routes(f(utoipa_axum::routes!(get_instrument)))
-        .routes(f(utoipa_axum::routes!(list_notifications)))
-        .routes(f(utoipa_axum::routes!(read_notification)))
-        .routes(f(utoipa_axum::routes!(list_outbox)))
-        .routes(f(utoipa_axum::routes!(list_products)))
-        .routes(f(utoipa_axum::routes!(create_product)))
-        .routes(f(utoipa_axum::routes!(get_product)))
-        .routes(f(utoipa_axum::routes!(create_lot)))
-        .routes(f(utoipa_axum::routes!(get_lot)))
-        .routes(f(utoipa_axum::routes!(lot_certificate)))
-        .routes(f(utoipa_axum::routes!(list_shipments)))
-        .routes(f(utoipa_axum::routes!(create_shipment)))
-        .routes(f(utoipa_axum::routes!(list_documents)))
-        .routes(f(utoipa_axum::routes!(request_upload)))
-        .routes(f(utoipa_axum::routes!(get_document)))
-        .routes(transfer(utoipa_axum::routes!(upload_content)))
-        .routes(transfer(utoipa_axum::routes!(download_content)))
-        .routes(f(utoipa_axum::routes!(dev_issuer_metadata)))
-        .routes(f(utoipa_axum::routes!(dev_issuer_keys)))
+    use utoipa::Path as _;
+    use utoipa_axum::PathItemExt as _;
+    let mut router = Router::new();
+    macro_rules! serve {
+        ($handler:ident) => {
+            serve!(@ $handler, timeout)
+        };
+        ($handler:ident, transfer) => {
+            serve!(@ $handler, TRANSFER_TIMEOUT)
+        };
+        (@ $handler:ident, $timeout:expr) => {
+            utoipa_axum::paste! {
+                let methods = [<__path_ $handler>]::methods();
+                let route = methods
+                    .iter()
+                    .fold(MethodRouter::new(), |route, m| route.on(m.to_method_filter(), $handler));
+                let route = invoke::function_with_timeout(stringify!($handler), route, $timeout);
+                router = router.route(&[<__path_ $handler>]::path(), route);
+            }
+        };
+    }
+    each_route!(serve);
+    router
+}
+
+/// The documented routes with their documentation, over `base`: what the OpenAPI document is
+/// made from.
+pub(crate) fn api(base: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
+    use routes::*;
+    let mut api = base;
+    macro_rules! document {
+        ($handler:ident $(, $timeout:ident)?) => {
+            api = api.routes(utoipa_axum::routes!($handler));
+        };
+    }
+    each_route!(document);
+    api
 }
 
 /// CORS for the configured origins: the methods and headers the API uses, `x-request-id` and

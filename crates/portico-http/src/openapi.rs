@@ -117,7 +117,7 @@ pub fn document() -> &'static utoipa::openapi::OpenApi {
     static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
     DOC.get_or_init(|| {
         let base = utoipa_axum::router::OpenApiRouter::with_openapi(base());
-        let (_, mut doc) = crate::api(base, std::time::Duration::ZERO).split_for_parts();
+        let (_, mut doc) = crate::api(base).split_for_parts();
         // After the paths are in: it documents what each operation takes.
         utoipa::Modify::modify(&ProblemAnswers, &mut doc);
         doc
