@@ -14,13 +14,12 @@ Prints one line per check and ends with "N passed, M failed"; exits non-zero on 
 import json
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 import paho.mqtt.client as mqtt
 
-from portico_server import TIMEOUT, Server
+from portico_server import TIMEOUT, run_checks
 
 
 def host_port(addr):
@@ -69,77 +68,57 @@ def paho_receive(addr, protocol, client_id, password, topic, trigger):
         client.disconnect()
 
 
-def main():
-    binary = sys.argv[1]
-    passed, failed = 0, 0
+def checks(server, check):
+    alice = server.token("alice@acme.example")
+    bob = server.token("bob@acme.example")
+    carol = server.token("carol@acme.example")
+    account = server.api("GET", "/v1/me", alice)["account_id"]
+    bob_id = server.api("GET", "/v1/me", bob)["id"]
+    instrument = server.api("POST", "/v1/instruments", alice, {
+        "serial": "SN-IOP", "model": "Interop", "account_id": account, "name": "Interop rig"})
+    secret = instrument["device_secret"]
+    mqtt_addr, ws_addr = server.addrs["mqtt"], server.addrs["mqtt-ws"]
+    own_topic = f"users/{bob_id}/notifications"
 
-    def check(name, ok, detail=""):
-        nonlocal passed, failed
-        if ok:
-            passed += 1
-            print(f"ok   {name}")
-        else:
-            failed += 1
-            print(f"FAIL {name} {detail}")
+    for version in ("mqttv31", "mqttv311", "mqttv5"):
+        sub = mosquitto_sub(mqtt_addr, version, f"bob-{version}", bob, own_topic)
+        time.sleep(0.5)
+        event = json.dumps({"severity": "error", "message": f"via {version}", "event_id": f"e-{version}"})
+        pub = mosquitto_pub(mqtt_addr, version, "SN-IOP", secret, "instruments/SN-IOP/events", event)
+        check(f"mosquitto_pub -V {version} as the instrument", pub.returncode == 0, pub.stderr)
+        out, _ = sub.communicate(timeout=TIMEOUT + 5)
+        check(f"mosquitto_sub -V {version}: lab manager gets the alert", f"via {version}" in out, out)
 
-    with tempfile.TemporaryDirectory() as data_dir:
-        server = Server(binary, data_dir)
-        try:
-            alice = server.token("alice@acme.example")
-            bob = server.token("bob@acme.example")
-            carol = server.token("carol@acme.example")
-            account = server.api("GET", "/v1/me", alice)["account_id"]
-            bob_id = server.api("GET", "/v1/me", bob)["id"]
-            instrument = server.api("POST", "/v1/instruments", alice, {
-                "serial": "SN-IOP", "model": "Interop", "account_id": account, "name": "Interop rig"})
-            secret = instrument["device_secret"]
-            mqtt_addr, ws_addr = server.addrs["mqtt"], server.addrs["mqtt-ws"]
-            own_topic = f"users/{bob_id}/notifications"
+        denied = mosquitto_sub(mqtt_addr, version, f"carol-{version}", carol, "users/+/notifications")
+        out, _ = denied.communicate(timeout=TIMEOUT + 5)
+        check(f"mosquitto_sub -V {version}: wildcard over other users is refused",
+              "denied" in out.lower() or denied.returncode != 0, out)
 
-            for version in ("mqttv31", "mqttv311", "mqttv5"):
-                sub = mosquitto_sub(mqtt_addr, version, f"bob-{version}", bob, own_topic)
-                time.sleep(0.5)
-                event = json.dumps({"severity": "error", "message": f"via {version}", "event_id": f"e-{version}"})
-                pub = mosquitto_pub(mqtt_addr, version, "SN-IOP", secret, "instruments/SN-IOP/events", event)
-                check(f"mosquitto_pub -V {version} as the instrument", pub.returncode == 0, pub.stderr)
-                out, _ = sub.communicate(timeout=TIMEOUT + 5)
-                check(f"mosquitto_sub -V {version}: lab manager gets the alert", f"via {version}" in out, out)
+        bad = mosquitto_pub(mqtt_addr, version, "SN-IOP", "wrong-secret", "instruments/SN-IOP/events", "{}")
+        check(f"mosquitto_pub -V {version}: a wrong device secret is refused", bad.returncode != 0, bad.stderr)
 
-                denied = mosquitto_sub(mqtt_addr, version, f"carol-{version}", carol, "users/+/notifications")
-                out, _ = denied.communicate(timeout=TIMEOUT + 5)
-                check(f"mosquitto_sub -V {version}: wildcard over other users is refused",
-                      "denied" in out.lower() or denied.returncode != 0, out)
+        # A scientist may publish to her account's channels, but not leave a retained
+        # command for an instrument as her will, nor connect as the instrument's client id.
+        channel = f"accounts/{account}/channels/iop"
+        forged = mosquitto_pub(mqtt_addr, version, "carol", carol, channel, "hello",
+                               client_id=f"carol-will-{version}",
+                               extra=("--will-topic", "instruments/SN-IOP/commands",
+                                      "--will-payload", "purge", "--will-retain", "--will-qos", "1"))
+        check(f"mosquitto_pub -V {version}: a will on another's topic is refused",
+              forged.returncode != 0 and "not authori" in (forged.stderr + forged.stdout).lower(),
+              forged.stderr)
+        squat = mosquitto_pub(mqtt_addr, version, "carol", carol, channel, "hello", client_id="SN-IOP")
+        check(f"mosquitto_pub -V {version}: an instrument's serial as client id is refused",
+              squat.returncode != 0, squat.stderr)
 
-                bad = mosquitto_pub(mqtt_addr, version, "SN-IOP", "wrong-secret", "instruments/SN-IOP/events", "{}")
-                check(f"mosquitto_pub -V {version}: a wrong device secret is refused", bad.returncode != 0, bad.stderr)
-
-                # A scientist may publish to her account's channels, but not leave a retained
-                # command for an instrument as her will, nor connect as the instrument's client id.
-                channel = f"accounts/{account}/channels/iop"
-                forged = mosquitto_pub(mqtt_addr, version, "carol", carol, channel, "hello",
-                                       client_id=f"carol-will-{version}",
-                                       extra=("--will-topic", "instruments/SN-IOP/commands",
-                                              "--will-payload", "purge", "--will-retain", "--will-qos", "1"))
-                check(f"mosquitto_pub -V {version}: a will on another's topic is refused",
-                      forged.returncode != 0 and "not authori" in (forged.stderr + forged.stdout).lower(),
-                      forged.stderr)
-                squat = mosquitto_pub(mqtt_addr, version, "carol", carol, channel, "hello", client_id="SN-IOP")
-                check(f"mosquitto_pub -V {version}: an instrument's serial as client id is refused",
-                      squat.returncode != 0, squat.stderr)
-
-            for name, protocol in (("3.1", mqtt.MQTTv31), ("3.1.1", mqtt.MQTTv311), ("5", mqtt.MQTTv5)):
-                def trigger(name=name):
-                    message = json.dumps({"severity": "critical", "message": f"paho {name}", "event_id": f"p-{name}"})
-                    mosquitto_pub(mqtt_addr, "mqttv311", "SN-IOP", secret, "instruments/SN-IOP/events", message)
-                payload = paho_receive(ws_addr, protocol, f"bob-ws-{name}", bob, own_topic, trigger)
-                check(f"paho-mqtt MQTT {name} over WebSocket gets the alert",
-                      payload is not None and f"paho {name}".encode() in payload, repr(payload))
-        finally:
-            server.stop()
-
-    print(f"{passed} passed, {failed} failed")
-    return 0 if failed == 0 else 1
+    for name, protocol in (("3.1", mqtt.MQTTv31), ("3.1.1", mqtt.MQTTv311), ("5", mqtt.MQTTv5)):
+        def trigger(name=name):
+            message = json.dumps({"severity": "critical", "message": f"paho {name}", "event_id": f"p-{name}"})
+            mosquitto_pub(mqtt_addr, "mqttv311", "SN-IOP", secret, "instruments/SN-IOP/events", message)
+        payload = paho_receive(ws_addr, protocol, f"bob-ws-{name}", bob, own_topic, trigger)
+        check(f"paho-mqtt MQTT {name} over WebSocket gets the alert",
+              payload is not None and f"paho {name}".encode() in payload, repr(payload))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_checks(checks))

@@ -14,9 +14,8 @@ failure.
 
 import subprocess
 import sys
-import tempfile
 
-from portico_server import Server
+from portico_server import run_checks
 
 CHECKS = ",".join([
     "not_a_server_error",
@@ -30,36 +29,22 @@ EXAMPLES = "50"
 RUN_TIMEOUT = 600
 
 
-def main():
-    binary = sys.argv[1]
-    passed, failed = 0, 0
-    with tempfile.TemporaryDirectory() as data_dir:
-        server = Server(binary, data_dir)
-        try:
-            callers = {
-                "admin": server.token("admin@portico.example", "portico-admins"),
-                "scientist": server.token("carol@acme.example"),
-            }
-            for name, token in callers.items():
-                run = subprocess.run(
-                    ["schemathesis", "run", f"http://{server.addrs['http']}/openapi.json",
-                     "-H", f"Authorization: Bearer {token}", "-c", CHECKS, "-n", EXAMPLES,
-                     "--seed", "1", "--no-color"],
-                    capture_output=True, text=True, timeout=RUN_TIMEOUT)
-                print(f"== schemathesis as {name}")
-                print(run.stdout[-4000:])
-                if run.returncode == 0:
-                    passed += 1
-                    print(f"ok   every operation conforms, as {name}")
-                else:
-                    failed += 1
-                    print(f"FAIL schemathesis found non-conforming answers as {name}")
-                    print(run.stderr[-2000:])
-        finally:
-            server.stop()
-    print(f"{passed} passed, {failed} failed")
-    return 0 if failed == 0 else 1
+def checks(server, check):
+    callers = {
+        "admin": server.token("admin@portico.example", "portico-admins"),
+        "scientist": server.token("carol@acme.example"),
+    }
+    for name, token in callers.items():
+        run = subprocess.run(
+            ["schemathesis", "run", f"http://{server.addrs['http']}/openapi.json",
+             "-H", f"Authorization: Bearer {token}", "-c", CHECKS, "-n", EXAMPLES,
+             "--seed", "1", "--no-color"],
+            capture_output=True, text=True, timeout=RUN_TIMEOUT)
+        print(f"== schemathesis as {name}")
+        print(run.stdout[-4000:])
+        check(f"every operation conforms, as {name}", run.returncode == 0,
+              run.stderr[-2000:])
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_checks(checks))

@@ -4,6 +4,8 @@ check Portico with clients nobody here wrote (MQTT clients, schemathesis)."""
 import json
 import os
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -61,3 +63,35 @@ class Server:
             self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+class Checks:
+    """One line per check, and the count at the end."""
+
+    def __init__(self):
+        self.passed, self.failed = 0, 0
+
+    def __call__(self, name, ok, detail=""):
+        if ok:
+            self.passed += 1
+            print(f"ok   {name}")
+        else:
+            self.failed += 1
+            print(f"FAIL {name} {detail}")
+
+    def exit_status(self):
+        print(f"{self.passed} passed, {self.failed} failed")
+        return 0 if self.failed == 0 else 1
+
+
+def run_checks(body):
+    """Runs `body(server, check)` against a fresh server started from the binary named on the
+    command line; answers the exit status (non-zero when any check failed)."""
+    check = Checks()
+    with tempfile.TemporaryDirectory() as data_dir:
+        server = Server(sys.argv[1], data_dir)
+        try:
+            body(server, check)
+        finally:
+            server.stop()
+    return check.exit_status()

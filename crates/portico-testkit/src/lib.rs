@@ -241,29 +241,34 @@ impl TestApp {
     /// (recipient, subject) of every e-mail in the outbox for `category`, oldest first, as an
     /// admin sees them through `GET /v1/outbox`.
     pub async fn outbox(&self, category: &str) -> Vec<(String, String)> {
-        let admin = self.admin_token();
-        let mut out = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let path = match &cursor {
-                Some(c) => format!("/v1/outbox?limit=200&cursor={c}"),
-                None => "/v1/outbox?limit=200".to_string(),
-            };
-            let (status, page) = self.get(&path, &admin).await;
-            assert_eq!(status, StatusCode::OK, "{page}");
-            for entry in page["items"].as_array().expect("items") {
-                if entry["category"] == category {
-                    let field = |name: &str| entry[name].as_str().expect(name).to_string();
-                    out.push((field("to"), field("subject")));
-                }
-            }
-            match page["next_cursor"].as_str() {
-                Some(next) => cursor = Some(next.to_string()),
-                None => break,
-            }
-        }
+        let entries = self.every_item("/v1/outbox?limit=200", &self.admin_token()).await;
+        let mut out: Vec<(String, String)> = entries
+            .iter()
+            .filter(|entry| entry["category"] == category)
+            .map(|entry| {
+                let field = |name: &str| entry[name].as_str().expect(name).to_string();
+                (field("to"), field("subject"))
+            })
+            .collect();
         out.reverse();
         out
+    }
+
+    /// Every item of a listing, following `next_cursor` from `path` (which has a query already,
+    /// e.g. `?limit=3`) to the last page.
+    pub async fn every_item(&self, path: &str, token: &str) -> Vec<Value> {
+        let mut items = Vec::new();
+        let mut page_path = path.to_string();
+        for _ in 0..10_000 {
+            let (status, page) = self.get(&page_path, token).await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            items.extend(page["items"].as_array().expect("items").iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(cursor) => page_path = format!("{path}&cursor={cursor}"),
+                None => return items,
+            }
+        }
+        panic!("{path} never reached its last page");
     }
 
     /// Registers an instrument as admin; returns its device secret.
@@ -314,6 +319,13 @@ pub async fn post_json(
     let response = client.post(url).bearer_auth(token).json(&body).send().await.expect("sent");
     let status = response.status();
     (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Writes `text` to `name` in `dir` and answers its path.
+pub fn write_file(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).expect("write a test file");
+    path
 }
 
 /// A response header's value, if present and text.

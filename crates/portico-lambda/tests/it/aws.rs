@@ -6,7 +6,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use portico_testkit::{id, kinds, put, request, settled, spawn_api, test_config};
+use portico_testkit::{TestApp, id, kinds, put, request, settled, spawn_api, test_config};
 
 /// moto keeps each region apart; S3 notifications go to queues of the bucket's region, and a
 /// bucket created without a location is in us-east-1.
@@ -84,12 +84,18 @@ async fn resources() -> Resources {
     }
 }
 
-#[tokio::test]
-async fn an_upload_to_s3_reaches_the_worker_through_sqs_and_the_document_is_ready() {
+/// The HTTP API composed on fresh AWS resources, as the Lambda host runs it, with its data dir
+/// (which holds the dev issuer's key).
+async fn api_on_aws() -> (Resources, tempfile::TempDir, TestApp) {
     let resources = resources().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = resources.config(dir.path());
-    let app = spawn_api(config).await;
+    let app = spawn_api(resources.config(dir.path())).await;
+    (resources, dir, app)
+}
+
+#[tokio::test]
+async fn an_upload_to_s3_reaches_the_worker_through_sqs_and_the_document_is_ready() {
+    let (resources, dir, app) = api_on_aws().await;
 
     let acme = app.create_account("Acme Labs").await;
     assert_eq!(acme["account_number"], "100000", "{acme}");
@@ -164,19 +170,14 @@ async fn an_upload_to_s3_reaches_the_worker_through_sqs_and_the_document_is_read
 
 #[tokio::test]
 async fn api_gateway_events_get_the_local_gateways_answers_on_the_aws_backend() {
-    let resources = resources().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = resources.config(dir.path());
-    let app = spawn_api(config).await;
+    let (_resources, _dir, app) = api_on_aws().await;
     crate::events::same_answers_both_ways(&app).await;
 }
 
 #[tokio::test]
 async fn an_instrument_alert_notifies_through_iot_core_and_queues_e_mail_in_dynamodb() {
-    let resources = resources().await;
-    let dir = tempfile::tempdir().expect("temp dir");
+    let (resources, dir, app) = api_on_aws().await;
     let config = resources.config(dir.path());
-    let app = spawn_api(config.clone()).await;
     let acme = app.create_account("Acme").await;
     let bob = app.add_user(&acme, "bob@acme.example", &["lab_manager"]).await;
     let carol = app.add_user(&acme, "carol@acme.example", &["scientist"]).await;

@@ -107,6 +107,16 @@ async fn authorize(
     portico_lambda::authorizer::handle(&app.composition.verifier, event).await
 }
 
+/// The answer's one statement, checked to say `effect` for every method of the stage (so that one
+/// cached policy serves the whole API).
+fn statement<'a>(answer: &'a Value, effect: &str) -> &'a Value {
+    let statement = &answer["policyDocument"]["Statement"][0];
+    assert_eq!(statement["Effect"], effect, "{answer}");
+    let stage = json!(["arn:aws:execute-api:eu-west-1:123456789012:abc123defg/prod/*/*"]);
+    assert_eq!(json!(statement["Resource"]), stage);
+    statement
+}
+
 #[tokio::test]
 async fn the_authorizer_answers_token_request_and_http_api_events() {
     let app = spawn_app().await;
@@ -114,13 +124,7 @@ async fn the_authorizer_answers_token_request_and_http_api_events() {
     for fixture_name in ["authorizer_token.json", "authorizer_request.json"] {
         let answer = authorize(&app, fixture_name, &token).await.expect("allowed");
         assert_eq!(answer["principalId"], "admin@portico.example");
-        let statement = &answer["policyDocument"]["Statement"][0];
-        assert_eq!(statement["Effect"], "Allow", "{answer}");
-        // One cached policy must serve every method of the API.
-        assert_eq!(
-            json!(statement["Resource"]),
-            json!(["arn:aws:execute-api:eu-west-1:123456789012:abc123defg/prod/*/*"])
-        );
+        statement(&answer, "Allow");
         assert_eq!(answer["context"]["groups"], "portico-admins");
         assert!(answer["context"].as_object().expect("context").values().all(Value::is_string));
 
@@ -359,12 +363,7 @@ async fn a_token_without_a_required_scope_gets_a_deny_policy() {
         let denied =
             authorize(&app, fixture_name, &scopeless).await.expect("answered with a policy");
         assert_eq!(denied["principalId"], "admin@portico.example");
-        let statement = &denied["policyDocument"]["Statement"][0];
-        assert_eq!(statement["Effect"], "Deny", "{denied}");
-        assert_eq!(
-            json!(statement["Resource"]),
-            json!(["arn:aws:execute-api:eu-west-1:123456789012:abc123defg/prod/*/*"])
-        );
+        statement(&denied, "Deny");
         assert_eq!(denied["context"]["reason"], "insufficient_scope");
         assert_eq!(denied["context"]["scope"], "portico.api");
     }

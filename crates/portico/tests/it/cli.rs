@@ -2,6 +2,16 @@
 
 use std::process::Command;
 
+use crate::helpers::write_file;
+
+/// Every listener on a port the system picks.
+const ANY_PORTS: [(&str, &str); 4] = [
+    ("PORTICO_HTTP_ADDR", "127.0.0.1:0"),
+    ("PORTICO_METRICS_ADDR", "127.0.0.1:0"),
+    ("PORTICO_MQTT_ADDR", "127.0.0.1:0"),
+    ("PORTICO_MQTT_WS_ADDR", "127.0.0.1:0"),
+];
+
 fn portico(
     data_dir: &std::path::Path,
     args: &[&str],
@@ -18,9 +28,11 @@ fn portico(
 #[test]
 fn config_prints_effective_toml_with_secrets_redacted() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("portico.toml");
-    std::fs::write(&file, "region = \"eu-west-1\"\n[http]\naddr = \"127.0.0.1:9000\"\n")
-        .expect("write");
+    let file = write_file(
+        &dir,
+        "portico.toml",
+        "region = \"eu-west-1\"\n[http]\naddr = \"127.0.0.1:9000\"\n",
+    );
     let out = portico(
         dir.path(),
         &["--config", file.to_str().expect("utf-8"), "config"],
@@ -53,13 +65,7 @@ fn a_mistyped_variable_stops_startup_and_names_the_right_one() {
     let out = portico(
         dir.path(),
         &["serve"],
-        &[
-            ("PORTICO_HTTP_ADRR", "127.0.0.1:0"),
-            ("PORTICO_HTTP_ADDR", "127.0.0.1:0"),
-            ("PORTICO_MQTT_ADDR", "127.0.0.1:0"),
-            ("PORTICO_MQTT_WS_ADDR", "127.0.0.1:0"),
-            ("PORTICO_METRICS_ADDR", "127.0.0.1:0"),
-        ],
+        &[&ANY_PORTS[..], &[("PORTICO_HTTP_ADRR", "127.0.0.1:0")]].concat(),
     );
     assert!(!out.status.success(), "serve started with a typo");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -147,22 +153,15 @@ async fn sigterm_finishes_in_flight_work_and_exits_cleanly() {
 #[test]
 fn a_bad_rules_file_stops_startup_with_the_position() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let rules = dir.path().join("rules.toml");
-    std::fs::write(
-        &rules,
+    let rules = write_file(
+        &dir,
+        "rules.toml",
         "[[rules]]\nname = \"broken\"\nfunction = \"instrument_alert\"\nsql = \"SELECT * FROM 'a/+' WHERE severity = \"\n",
-    )
-    .expect("write");
+    );
     let out = portico(
         dir.path(),
         &["serve"],
-        &[
-            ("PORTICO_MQTT_RULES_FILE", rules.to_str().expect("utf-8")),
-            ("PORTICO_HTTP_ADDR", "127.0.0.1:0"),
-            ("PORTICO_METRICS_ADDR", "127.0.0.1:0"),
-            ("PORTICO_MQTT_ADDR", "127.0.0.1:0"),
-            ("PORTICO_MQTT_WS_ADDR", "127.0.0.1:0"),
-        ],
+        &[&ANY_PORTS[..], &[("PORTICO_MQTT_RULES_FILE", rules.to_str().expect("utf-8"))]].concat(),
     );
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);

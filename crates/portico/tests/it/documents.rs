@@ -17,6 +17,14 @@ struct Uploader {
 }
 
 impl Uploader {
+    /// Asks to upload a CSV file of `size` bytes: the ticket's upload URL and document id.
+    async fn ticket(&self, app: &TestApp, filename: &str, size: usize) -> (String, String) {
+        let (status, ticket) = request(app, &self.token, filename, "text/csv", size).await;
+        assert_eq!(status, StatusCode::CREATED, "{ticket}");
+        let field = |name: &str| ticket[name].as_str().expect(name).to_string();
+        (field("upload_url"), field("document_id"))
+    }
+
     /// Uploads `body` as `filename` and waits until the worker is done with it.
     async fn upload(
         &self,
@@ -210,9 +218,7 @@ async fn an_upload_link_stores_one_file_once() {
     let app = spawn_app().await;
     let carol = scientist(&app).await;
     let first = RUN_CSV.as_bytes().to_vec();
-    let (_, ticket) = request(&app, &carol.token, "run.csv", "text/csv", first.len()).await;
-    let url = ticket["upload_url"].as_str().expect("url").to_string();
-    let doc_id = ticket["document_id"].as_str().expect("id").to_string();
+    let (url, doc_id) = carol.ticket(&app, "run.csv", first.len()).await;
     // The same length, other bytes: what an attacker would swap in.
     let swapped: Vec<u8> = RUN_CSV.replace("0.12", "9.99").into_bytes();
     assert_eq!(swapped.len(), first.len());
@@ -245,9 +251,7 @@ async fn a_failed_or_abandoned_upload_frees_its_link() {
     let app = spawn_app().await;
     let carol = scientist(&app).await;
     let body = RUN_CSV.as_bytes().to_vec();
-    let (_, ticket) = request(&app, &carol.token, "run.csv", "text/csv", body.len()).await;
-    let url = ticket["upload_url"].as_str().expect("url").to_string();
-    let doc_id = ticket["document_id"].as_str().expect("id").to_string();
+    let (url, doc_id) = carol.ticket(&app, "run.csv", body.len()).await;
     // A client that goes away mid-body leaves the document pending, not stuck.
     let abandoned = slow_put(&url, "text/csv", &body, 10).await;
     tokio::time::sleep(Duration::from_millis(200)).await;

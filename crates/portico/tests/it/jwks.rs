@@ -68,6 +68,11 @@ impl TestIssuer {
         TestIssuer { okta, _dir: dir, key_a, key_b }
     }
 
+    /// A fresh verifier's answer to a token signed with key A.
+    async fn verify_a(&self) -> Result<portico_auth::Claims, portico_auth::AuthError> {
+        self.verifier(Duration::from_secs(30)).verify(&token(&self.key_a, "a")).await
+    }
+
     fn verifier(&self, refetch_interval: Duration) -> Verifier {
         Verifier::with_discovery(
             VerifierSettings::new(&self.okta.issuer, "api://default", &["RS256".into()], 60),
@@ -204,11 +209,7 @@ async fn no_keys_at_all_is_unavailable_not_unauthorized() {
 
     let okta = TestIssuer::start().await;
     okta.set(|o| &o.mode, Mode::Outage);
-    let err = okta
-        .verifier(Duration::from_secs(30))
-        .verify(&token(&okta.key_a, "a"))
-        .await
-        .expect_err("no keys");
+    let err = okta.verify_a().await.expect_err("no keys");
     assert!(err.is_unavailable(), "{err}");
 }
 
@@ -216,11 +217,7 @@ async fn no_keys_at_all_is_unavailable_not_unauthorized() {
 async fn metadata_must_name_the_issuer_exactly() {
     let okta = TestIssuer::start().await;
     okta.set(|o| &o.metadata_issuer, format!("{}/", okta.okta.issuer));
-    let err = okta
-        .verifier(Duration::from_secs(30))
-        .verify(&token(&okta.key_a, "a"))
-        .await
-        .expect_err("mismatch");
+    let err = okta.verify_a().await.expect_err("mismatch");
     assert!(err.is_unavailable(), "{err}");
     assert_eq!(okta.fetches(), 0, "keys are never fetched from an issuer that is not ours");
 }
@@ -229,10 +226,7 @@ async fn metadata_must_name_the_issuer_exactly() {
 async fn openid_configuration_is_the_fallback() {
     let okta = TestIssuer::start().await;
     okta.set(|o| &o.oauth_metadata, false);
-    okta.verifier(Duration::from_secs(30))
-        .verify(&token(&okta.key_a, "a"))
-        .await
-        .expect("found via OIDC discovery");
+    okta.verify_a().await.expect("found via OIDC discovery");
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use rumqttc::{ConnectReturnCode, QoS};
 use serde_json::{Value, json};
 
-use crate::helpers::{Acme, TestApp, acme_with, id, spawn_app_with, world};
+use crate::helpers::{Acme, TestApp, acme_with, id, spawn_app_with, world, write_file};
 use crate::mqtt_client::{Connect, Mqtt, connect};
 
 pub(crate) const QUIET: Duration = Duration::from_millis(700);
@@ -401,19 +401,17 @@ async fn an_expired_token_ends_the_session() {
 #[tokio::test]
 async fn policy_and_rules_files_replace_the_defaults() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let policy = dir.path().join("policy.toml");
-    std::fs::write(
-        &policy,
+    let policy = write_file(
+        &dir,
+        "policy.toml",
         "[[grant]]\nwho = \"instrument\"\npublish = [\"instruments/${serial}/events\"]\n\n[[grant]]\nroles = [\"scientist\"]\nsubscribe = [\"users/${user_id}/notifications\", \"instruments/${account_serial}/events\"]\n",
-    )
-    .expect("write policy");
-    let rules = dir.path().join("rules.json");
-    std::fs::write(
-        &rules,
+    );
+    let rules = write_file(
+        &dir,
+        "rules.json",
         r#"{"rules": [{"name": "everything_alerts", "function": "instrument_alert",
             "sql": "SELECT *, topic(2) AS serial, 'error' AS severity FROM 'instruments/+/events' WHERE level > 3"}]}"#,
-    )
-    .expect("write rules");
+    );
     let app = spawn_app_with(&[
         ("PORTICO_MQTT_POLICY_FILE", policy.to_str().expect("utf-8")),
         ("PORTICO_MQTT_RULES_FILE", rules.to_str().expect("utf-8")),

@@ -91,21 +91,11 @@ async fn concurrent_creation_gives_unique_increasing_numbers() {
     }
 
     // And the store agrees: every account once, numbers ascending in creation order.
-    let mut numbers = Vec::new();
-    let mut path = "/v1/accounts?limit=200".to_string();
-    loop {
-        let (status, page) = app.get(&path, &token).await;
-        assert_eq!(status, StatusCode::OK);
-        numbers.extend(
-            page["items"].as_array().expect("items").iter().map(|a| {
-                a["account_number"].as_str().unwrap_or("").parse::<u64>().expect("number")
-            }),
-        );
-        match page["next_cursor"].as_str() {
-            Some(cursor) => path = format!("/v1/accounts?limit=200&cursor={cursor}"),
-            None => break,
-        }
-    }
+    let accounts = app.every_item("/v1/accounts?limit=200", &token).await;
+    let numbers: Vec<u64> = accounts
+        .iter()
+        .map(|a| a["account_number"].as_str().unwrap_or("").parse().expect("number"))
+        .collect();
     assert_eq!(numbers.len(), CLIENTS * EACH);
     assert!(numbers.windows(2).all(|w| w[0] < w[1]), "numbers ascend in creation order");
 }
