@@ -169,19 +169,14 @@ impl Queue for SqsQueue {
         }
     }
 
-    async fn change_visibility(
-        &self,
-        queue: &str,
-        receipt: &str,
-        timeout: Duration,
-    ) -> Result<bool> {
+    async fn change_visibility(&self, queue: &str, receipt: &str, lease: Duration) -> Result<bool> {
         let url = self.url(queue).await?;
         match self
             .client
             .change_message_visibility()
             .queue_url(url)
             .receipt_handle(receipt)
-            .visibility_timeout(whole_seconds(timeout, MAX_VISIBILITY_SECS))
+            .visibility_timeout(whole_seconds(lease, MAX_VISIBILITY_SECS))
             .send()
             .await
         {

@@ -282,14 +282,9 @@ pub trait Queue: Send + Sync + 'static {
     async fn receive(&self, queue: &str, how: Receive) -> Result<Vec<QueueMessage>>;
     /// Deletes the message this receipt belongs to; false if the receipt is stale.
     async fn delete(&self, queue: &str, receipt: &str) -> Result<bool>;
-    /// Hides the message this receipt belongs to for `timeout` from now (zero: visible again);
+    /// Hides the message this receipt belongs to for `lease` from now (zero: visible again);
     /// false if the receipt is stale.
-    async fn change_visibility(
-        &self,
-        queue: &str,
-        receipt: &str,
-        timeout: Duration,
-    ) -> Result<bool>;
+    async fn change_visibility(&self, queue: &str, receipt: &str, lease: Duration) -> Result<bool>;
     async fn stats(&self, queue: &str) -> Result<QueueStats>;
 }
 

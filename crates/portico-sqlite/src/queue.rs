@@ -125,14 +125,9 @@ impl Queue for SqliteQueue {
         Ok(self.db.execute(sql, values, "deleting message").await? > 0)
     }
 
-    async fn change_visibility(
-        &self,
-        queue: &str,
-        receipt: &str,
-        timeout: Duration,
-    ) -> Result<bool> {
+    async fn change_visibility(&self, queue: &str, receipt: &str, lease: Duration) -> Result<bool> {
         let sql = "UPDATE queue_messages SET visible_at = ?3 WHERE receipt = ?2 AND queue = ?1";
-        let visible_at = now_ms() + timeout.as_millis() as i64;
+        let visible_at = now_ms() + lease.as_millis() as i64;
         let values = values![queue.to_string(), receipt.to_string(), visible_at];
         Ok(self.db.execute(sql, values, "changing visibility").await? > 0)
     }

@@ -28,11 +28,8 @@ fn portico(
 #[test]
 fn config_prints_effective_toml_with_secrets_redacted() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let file = write_file(
-        &dir,
-        "portico.toml",
-        "region = \"eu-west-1\"\n[http]\naddr = \"127.0.0.1:9000\"\n",
-    );
+    let text = "region = \"eu-west-1\"\n[http]\naddr = \"127.0.0.1:9000\"\n";
+    let file = write_file(&dir, "portico.toml", text);
     let out = portico(
         dir.path(),
         &["--config", file.to_str().expect("utf-8"), "config"],
@@ -153,11 +150,8 @@ async fn sigterm_finishes_in_flight_work_and_exits_cleanly() {
 #[test]
 fn a_bad_rules_file_stops_startup_with_the_position() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let rules = write_file(
-        &dir,
-        "rules.toml",
-        "[[rules]]\nname = \"broken\"\nfunction = \"instrument_alert\"\nsql = \"SELECT * FROM 'a/+' WHERE severity = \"\n",
-    );
+    let text = "[[rules]]\nname = \"broken\"\nfunction = \"instrument_alert\"\nsql = \"SELECT * FROM 'a/+' WHERE severity = \"\n";
+    let rules = write_file(&dir, "rules.toml", text);
     let out = portico(
         dir.path(),
         &["serve"],
