@@ -63,7 +63,7 @@ impl Accounts for SqliteStore {
 
     async fn list_accounts(&self, only: Option<&str>, page: &PageRequest) -> Result<Page<Account>> {
         let select = format!("SELECT {COLUMNS} FROM accounts WHERE (?2 IS NULL OR id = ?2)");
-        self.listing(&select, &[&only], account_row, page, Order::OldestFirst)
+        self.listing(&select, &[&only], account_row, page, Order::OldestFirst, "listing accounts")
     }
 }
 

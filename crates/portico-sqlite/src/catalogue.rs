@@ -32,7 +32,7 @@ impl Catalogue for SqliteStore {
 
     async fn list_products(&self, page: &PageRequest) -> Result<Page<Product>> {
         let select = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE TRUE");
-        self.listing(&select, &[], product_row, page, Order::OldestFirst)
+        self.listing(&select, &[], product_row, page, Order::OldestFirst, "listing products")
     }
 
     async fn create_lot(&self, lot: &Lot) -> Result<()> {
@@ -73,7 +73,14 @@ impl Catalogue for SqliteStore {
             "SELECT {SHIPMENT_COLUMNS} FROM shipments
              WHERE (?2 IS NULL OR lot_number = ?2) AND (?3 IS NULL OR account_id = ?3)"
         );
-        self.listing(&select, &[&lot_number, &account_id], shipment_row, page, Order::OldestFirst)
+        self.listing(
+            &select,
+            &[&lot_number, &account_id],
+            shipment_row,
+            page,
+            Order::OldestFirst,
+            "listing shipments",
+        )
     }
 }
 

@@ -50,7 +50,14 @@ impl Documents for SqliteStore {
 
     async fn list_documents(&self, account_id: &str, page: &PageRequest) -> Result<Page<Document>> {
         let select = format!("SELECT {COLUMNS} FROM documents WHERE account_id = ?2");
-        self.listing(&select, &[&account_id], document_row, page, Order::NewestFirst)
+        self.listing(
+            &select,
+            &[&account_id],
+            document_row,
+            page,
+            Order::NewestFirst,
+            "listing documents",
+        )
     }
 
     async fn transition_document(&self, id: &str, change: Transition<'_>) -> Result<bool> {

@@ -31,7 +31,7 @@ impl Instruments for SqliteStore {
     }
 
     async fn instrument_secret_hash(&self, serial: &str) -> Result<Option<String>> {
-        let sql = "SELECT 0, secret_hash FROM instruments WHERE serial = ?1";
+        let sql = "SELECT seq, secret_hash FROM instruments WHERE serial = ?1";
         self.one(sql, params![serial], hash_row, "reading instrument secret")
     }
 
@@ -42,7 +42,14 @@ impl Instruments for SqliteStore {
     ) -> Result<Page<Instrument>> {
         let select =
             format!("SELECT {COLUMNS} FROM instruments WHERE (?2 IS NULL OR account_id = ?2)");
-        self.listing(&select, &[&account_id], instrument_row, page, Order::OldestFirst)
+        self.listing(
+            &select,
+            &[&account_id],
+            instrument_row,
+            page,
+            Order::OldestFirst,
+            "listing instruments",
+        )
     }
 }
 

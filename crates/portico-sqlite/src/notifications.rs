@@ -57,7 +57,14 @@ impl Notifications for SqliteStore {
         page: &PageRequest,
     ) -> Result<Page<Notification>> {
         let select = format!("SELECT {COLUMNS} FROM notifications WHERE user_id = ?2");
-        self.listing(&select, &[&user_id], notification_row, page, Order::NewestFirst)
+        self.listing(
+            &select,
+            &[&user_id],
+            notification_row,
+            page,
+            Order::NewestFirst,
+            "listing notifications",
+        )
     }
 
     async fn mark_notification_read(

@@ -104,7 +104,7 @@ impl Outbox for SqliteStore {
                              provider_message_id, created_at, sent_at
                       FROM outbox WHERE (?2 IS NULL OR status = ?2)";
         let status = status.map(|s| s.as_str());
-        self.listing(select, &[&status], entry_row, page, Order::NewestFirst)
+        self.listing(select, &[&status], entry_row, page, Order::NewestFirst, "listing outbox")
     }
 }
 

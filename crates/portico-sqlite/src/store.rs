@@ -57,18 +57,6 @@ impl SqliteStore {
         self.decoded(sql, params, row, what)?.into_iter().map(|(_, item)| item).collect()
     }
 
-    /// One page of what `sql` selects (asking for `limit + 1` rows).
-    pub(crate) fn page<T>(
-        &self,
-        sql: &str,
-        params: impl Params,
-        row: RowFn<T>,
-        limit: u32,
-        what: &'static str,
-    ) -> Result<Page<T>> {
-        rows::paginate(self.decoded(sql, params, row, what)?, limit)
-    }
-
     /// One page of a listing: `select` (a SELECT of a table with `seq`, whose WHERE clause uses
     /// `?2`, `?3`, ... for `filter`) in `order`, from the page's cursor on. The cursor is `?1`.
     pub(crate) fn listing<T>(
@@ -78,6 +66,7 @@ impl SqliteStore {
         row: RowFn<T>,
         page: &PageRequest,
         order: Order,
+        what: &'static str,
     ) -> Result<Page<T>> {
         let (position, bound) = match order {
             Order::OldestFirst => (decode_cursor(page.cursor.as_deref())?, "seq > ?1 ORDER BY seq"),
@@ -90,7 +79,7 @@ impl SqliteStore {
         let mut params: Vec<&dyn ToSql> = vec![&position];
         params.extend_from_slice(filter);
         params.push(&limit);
-        self.page(&sql, params.as_slice(), row, page.limit, "listing")
+        rows::paginate(self.decoded(&sql, params.as_slice(), row, what)?, page.limit)
     }
 
     /// Every row `sql` selects, decoded as far as SQLite goes.

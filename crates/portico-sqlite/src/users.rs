@@ -83,7 +83,7 @@ impl Users for SqliteStore {
 
     async fn list_users(&self, account_id: &str, page: &PageRequest) -> Result<Page<User>> {
         let select = format!("SELECT {COLUMNS} FROM users WHERE account_id = ?2");
-        self.listing(&select, &[&account_id], user_row, page, Order::OldestFirst)
+        self.listing(&select, &[&account_id], user_row, page, Order::OldestFirst, "listing users")
     }
 
     async fn users_with_role(&self, account_id: Option<&str>, role: Role) -> Result<Vec<User>> {

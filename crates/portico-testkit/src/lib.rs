@@ -271,15 +271,11 @@ impl TestApp {
         panic!("{path} never reached its last page");
     }
 
-    /// Registers an instrument as admin; returns its device secret.
-    pub async fn register_instrument(&self, account_id: &str, serial: &str) -> String {
-        let (status, body) = self
-            .post(
-                "/v1/instruments",
-                &self.admin_token(),
-                json!({"serial": serial, "model": "Sequencer X", "account_id": account_id, "name": format!("Sequencer {serial}")}),
-            )
-            .await;
+    /// Registers an instrument of `account` (its JSON) as admin; returns its device secret.
+    pub async fn register_instrument(&self, account: &Value, serial: &str) -> String {
+        let body = json!({"serial": serial, "model": "Sequencer X", "account_id": id(account),
+                          "name": format!("Sequencer {serial}")});
+        let (status, body) = self.post("/v1/instruments", &self.admin_token(), body).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["device_secret"].as_str().expect("device secret").to_string()
     }

@@ -6,7 +6,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use portico_testkit::{TestApp, id, kinds, put, request, settled, spawn_api, test_config};
+use portico_testkit::{TestApp, kinds, put, request, settled, spawn_api, test_config};
 
 /// moto keeps each region apart; S3 notifications go to queues of the bucket's region, and a
 /// bucket created without a location is in us-east-1.
@@ -181,7 +181,7 @@ async fn an_instrument_alert_notifies_through_iot_core_and_queues_e_mail_in_dyna
     let acme = app.create_account("Acme").await;
     let bob = app.add_user(&acme, "bob@acme.example", &["lab_manager"]).await;
     let carol = app.add_user(&acme, "carol@acme.example", &["scientist"]).await;
-    app.register_instrument(&id(&acme), "SN-AWS-1").await;
+    app.register_instrument(&acme, "SN-AWS-1").await;
 
     // What the IoT rule hands the Lambda, twice (IoT Core delivers at least once).
     let payload = json!({"severity": "critical", "message": "Door open", "serial": "SN-AWS-1", "event_id": "e-1"});

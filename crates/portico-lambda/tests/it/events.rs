@@ -236,7 +236,7 @@ async fn the_iot_rule_action_runs_the_named_function() {
     let app = spawn_app().await;
     let acme = app.create_account("Acme").await;
     let bob = app.add_user(&acme, "bob@acme.example", &["lab_manager"]).await;
-    app.register_instrument(&id(&acme), "SN-IOT").await;
+    app.register_instrument(&acme, "SN-IOT").await;
     // What IoT Core hands the Lambda: the rule's SELECT output.
     let payload = json!({"severity": "critical", "message": "Door open", "serial": "SN-IOT", "event_id": "e-1"});
     portico_lambda::iot::handle(&app.composition.context, "instrument_alert", payload.clone())

@@ -279,7 +279,7 @@ async fn a_flooding_client_is_throttled_and_others_are_not() {
         ("PORTICO_MQTT_PUBLISH_BURST", "20"),
     ])
     .await;
-    let secret = w_app.register_instrument(&id(&acme), "SN-F1").await;
+    let secret = w_app.register_instrument(&acme, "SN-F1").await;
     let mut watcher = as_user(&w_app, "bob", &bob).await;
     assert!(watcher.subscribe("instruments/SN-F1/telemetry", QoS::AtMostOnce).await);
     let channel = format!("accounts/{}/channels/ops", id(&acme));
@@ -420,7 +420,7 @@ async fn policy_and_rules_files_replace_the_defaults() {
     let acme = app.create_account("Acme").await;
     let carol = app.add_user(&acme, "carol@acme.example", &["scientist"]).await;
     let bob = app.add_user(&acme, "bob@acme.example", &["lab_manager"]).await;
-    let secret = app.register_instrument(&id(&acme), "SN-P1").await;
+    let secret = app.register_instrument(&acme, "SN-P1").await;
     let mut carol_client = as_user(&app, "carol", &carol).await;
     assert!(
         carol_client.subscribe("instruments/SN-P1/events", QoS::AtMostOnce).await,

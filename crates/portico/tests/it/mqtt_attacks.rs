@@ -174,7 +174,7 @@ async fn an_instruments_serial_is_its_own_client_id() {
     let mut squat = connect(as_carol("SN-NEW", false)).await.expect("free yet");
     assert!(squat.subscribe(&channel, QoS::AtLeastOnce).await);
     squat.disconnect().await;
-    let secret = app.register_instrument(&id(&w.acme), "SN-NEW").await;
+    let secret = app.register_instrument(&w.acme, "SN-NEW").await;
     let mut rightful =
         connect(Connect::tcp(app.mqtt_addr, "SN-NEW", "SN-NEW", &secret).clean(false))
             .await
