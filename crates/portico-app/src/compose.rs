@@ -11,15 +11,15 @@ use portico_auth::{DevIssuer, JwksSettings, Verifier, VerifierSettings};
 use portico_config::{Backend, Config};
 use portico_core::ports::SequenceRange;
 use portico_core::{
-    Accounts, Catalogue, Documents, Error, FileUrls, Instruments, Mailer, Notifications,
-    ObjectStore, Outbox, Publisher, Queue, UploadEvents, Users,
+    Accounts, Catalogue, Documents, Error, FileUrls, GraphStore, Instruments, Mailer,
+    Notifications, ObjectStore, Outbox, Publisher, Queue, UploadEvents, Users,
 };
 use portico_functions::{Context, Settings};
 use portico_http::{AppParts, AppState, Edge, Limits};
 use portico_mail::{LocalSink, SendGrid};
 use portico_objects::{Objects, SignedUrls};
 use portico_pdf::Pdf;
-use portico_sqlite::{Database, SqliteQueue, SqliteStore};
+use portico_sqlite::{ChangeFeed, Database, SqliteGraph, SqliteQueue, SqliteStore};
 
 use crate::s3_events::QueuedUploadEvents;
 
@@ -30,6 +30,9 @@ pub struct Composition {
     pub context: Arc<Context>,
     pub dev_issuer: Option<Arc<DevIssuer>>,
     pub verifier: Arc<Verifier>,
+    /// The change table the local graph projector reads (the local backend only; on AWS the
+    /// DynamoDB stream feeds the `graph-projector` function).
+    pub changes: Option<ChangeFeed>,
 }
 
 /// The publisher of a process without a broker (`portico worker`, a Lambda on the local
@@ -76,6 +79,8 @@ pub fn compose_local(
     let range = account_numbers(config);
     let store = Arc::new(SqliteStore::new(database.clone(), range));
     let signed_urls = Arc::new(SignedUrls::load_or_create(&config.data_dir.join("auth"))?);
+    let graph = Arc::new(SqliteGraph::new(database.clone()));
+    let changes = ChangeFeed::new(database.clone());
     let queue: Arc<dyn Queue> = Arc::new(SqliteQueue::new(database, config.worker.max_receives));
     let context = Arc::new(context(
         config,
@@ -86,9 +91,12 @@ pub fn compose_local(
             file_urls: signed_urls.clone(),
             queue: queue.clone(),
             upload_events: Arc::new(QueuedUploadEvents::new(queue, &config.region)),
+            graph,
         },
     ));
-    Ok(assemble(config, context, auth, Some(signed_urls)))
+    let mut composition = assemble(config, context, auth, Some(signed_urls));
+    composition.changes = Some(changes);
+    Ok(composition)
 }
 
 /// Wires every port to its AWS adapter. No network call happens here: the SDK fetches
@@ -133,6 +141,7 @@ async fn compose_aws(config: &Config) -> anyhow::Result<Composition> {
             file_urls: bucket,
             queue: Arc::new(portico_aws::SqsQueue::new(portico_aws::sqs(&sdk), &aws.queue_prefix)),
             upload_events: Arc::new(crate::s3_events::S3SendsUploadEvents),
+            graph: Arc::new(NoGraphYet),
         },
     ));
     // Clients upload to and download from S3 itself, so no signed routes are served here; the
@@ -147,6 +156,26 @@ struct Services {
     file_urls: Arc<dyn FileUrls>,
     queue: Arc<dyn Queue>,
     upload_events: Arc<dyn UploadEvents>,
+    graph: Arc<dyn GraphStore>,
+}
+
+/// The AWS backend's graph until the Neptune adapter lands: every trace is "unavailable" (503),
+/// never an empty answer that would look like "the lot reached nobody".
+#[cfg(feature = "aws")]
+struct NoGraphYet;
+
+#[cfg(feature = "aws")]
+#[async_trait::async_trait]
+impl GraphStore for NoGraphYet {
+    async fn upsert(&self, _batch: &portico_core::graph::Batch) -> portico_core::Result<()> {
+        Err(Error::Unavailable("the AWS backend has no graph store yet".into()))
+    }
+    async fn trace(&self, _lot_number: &str) -> portico_core::Result<portico_core::graph::Trace> {
+        Err(Error::Unavailable("the AWS backend has no graph store yet".into()))
+    }
+    async fn clear(&self) -> portico_core::Result<()> {
+        Err(Error::Unavailable("the AWS backend has no graph store yet".into()))
+    }
 }
 
 /// The functions' context with every record port served by `records` (the SQLite store, or the
@@ -168,6 +197,7 @@ where
         file_urls: services.file_urls,
         queue: services.queue,
         upload_events: services.upload_events,
+        graph: services.graph,
         mailer: mailer(config),
         renderer: Arc::new(Pdf::new()),
         settings: settings(config),
@@ -196,7 +226,7 @@ fn assemble(
             cors_origins: config.http.cors_origins.clone(),
         },
     });
-    Composition { state, context, dev_issuer, verifier }
+    Composition { state, context, dev_issuer, verifier, changes: None }
 }
 
 /// The configured issuer's verifier, or the local dev issuer's (its key in the data dir).

@@ -5,6 +5,7 @@
 //! Nothing here knows rmqtt: the local host hands its broker's publisher to `compose_local`.
 
 mod compose;
+pub mod graph;
 pub mod s3_events;
 pub mod worker;
 pub mod world;

@@ -11,6 +11,8 @@ use portico_functions::documents::{self, Processed, UPLOADS_QUEUE};
 use portico_sqlite::DEAD_LETTER_SUFFIX;
 use tokio::sync::watch;
 
+use crate::Composition;
+
 const RECEIVES: &str = "portico_queue_receives_total";
 const PROCESSED: &str = "portico_queue_processed_total";
 const RETRIES: &str = "portico_queue_retries_total";
@@ -38,9 +40,14 @@ const EMAIL_SEND: &str = "portico_email_send_duration_seconds";
 /// How long a sender's claim on an e-mail lasts; if the sender dies, the e-mail is sent again.
 const EMAIL_LEASE: Duration = Duration::from_secs(60);
 
-/// Runs the workers until `stop` turns true; a message being processed is finished first.
-pub async fn run(ctx: Arc<Context>, settings: WorkerSettings, stop: watch::Receiver<bool>) {
+/// Runs the workers until `stop` turns true; a message being processed is finished first. On
+/// the local backend they include the graph projector.
+pub async fn run(composition: Composition, settings: WorkerSettings, stop: watch::Receiver<bool>) {
+    let ctx = composition.context;
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some(feed) = composition.changes {
+        tasks.spawn(crate::graph::run(ctx.clone(), feed, stop.clone()));
+    }
     for _ in 0..settings.concurrency.max(1) {
         tasks.spawn(process_uploads(ctx.clone(), settings, stop.clone()));
     }

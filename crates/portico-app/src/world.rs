@@ -51,8 +51,31 @@ pub struct UserPlan {
 pub struct LotPlan {
     pub product: CreateProduct,
     pub lot: CreateLot,
-    /// (index into `World::accounts`, shipped on `YYYY-MM-DD`, quantity)
-    pub shipments: Vec<(usize, String, u32)>,
+    /// In order: an onward shipment comes after the shipment that brought the lot.
+    pub shipments: Vec<ShipmentPlan>,
+}
+
+/// A shipment of the plan's lot, between accounts by their index in `World::accounts`.
+#[derive(Debug, Clone)]
+pub struct ShipmentPlan {
+    /// The distributor sending it on; `None` for the manufacturer.
+    pub from: Option<usize>,
+    pub to: usize,
+    /// `YYYY-MM-DD`
+    pub shipped_on: String,
+    pub quantity: u32,
+}
+
+impl ShipmentPlan {
+    /// From the manufacturer to account `to`.
+    pub fn direct(to: usize, shipped_on: &str, quantity: u32) -> ShipmentPlan {
+        ShipmentPlan { from: None, to, shipped_on: shipped_on.into(), quantity }
+    }
+
+    /// From distributor `from` on to account `to`.
+    pub fn onward(from: usize, to: usize, shipped_on: &str, quantity: u32) -> ShipmentPlan {
+        ShipmentPlan { from: Some(from), to, shipped_on: shipped_on.into(), quantity }
+    }
 }
 
 impl AccountPlan {
@@ -106,15 +129,18 @@ pub async fn seed(ctx: &Context, world: &World) -> Result<Seeded> {
     for plan in &world.lots {
         catalogue::create_product(ctx, &admin, plan.product.clone()).await?;
         catalogue::create_lot(ctx, &admin, plan.lot.clone()).await?;
-        for (index, shipped_on, quantity) in &plan.shipments {
-            let account: &SeededAccount = accounts.get(*index).ok_or_else(|| {
-                Error::invalid("shipments", format!("no account {index} in this world"))
-            })?;
+        for shipment in &plan.shipments {
+            let account = |index: usize| {
+                accounts.get(index).map(|a: &SeededAccount| a.account.id.clone()).ok_or_else(|| {
+                    Error::invalid("shipments", format!("no account {index} in this world"))
+                })
+            };
             let shipment = CreateShipment {
                 lot_number: plan.lot.lot_number.clone(),
-                account_id: account.account.id.clone(),
-                shipped_on: shipped_on.clone(),
-                quantity: *quantity,
+                from_account_id: shipment.from.map(account).transpose()?,
+                account_id: account(shipment.to)?,
+                shipped_on: shipment.shipped_on.clone(),
+                quantity: shipment.quantity,
             };
             catalogue::create_shipment(ctx, &admin, shipment).await?;
         }
@@ -158,7 +184,8 @@ async fn seed_account(ctx: &Context, admin: &Caller, plan: &AccountPlan) -> Resu
 
 impl World {
     /// `portico serve --demo`: three organisations with every role, an instrument each, and a
-    /// lot shipped to the first, so its members can fetch a certificate.
+    /// lot shipped to the first and through the distributor to the second, so their members can
+    /// fetch a certificate and the lot's impact has a path to show.
     pub fn demo() -> World {
         use Role::{AccountAdmin, LabManager, Scientist};
         let qc = |name: &str, method: &str, specification: &str, result: &str, unit: &str| QcTest {
@@ -208,7 +235,12 @@ impl World {
                         ),
                     ],
                 },
-                shipments: vec![(0, "2026-11-02".into(), 5)],
+                // To Acme directly, and through Initech on to Globex.
+                shipments: vec![
+                    ShipmentPlan::direct(0, "2026-11-02", 5),
+                    ShipmentPlan::direct(2, "2026-11-02", 20),
+                    ShipmentPlan::onward(2, 1, "2026-11-09", 8),
+                ],
             }],
         }
     }

@@ -63,7 +63,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let started = Instant::now();
     let worker = tokio::spawn(portico_local::worker::run(
-        ctx.clone(),
+        composition.clone(),
         portico_local::worker_settings(&config),
         stop_rx,
     ));

@@ -6,6 +6,7 @@
 //! use one-second timeouts; a run takes a few seconds.
 #![allow(clippy::unwrap_used)] // test code: a panic is the report
 
+pub mod graph;
 pub mod moto;
 pub mod objects;
 pub mod queue;

@@ -321,6 +321,9 @@ pub struct Document {
     /// and the time span.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
+    /// The account's instrument that produced the file (a run file), when the uploader said so.
+    #[serde(default)]
+    pub instrument_serial: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
@@ -372,13 +375,46 @@ pub struct Lot {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
+    /// Set once, when the lot is recalled; never cleared.
+    #[serde(default)]
+    pub recall: Option<Recall>,
+}
+
+/// Why and when a lot was recalled, and by whom.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Recall {
+    pub reason: String,
+    /// The admin's user id.
+    pub recalled_by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub recalled_at: OffsetDateTime,
+}
+
+/// An instrument loaded a lot (it said so in a `lot_loaded` event).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LotUse {
+    /// Derived from the event, so a redelivered event records nothing new.
+    pub id: String,
+    pub lot_number: String,
+    pub serial: String,
+    /// The instrument's account when the lot was loaded.
+    pub account_id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub loaded_at: OffsetDateTime,
 }
 
 /// A lot sent to an account: what entitles the account's members to the lot's certificate.
+/// Shipments from the manufacturer have no `from_account_id`; a distributor's onward shipment
+/// names the distributor, and never sends more of a lot than the distributor received.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Shipment {
     pub id: String,
     pub lot_number: String,
+    /// The distributor that sent it on; absent for shipments from the manufacturer.
+    #[serde(default)]
+    pub from_account_id: Option<String>,
     pub account_id: String,
     /// `YYYY-MM-DD`
     pub shipped_on: String,

@@ -5,15 +5,17 @@
 
 pub mod domain;
 pub mod error;
+pub mod graph;
 pub mod mqtt;
 pub mod policy;
 pub mod ports;
 
 pub use domain::{
-    Account, AccountKind, Caller, Document, DocumentStatus, EmailStatus, Instrument, Lot,
-    Notification, OutboundEmail, OutboxEntry, Product, QcTest, Role, Shipment, User,
+    Account, AccountKind, Caller, Document, DocumentStatus, EmailStatus, Instrument, Lot, LotUse,
+    Notification, OutboundEmail, OutboxEntry, Product, QcTest, Recall, Role, Shipment, User,
 };
 pub use error::{Error, FieldError, Result};
+pub use graph::{Change, ChangeRecord, GraphStore};
 pub use ports::{
     Accounts, Catalogue, CertificateData, CertificateRenderer, Delivery, Documents, FileUrls,
     Instruments, Mailer, NewAccount, Notifications, ObjectStore, Outbox, Page, PageRequest,

@@ -160,6 +160,51 @@ pub fn read_lot(caller: &Caller, lot_number: &str, received: bool) -> Result<()>
     }
 }
 
+/// Record a shipment: admins record any; a distributor's `account_admin` records onward
+/// shipments from their own account (`from_account_id`). Others are forbidden: shipments are
+/// visible to members, so this is not hidden.
+pub fn create_shipment(caller: &Caller, from_account_id: Option<&str>) -> Result<()> {
+    require_provisioned(caller)?;
+    if caller.has_role(Role::Admin) {
+        return Ok(());
+    }
+    match from_account_id {
+        Some(from) if caller.is_member_of(from) && caller.has_role(Role::AccountAdmin) => Ok(()),
+        Some(_) => Err(Error::Forbidden(
+            "only admins and the sending account's account admins may record an onward shipment"
+                .into(),
+        )),
+        None => Err(Error::Forbidden("only platform admins may do this".into())),
+    }
+}
+
+/// A lot's trace (where it went, who used it): platform staff only; to anyone else the trace
+/// does not exist (404), since it names other accounts.
+pub fn trace_lot(caller: &Caller, lot_number: &str) -> Result<()> {
+    require_provisioned(caller)?;
+    if caller.sees_all_accounts() {
+        Ok(())
+    } else {
+        Err(Error::NotFound(format!("lot `{lot_number}` not found")))
+    }
+}
+
+/// Recall a lot: admins; support see the trace but may not recall (403); others 404.
+pub fn recall_lot(caller: &Caller, lot_number: &str) -> Result<()> {
+    trace_lot(caller, lot_number)?;
+    if caller.has_role(Role::Admin) {
+        Ok(())
+    } else {
+        Err(Error::Forbidden("only platform admins may recall a lot".into()))
+    }
+}
+
+/// Who in an account a lot reached is told of the lot's recall: its lab managers and account
+/// admins.
+pub fn told_of_recall(roles: &[Role]) -> bool {
+    roles.iter().any(|r| matches!(r, Role::LabManager | Role::AccountAdmin))
+}
+
 /// Notifications are their owner's alone: answers the owner's user id. Listing needs a user
 /// record (every provisioned caller has one).
 pub fn own_notifications(caller: &Caller) -> Result<&str> {
@@ -186,6 +231,36 @@ mod tests {
                 created_at: OffsetDateTime::UNIX_EPOCH,
             }),
         }
+    }
+
+    #[test]
+    fn onward_shipments_are_the_sender_account_admins() {
+        let admin = caller(None, &[Role::Admin]);
+        let distributor_admin = caller(Some("d"), &[Role::AccountAdmin]);
+        let distributor_lab = caller(Some("d"), &[Role::LabManager]);
+        assert!(create_shipment(&admin, None).is_ok());
+        assert!(create_shipment(&admin, Some("d")).is_ok());
+        assert!(create_shipment(&distributor_admin, Some("d")).is_ok());
+        assert!(matches!(create_shipment(&distributor_admin, None), Err(Error::Forbidden(_))));
+        assert!(matches!(
+            create_shipment(&distributor_admin, Some("other")),
+            Err(Error::Forbidden(_))
+        ));
+        assert!(matches!(create_shipment(&distributor_lab, Some("d")), Err(Error::Forbidden(_))));
+    }
+
+    #[test]
+    fn traces_are_staff_only_and_recalls_admin_only() {
+        let support = caller(None, &[Role::Support]);
+        let scientist = caller(Some("a"), &[Role::Scientist]);
+        let account_admin = caller(Some("a"), &[Role::AccountAdmin]);
+        assert!(trace_lot(&support, "L").is_ok());
+        assert!(matches!(trace_lot(&scientist, "L"), Err(Error::NotFound(_))));
+        assert!(matches!(trace_lot(&account_admin, "L"), Err(Error::NotFound(_))));
+        assert!(matches!(recall_lot(&support, "L"), Err(Error::Forbidden(_))));
+        assert!(recall_lot(&caller(None, &[Role::Admin]), "L").is_ok());
+        assert!(told_of_recall(&[Role::Scientist, Role::LabManager]));
+        assert!(!told_of_recall(&[Role::Scientist]));
     }
 
     #[test]

@@ -12,8 +12,8 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
 use crate::domain::{
-    Account, AccountKind, Document, DocumentStatus, EmailStatus, Instrument, Lot, Notification,
-    OutboundEmail, OutboxEntry, Product, Role, Shipment, User,
+    Account, AccountKind, Document, DocumentStatus, EmailStatus, Instrument, Lot, LotUse,
+    Notification, OutboundEmail, OutboxEntry, Product, Recall, Role, Shipment, User,
 };
 use crate::error::{Error, Result};
 
@@ -163,7 +163,8 @@ impl<'a> Transition<'a> {
     }
 }
 
-/// The product catalogue: products, lots with their QC results, shipments of lots to accounts.
+/// The product catalogue: products, lots with their QC results and recalls, shipments of lots to
+/// accounts, and the lots instruments loaded.
 #[async_trait]
 pub trait Catalogue: Send + Sync + 'static {
     /// A known SKU is a conflict.
@@ -173,7 +174,21 @@ pub trait Catalogue: Send + Sync + 'static {
     /// A known lot number is a conflict.
     async fn create_lot(&self, lot: &Lot) -> Result<()>;
     async fn lot(&self, lot_number: &str) -> Result<Option<Lot>>;
+    /// All lots, oldest first.
+    async fn list_lots(&self, page: &PageRequest) -> Result<Page<Lot>>;
+    /// Recalls the lot unless it already is: answers the lot as stored (with the first recall),
+    /// and whether this call recalled it; `None` for an unknown lot.
+    async fn recall_lot(&self, lot_number: &str, recall: &Recall) -> Result<Option<(Lot, bool)>>;
+    /// Records a shipment. An onward shipment (`from_account_id`) is checked in the same atomic
+    /// write against what the sender holds of the lot (received minus already sent on): more
+    /// than that is `Error::Validation` on `quantity`, so concurrent shipments cannot overdraw.
     async fn create_shipment(&self, shipment: &Shipment) -> Result<()>;
+    /// How much of a lot the account holds: what it received minus what it sent on.
+    async fn held(&self, account_id: &str, lot_number: &str) -> Result<u64>;
+    /// Records that an instrument loaded a lot; false when this use (its id) is already recorded.
+    async fn record_lot_use(&self, lot_use: &LotUse) -> Result<bool>;
+    /// All lot uses, oldest first.
+    async fn list_lot_uses(&self, page: &PageRequest) -> Result<Page<LotUse>>;
     /// Shipments of one lot, or to one account, oldest first.
     async fn list_shipments(
         &self,
@@ -368,6 +383,7 @@ pub struct CertificateData {
     /// `YYYY-MM-DD`; also the PDF's document date, so the same lot renders the same bytes.
     pub issued_on: String,
     pub product: Product,
+    /// With its recall, if it was recalled: the certificate says so.
     pub lot: Lot,
 }
 

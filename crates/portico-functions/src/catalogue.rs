@@ -1,11 +1,11 @@
 //! The catalogue: products, lots with their QC results, shipments to accounts, and the lot's
 //! Certificate of Analysis for those entitled to it.
 
-use portico_core::domain::{Caller, Lot, Product, QcTest, Shipment};
+use portico_core::domain::{AccountKind, Caller, Lot, Product, QcTest, Shipment};
 use portico_core::policy::Scope;
 use portico_core::ports::{Page, PageRequest};
 use portico_core::{CertificateData, Error, FieldError, Result, policy};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
@@ -42,6 +42,10 @@ pub struct CreateLot {
 #[serde(deny_unknown_fields)]
 pub struct CreateShipment {
     pub lot_number: String,
+    /// A distributor sending on part of what it received (an onward shipment); absent for a
+    /// shipment from the manufacturer.
+    #[serde(default)]
+    pub from_account_id: Option<String>,
     pub account_id: String,
     /// `YYYY-MM-DD`
     pub shipped_on: String,
@@ -144,12 +148,12 @@ pub async fn create_lot(ctx: &Context, caller: &Caller, input: CreateLot) -> Res
         expires_on: input.expires_on,
         qc_tests: input.qc_tests,
         created_at: OffsetDateTime::now_utc(),
+        recall: None,
     };
     ctx.catalogue.create_lot(&lot).await?;
     Ok(lot)
 }
 
-/// Whether the caller may see a lot: staff always; members of an account that received it.
 /// Whether the lot was shipped to the caller's account (the fact the policy decides on).
 async fn received(ctx: &Context, caller: &Caller, lot_number: &str) -> Result<bool> {
     let Some(account) = caller.account_id() else {
@@ -162,14 +166,25 @@ async fn received(ctx: &Context, caller: &Caller, lot_number: &str) -> Result<bo
     Ok(!shipments.items.is_empty())
 }
 
-pub async fn get_lot(ctx: &Context, caller: &Caller, lot_number: &str) -> Result<Lot> {
+/// `GET /v1/lots/{lot}`
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LotView {
+    #[serde(flatten)]
+    pub lot: Lot,
+    /// Whether the lot was recalled (`recall` says why and when).
+    pub recalled: bool,
+}
+
+pub async fn get_lot(ctx: &Context, caller: &Caller, lot_number: &str) -> Result<LotView> {
     policy::require_provisioned(caller)?;
     let received = !caller.sees_all_accounts() && received(ctx, caller, lot_number).await?;
     policy::read_lot(caller, lot_number, received)?;
-    ctx.catalogue
+    let lot = ctx
+        .catalogue
         .lot(lot_number)
         .await?
-        .ok_or_else(|| Error::NotFound(format!("lot `{lot_number}` not found")))
+        .ok_or_else(|| Error::NotFound(format!("lot `{lot_number}` not found")))?;
+    Ok(LotView { recalled: lot.recall.is_some(), lot })
 }
 
 pub async fn create_shipment(
@@ -177,12 +192,15 @@ pub async fn create_shipment(
     caller: &Caller,
     input: CreateShipment,
 ) -> Result<Shipment> {
-    policy::require_admin(caller)?;
+    policy::create_shipment(caller, input.from_account_id.as_deref())?;
     let mut errors = Vec::new();
     validate::key_safe_id(&mut errors, "lot_number", &input.lot_number);
     date(&mut errors, "shipped_on", &input.shipped_on);
     if input.quantity == 0 {
         errors.push(FieldError::new("quantity", "must be at least 1"));
+    }
+    if input.from_account_id.as_deref() == Some(input.account_id.as_str()) {
+        errors.push(FieldError::new("account_id", "must not be the sending account"));
     }
     if errors.is_empty() {
         if ctx.catalogue.lot(&input.lot_number).await?.is_none() {
@@ -191,6 +209,17 @@ pub async fn create_shipment(
         if ctx.accounts.account(&input.account_id).await?.is_none() {
             errors.push(FieldError::new("account_id", "is not a known account"));
         }
+        if let Some(from) = &input.from_account_id {
+            match ctx.accounts.account(from).await? {
+                None => errors.push(FieldError::new("from_account_id", "is not a known account")),
+                Some(a) if a.kind != AccountKind::Distributor => errors.push(FieldError::new(
+                    "from_account_id",
+                    "only distributors ship lots on; this account is a ".to_string()
+                        + a.kind.as_str(),
+                )),
+                Some(_) => {}
+            }
+        }
     }
     if !errors.is_empty() {
         return Err(Error::Validation(errors));
@@ -198,11 +227,14 @@ pub async fn create_shipment(
     let shipment = Shipment {
         id: uuid::Uuid::now_v7().to_string(),
         lot_number: input.lot_number,
+        from_account_id: input.from_account_id,
         account_id: input.account_id,
         shipped_on: input.shipped_on,
         quantity: input.quantity,
         created_at: OffsetDateTime::now_utc(),
     };
+    // The store checks what the sender holds in the same write (concurrent onward shipments
+    // cannot overdraw it).
     ctx.catalogue.create_shipment(&shipment).await?;
     Ok(shipment)
 }
@@ -220,11 +252,14 @@ pub async fn list_shipments(
     }
 }
 
-/// The lot's Certificate of Analysis, rendered once per lot and kept in the object store (lots do
-/// not change, so the stored PDF stays right).
+/// The lot's Certificate of Analysis, rendered once per lot and kept in the object store. A lot
+/// changes once at most (its recall), and a recalled lot's certificate is another object.
 pub async fn certificate(ctx: &Context, caller: &Caller, lot_number: &str) -> Result<Vec<u8>> {
-    let lot = get_lot(ctx, caller, lot_number).await?;
-    let key = format!("certificates/{}.pdf", lot.lot_number);
+    let lot = get_lot(ctx, caller, lot_number).await?.lot;
+    let key = match lot.recall {
+        None => format!("certificates/{}.pdf", lot.lot_number),
+        Some(_) => format!("certificates/{}.recalled.pdf", lot.lot_number),
+    };
     if let Ok(stream) = ctx.objects.get(&key).await {
         let chunks: Vec<bytes::Bytes> = futures_util::TryStreamExt::try_collect(stream)
             .await

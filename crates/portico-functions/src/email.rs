@@ -157,18 +157,28 @@ pub fn document_ready(to: &str, document: &Document) -> Result<OutboundEmail> {
 }
 
 /// A recall notice for a lot the recipient's account received.
+/// The recall notice for one user: the lot, its product, why, and what of the user's account the
+/// lot touched (instruments that loaded it, run files it may have affected).
 pub fn lot_recall(
     to: &str,
     lot: &portico_core::Lot,
     product: &portico_core::Product,
     reason: &str,
+    instruments: &[&portico_core::graph::TracedInstrument],
+    documents: &[&portico_core::graph::TracedDocument],
 ) -> Result<OutboundEmail> {
     compose(
         email_id(&format!("recall\n{}\n{to}", lot.lot_number)),
         to,
         format!("Recall notice: {} lot {}", product.name, lot.lot_number),
         "lot_recall",
-        json!({"lot": lot, "product": product, "reason": reason}),
+        json!({
+            "lot": lot,
+            "product": product,
+            "reason": reason,
+            "instruments": instruments,
+            "documents": documents,
+        }),
     )
 }
 
@@ -219,12 +229,40 @@ mod tests {
             expires_on: "2027-01-01".into(),
             qc_tests: vec![],
             created_at: time::OffsetDateTime::UNIX_EPOCH,
+            recall: None,
         };
-        let email =
-            lot_recall("lab@acme.example", &lot, &product, "contamination").expect("renders");
+        let instrument = portico_core::graph::TracedInstrument {
+            serial: "SN-9".into(),
+            name: "Cycler <2>".into(),
+            account_id: "a".into(),
+            first_loaded_at: time::OffsetDateTime::UNIX_EPOCH,
+            last_loaded_at: time::OffsetDateTime::UNIX_EPOCH,
+        };
+        let document = portico_core::graph::TracedDocument {
+            document_id: "d-1".into(),
+            account_id: "a".into(),
+            filename: "run-7.csv".into(),
+            instrument_serial: Some("SN-9".into()),
+            names_lot: false,
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
+        };
+        let email = lot_recall(
+            "lab@acme.example",
+            &lot,
+            &product,
+            "contamination",
+            &[&instrument],
+            &[&document],
+        )
+        .expect("renders");
         assert_eq!(email.subject, "[Portico] Recall notice: Buffer <A> lot L-7");
         assert!(email.html.contains("Buffer &lt;A&gt;"));
+        assert!(email.html.contains("Cycler &lt;2&gt;"));
         assert!(email.text.contains("contamination"));
+        assert!(email.text.contains("SN-9") && email.text.contains("run-7.csv"), "{}", email.text);
+        let none = lot_recall("lab@acme.example", &lot, &product, "contamination", &[], &[])
+            .expect("renders");
+        assert_eq!(none.id, email.id, "one notice per lot and recipient");
         assert_eq!(email.category, "lot_recall");
     }
 

@@ -8,15 +8,17 @@ pub mod catalogue;
 pub mod documents;
 pub mod email;
 pub mod gate;
+pub mod graph;
 pub mod identity;
 pub mod instruments;
 pub mod notifications;
+pub mod trace;
 mod validate;
 
 use std::sync::Arc;
 
 use portico_core::{
-    Accounts, Catalogue, CertificateRenderer, Documents, FileUrls, Instruments, Mailer,
+    Accounts, Catalogue, CertificateRenderer, Documents, FileUrls, GraphStore, Instruments, Mailer,
     Notifications, ObjectStore, Outbox, Publisher, Queue, UploadEvents, Users,
 };
 
@@ -28,6 +30,8 @@ pub struct Context {
     pub notifications: Arc<dyn Notifications>,
     pub documents: Arc<dyn Documents>,
     pub catalogue: Arc<dyn Catalogue>,
+    /// The traceability graph the change records project to (it may lag the records).
+    pub graph: Arc<dyn GraphStore>,
     /// Messages to MQTT clients (user notification topics, instrument commands).
     pub publisher: Arc<dyn Publisher>,
     /// E-mails to send.
@@ -48,7 +52,7 @@ pub struct Context {
 }
 
 /// The functions a rule may name, and the one place that calls them.
-pub const RULE_FUNCTIONS: &[&str] = &["instrument_alert"];
+pub const RULE_FUNCTIONS: &[&str] = &["instrument_alert", "record_lot_use"];
 
 /// Runs the function a rule named with what the rule selected.
 pub async fn run_rule_function(
@@ -58,6 +62,7 @@ pub async fn run_rule_function(
 ) -> portico_core::Result<()> {
     match function {
         "instrument_alert" => alerts::instrument_alert(ctx, &input).await.map(|_| ()),
+        "record_lot_use" => trace::record_lot_use(ctx, &input).await.map(|_| ()),
         other => Err(portico_core::Error::Unexpected(anyhow::anyhow!(
             "no rule function named `{other}`"
         ))),

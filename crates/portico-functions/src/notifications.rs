@@ -26,8 +26,9 @@ fn topic(user_id: &str) -> String {
 
 /// Stores `notifications`, then publishes the ones that are new (QoS 1) on their owners' topics:
 /// a repeat stores and sends nothing. A failed publish is logged, not an error: the stored
-/// notification is what counts, and its owner finds it in `GET /v1/notifications`.
-pub async fn deliver(ctx: &Context, notifications: &[Notification]) -> Result<()> {
+/// notification is what counts, and its owner finds it in `GET /v1/notifications`. Answers the
+/// ids of the notifications that were new.
+pub async fn deliver(ctx: &Context, notifications: &[Notification]) -> Result<Vec<String>> {
     let new = ctx.notifications.insert_notifications(notifications).await?;
     for notification in notifications.iter().filter(|n| new.contains(&n.id)) {
         let topic = topic(&notification.user_id);
@@ -37,7 +38,7 @@ pub async fn deliver(ctx: &Context, notifications: &[Notification]) -> Result<()
             tracing::warn!(topic, error = %e, "notification stored but not published");
         }
     }
-    Ok(())
+    Ok(new)
 }
 
 pub async fn list(ctx: &Context, caller: &Caller, page: PageRequest) -> Result<Page<Notification>> {

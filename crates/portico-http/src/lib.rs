@@ -143,6 +143,8 @@ macro_rules! each_route {
         $route!(create_lot);
         $route!(get_lot);
         $route!(lot_certificate);
+        $route!(lot_impact);
+        $route!(recall_lot);
         $route!(list_shipments);
         $route!(create_shipment);
         $route!(list_documents);

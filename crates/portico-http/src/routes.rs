@@ -16,12 +16,13 @@ use portico_core::domain::{
 };
 use portico_core::ports::Page;
 use portico_functions::accounts::{self, AddUser, CreateAccount};
-use portico_functions::catalogue::{self, CreateLot, CreateProduct, CreateShipment};
+use portico_functions::catalogue::{self, CreateLot, CreateProduct, CreateShipment, LotView};
 use portico_functions::documents::{self, DocumentView, RequestUpload, UploadTicket};
 use portico_functions::email;
 use portico_functions::identity::{self, Me};
 use portico_functions::instruments::{self, RegisterInstrument, RegisteredInstrument};
 use portico_functions::notifications;
+use portico_functions::trace::{self, Impact, RecallLot, RecallOutcome};
 use portico_objects::UploadGrant;
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -488,16 +489,68 @@ pub async fn create_lot(
     Ok(created(format!("/v1/lots/{}", lot.lot_number), lot))
 }
 
-/// One lot: staff, and members of accounts that received it.
+/// One lot, and whether it was recalled: staff, and members of accounts that received it.
 #[utoipa::path(get, path = "/v1/lots/{lot}", tag = "catalogue", security(("bearer" = [])),
     params(("lot" = String, Path, description = "Lot number")),
-    responses((status = 200, body = Lot)))]
+    responses((status = 200, body = LotView)))]
 pub async fn get_lot(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     Path(lot): Path<String>,
-) -> Answer<Json<Lot>> {
+) -> Answer<Json<LotView>> {
     Ok(Json(catalogue::get_lot(state.context(), &caller, &lot).await?))
+}
+
+/// Traceability (admins, support): the accounts the lot reached, directly or through
+/// distributors, with the paths it travelled; the instruments that loaded it; the run files it
+/// may have affected; whom to tell. `?format=csv` for a spreadsheet.
+#[utoipa::path(get, path = "/v1/lots/{lot}/impact", tag = "traceability", security(("bearer" = [])),
+    params(("lot" = String, Path, description = "Lot number"),
+        ("format" = Option<String>, Query, description = "`json` (the default) or `csv`")),
+    responses((status = 200, body = Impact),
+        (status = 200, description = "The impact as CSV (`?format=csv`)", content_type = "text/csv")))]
+pub async fn lot_impact(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(lot): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Answer<axum::response::Response> {
+    let csv = match query.get("format").map(String::as_str) {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(_) => return Err(Error::invalid("format", "must be json or csv").into()),
+    };
+    let impact = trace::impact(state.context(), &caller, &lot).await?;
+    if !csv {
+        return Ok(Json(impact).into_response());
+    }
+    let disposition = format!("attachment; filename=\"impact-{lot}.csv\"");
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        trace::impact_csv(&impact),
+    )
+        .into_response())
+}
+
+/// Recalls a lot (admins): recorded once (201; a repeat answers the same recall, 200), and
+/// everyone the impact names is told by MQTT notification, in `GET /v1/notifications` and by
+/// e-mail, each once.
+#[utoipa::path(post, path = "/v1/lots/{lot}/recall", tag = "traceability", security(("bearer" = [])),
+    params(("lot" = String, Path, description = "Lot number")),
+    request_body = RecallLot,
+    responses((status = 201, body = RecallOutcome), (status = 200, body = RecallOutcome)))]
+pub async fn recall_lot(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(lot): Path<String>,
+    JsonBody(input): JsonBody<RecallLot>,
+) -> Answer<impl IntoResponse> {
+    let outcome = trace::recall(state.context(), &caller, &lot, input).await?;
+    let status = if outcome.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(outcome)))
 }
 
 /// The lot's Certificate of Analysis (PDF/A-2b): staff, and members of accounts that received it.
@@ -520,7 +573,8 @@ pub async fn lot_certificate(
     ))
 }
 
-/// Records a lot shipped to an account (admins).
+/// Records a lot shipped to an account: admins; or a distributor's account admin, for an onward
+/// shipment (`from_account_id`) of no more than the distributor holds (422 otherwise).
 #[utoipa::path(post, path = "/v1/shipments", tag = "catalogue", security(("bearer" = [])),
     request_body = CreateShipment,
     responses((status = 201, body = Shipment)))]

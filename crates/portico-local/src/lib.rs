@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 // The composition and the workers are shared with the Lambda host; the local host re-exports
 // them so its callers (the CLI, the bench, the tests) have one crate to ask.
 pub use portico_app::{
-    Composition, compose_backend, dev_issuer_url, load_dev_issuer, s3_events, worker,
+    Composition, compose_backend, dev_issuer_url, graph, load_dev_issuer, s3_events, worker,
     worker_settings, world,
 };
 use portico_broker::BrokerPublisher;
@@ -136,7 +136,7 @@ impl Server {
         };
 
         let workers = self.worker.map(|settings| {
-            tokio::spawn(worker::run(self.composition.context.clone(), settings, stop_rx.clone()))
+            tokio::spawn(worker::run(self.composition.clone(), settings, stop_rx.clone()))
         });
 
         let app = portico_http::app(self.composition.state.clone());

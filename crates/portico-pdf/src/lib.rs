@@ -109,6 +109,7 @@ pub fn sample_certificate(rows: usize) -> CertificateData {
                 })
                 .collect(),
             created_at: epoch,
+            recall: None,
         },
     }
 }
@@ -163,6 +164,22 @@ mod tests {
             pdf,
             Pdf::new().render_certificate(&data(10, "Taq Polymerase Größe")).expect("again")
         );
+    }
+
+    #[test]
+    fn a_recalled_lot_says_so_with_its_reason() {
+        let mut recalled = data(3, "Taq Polymerase");
+        recalled.lot.recall = Some(portico_core::Recall {
+            reason: "Endotoxin #[above] limit".into(),
+            recalled_by: "u-admin".into(),
+            recalled_at: time::macros::datetime!(2026-12-01 10:00 UTC),
+        });
+        let (_, text) = text_of(&Pdf::new().render_certificate(&recalled).expect("rendered"));
+        for needle in ["RECALLED", "2026-12-01", "Endotoxin #[above] limit"] {
+            assert!(text.contains(needle), "{needle} missing from {text}");
+        }
+        let (_, plain) = text_of(&Pdf::new().render_certificate(&data(3, "Taq")).expect("plain"));
+        assert!(!plain.contains("RECALLED"), "{plain}");
     }
 
     #[test]

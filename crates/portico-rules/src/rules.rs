@@ -59,10 +59,15 @@ pub const BUILTIN_RULES: &str = r#"
 name = "instrument_alert"
 sql = "SELECT *, topic(2) AS serial FROM 'instruments/+/events' WHERE severity IN ('error', 'critical')"
 function = "instrument_alert"
+
+[[rules]]
+name = "lot_loaded"
+sql = "SELECT *, topic(2) AS serial, timestamp() AS received_at FROM 'instruments/+/events' WHERE type = 'lot_loaded'"
+function = "record_lot_use"
 "#;
 
 impl RuleSet {
-    /// The built-in rules (instrument alerts).
+    /// The built-in rules (instrument alerts, lot uses).
     pub fn builtin(known_functions: &[&str]) -> Result<RuleSet, RulesError> {
         Self::from_toml(BUILTIN_RULES, known_functions)
     }
@@ -124,7 +129,7 @@ impl RuleSet {
 mod tests {
     use super::*;
 
-    const KNOWN: &[&str] = &["instrument_alert", "archive"];
+    const KNOWN: &[&str] = &["instrument_alert", "record_lot_use", "archive"];
 
     #[test]
     fn builtin_rule_selects_errors_and_criticals() {
@@ -147,8 +152,28 @@ mod tests {
         assert!(rules.evaluate(&message(r#"{"severity": "info"}"#)).is_empty());
         assert!(matches!(
             rules.evaluate(&message("garbage")).as_slice(),
-            [Outcome::Skipped { .. }]
+            [Outcome::Skipped { .. }, Outcome::Skipped { .. }]
         ));
+    }
+
+    #[test]
+    fn builtin_rule_records_lot_loads_with_when_they_arrived() {
+        let rules = RuleSet::builtin(KNOWN).expect("builtin parses");
+        let message = Message {
+            topic: "instruments/SN-7/events",
+            payload: br#"{"type": "lot_loaded", "lot_number": "L-1"}"#,
+            client_id: "SN-7",
+            timestamp_ms: 1_700_000_000_000,
+        };
+        match rules.evaluate(&message).as_slice() {
+            [Outcome::Hit { function, output, .. }] => {
+                assert_eq!(function, "record_lot_use");
+                assert_eq!(output["serial"], "SN-7");
+                assert_eq!(output["lot_number"], "L-1");
+                assert_eq!(output["received_at"], 1_700_000_000_000_u64);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -2,14 +2,15 @@
 
 use async_trait::async_trait;
 use portico_core::domain::{Account, AccountKind};
+use portico_core::graph::Change;
 use portico_core::ports::{NewAccount, Page, PageRequest};
 use portico_core::{Accounts, Result};
 use rusqlite::{Row, params};
 
-use crate::SqliteStore;
 use crate::rows::{Decoded, conflict_or, corrupt, parse_timestamp, timestamp};
 use crate::sequence;
 use crate::store::Order;
+use crate::{SqliteStore, changes};
 
 /// The sequence account numbers are taken from.
 const ACCOUNT_NUMBERS: &str = "account_number";
@@ -51,6 +52,7 @@ impl Accounts for SqliteStore {
                         "inserting account",
                     )
                 })?;
+                changes::record(tx, &Change::Account(account.clone()))?;
                 Ok(account)
             })
             .await

@@ -161,6 +161,53 @@ CREATE INDEX shipments_by_account ON shipments(account_id, seq);
     r#"
 UPDATE users SET sub_key = lower(sub);
 "#,
+    // Traceability: onward shipments, lot uses, recalls, run files' instruments; the change
+    // table every domain write appends to in its own transaction, its consumers' checkpoints, and
+    // the graph those changes project to.
+    r#"
+ALTER TABLE shipments ADD COLUMN from_account_id TEXT REFERENCES accounts(id);
+CREATE INDEX shipments_received ON shipments(account_id, lot_number);
+CREATE INDEX shipments_sent ON shipments(from_account_id, lot_number);
+ALTER TABLE documents ADD COLUMN instrument_serial TEXT;
+ALTER TABLE lots ADD COLUMN recall TEXT;
+CREATE TABLE lot_uses (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    id         TEXT NOT NULL UNIQUE,
+    lot_number TEXT NOT NULL REFERENCES lots(lot_number),
+    serial     TEXT NOT NULL,
+    account_id TEXT NOT NULL,
+    loaded_at  TEXT NOT NULL
+);
+CREATE TABLE changes (
+    seq   INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms INTEGER NOT NULL,
+    body  TEXT NOT NULL
+);
+CREATE TABLE change_checkpoints (
+    consumer TEXT PRIMARY KEY,
+    seq      INTEGER NOT NULL
+);
+CREATE TABLE graph_vertices (
+    id      TEXT PRIMARY KEY,
+    label   TEXT NOT NULL,
+    version TEXT NOT NULL,
+    props   TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE graph_edges (
+    id      TEXT PRIMARY KEY,
+    label   TEXT NOT NULL,
+    out_id  TEXT NOT NULL,
+    in_id   TEXT NOT NULL,
+    version TEXT NOT NULL,
+    props   TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX graph_edges_out ON graph_edges(out_id, label);
+CREATE INDEX graph_edges_in ON graph_edges(in_id, label);
+CREATE TABLE graph_state (
+    id        INTEGER PRIMARY KEY CHECK (id = 1),
+    newest_ms INTEGER NOT NULL
+);
+"#,
 ];
 
 /// A SQLite database shared by the local adapters.

@@ -3,24 +3,26 @@
 use anyhow::Context;
 use async_trait::async_trait;
 use portico_core::domain::{Document, DocumentStatus};
+use portico_core::graph::Change;
 use portico_core::ports::{Page, PageRequest, Transition};
 use portico_core::{Documents, Result};
 use rusqlite::{OptionalExtension, Row, params};
 use time::OffsetDateTime;
 
-use crate::SqliteStore;
 use crate::rows::{Decoded, corrupt, parse_timestamp, timestamp, values};
 use crate::store::Order;
+use crate::{SqliteStore, changes};
 
-const COLUMNS: &str = "seq, id, account_id, uploaded_by, filename, content_type, size, status, failure_reason, metadata, created_at, updated_at";
+const COLUMNS: &str = "seq, id, account_id, uploaded_by, filename, content_type, size, status, failure_reason, metadata, created_at, updated_at, instrument_serial";
 
 #[async_trait]
 impl Documents for SqliteStore {
     async fn create_document(&self, d: &Document) -> Result<()> {
         let sql =
             "INSERT INTO documents (id, account_id, uploaded_by, filename, content_type, size,
-                                          status, failure_reason, metadata, created_at, updated_at)
-                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+                                          status, failure_reason, metadata, created_at, updated_at,
+                                          instrument_serial)
+                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
         let (id, account, uploader) = (d.id.clone(), d.account_id.clone(), d.uploaded_by.clone());
         let (filename, content_type) = (d.filename.clone(), d.content_type.clone());
         let (status, reason) = (d.status.as_str().to_string(), d.failure_reason.clone());
@@ -37,10 +39,12 @@ impl Documents for SqliteStore {
             reason,
             metadata,
             created,
-            updated
+            updated,
+            d.instrument_serial.clone()
         ];
         let conflict = format!("document `{}` already exists", d.id);
-        self.insert(sql, values, conflict, "inserting document").await
+        let change = Change::Document(d.clone());
+        self.insert(sql, values, conflict, change, "inserting document").await
     }
 
     async fn document(&self, id: &str) -> Result<Option<Document>> {
@@ -67,7 +71,7 @@ impl Documents for SqliteStore {
         let metadata = change.metadata.map(|m| m.to_string());
         let id = id.to_string();
         self.db
-            .write(move |conn| {
+            .transaction("document transition", move |conn| {
                 let current: Option<String> = conn
                     .query_row("SELECT status FROM documents WHERE id = ?1", params![id], |r| r.get(0))
                     .optional()
@@ -78,7 +82,7 @@ impl Documents for SqliteStore {
                 if !from.contains(&current.as_str()) {
                     return Ok(false);
                 }
-                // The single writer connection makes read-then-update atomic here.
+                // The immediate transaction makes read-then-update atomic.
                 let n = conn
                     .execute(
                         "UPDATE documents SET status = ?2, failure_reason = COALESCE(?3, failure_reason),
@@ -87,6 +91,13 @@ impl Documents for SqliteStore {
                         params![id, to.as_str(), reason, metadata, timestamp(OffsetDateTime::now_utc())?, current],
                     )
                     .context("updating document status")?;
+                if n > 0 {
+                    let sql = format!("SELECT {COLUMNS} FROM documents WHERE id = ?1");
+                    let (_, document) = conn
+                        .query_row(&sql, params![id], document_row)
+                        .context("rereading document")?;
+                    changes::record(conn, &Change::Document(document?))?;
+                }
                 Ok(n > 0)
             })
             .await
@@ -106,6 +117,7 @@ fn document_row(row: &Row<'_>) -> rusqlite::Result<Decoded<Document>> {
     let (status, failure_reason, metadata): (String, Option<String>, Option<String>) =
         (row.get(7)?, row.get(8)?, row.get(9)?);
     let (created, updated): (String, String) = (row.get(10)?, row.get(11)?);
+    let instrument_serial: Option<String> = row.get(12)?;
     let document = (|| {
         Ok(Document {
             id,
@@ -121,6 +133,7 @@ fn document_row(row: &Row<'_>) -> rusqlite::Result<Decoded<Document>> {
                 .map(|m| serde_json::from_str(&m))
                 .transpose()
                 .map_err(|e| corrupt(format!("bad document metadata: {e}")))?,
+            instrument_serial,
             created_at: parse_timestamp(&created)?,
             updated_at: parse_timestamp(&updated)?,
         })

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use portico_core::domain::Instrument;
+use portico_core::graph::Change;
 use portico_core::ports::{Page, PageRequest};
 use portico_core::{Instruments, Result};
 use rusqlite::{Row, params};
@@ -22,7 +23,8 @@ impl Instruments for SqliteStore {
         let (account, hash) = (i.account_id.clone(), secret_hash.to_string());
         let values = values![serial, model, name, account, hash, timestamp(i.created_at)?];
         let conflict = format!("instrument `{}` is already registered", i.serial);
-        self.insert(sql, values, conflict, "inserting instrument").await
+        let change = Change::Instrument(i.clone());
+        self.insert(sql, values, conflict, change, "inserting instrument").await
     }
 
     async fn instrument(&self, serial: &str) -> Result<Option<Instrument>> {

@@ -8,8 +8,10 @@
 
 mod accounts;
 mod catalogue;
+mod changes;
 mod db;
 mod documents;
+mod graph;
 mod instruments;
 mod notifications;
 mod outbox;
@@ -19,7 +21,9 @@ mod sequence;
 mod store;
 mod users;
 
+pub use changes::ChangeFeed;
 pub use db::Database;
+pub use graph::SqliteGraph;
 pub use queue::{DEAD_LETTER_SUFFIX, SqliteQueue};
 pub use sequence::SqliteSequence;
 pub use store::SqliteStore;
@@ -62,6 +66,18 @@ mod contract {
         let q: Arc<dyn Queue> = Arc::new(SqliteQueue::new(database(&dir), 3));
         suite::queue::visibility_receipts_and_dead_letters(q.as_ref(), "contract-a").await;
         suite::queue::long_polling_visibility_changes_and_deletes(q, "contract-b").await;
+    }
+
+    #[tokio::test]
+    async fn graph() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut made = 0;
+        suite::graph::projection_is_idempotent_and_order_free(|| {
+            made += 1;
+            let db = Database::open(&dir.path().join(format!("graph-{made}.db"))).expect("db");
+            async move { crate::SqliteGraph::new(db) }
+        })
+        .await;
     }
 
     #[tokio::test]

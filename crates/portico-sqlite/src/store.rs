@@ -8,8 +8,10 @@ use portico_core::ports::{Page, PageRequest, SequenceRange};
 use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, Params, ToSql, params_from_iter};
 
-use crate::Database;
+use portico_core::graph::Change;
+
 use crate::rows::{self, Decoded, RowFn, conflict_or, decode_cursor, decode_cursor_newest_first};
+use crate::{Database, changes};
 
 /// The order of a listing, by when its rows were stored.
 #[derive(Debug, Clone, Copy)]
@@ -97,19 +99,21 @@ impl SqliteStore {
         })
     }
 
-    /// Inserts one row; a unique key already taken is `Error::Conflict(conflict)`.
+    /// Inserts one row and records `change` in the same transaction; a unique key already taken
+    /// is `Error::Conflict(conflict)`.
     pub(crate) async fn insert(
         &self,
         sql: &'static str,
         values: Vec<Value>,
         conflict: String,
+        change: Change,
         what: &'static str,
     ) -> Result<()> {
         self.db
-            .write(move |conn| {
-                conn.execute(sql, params_from_iter(values))
+            .transaction(what, move |tx| {
+                tx.execute(sql, params_from_iter(values))
                     .map_err(|e| conflict_or(e, conflict, what))?;
-                Ok(())
+                changes::record(tx, &change)
             })
             .await
     }

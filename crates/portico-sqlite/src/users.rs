@@ -3,13 +3,14 @@
 use anyhow::Context;
 use async_trait::async_trait;
 use portico_core::domain::{Role, User, sub_key};
+use portico_core::graph::Change;
 use portico_core::ports::{Page, PageRequest};
 use portico_core::{Error, Result, Users};
 use rusqlite::{OptionalExtension, Row, params};
 
-use crate::SqliteStore;
 use crate::rows::{Decoded, conflict_or, corrupt, parse_timestamp, timestamp};
 use crate::store::Order;
+use crate::{SqliteStore, changes};
 
 const COLUMNS: &str = "seq, id, sub, email, display_name, account_id, roles, created_at";
 
@@ -41,7 +42,7 @@ impl Users for SqliteStore {
                     )
                 })?;
                 index_roles(tx, &u.id, u.account_id.as_deref(), &u.roles)?;
-                Ok(())
+                changes::record(tx, &Change::User(u))
             })
             .await
     }
@@ -76,7 +77,10 @@ impl Users for SqliteStore {
                 tx.execute("DELETE FROM user_roles WHERE user_id = ?1", params![id])
                     .context("clearing role index")?;
                 index_roles(tx, &id, account_id.as_deref(), &roles)?;
-                Ok(())
+                let sql = format!("SELECT {COLUMNS} FROM users WHERE id = ?1");
+                let (_, user) =
+                    tx.query_row(&sql, params![id], user_row).context("rereading user")?;
+                changes::record(tx, &Change::User(user?))
             })
             .await
     }

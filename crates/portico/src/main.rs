@@ -44,6 +44,18 @@ enum Command {
     Worker,
     /// Print the effective configuration (TOML), secrets redacted.
     Config,
+    /// The traceability graph.
+    Graph {
+        #[command(subcommand)]
+        command: GraphCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum GraphCommand {
+    /// Rebuild the graph from the domain records. The server may keep running; its traces are
+    /// partial until the rebuild ends.
+    Rebuild,
 }
 
 fn main() -> ExitCode {
@@ -67,7 +79,38 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token { sub, groups, ttl } => token(&config, sub, groups, &ttl),
         Command::Serve { demo } => serve(config, demo),
         Command::Worker => worker(config),
+        Command::Graph { command: GraphCommand::Rebuild } => graph_rebuild(&config),
     }
+}
+
+fn graph_rebuild(config: &Config) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        config.backend == portico_config::Backend::Local,
+        "`portico graph rebuild` rebuilds the local graph; on AWS the graph-projector function \
+         keeps Neptune up to date"
+    );
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let composition = portico_local::compose(config)?;
+        let feed = composition.changes.as_ref().context("the local backend has a change table")?;
+        let started = std::time::Instant::now();
+        let rebuilt = portico_local::graph::rebuild(&composition.context, feed)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        println!(
+            "graph rebuilt in {:.1} s: {} accounts, {} users, {} instruments, {} products, {} lots, {} shipments, {} lot uses, {} documents",
+            started.elapsed().as_secs_f64(),
+            rebuilt.accounts,
+            rebuilt.users,
+            rebuilt.instruments,
+            rebuilt.products,
+            rebuilt.lots,
+            rebuilt.shipments,
+            rebuilt.lot_uses,
+            rebuilt.documents
+        );
+        Ok(())
+    })
 }
 
 fn token(config: &Config, sub: String, groups: Vec<String>, ttl: &str) -> anyhow::Result<()> {
@@ -108,7 +151,7 @@ fn worker(config: Config) -> anyhow::Result<()> {
             shutdown_signal().await;
             let _ = stop_tx.send(true);
         });
-        portico_local::worker::run(composition.context, settings, stop_rx).await;
+        portico_local::worker::run(composition, settings, stop_rx).await;
         Ok(())
     })
 }

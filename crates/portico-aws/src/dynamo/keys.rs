@@ -13,8 +13,10 @@
 //! | instrument | `INSTRUMENT#serial` | `#` | `ACCOUNT_INSTRUMENTS#account` | `INSTRUMENTS` | |
 //! | notification | `NOTIFICATIONS#user` | id | `NOTIFICATIONS#user` | | |
 //! | document | `DOCUMENT#id` | `#` | `ACCOUNT_DOCUMENTS#account` | | |
-//! | product / lot | `PRODUCT#sku` / `LOT#number` | `#` | `PRODUCTS` / - | | |
+//! | product / lot | `PRODUCT#sku` / `LOT#number` | `#` | `PRODUCTS` / `LOTS` | | |
 //! | shipment | `SHIPMENT#id` | `#` | `LOT_SHIPMENTS#lot` | `ACCOUNT_SHIPMENTS#account` | `SHIPMENTS` |
+//! | what an account holds of a lot | `STOCK#account#lot` | `#` | | | |
+//! | lot use | `LOT_USE#id` | `#` | `LOT_USES` | | |
 //! | e-mail | `EMAIL#id` | `#` | `OUTBOX_DUE` (while due), by due time | `OUTBOX` | |
 //! | sequence block | `SEQ#name#region` | `#` | | | |
 
@@ -83,6 +85,15 @@ pub(crate) const PRODUCTS: &str = "PRODUCTS";
 pub(crate) fn lot(lot_number: &str) -> String {
     format!("LOT#{lot_number}")
 }
+pub(crate) const LOTS: &str = "LOTS";
+/// What an account holds of a lot (attribute `held`: received minus sent on).
+pub(crate) fn stock(account: &str, lot_number: &str) -> String {
+    format!("STOCK#{account}#{lot_number}")
+}
+pub(crate) fn lot_use(id: &str) -> String {
+    format!("LOT_USE#{id}")
+}
+pub(crate) const LOT_USES: &str = "LOT_USES";
 pub(crate) fn shipment(id: &str) -> String {
     format!("SHIPMENT#{id}")
 }

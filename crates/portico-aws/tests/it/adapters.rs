@@ -139,6 +139,7 @@ async fn presigned_urls_take_an_upload_and_give_it_back() {
         status: portico_core::domain::DocumentStatus::Pending,
         failure_reason: None,
         metadata: None,
+        instrument_serial: None,
         created_at: now,
         updated_at: now,
     };

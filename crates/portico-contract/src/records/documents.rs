@@ -25,6 +25,7 @@ pub async fn listing_and_transitions(
         status: DocumentStatus::Pending,
         failure_reason: None,
         metadata: None,
+        instrument_serial: (n == 2).then(|| "SN-2".to_string()),
         created_at: at(600 + n),
         updated_at: at(600 + n),
     };
@@ -39,6 +40,8 @@ pub async fn listing_and_transitions(
         .map(|d| d.id)
         .collect();
     assert_eq!(ids, vec!["d-3", "d-2", "d-1", "d-0"]);
+    let run = documents.document("d-2").await.unwrap().unwrap();
+    assert_eq!(run.instrument_serial.as_deref(), Some("SN-2"));
 
     let pending = [DocumentStatus::Pending];
     assert!(

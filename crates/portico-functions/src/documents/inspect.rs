@@ -8,6 +8,10 @@ use time::format_description::well_known::Rfc3339;
 
 /// Column names that hold a run's timestamps.
 const TIME_COLUMNS: &[&str] = &["timestamp", "time", "datetime", "date_time", "recorded_at", "ts"];
+/// Column names that hold the lot a run used.
+const LOT_COLUMNS: &[&str] = &["lot", "lot_number"];
+/// The most distinct lots kept from one run file (a run uses a handful).
+const MAX_LOTS: usize = 100;
 
 /// Feeds chunks in, then `finish` says what the file is, or why it is broken.
 pub struct Inspector {
@@ -114,6 +118,8 @@ struct CsvScan {
     header: Option<Vec<String>>,
     rows: u64,
     time_column: Option<usize>,
+    lot_column: Option<usize>,
+    lots: std::collections::BTreeSet<String>,
     first: Option<OffsetDateTime>,
     last: Option<OffsetDateTime>,
     done: bool,
@@ -130,6 +136,8 @@ impl CsvScan {
             header: None,
             rows: 0,
             time_column: None,
+            lot_column: None,
+            lots: std::collections::BTreeSet::new(),
             first: None,
             last: None,
             done: false,
@@ -208,8 +216,11 @@ impl CsvScan {
             if names.iter().any(String::is_empty) {
                 return Err("the CSV header has an empty column name".into());
             }
-            self.time_column =
-                names.iter().position(|n| TIME_COLUMNS.contains(&n.to_ascii_lowercase().as_str()));
+            let column = |known: &[&str]| {
+                names.iter().position(|n| known.contains(&n.to_ascii_lowercase().as_str()))
+            };
+            self.time_column = column(TIME_COLUMNS);
+            self.lot_column = column(LOT_COLUMNS);
             self.header = Some(names);
             return Ok(());
         };
@@ -221,6 +232,18 @@ impl CsvScan {
             ));
         }
         self.rows += 1;
+        if let Some(column) = self.lot_column {
+            let lot = fields[column].trim();
+            if !lot.is_empty() && !self.lots.contains(lot) {
+                if !portico_core::domain::is_key_safe_id(lot) {
+                    return Err(format!("row {line}: {lot:?} is not a lot number"));
+                }
+                if self.lots.len() >= MAX_LOTS {
+                    return Err(format!("the file names more than {MAX_LOTS} lots"));
+                }
+                self.lots.insert(lot.to_string());
+            }
+        }
         if let Some(column) = self.time_column {
             let value = fields[column].trim();
             let at = OffsetDateTime::parse(value, &Rfc3339)
@@ -240,6 +263,8 @@ impl CsvScan {
             "time_column": self.time_column.map(|c| header[c].clone()),
             "first_timestamp": format(self.first),
             "last_timestamp": format(self.last),
+            "lot_column": self.lot_column.map(|c| header[c].clone()),
+            "lots": self.lots,
         }))
     }
 }
@@ -270,6 +295,11 @@ mod tests {
             assert_eq!(m["csv"]["last_timestamp"], "2026-11-27T11:30:00Z");
             assert_eq!(m["sniffed_type"], "text/plain");
         }
+        let lots = inspect(true, &[b"Lot,v\nL-1,1\n L-2 ,2\nL-1,3\n,4\n"]).expect("valid");
+        assert_eq!(lots["csv"]["lots"], json!(["L-1", "L-2"]));
+        assert_eq!(lots["csv"]["lot_column"], "Lot");
+        let bad = inspect(true, &[b"lot_number,v\n../x,1\n"]).expect_err("not a lot");
+        assert!(bad.contains("not a lot number"), "{bad}");
         let no_trailing_newline = inspect(true, &[b"a,b\n1,2"]).expect("valid");
         assert_eq!(no_trailing_newline["csv"]["rows"], 1);
     }

@@ -32,6 +32,10 @@ pub struct RequestUpload {
     pub content_type: String,
     /// The exact size of the file in bytes.
     pub size: u64,
+    /// The account's instrument that produced the file (a run file), if any: traceability
+    /// links the run to the lots that instrument loaded.
+    #[serde(default)]
+    pub instrument_serial: Option<String>,
 }
 
 /// Where and how to send the file.
@@ -73,6 +77,13 @@ pub async fn request_upload(
     } else if input.size > max {
         errors.push(FieldError::new("size", format!("must be at most {max} bytes")));
     }
+    if let Some(serial) = &input.instrument_serial {
+        let own = ctx.instruments.instrument(serial).await?.filter(|i| i.account_id == account_id);
+        if own.is_none() {
+            errors
+                .push(FieldError::new("instrument_serial", "is not an instrument of your account"));
+        }
+    }
     if !errors.is_empty() {
         return Err(Error::Validation(errors));
     }
@@ -87,6 +98,7 @@ pub async fn request_upload(
         status: DocumentStatus::Pending,
         failure_reason: None,
         metadata: None,
+        instrument_serial: input.instrument_serial,
         created_at: now,
         updated_at: now,
     };

@@ -119,11 +119,8 @@ async fn an_upload_to_s3_reaches_the_worker_through_sqs_and_the_document_is_read
     let (_stop, stopped) = tokio::sync::watch::channel(false);
     let mut settings = portico_local::worker_settings(&worker_config);
     settings.visibility = std::time::Duration::from_secs(10);
-    let _worker = AbortOnDrop(tokio::spawn(portico_local::worker::run(
-        composition.context,
-        settings,
-        stopped,
-    )));
+    let _worker =
+        AbortOnDrop(tokio::spawn(portico_local::worker::run(composition, settings, stopped)));
 
     let doc = settled(&app, &carol, &document_id).await;
     assert_eq!(doc["status"], "ready", "{doc}");

@@ -26,7 +26,7 @@ async fn pdf(app: &TestApp, token: &str, lot: &str) -> (StatusCode, Vec<u8>, Opt
     (status, response.bytes().await.expect("body").to_vec(), content_type)
 }
 
-fn pdf_text(bytes: &[u8]) -> String {
+pub(crate) fn pdf_text(bytes: &[u8]) -> String {
     use std::io::Write;
     let mut child = std::process::Command::new("pdftotext")
         .args(["-layout", "-", "-"])
@@ -215,12 +215,16 @@ async fn the_demo_world_lets_a_customer_fetch_a_certificate_and_loads_once() {
     assert_eq!(logins.len(), 8, "{logins:?}");
     assert!(logins.contains(&"admin@portico.example"));
     assert_eq!(demo.instruments.len(), 3);
-    // Carol's account received the demo lot; Erin's did not.
+    // Carol's account received the demo lot; Erin's through the distributor Initech.
     let (status, bytes, _) = pdf(&app, &app.token("carol@acme.example", &[]), "L2026-0042").await;
     assert_eq!(status, StatusCode::OK);
     assert!(bytes.starts_with(b"%PDF-"));
     let (status, _, _) = pdf(&app, &app.token("erin@globex.example", &[]), "L2026-0042").await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(status, StatusCode::OK);
+    let (status, impact) = app.get("/v1/lots/L2026-0042/impact", &app.support_token()).await;
+    assert_eq!(status, StatusCode::OK, "{impact}");
+    let (status, _, _) = pdf(&app, &app.token("nobody@else.example", &[]), "L2026-0042").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "no account, no lots");
     // A second start on the same data dir leaves it as it is.
     let again = portico_local::demo::seed(&app.composition).await.expect("runs");
     assert!(again.is_none());

@@ -343,7 +343,7 @@ async fn a_message_that_always_fails_is_dead_lettered_and_the_document_fails() {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(portico_local::worker::run(
-        app.composition.context.clone(),
+        app.composition.clone(),
         portico_local::worker::WorkerSettings {
             concurrency: 1,
             visibility: Duration::from_secs(1),

@@ -14,3 +14,4 @@ mod mqtt_attacks;
 mod mqtt_client;
 mod sequence;
 mod tokens;
+mod traceability;
