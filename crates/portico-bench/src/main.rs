@@ -6,6 +6,7 @@
 
 mod docs;
 mod flood;
+mod graph;
 mod http;
 mod lambda;
 mod mqtt;
@@ -44,6 +45,8 @@ enum Command {
     Outbox(outbox::Args),
     /// Lambda cold start of a binary against a local Runtime API stand-in (no server needed).
     Lambda(lambda::Args),
+    /// The traceability graph at scale: projector changes/s, impact p50/p99 (no server needed).
+    Graph(graph::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -61,5 +64,6 @@ fn main() -> anyhow::Result<()> {
         Command::Pdf(args) => pdf::main(args),
         Command::Outbox(args) => runtime.block_on(outbox::run(args)),
         Command::Lambda(args) => runtime.block_on(lambda::run(args)),
+        Command::Graph(args) => runtime.block_on(graph::run(args)),
     }
 }

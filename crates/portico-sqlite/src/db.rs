@@ -208,6 +208,13 @@ CREATE TABLE graph_state (
     newest_ms INTEGER NOT NULL
 );
 "#,
+    // A trace follows onward shipments of one lot: a distributor sends many lots on, so its
+    // `shipped` edges are found by sender and lot, not by sender alone (the expression is the
+    // one `graph.rs` queries with).
+    r#"
+CREATE INDEX graph_edges_shipped ON graph_edges(out_id, json_extract(props, '$.lot_number'))
+    WHERE label = 'shipped';
+"#,
 ];
 
 /// A SQLite database shared by the local adapters.

@@ -143,9 +143,9 @@ WITH RECURSIVE reach(account, path, depth) AS (
     SELECT in_id, in_id, 1 FROM graph_edges WHERE out_id = ?1 AND label = 'shipped'
   UNION
     SELECT e.in_id, r.path || ' ' || e.in_id, r.depth + 1
-    FROM reach r JOIN graph_edges e ON e.out_id = r.account AND e.label = 'shipped'
-    WHERE json_extract(e.props, '$.lot_number') = ?2
-      AND r.depth < ?3
+    FROM reach r JOIN graph_edges e
+      ON e.out_id = r.account AND e.label = 'shipped' AND json_extract(e.props, '$.lot_number') = ?2
+    WHERE r.depth < ?3
       AND instr(' ' || r.path || ' ', ' ' || e.in_id || ' ') = 0
 )
 SELECT account, path FROM reach";
@@ -241,17 +241,7 @@ fn trace(conn: &Connection, lot_number: &str) -> Result<Trace> {
     for (account, account_paths) in paths {
         let props = props_of(conn, &account)?;
         let account_id = key_of(&account).to_string();
-        for user in ins(conn, &account, EdgeLabel::MemberOf)? {
-            let props = props_of(conn, &user)?;
-            let roles = text(&props, "roles").split(' ').filter_map(Role::parse).collect();
-            members.push(TracedUser {
-                user_id: key_of(&user).to_string(),
-                account_id: account_id.clone(),
-                display_name: text(&props, "display_name"),
-                email: text(&props, "email"),
-                roles,
-            });
-        }
+        members.extend(members_of(conn, &account, &account_id)?);
         accounts.push(TracedAccount {
             account_id,
             name: text(&props, "name"),
@@ -275,6 +265,41 @@ fn trace(conn: &Connection, lot_number: &str) -> Result<Trace> {
         members,
         as_of: newest.map(from_ms).transpose()?,
     })
+}
+
+/// The members of an account vertex: one query, the properties read by SQLite itself (a lot
+/// can reach a hundred accounts of ten members each).
+fn members_of(conn: &Connection, account: &str, account_id: &str) -> Result<Vec<TracedUser>> {
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT e.out_id, json_extract(v.props, '$.display_name'),
+                    json_extract(v.props, '$.email'), json_extract(v.props, '$.roles')
+             FROM graph_edges e JOIN graph_vertices v ON v.id = e.out_id
+             WHERE e.in_id = ?1 AND e.label = 'member_of'",
+        )
+        .context("reading members")?;
+    let rows = statement
+        .query_map(params![account], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, Option<String>>(3)?,
+            ))
+        })
+        .context("reading members")?;
+    let mut members = Vec::new();
+    for row in rows {
+        let (user, display_name, email, roles) = row.context("reading members")?;
+        members.push(TracedUser {
+            user_id: key_of(&user).to_string(),
+            account_id: account_id.to_string(),
+            display_name: display_name.unwrap_or_default(),
+            email: email.unwrap_or_default(),
+            roles: roles.unwrap_or_default().split(' ').filter_map(Role::parse).collect(),
+        });
+    }
+    Ok(members)
 }
 
 /// The key of a vertex id (`account:<id>` -> `<id>`).
