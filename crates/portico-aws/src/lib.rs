@@ -8,6 +8,7 @@
 //! | `ObjectStore`, `FileUrls` | S3 through `object_store` ([`s3::bucket`]), [`PresignedUrls`]; both as [`LazyBucket`] |
 //! | `Queue` | [`SqsQueue`]: SQS with redrive to `<queue>-dead` |
 //! | `Publisher` | [`IotPublisher`]: AWS IoT Data Plane |
+//! | `GraphStore` | [`neptune::NeptuneGraph`]: Gremlin on Amazon Neptune |
 //!
 //! Clients are built without any network call (credentials are fetched on the first request), so
 //! a Lambda's init stays short; they are meant to be built once and reused across invocations.
@@ -16,6 +17,7 @@
 mod dynamo;
 mod error;
 mod iot;
+pub mod neptune;
 pub mod provision;
 pub mod s3;
 mod sequence;

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod adapters;
+mod gremlin;
 mod harness;
 mod regions;
 mod throttling;
