@@ -39,17 +39,26 @@ locals {
       PORTICO_LOG                           = var.log_level
     },
     var.sendgrid_api_key == "" ? {} : { PORTICO_SENDGRID_API_KEY = var.sendgrid_api_key },
+    var.neptune_endpoint == "" ? {} : { PORTICO_AWS_NEPTUNE_ENDPOINT = var.neptune_endpoint },
   )
 
+  # With a graph, the functions that reach Neptune run in its VPC.
+  has_neptune    = var.neptune_endpoint != ""
+  neptune_access = ["http", "graph-projector"]
+
   # handler name => function settings
-  functions = {
-    http               = { handler = "http", memory = 512, timeout = 30, extra = {} }
-    authorizer         = { handler = "authorizer", memory = 256, timeout = 10, extra = {} }
-    uploads            = { handler = "sqs", memory = 1024, timeout = 90, extra = {} }
-    uploads-dead       = { handler = "sqs-dead", memory = 256, timeout = 30, extra = {} }
-    instrument-alert   = { handler = "iot-rule", memory = 256, timeout = 30, extra = { PORTICO_RULE_FUNCTION = "instrument_alert" } }
-    outbox             = { handler = "outbox", memory = 256, timeout = 60, extra = {} }
-  }
+  functions = merge(
+    {
+      http             = { handler = "http", memory = 512, timeout = 30, extra = {} }
+      authorizer       = { handler = "authorizer", memory = 256, timeout = 10, extra = {} }
+      uploads          = { handler = "sqs", memory = 1024, timeout = 90, extra = {} }
+      uploads-dead     = { handler = "sqs-dead", memory = 256, timeout = 30, extra = {} }
+      instrument-alert = { handler = "iot-rule", memory = 256, timeout = 30, extra = { PORTICO_RULE_FUNCTION = "instrument_alert" } }
+      lot-loaded       = { handler = "iot-rule", memory = 256, timeout = 30, extra = { PORTICO_RULE_FUNCTION = "record_lot_use" } }
+      outbox           = { handler = "outbox", memory = 256, timeout = 60, extra = {} }
+    },
+    local.has_neptune ? { graph-projector = { handler = "graph-projector", memory = 512, timeout = 120, extra = {} } } : {},
+  )
 }
 
 # --- data ----------------------------------------------------------------------------------------
@@ -184,12 +193,18 @@ resource "aws_iam_role_policy_attachment" "logs" {
   policy_arn = "arn:${local.partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
 }
 
+resource "aws_iam_role_policy_attachment" "vpc" {
+  count      = local.has_neptune ? 1 : 0
+  role       = aws_iam_role.functions.name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
+}
+
 resource "aws_iam_role_policy" "functions" {
   name = "portico"
   role = aws_iam_role.functions.id
   policy = jsonencode({
     Version = "2012-10-17"
-    Statement = [
+    Statement = concat([
       {
         Effect = "Allow"
         # Users are written in a transaction with the claim on their sub; transactions are
@@ -216,7 +231,17 @@ resource "aws_iam_role_policy" "functions" {
           "arn:${local.partition}:iot:${local.region}:${local.account}:topic/instruments/*",
         ]
       },
-    ]
+      {
+        # The graph projector reads the table's stream.
+        Effect   = "Allow"
+        Action   = ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"]
+        Resource = aws_dynamodb_table.portico.stream_arn
+      },
+      ], local.has_neptune ? [{
+        Effect   = "Allow"
+        Action   = ["neptune-db:connect", "neptune-db:ReadDataViaQuery", "neptune-db:WriteDataViaQuery", "neptune-db:DeleteDataViaQuery"]
+        Resource = "arn:${local.partition}:neptune-db:${local.region}:${local.account}:${var.neptune_cluster_resource_id}/*"
+    }] : [])
   })
 }
 
@@ -238,6 +263,25 @@ resource "aws_lambda_function" "portico" {
   environment {
     variables = merge(local.environment, { PORTICO_LAMBDA_HANDLER = each.value.handler }, each.value.extra)
   }
+
+  dynamic "vpc_config" {
+    for_each = local.has_neptune && contains(local.neptune_access, each.key) ? [1] : []
+    content {
+      subnet_ids         = var.neptune_subnet_ids
+      security_group_ids = var.neptune_security_group_ids
+    }
+  }
+}
+
+# The table's stream into the graph, in order per item; a failing batch is retried from the
+# record the function reports.
+resource "aws_lambda_event_source_mapping" "graph" {
+  count                   = local.has_neptune ? 1 : 0
+  event_source_arn        = aws_dynamodb_table.portico.stream_arn
+  function_name           = aws_lambda_function.portico["graph-projector"].arn
+  starting_position       = "TRIM_HORIZON"
+  batch_size              = 100
+  function_response_types = ["ReportBatchItemFailures"]
 }
 
 resource "aws_lambda_event_source_mapping" "uploads" {
@@ -290,6 +334,25 @@ resource "aws_lambda_permission" "instrument_alert" {
   action         = "lambda:InvokeFunction"
   principal      = "iot.amazonaws.com"
   source_arn     = aws_iot_topic_rule.instrument_alert.arn
+  source_account = local.account
+}
+
+resource "aws_iot_topic_rule" "lot_loaded" {
+  name        = replace("${var.name}_lot_loaded", "-", "_")
+  description = "Instruments that report loading a lot: the lot use is recorded."
+  enabled     = true
+  sql         = "SELECT *, topic(2) AS serial, timestamp() AS received_at FROM 'instruments/+/events' WHERE type = 'lot_loaded'"
+  sql_version = "2016-03-23"
+  lambda {
+    function_arn = aws_lambda_function.portico["lot-loaded"].arn
+  }
+}
+
+resource "aws_lambda_permission" "lot_loaded" {
+  function_name  = aws_lambda_function.portico["lot-loaded"].function_name
+  action         = "lambda:InvokeFunction"
+  principal      = "iot.amazonaws.com"
+  source_arn     = aws_iot_topic_rule.lot_loaded.arn
   source_account = local.account
 }
 

@@ -77,3 +77,27 @@ variable "cors_origins" {
   type        = list(string)
   default     = []
 }
+
+variable "neptune_endpoint" {
+  description = "The Neptune cluster endpoint of the traceability graph (https://<cluster>:8182); empty for none (lot traces answer 503)."
+  type        = string
+  default     = ""
+}
+
+variable "neptune_cluster_resource_id" {
+  description = "The Neptune cluster's resource id (cluster-ABC...), for the neptune-db IAM actions."
+  type        = string
+  default     = ""
+}
+
+variable "neptune_subnet_ids" {
+  description = "Subnets of Neptune's VPC for the functions that reach it (with routes to DynamoDB, S3, SQS, IoT and the Okta issuer)."
+  type        = list(string)
+  default     = []
+}
+
+variable "neptune_security_group_ids" {
+  description = "Security groups that Neptune admits on port 8182."
+  type        = list(string)
+  default     = []
+}

@@ -141,7 +141,13 @@ async fn compose_aws(config: &Config) -> anyhow::Result<Composition> {
             file_urls: bucket,
             queue: Arc::new(portico_aws::SqsQueue::new(portico_aws::sqs(&sdk), &aws.queue_prefix)),
             upload_events: Arc::new(crate::s3_events::S3SendsUploadEvents),
-            graph: Arc::new(NoGraphYet),
+            graph: match &aws.neptune_endpoint {
+                Some(endpoint) => {
+                    let server = portico_aws::neptune::NeptuneData::new(&sdk, endpoint);
+                    Arc::new(portico_aws::neptune::NeptuneGraph::new(server)) as Arc<dyn GraphStore>
+                }
+                None => Arc::new(NoGraph),
+            },
         },
     ));
     // Clients upload to and download from S3 itself, so no signed routes are served here; the
@@ -159,22 +165,31 @@ struct Services {
     graph: Arc<dyn GraphStore>,
 }
 
-/// The AWS backend's graph until the Neptune adapter lands: every trace is "unavailable" (503),
-/// never an empty answer that would look like "the lot reached nobody".
+/// The AWS backend's graph when no Neptune endpoint is configured: every trace is "unavailable"
+/// (503), never an empty answer that would look like "the lot reached nobody".
 #[cfg(feature = "aws")]
-struct NoGraphYet;
+struct NoGraph;
+
+#[cfg(feature = "aws")]
+impl NoGraph {
+    fn refused<T>() -> portico_core::Result<T> {
+        Err(Error::Unavailable(
+            "no graph store: set aws.neptune_endpoint (PORTICO_AWS_NEPTUNE_ENDPOINT)".into(),
+        ))
+    }
+}
 
 #[cfg(feature = "aws")]
 #[async_trait::async_trait]
-impl GraphStore for NoGraphYet {
+impl GraphStore for NoGraph {
     async fn upsert(&self, _batch: &portico_core::graph::Batch) -> portico_core::Result<()> {
-        Err(Error::Unavailable("the AWS backend has no graph store yet".into()))
+        Self::refused()
     }
     async fn trace(&self, _lot_number: &str) -> portico_core::Result<portico_core::graph::Trace> {
-        Err(Error::Unavailable("the AWS backend has no graph store yet".into()))
+        Self::refused()
     }
     async fn clear(&self) -> portico_core::Result<()> {
-        Err(Error::Unavailable("the AWS backend has no graph store yet".into()))
+        Self::refused()
     }
 }
 

@@ -1,4 +1,4 @@
-//! The local graph projector: reads the change table from its checkpoint, projects what it finds
+//! The local graph projector (and the rebuilds): reads the change table from its checkpoint, projects what it finds
 //! (`portico_functions::graph`) and moves the checkpoint on. Any number of workers may run it on
 //! one data dir: upserts are idempotent, so two workers applying the same changes are harmless.
 
@@ -46,6 +46,14 @@ pub async fn rebuild(ctx: &Context, feed: &ChangeFeed) -> Result<Rebuilt> {
     let rebuilt = graph::rebuild(ctx, latest.max(0) as u128).await?;
     feed.set_checkpoint(CONSUMER, latest).await?;
     Ok(rebuilt)
+}
+
+/// Rebuilds a graph that a stream feeds (Neptune, from the DynamoDB table's stream): every record
+/// is written as version 0, below any stream record's sequence number, so the projector's records
+/// win over it; and since an item's last stream record is its current state, the graph converges
+/// on the table whatever the projector still had to deliver when the rebuild ran.
+pub async fn rebuild_from_stream_start(ctx: &Context) -> Result<Rebuilt> {
+    graph::rebuild(ctx, 0).await
 }
 
 /// Runs the projector until `stop` turns true.

@@ -34,6 +34,7 @@ use aws_smithy_runtime_api::client::http::{
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 
 pub use dynamo::DynamoStore;
+pub use dynamo::stream::change_record;
 pub use iot::IotPublisher;
 pub use s3::{LazyBucket, PresignedUrls};
 pub use sequence::DynamoSequence;

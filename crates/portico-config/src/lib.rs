@@ -98,6 +98,10 @@ pub struct AwsConfig {
     /// AWS IoT's data endpoint for this account (`aws iot describe-endpoint --endpoint-type
     /// iot:Data-ATS`); unset = the SDK's default for the region.
     pub iot_endpoint: Option<String>,
+    /// The Neptune cluster endpoint of the traceability graph
+    /// (`https://<cluster>.cluster-<id>.<region>.neptune.amazonaws.com:8182`); unset = no graph,
+    /// and lot traces answer 503.
+    pub neptune_endpoint: Option<String>,
     /// The DynamoDB table (global table when several regions run).
     #[default = "portico"]
     pub table: String,

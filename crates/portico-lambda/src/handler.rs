@@ -20,10 +20,12 @@ pub enum Handler {
     Kinesis,
     /// CloudWatch Logs subscription payloads.
     Logs,
+    /// The table's DynamoDB stream: change records projected into the graph (Neptune).
+    GraphProjector,
 }
 
 impl Handler {
-    pub const ALL: [Handler; 8] = [
+    pub const ALL: [Handler; 9] = [
         Handler::Http,
         Handler::Authorizer,
         Handler::Sqs,
@@ -32,6 +34,7 @@ impl Handler {
         Handler::IotRule,
         Handler::Kinesis,
         Handler::Logs,
+        Handler::GraphProjector,
     ];
 
     /// The value of `PORTICO_LAMBDA_HANDLER` that selects it.
@@ -45,6 +48,7 @@ impl Handler {
             Handler::IotRule => "iot-rule",
             Handler::Kinesis => "kinesis",
             Handler::Logs => "logs",
+            Handler::GraphProjector => "graph-projector",
         }
     }
 

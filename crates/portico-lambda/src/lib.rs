@@ -12,6 +12,8 @@
 
 pub mod authorizer;
 pub mod emf;
+#[cfg(feature = "aws")]
+pub mod graph;
 pub mod handler;
 pub mod http;
 pub mod iot;

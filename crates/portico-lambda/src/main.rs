@@ -2,7 +2,8 @@
 //! `http` (API Gateway proxy integration), `authorizer` (API Gateway Lambda authorizer), `sqs`
 //! (S3 upload events through SQS), `sqs-dead` (their dead-letter queue: documents marked failed),
 //! `outbox` (scheduled: sends the e-mails due), `iot-rule` (an AWS IoT rule action; the function is named by
-//! `PORTICO_RULE_FUNCTION`), `kinesis` (stream batches) or `logs` (CloudWatch Logs subscription).
+//! `PORTICO_RULE_FUNCTION`), `kinesis` (stream batches), `logs` (CloudWatch Logs subscription) or
+//! `graph-projector` (the table's DynamoDB stream into the graph; AWS builds only).
 //!
 //! Every handler's metrics leave as CloudWatch EMF lines at the end of each invocation.
 
@@ -157,6 +158,28 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 emf,
             ))
             .await
+        }
+        #[cfg(feature = "aws")]
+        Handler::GraphProjector => {
+            let context = composition.context;
+            lambda_runtime::run(Flushing::new(
+                service_fn(move |event: LambdaEvent<Value>| {
+                    let context = Arc::clone(&context);
+                    async move {
+                        let outcome =
+                            portico_lambda::graph::handle(context.graph.as_ref(), &event.payload)
+                                .await;
+                        Ok::<_, lambda_runtime::Error>(outcome.response())
+                    }
+                }),
+                emf,
+            ))
+            .await
+        }
+        #[cfg(not(feature = "aws"))]
+        Handler::GraphProjector => {
+            Err("PORTICO_LAMBDA_HANDLER=graph-projector needs a build with the `aws` feature"
+                .into())
         }
     }
 }

@@ -83,20 +83,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Rebuilds the graph from the records, on the backend the configuration names.
 fn graph_rebuild(config: &Config) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        config.backend == portico_config::Backend::Local,
-        "`portico graph rebuild` rebuilds the local graph; on AWS the graph-projector function \
-         keeps Neptune up to date"
-    );
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
-        let composition = portico_local::compose(config)?;
-        let feed = composition.changes.as_ref().context("the local backend has a change table")?;
+        let composition = portico_local::compose_backend(config).await?;
         let started = std::time::Instant::now();
-        let rebuilt = portico_local::graph::rebuild(&composition.context, feed)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let rebuilt = match &composition.changes {
+            Some(feed) => portico_local::graph::rebuild(&composition.context, feed).await,
+            None => portico_local::graph::rebuild_from_stream_start(&composition.context).await,
+        }
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         println!(
             "graph rebuilt in {:.1} s: {} accounts, {} users, {} instruments, {} products, {} lots, {} shipments, {} lot uses, {} documents",
             started.elapsed().as_secs_f64(),

@@ -123,6 +123,37 @@ pub(crate) fn sequence(name: &str, region: &str) -> String {
     format!("SEQ#{name}#{region}")
 }
 
+/// The domain records that are one item each, by the first part of their `pk`: what a stream
+/// record's new image is (see `stream.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Aggregate {
+    Account,
+    User,
+    Instrument,
+    Document,
+    Product,
+    Lot,
+    Shipment,
+    LotUse,
+}
+
+/// The aggregate an item's `pk` belongs to; `None` for items that are not domain records (sub
+/// claims, stock, notifications, e-mails, sequence blocks).
+pub(crate) fn aggregate(pk: &str) -> Option<Aggregate> {
+    let (prefix, _) = pk.split_once('#')?;
+    Some(match prefix {
+        "ACCOUNT" => Aggregate::Account,
+        "USER" => Aggregate::User,
+        "INSTRUMENT" => Aggregate::Instrument,
+        "DOCUMENT" => Aggregate::Document,
+        "PRODUCT" => Aggregate::Product,
+        "LOT" => Aggregate::Lot,
+        "SHIPMENT" => Aggregate::Shipment,
+        "LOT_USE" => Aggregate::LotUse,
+        _ => return None,
+    })
+}
+
 /// Index sort key of a record in creation order: nanoseconds, zero-padded, then the id for ties.
 pub(crate) fn order(at: OffsetDateTime, id: &str) -> String {
     format!("{:020}#{id}", at.unix_timestamp_nanos().max(0))

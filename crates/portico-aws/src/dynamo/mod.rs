@@ -13,6 +13,7 @@ mod instruments;
 pub(crate) mod keys;
 mod notifications;
 mod outbox;
+pub mod stream;
 mod users;
 
 use std::collections::HashMap;

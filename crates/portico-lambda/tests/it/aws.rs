@@ -216,3 +216,96 @@ async fn an_instrument_alert_notifies_through_iot_core_and_queues_e_mail_in_dyna
     );
     assert!(entries.iter().all(|e| e["status"] == "sent"), "{outbox}");
 }
+
+/// An item as a stream's `NewImage` (DynamoDB JSON: `{"S": ...}` and so on).
+fn image(
+    item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+) -> serde_json::Value {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    fn value(v: &AttributeValue) -> serde_json::Value {
+        match v {
+            AttributeValue::S(s) => json!({ "S": s }),
+            AttributeValue::N(n) => json!({ "N": n }),
+            AttributeValue::Bool(b) => json!({ "BOOL": b }),
+            AttributeValue::M(m) => {
+                json!({ "M": m.iter().map(|(k, v)| (k.clone(), value(v))).collect::<serde_json::Map<_, _>>() })
+            }
+            AttributeValue::L(l) => json!({ "L": l.iter().map(value).collect::<Vec<_>>() }),
+            _ => json!({ "NULL": true }),
+        }
+    }
+    serde_json::Value::Object(item.iter().map(|(k, v)| (k.clone(), value(v))).collect())
+}
+
+#[tokio::test]
+async fn the_graph_projector_turns_the_tables_stream_into_the_graph() {
+    let resources = resources().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = resources.config(dir.path());
+    let composition = portico_local::compose_backend(&config).await.expect("composes");
+    let ctx = &composition.context;
+    let seeded = portico_local::world::seed(ctx, &portico_local::world::World::demo())
+        .await
+        .expect("seeded");
+    let event = json!({"type": "lot_loaded", "lot_number": "L2026-0042", "serial": "SN-ACME-001", "event_id": "e-1"});
+    portico_functions::trace::record_lot_use(ctx, &event).await.expect("recorded").expect("a use");
+    // Without a Neptune endpoint the AWS backend's traces are unavailable, never empty.
+    let unavailable = portico_functions::trace::impact(ctx, &seeded.admin, "L2026-0042").await;
+    assert!(matches!(unavailable, Err(portico_core::Error::Unavailable(_))), "{unavailable:?}");
+
+    // The table read back as its stream would deliver it: every item a new image, in order.
+    let table =
+        resources.env.iter().find(|(k, _)| *k == "PORTICO_AWS_TABLE").expect("table").1.clone();
+    let endpoint = portico_contract::moto::endpoint();
+    let settings = portico_aws::AwsSettings {
+        region: REGION.into(),
+        endpoint_url: Some(endpoint),
+        iot_endpoint: None,
+        table: table.clone(),
+        bucket: String::new(),
+        queue_prefix: String::new(),
+    };
+    let client = portico_aws::dynamodb(&portico_aws::sdk_config(&settings).await);
+    let scanned = client.scan().table_name(&table).send().await.expect("scan");
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut records: Vec<serde_json::Value> = scanned
+        .items()
+        .iter()
+        .enumerate()
+        .map(|(n, item)| {
+            json!({"eventID": n.to_string(), "eventName": "INSERT", "eventSource": "aws:dynamodb",
+                   "dynamodb": {"ApproximateCreationDateTime": now, "NewImage": image(item),
+                                "SequenceNumber": format!("{:021}", 4_000_000_000u64 + n as u64),
+                                "StreamViewType": "NEW_AND_OLD_IMAGES"}})
+        })
+        .collect();
+    records
+        .push(json!({"eventID": "x", "eventName": "MODIFY", "dynamodb": {"SequenceNumber": "1"}}));
+    records
+        .push(json!({"eventID": "y", "eventName": "REMOVE", "dynamodb": {"SequenceNumber": "2"}}));
+
+    let db = portico_sqlite::Database::open(&dir.path().join("graph.db")).expect("db");
+    let graph = portico_sqlite::SqliteGraph::new(db);
+    let outcome =
+        portico_lambda::graph::handle(&graph, &json!({ "Records": records.clone() })).await;
+    assert!(outcome.failed.is_empty(), "{outcome:?}");
+    assert_eq!(outcome.skipped.len(), 1, "the record without an image: {outcome:?}");
+    assert_eq!(outcome.response(), json!({"batchItemFailures": []}));
+    let trace = portico_core::GraphStore::trace(&graph, "L2026-0042").await.expect("trace");
+    let names: Vec<&str> = trace.accounts.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names.len(), 3, "{trace:?}");
+    for name in ["Acme Research Labs", "Globex Diagnostics", "Initech Distribution"] {
+        assert!(names.contains(&name), "{name} in {names:?}");
+    }
+    let globex = trace.accounts.iter().find(|a| a.name == "Globex Diagnostics").expect("globex");
+    let initech =
+        trace.accounts.iter().find(|a| a.name == "Initech Distribution").expect("initech");
+    assert_eq!(globex.paths, vec![vec![initech.account_id.clone(), globex.account_id.clone()]]);
+    let serials: Vec<&str> = trace.instruments.iter().map(|i| i.serial.as_str()).collect();
+    assert_eq!(serials, ["SN-ACME-001"]);
+
+    // Redelivered, backwards: the same graph.
+    records.reverse();
+    portico_lambda::graph::handle(&graph, &json!({ "Records": records })).await;
+    assert_eq!(portico_core::GraphStore::trace(&graph, "L2026-0042").await.expect("trace"), trace);
+}
