@@ -6,6 +6,7 @@
 pub mod domain;
 pub mod error;
 pub mod graph;
+pub mod logs;
 pub mod mqtt;
 pub mod policy;
 pub mod ports;
