@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use portico_auth::{DevIssuer, JwksSettings, Verifier, VerifierSettings};
 use portico_config::{Backend, Config};
+use portico_core::logs::{LogHit, LogSearch, LogStore};
 use portico_core::ports::SequenceRange;
 use portico_core::{
     Accounts, Catalogue, Documents, Error, FileUrls, GraphStore, Instruments, Mailer,
@@ -92,6 +93,7 @@ pub fn compose_local(
             queue: queue.clone(),
             upload_events: Arc::new(QueuedUploadEvents::new(queue, &config.region)),
             graph,
+            logs: local_logs(config)?,
         },
     ));
     let mut composition = assemble(config, context, auth, Some(signed_urls));
@@ -148,6 +150,9 @@ async fn compose_aws(config: &Config) -> anyhow::Result<Composition> {
                 }
                 None => Arc::new(NoGraph),
             },
+            logs: Arc::new(NoLogs(
+                "on AWS the logs are in CloudWatch Logs (and OpenSearch, where they are shipped)",
+            )),
         },
     ));
     // Clients upload to and download from S3 itself, so no signed routes are served here; the
@@ -163,6 +168,40 @@ struct Services {
     queue: Arc<dyn Queue>,
     upload_events: Arc<dyn UploadEvents>,
     graph: Arc<dyn GraphStore>,
+    logs: Arc<dyn LogStore>,
+}
+
+/// The log search where no log store is kept: unavailable (503), never an empty answer that
+/// would look like "nothing happened".
+struct NoLogs(&'static str);
+
+#[async_trait::async_trait]
+impl LogStore for NoLogs {
+    async fn search(
+        &self,
+        _search: &LogSearch,
+        _page: &portico_core::PageRequest,
+    ) -> portico_core::Result<portico_core::Page<LogHit>> {
+        Err(Error::Unavailable(self.0.into()))
+    }
+    async fn after(
+        &self,
+        _search: &LogSearch,
+        _after_id: i64,
+        _limit: u32,
+    ) -> portico_core::Result<Vec<LogHit>> {
+        Err(Error::Unavailable(self.0.into()))
+    }
+}
+
+/// The local log store of the data dir (written by the process's logging; see the CLI).
+fn local_logs(config: &Config) -> anyhow::Result<Arc<dyn LogStore>> {
+    if !config.logs.store {
+        return Ok(Arc::new(NoLogs("the log store is off (logs.store = false)")));
+    }
+    let store = portico_logs::SqliteLogs::open(&config.data_dir.join("logs"))
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    Ok(Arc::new(store))
 }
 
 /// The AWS backend's graph when no Neptune endpoint is configured: every trace is "unavailable"
@@ -213,6 +252,7 @@ where
         queue: services.queue,
         upload_events: services.upload_events,
         graph: services.graph,
+        logs: services.logs,
         mailer: mailer(config),
         renderer: Arc::new(Pdf::new()),
         settings: settings(config),

@@ -546,16 +546,37 @@ impl Hooks {
                 Outcome::Hit { rule, function, output } => {
                     metrics::counter!(RULE_HITS, "rule" => rule.clone()).increment(1);
                     let ctx = self.gate.context().clone();
+                    // Each invocation gets a request id, and names the instrument it came from,
+                    // so "what happened to this event" is one log search away.
+                    let request_id = uuid::Uuid::new_v4().to_string();
+                    let serial = topic
+                        .strip_prefix("instruments/")
+                        .and_then(|rest| rest.split('/').next())
+                        .map(str::to_string);
+                    let topic = topic.to_string();
                     tokio::spawn(async move {
                         let started = Instant::now();
                         let result =
                             portico_functions::run_rule_function(&ctx, &function, output).await;
+                        let elapsed = started.elapsed();
                         metrics::histogram!(RULE_FUNCTION_DURATION, "function" => function.clone())
-                            .record(started.elapsed().as_secs_f64());
-                        if let Err(e) = result {
-                            metrics::counter!(RULE_FUNCTION_ERRORS, "function" => function.clone())
-                                .increment(1);
-                            tracing::error!(rule, function, error = %e, "rule function failed");
+                            .record(elapsed.as_secs_f64());
+                        let duration_ms = elapsed.as_secs_f64() * 1e3;
+                        match result {
+                            Ok(()) => tracing::info!(
+                                rule,
+                                function,
+                                request_id,
+                                serial,
+                                topic,
+                                duration_ms,
+                                "rule invocation"
+                            ),
+                            Err(e) => {
+                                metrics::counter!(RULE_FUNCTION_ERRORS, "function" => function.clone())
+                                    .increment(1);
+                                tracing::error!(rule, function, request_id, serial, topic, duration_ms, error = %e, "rule function failed");
+                            }
                         }
                     });
                 }

@@ -72,6 +72,7 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub sendgrid: SendgridConfig,
     pub log: LogConfig,
+    pub logs: LogsConfig,
     /// Which adapters stand behind the ports: `local` (SQLite, files, the embedded broker) or
     /// `aws` (DynamoDB, S3, SQS, IoT Core; needs a build with the `aws` feature).
     pub backend: Backend,
@@ -274,6 +275,19 @@ pub struct SendgridConfig {
     /// How long one send may take.
     #[default = 10]
     pub timeout_secs: u64,
+}
+
+/// The local log store: every line `serve` and `worker` log, kept in `<data_dir>/logs` and
+/// searched with `portico logs` and `GET /v1/logs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, SmartDefault)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogsConfig {
+    /// Keep the lines (stdout has them either way).
+    #[default = true]
+    pub store: bool,
+    /// How long and how much: an age and a size, e.g. `7d,1GiB` (`12h`, `,500MB`).
+    #[default = "7d,1GiB"]
+    pub retention: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, SmartDefault)]

@@ -29,6 +29,9 @@ pub enum Error {
     /// The request is well-formed but its values are not acceptable.
     #[error("validation failed")]
     Validation(Vec<FieldError>),
+    /// A request that cannot be read at all (a query that does not parse): 400, naming where.
+    #[error("bad request: {}", .0.message)]
+    BadRequest(FieldError),
     /// A dependency is temporarily unable to answer; retrying later can help.
     #[error("unavailable: {0}")]
     Unavailable(String),

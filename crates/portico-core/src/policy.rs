@@ -199,6 +199,16 @@ pub fn recall_lot(caller: &Caller, lot_number: &str) -> Result<()> {
     }
 }
 
+/// The logs: platform staff only (they name every account); members are forbidden.
+pub fn read_logs(caller: &Caller) -> Result<()> {
+    require_provisioned(caller)?;
+    if caller.sees_all_accounts() {
+        Ok(())
+    } else {
+        Err(Error::Forbidden("only platform staff may read the logs".into()))
+    }
+}
+
 /// Who in an account a lot reached is told of the lot's recall: its lab managers and account
 /// admins.
 pub fn told_of_recall(roles: &[Role]) -> bool {

@@ -11,12 +11,14 @@ pub mod gate;
 pub mod graph;
 pub mod identity;
 pub mod instruments;
+pub mod logs;
 pub mod notifications;
 pub mod trace;
 mod validate;
 
 use std::sync::Arc;
 
+use portico_core::logs::LogStore;
 use portico_core::{
     Accounts, Catalogue, CertificateRenderer, Documents, FileUrls, GraphStore, Instruments, Mailer,
     Notifications, ObjectStore, Outbox, Publisher, Queue, UploadEvents, Users,
@@ -48,6 +50,8 @@ pub struct Context {
     pub upload_events: Arc<dyn UploadEvents>,
     /// PDF documents (Certificates of Analysis).
     pub renderer: Arc<dyn CertificateRenderer>,
+    /// The log lines this deployment wrote (locally the log store; on AWS, OpenSearch).
+    pub logs: Arc<dyn LogStore>,
     pub settings: Settings,
 }
 

@@ -137,6 +137,7 @@ macro_rules! each_route {
         $route!(list_notifications);
         $route!(read_notification);
         $route!(list_outbox);
+        $route!(search_logs);
         $route!(list_products);
         $route!(create_product);
         $route!(get_product);

@@ -76,6 +76,11 @@ impl From<Error> for Problem {
             Error::Conflict(m) => Problem::new(StatusCode::CONFLICT, "conflict", m),
             Error::TooLarge(m) => Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", m),
             Error::Validation(errors) => Problem::validation(errors),
+            Error::BadRequest(error) => {
+                let mut p = Problem::new(StatusCode::BAD_REQUEST, "bad-request", &error.message);
+                p.errors = vec![error];
+                p
+            }
             Error::Unavailable(m) => {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
             }

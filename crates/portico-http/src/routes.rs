@@ -14,6 +14,7 @@ use portico_core::domain::{
     Account, Document, DocumentStatus, Instrument, Lot, Notification, OutboxEntry, Product,
     Shipment, User,
 };
+use portico_core::logs::LogHit;
 use portico_core::ports::Page;
 use portico_functions::accounts::{self, AddUser, CreateAccount};
 use portico_functions::catalogue::{self, CreateLot, CreateProduct, CreateShipment, LotView};
@@ -21,6 +22,7 @@ use portico_functions::documents::{self, DocumentView, RequestUpload, UploadTick
 use portico_functions::email;
 use portico_functions::identity::{self, Me};
 use portico_functions::instruments::{self, RegisterInstrument, RegisteredInstrument};
+use portico_functions::logs;
 use portico_functions::notifications;
 use portico_functions::trace::{self, Impact, RecallLot, RecallOutcome};
 use portico_objects::UploadGrant;
@@ -420,6 +422,27 @@ fn is_loopback_host(host: &str) -> bool {
     };
     name.eq_ignore_ascii_case("localhost")
         || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Log lines, newest first (admins, support): `q` in Kibana's query syntax (`level:ERROR AND
+/// function:create_account`, `serial:SN-1`, `"pump pressure"`, `duration_ms:>100`,
+/// `request_id:*`), `from` / `to` as RFC 3339 times or ages (`1h`). Free-text hits come with
+/// the message's matches marked. A query that does not parse is a 400 naming the position.
+#[utoipa::path(get, path = "/v1/logs", tag = "logs", security(("bearer" = [])),
+    params(("q" = Option<String>, Query, description = "Kibana query syntax; empty for every line"),
+        ("from" = Option<String>, Query, description = "RFC 3339 time or an age such as 1h"),
+        ("to" = Option<String>, Query, description = "RFC 3339 time or an age such as 15m"),
+        PageParams),
+    responses((status = 200, body = Page<LogHit>)))]
+pub async fn search_logs(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Query(query): Query<HashMap<String, String>>,
+    Paging(page): Paging,
+) -> Answer<Json<Page<LogHit>>> {
+    let get = |name: &str| query.get(name).map(String::as_str).filter(|v| !v.is_empty());
+    let search = logs::search_of(get("q").unwrap_or(""), get("from"), get("to"))?;
+    Ok(Json(logs::search(state.context(), &caller, &search, page).await?))
 }
 
 /// The e-mail outbox, newest first (admins): every e-mail with its delivery state.

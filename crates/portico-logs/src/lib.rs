@@ -2,15 +2,13 @@
 //! in `<data_dir>/logs/logs.db` (SQLite; an FTS5 index of each line's text; the fields asked by
 //! most often, `function`, `request_id` and `serial`, in indexed columns), written by one thread
 //! from a bounded queue so that logging never waits for the disk, trimmed by age and size, and
-//! searched with Kibana's query syntax (`query.rs`), translated into SQL with every value bound
+//! searched with Kibana's query syntax (`portico_core::logs::query`), translated into SQL with every value bound
 //! as a parameter.
 
 mod layer;
-pub mod query;
 mod store;
 
 pub use layer::StoreLayer;
-pub use query::{QueryError, parse};
 pub use store::{DROPPED, LogWriter, Retention, SqliteLogs, highlight, open, path};
 
 #[cfg(test)]

@@ -313,6 +313,7 @@ pub struct SqliteLogs {
 impl SqliteLogs {
     /// The store in `dir`, for reading (`portico logs search` beside a running server).
     pub fn open(dir: &Path) -> Result<SqliteLogs> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = path(dir);
         open_connection(&path)?;
         Ok(SqliteLogs { path, readers: Mutex::new(Vec::new()) })

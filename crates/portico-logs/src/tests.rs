@@ -21,7 +21,7 @@ fn line(n: i64, level: &str, message: &str, fields: Value) -> LogLine {
 }
 
 fn search(q: &str) -> LogSearch {
-    LogSearch { query: crate::parse(q).unwrap(), from_ms: None, to_ms: None }
+    LogSearch { query: portico_core::logs::parse(q).unwrap(), from_ms: None, to_ms: None }
 }
 
 async fn ids(store: &crate::SqliteLogs, q: &str) -> Vec<i64> {

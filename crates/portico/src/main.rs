@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 use portico_auth::TokenRequest;
 use portico_config::Config;
 
+mod logs;
+
 /// Portico: the customer portal backend.
 #[derive(Parser)]
 #[command(name = "portico", version, about)]
@@ -44,10 +46,46 @@ enum Command {
     Worker,
     /// Print the effective configuration (TOML), secrets redacted.
     Config,
+    /// The local log store.
+    Logs {
+        #[command(subcommand)]
+        command: LogsCommand,
+    },
     /// The traceability graph.
     Graph {
         #[command(subcommand)]
         command: GraphCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LogsCommand {
+    /// Lines that match a query in Kibana's syntax, in time order.
+    Search {
+        /// e.g. 'level:ERROR AND function:create_account', 'serial:SN-ACME-001', '"pump pressure"'.
+        query: String,
+        /// From this long ago (15m, 1h, 7d) or this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Until this long ago or this RFC 3339 time.
+        #[arg(long)]
+        until: Option<String>,
+        /// The newest this many lines (at most 200).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Print each line as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The last lines (that match QUERY), and with -f every new one.
+    Tail {
+        /// Keep printing lines as they are stored.
+        #[arg(short, long)]
+        follow: bool,
+        /// Print each line as JSON.
+        #[arg(long)]
+        json: bool,
+        query: Option<String>,
     },
 }
 
@@ -80,6 +118,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { demo } => serve(config, demo),
         Command::Worker => worker(config),
         Command::Graph { command: GraphCommand::Rebuild } => graph_rebuild(&config),
+        Command::Logs { command: LogsCommand::Search { query, since, until, limit, json } } => {
+            logs::search(&config, &query, since.as_deref(), until.as_deref(), limit, json)
+        }
+        Command::Logs { command: LogsCommand::Tail { follow, json, query } } => {
+            logs::tail(&config, query.as_deref().unwrap_or(""), follow, json)
+        }
     }
 }
 
@@ -136,9 +180,9 @@ fn token(config: &Config, sub: String, groups: Vec<String>, ttl: &str) -> anyhow
 }
 
 fn worker(config: Config) -> anyhow::Result<()> {
-    init_logging(&config)?;
+    let logs = init_logging(&config)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(async move {
+    let outcome = runtime.block_on(async move {
         let composition = portico_local::compose_backend(&config).await?;
         portico_local::serve_metrics(&config).await?;
         let settings = portico_local::worker_settings(&config);
@@ -150,26 +194,47 @@ fn worker(config: Config) -> anyhow::Result<()> {
         });
         portico_local::worker::run(composition, settings, stop_rx).await;
         Ok(())
-    })
+    });
+    // The last lines (the shutdown's) reach the store too.
+    if let Some(logs) = logs {
+        logs.flush();
+    }
+    outcome
 }
 
-fn init_logging(config: &Config) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
+/// JSON lines on stdout and, unless `logs.store` is off, every line also into the data dir's log
+/// store. Answers the store's writer, to flush at exit.
+fn init_logging(config: &Config) -> anyhow::Result<Option<portico_logs::LogWriter>> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.filter)
+        .with_context(|| format!("PORTICO_LOG {:?} is not a valid filter", config.log.filter))?;
+    let stdout = tracing_subscriber::fmt::layer()
         .json()
         .flatten_event(true)
         .with_current_span(false)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log.filter).with_context(
-            || format!("PORTICO_LOG {:?} is not a valid filter", config.log.filter),
-        )?)
-        .with_writer(std::io::stdout)
+        .with_writer(std::io::stdout);
+    let writer = if config.logs.store {
+        let retention = portico_logs::Retention::parse(&config.logs.retention)
+            .map_err(|e| anyhow::anyhow!("logs.retention (PORTICO_LOGS_RETENTION): {e}"))?;
+        let (_, writer) = portico_logs::open(&config.data_dir.join("logs"), retention)
+            .map_err(|e| anyhow::anyhow!("opening the log store: {e:#}"))?;
+        Some(writer)
+    } else {
+        None
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(stdout)
+        .with(writer.clone().map(portico_logs::StoreLayer::new))
         .init();
-    Ok(())
+    Ok(writer)
 }
 
 fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
-    init_logging(&config)?;
+    let logs = init_logging(&config)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(async move {
+    let outcome = runtime.block_on(async move {
         let server = portico_local::Server::bind(&config).await?;
         tracing::info!(data_dir = %config.data_dir.display(), region = %config.region, version = env!("CARGO_PKG_VERSION"), "portico starting");
         if demo {
@@ -191,7 +256,11 @@ fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
             }
         }
         server.run(shutdown_signal()).await
-    })
+    });
+    if let Some(logs) = logs {
+        logs.flush();
+    }
+    outcome
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

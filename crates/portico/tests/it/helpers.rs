@@ -21,12 +21,21 @@ pub async fn start_binary_with(
     data_dir: &std::path::Path,
     extra: &[(&str, &str)],
 ) -> (tokio::process::Child, String, Arc<std::sync::Mutex<Vec<String>>>) {
+    start_binary_args(data_dir, &["serve"], extra).await
+}
+
+/// The `portico` binary with `args` (a serving command), until its HTTP listener is up.
+pub async fn start_binary_args(
+    data_dir: &std::path::Path,
+    args: &[&str],
+    extra: &[(&str, &str)],
+) -> (tokio::process::Child, String, Arc<std::sync::Mutex<Vec<String>>>) {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_portico"));
     for (k, v) in extra {
         command.env(k, v);
     }
     let mut child = command
-        .arg("serve")
+        .args(args)
         .env("PORTICO_DATA_DIR", data_dir)
         .env("PORTICO_HTTP_ADDR", "127.0.0.1:0")
         .env("PORTICO_METRICS_ADDR", "127.0.0.1:0")

@@ -9,6 +9,7 @@ mod email;
 mod gateway;
 mod helpers;
 mod jwks;
+mod logs;
 mod mqtt;
 mod mqtt_attacks;
 mod mqtt_client;

@@ -1,9 +1,9 @@
-//! Kibana's (Lucene's) query syntax, parsed by `tantivy-query-grammar` and translated into the
-//! store-neutral `portico_core::logs::Query`: `field:value`, `"quoted phrases"`, `AND` / `OR` /
+//! Kibana's (Lucene's) query syntax, parsed by `tantivy-query-grammar` (a pure parser) and
+//! translated into the store-neutral `Query`: `field:value`, `"quoted phrases"`, `AND` / `OR` /
 //! `NOT` (and `+` / `-`), `prefix*`, ranges (`duration_ms:>100`, `status:[400 TO 499]`),
 //! `field:*` (exists), `field: IN [a b]`. Regular expressions are refused, not guessed at.
 
-use portico_core::logs::{Bound, Match, Query};
+use super::{Bound, Match, Query};
 use tantivy_query_grammar::{
     Delimiter, Occur, UserInputAst, UserInputBound, UserInputLeaf, UserInputLiteral,
 };

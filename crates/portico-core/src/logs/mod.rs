@@ -1,6 +1,10 @@
 //! The log store's side of the domain: one log line, a search over lines (a query in Kibana's
-//! syntax, parsed into `Query` by `portico-logs`, and a time range), and the `LogStore` port
+//! syntax, parsed into `Query` by `query::parse`, and a time range), and the `LogStore` port
 //! that answers it (locally SQLite with FTS5; on AWS, OpenSearch).
+
+pub mod query;
+
+pub use query::{QueryError, parse};
 
 use std::collections::BTreeMap;
 
