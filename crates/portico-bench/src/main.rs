@@ -9,6 +9,7 @@ mod flood;
 mod graph;
 mod http;
 mod lambda;
+mod logs;
 mod mqtt;
 mod outbox;
 mod pdf;
@@ -47,6 +48,8 @@ enum Command {
     Lambda(lambda::Args),
     /// The traceability graph at scale: projector changes/s, impact p50/p99 (no server needed).
     Graph(graph::Args),
+    /// The local log store: ingest lines/s, search p50/p99 over a million lines (no server needed).
+    Logs(logs::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -65,5 +68,6 @@ fn main() -> anyhow::Result<()> {
         Command::Outbox(args) => runtime.block_on(outbox::run(args)),
         Command::Lambda(args) => runtime.block_on(lambda::run(args)),
         Command::Graph(args) => runtime.block_on(graph::run(args)),
+        Command::Logs(args) => runtime.block_on(logs::run(args)),
     }
 }

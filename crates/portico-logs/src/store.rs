@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS lines (
 );
 CREATE INDEX IF NOT EXISTS lines_ts ON lines(ts_ms);
 CREATE INDEX IF NOT EXISTS lines_level ON lines(level, id);
+CREATE INDEX IF NOT EXISTS lines_level_function ON lines(level, function, id);
 CREATE INDEX IF NOT EXISTS lines_function ON lines(function, id) WHERE function IS NOT NULL;
 CREATE INDEX IF NOT EXISTS lines_request ON lines(request_id) WHERE request_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS lines_serial ON lines(serial, id) WHERE serial IS NOT NULL;
@@ -102,6 +103,7 @@ fn open_connection(path: &Path) -> Result<Connection> {
         "PRAGMA auto_vacuum = INCREMENTAL;
          PRAGMA journal_mode = WAL;
          PRAGMA synchronous = NORMAL;
+         PRAGMA wal_autocheckpoint = 8192;
          PRAGMA busy_timeout = 5000;",
     )
     .context("configuring the log store")?;
@@ -219,14 +221,17 @@ fn write_lines(mut conn: Connection, receiver: Receiver<Message>, retention: Ret
     }
 }
 
-/// The line's text for free-text search: the message and every field's value.
+/// The line's text for free-text search: the message and the values of its text fields. Numbers
+/// and the indexed columns (`function`, `request_id`, `serial`) are left out: they are searched
+/// by field, and unique ids would only bloat the index.
 fn text_of(line: &LogLine) -> String {
     let mut text = line.message.clone();
-    for value in line.fields.values() {
-        text.push(' ');
-        match value {
-            serde_json::Value::String(s) => text.push_str(s),
-            other => text.push_str(&other.to_string()),
+    for (name, value) in &line.fields {
+        if let serde_json::Value::String(s) = value
+            && !COLUMNS.contains(&name.as_str())
+        {
+            text.push(' ');
+            text.push_str(s);
         }
     }
     text

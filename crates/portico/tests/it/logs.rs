@@ -113,12 +113,7 @@ async fn an_instruments_event_and_its_invocation_are_found_by_serial_and_request
         )
         .expect("url");
         async move {
-            let response = client
-                .get(url)
-                .bearer_auth(token.trim())
-                .send()
-                .await
-                .expect("sent");
+            let response = client.get(url).bearer_auth(token.trim()).send().await.expect("sent");
             let status = response.status();
             (status, response.json::<Value>().await.unwrap_or(Value::Null))
         }
