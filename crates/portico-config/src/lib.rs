@@ -296,6 +296,9 @@ pub struct LogConfig {
     /// A tracing filter, e.g. `info` or `portico_http=debug,info`.
     #[default = "info"]
     pub filter: String,
+    /// `auto` (readable lines at a terminal, JSON lines otherwise), `json` or `text`.
+    #[default = "auto"]
+    pub format: String,
 }
 
 impl Config {
@@ -354,6 +357,12 @@ impl Config {
                     "{name} = {addr:?} is not an IP address with a port, e.g. 127.0.0.1:8080"
                 ));
             }
+        }
+        if !["auto", "json", "text"].contains(&self.log.format.as_str()) {
+            return invalid(format!(
+                "log.format = {:?} must be auto, json or text",
+                self.log.format
+            ));
         }
         if self.data_dir.as_os_str().is_empty() {
             return invalid("data_dir must not be empty".into());
@@ -475,7 +484,36 @@ impl Config {
 
     /// The effective configuration as TOML, secrets redacted.
     pub fn to_toml(&self) -> String {
-        toml::to_string(self).unwrap_or_else(|e| format!("# cannot print configuration: {e}\n"))
+        let json = match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(map)) => map,
+            Ok(_) | Err(_) => return "# cannot print configuration\n".into(),
+        };
+        let mut out = String::new();
+        let mut sections = Vec::new();
+        for (key, value) in &json {
+            match value {
+                serde_json::Value::Object(section) => sections.push((key, section)),
+                value => out.push_str(&toml_line(key, value)),
+            }
+        }
+        for (name, section) in sections {
+            out.push_str(&format!("\n[{name}]\n"));
+            for (key, value) in section {
+                out.push_str(&toml_line(key, value));
+            }
+        }
+        out
+    }
+}
+
+/// `key = value`, or for a key without a value `# key =` (unset), so every key is listed.
+fn toml_line(key: &str, value: &serde_json::Value) -> String {
+    if value.is_null() {
+        return format!("# {key} =  (unset)\n");
+    }
+    match toml::Value::try_from(value) {
+        Ok(v) => format!("{key} = {v}\n"),
+        Err(_) => format!("# {key} = (cannot print)\n"),
     }
 }
 
@@ -675,6 +713,13 @@ mod tests {
         assert_eq!(c.documents.upload_url_ttl_secs, 600);
         // Printed as before: numbers in the key's unit.
         assert!(c.to_toml().contains("request_timeout_secs = 90"));
+        // Keys without a value are listed too, as comments, and the output reads back.
+        let printed = c.to_toml();
+        assert!(printed.contains("# issuer =  (unset)"), "{printed}");
+        assert!(printed.contains("# neptune_endpoint =  (unset)"), "{printed}");
+        let back: toml::Value =
+            toml::from_str(&printed).expect("the printed configuration is TOML");
+        assert_eq!(back["http"]["request_timeout_secs"].as_integer(), Some(90));
         let err = Config::load(None, &env(&[("PORTICO_WORKER_CONCURRENCY", "2s")]))
             .expect_err("not a duration key");
         assert!(err.to_string().contains("PORTICO_WORKER_CONCURRENCY"), "{err}");

@@ -83,3 +83,50 @@ pub async fn seed(composition: &Composition) -> anyhow::Result<Option<Demo>> {
     }
     Ok(Some(Demo { logins, instruments }))
 }
+
+impl Demo {
+    /// What a person needs to try the demo, as commands they can paste: the logins' token
+    /// commands (run with `portico`, the binary at `portico`), and for each instrument a
+    /// `mosquitto_pub` of a critical event.
+    pub fn guide(&self, portico: &str, mqtt: std::net::SocketAddr) -> String {
+        let mut out = String::from("Demo logins (each command prints an access token):\n");
+        for login in &self.logins {
+            let command = login.token_command().replacen("portico", portico, 1);
+            out.push_str(&format!("  {:<44} {command}\n", login.description));
+        }
+        out.push_str("\nDemo instruments (each command sends a critical event):\n");
+        for i in &self.instruments {
+            out.push_str(&format!(
+                "  {} of {}:\n    mosquitto_pub -h {} -p {} -i {serial} -u {serial} -P {} -t instruments/{serial}/events -m '{{\"severity\":\"critical\",\"message\":\"Pump pressure too high\"}}'\n",
+                i.serial,
+                i.account,
+                mqtt.ip(),
+                mqtt.port(),
+                i.device_secret,
+                serial = i.serial
+            ));
+        }
+        out
+    }
+}
+
+/// Where the demo's guide is kept, so a restart can show it again (owner-only: it holds the
+/// instruments' device secrets).
+pub fn guide_path(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("demo.txt")
+}
+
+/// Writes the guide to `<data_dir>/demo.txt`, readable by its owner only.
+pub fn save_guide(data_dir: &std::path::Path, guide: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let path = guide_path(data_dir);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file =
+        options.open(&path).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    file.write_all(guide.as_bytes())
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    Ok(())
+}

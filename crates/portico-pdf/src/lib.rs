@@ -183,6 +183,14 @@ mod tests {
     }
 
     #[test]
+    fn one_test_is_spoken_of_as_one() {
+        let (_, one) = text_of(&Pdf::new().render_certificate(&data(1, "Buffer")).expect("one"));
+        assert!(one.contains("The test meets its specification"), "{one}");
+        let (_, many) = text_of(&Pdf::new().render_certificate(&data(3, "Buffer")).expect("3"));
+        assert!(many.contains("All 3 tests meet their specifications"), "{many}");
+    }
+
+    #[test]
     fn two_hundred_rows_break_across_pages() {
         let pdf = Pdf::new().render_certificate(&data(200, "Long product")).expect("rendered");
         let (pages, text) = text_of(&pdf);

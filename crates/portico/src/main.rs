@@ -202,18 +202,45 @@ fn worker(config: Config) -> anyhow::Result<()> {
     outcome
 }
 
-/// JSON lines on stdout and, unless `logs.store` is off, every line also into the data dir's log
+/// Crates whose `info` lines are their own bookkeeping (rmqtt prints its configuration at start):
+/// kept at `warn` unless the filter names them (a target matches by prefix: `ntex` covers
+/// `ntex_server`).
+const CHATTY: [&str; 2] = ["rmqtt", "ntex"];
+
+/// The configured filter, with the chatty crates lowered unless it names them itself.
+fn filter_directives(filter: &str) -> String {
+    let mut directives = filter.to_string();
+    for target in CHATTY {
+        if !filter.contains(target) {
+            directives.push_str(&format!(",{target}=warn"));
+        }
+    }
+    directives
+}
+
+/// JSON lines (or, at a terminal, readable lines) on stdout and, unless `logs.store` is off, every line also into the data dir's log
 /// store. Answers the store's writer, to flush at exit.
 fn init_logging(config: &Config) -> anyhow::Result<Option<portico_logs::LogWriter>> {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.filter)
+    let filter = tracing_subscriber::EnvFilter::try_new(filter_directives(&config.log.filter))
         .with_context(|| format!("PORTICO_LOG {:?} is not a valid filter", config.log.filter))?;
-    let stdout = tracing_subscriber::fmt::layer()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_writer(std::io::stdout);
+    let text = match config.log.format.as_str() {
+        "json" => false,
+        "text" => true,
+        _ => std::io::IsTerminal::is_terminal(&std::io::stdout()),
+    };
+    // A person at a terminal reads lines; anything else (a file, a collector) gets JSON lines.
+    let (json, readable) = if text {
+        (None, Some(tracing_subscriber::fmt::layer().compact().with_writer(std::io::stdout)))
+    } else {
+        let json = tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_writer(std::io::stdout);
+        (Some(json), None)
+    };
     let writer = if config.logs.store {
         let retention = portico_logs::Retention::parse(&config.logs.retention)
             .map_err(|e| anyhow::anyhow!("logs.retention (PORTICO_LOGS_RETENTION): {e}"))?;
@@ -225,7 +252,8 @@ fn init_logging(config: &Config) -> anyhow::Result<Option<portico_logs::LogWrite
     };
     tracing_subscriber::registry()
         .with(filter)
-        .with(stdout)
+        .with(json)
+        .with(readable)
         .with(writer.clone().map(portico_logs::StoreLayer::new))
         .init();
     Ok(writer)
@@ -237,22 +265,48 @@ fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     let outcome = runtime.block_on(async move {
         let server = portico_local::Server::bind(&config).await?;
         tracing::info!(data_dir = %config.data_dir.display(), region = %config.region, version = env!("CARGO_PKG_VERSION"), "portico starting");
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        if terminal {
+            println!(
+                "Portico {} serving from {}\n  HTTP API        http://{}  (API docs: http://{}/openapi.json)\n  MQTT            mqtt://{}\n  MQTT WebSocket  ws://{}/mqtt\n  Metrics         http://{}/metrics\n",
+                env!("CARGO_PKG_VERSION"),
+                config.data_dir.display(),
+                server.http_addr(),
+                server.http_addr(),
+                server.mqtt_addr(),
+                server.mqtt_ws_addr(),
+                server.metrics_addr()
+            );
+        }
         if demo {
+            let guide_path = portico_local::demo::guide_path(&config.data_dir);
+            let portico = std::env::args().next().unwrap_or_else(|| "portico".into());
             match portico_local::demo::seed(server.composition()).await? {
                 Some(demo) => {
-                    for login in demo.logins {
+                    for login in &demo.logins {
                         tracing::info!(sub = %login.sub, "demo login ({}): {}", login.description, login.token_command());
                     }
                     let mqtt = server.mqtt_addr();
-                    for i in demo.instruments {
+                    for i in &demo.instruments {
                         tracing::info!(
                             serial = %i.serial,
                             "demo instrument of {}: mosquitto_pub -h {} -p {} -i {serial} -u {serial} -P {} -t instruments/{serial}/events -m '{{\"severity\":\"critical\",\"message\":\"Pump pressure too high\"}}'",
                             i.account, mqtt.ip(), mqtt.port(), i.device_secret, serial = i.serial
                         );
                     }
+                    let guide = demo.guide(&portico, mqtt);
+                    portico_local::demo::save_guide(&config.data_dir, &guide)?;
+                    if terminal {
+                        println!("{guide}");
+                    }
+                    tracing::info!(path = %guide_path.display(), "the demo's logins and commands are in this file (owner-only)");
                 }
-                None => tracing::info!("--demo: the data dir already holds data; nothing loaded"),
+                None => {
+                    tracing::info!(path = %guide_path.display(), "--demo: the data dir already holds data; nothing loaded; its logins and commands are in this file");
+                    if terminal && let Ok(guide) = std::fs::read_to_string(&guide_path) {
+                        println!("{guide}");
+                    }
+                }
             }
         }
         server.run(shutdown_signal()).await

@@ -44,6 +44,24 @@ async fn an_instruments_event_and_its_invocation_are_found_by_serial_and_request
     let dir = tempfile::tempdir().expect("temp dir");
     let (_child, base, log) = start_binary_args(dir.path(), &["serve", "--demo"], &[]).await;
 
+    // The demo's guide: commands a person can paste, kept owner-only beside the data.
+    let guide_path = dir.path().join("demo.txt");
+    let guide = std::fs::read_to_string(&guide_path).expect("demo.txt");
+    assert!(guide.contains("--sub bob@acme.example"), "{guide}");
+    let command = guide
+        .lines()
+        .find(|l| l.contains("mosquitto_pub") && l.contains("SN-ACME-001"))
+        .expect("a command");
+    assert!(
+        command.contains(r#"-m '{"severity":"critical","#) && !command.contains('\\'),
+        "{command}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&guide_path).expect("metadata").permissions().mode();
+        assert_eq!(mode & 0o077, 0, "owner-only: {mode:o}");
+    }
     // The demo's instrument line is in the store (it was logged before the listeners).
     let demo = found(dir.path(), r#"serial:SN-ACME-001 AND "demo instrument""#).await;
     let message = demo[0]["message"].as_str().expect("message");
