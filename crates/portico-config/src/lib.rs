@@ -288,6 +288,15 @@ pub struct LogsConfig {
     /// How long and how much: an age and a size, e.g. `7d,1GiB` (`12h`, `,500MB`).
     #[default = "7d,1GiB"]
     pub retention: String,
+    /// OpenSearch (or Elasticsearch) the `logs` Lambda handler ships CloudWatch Logs to, e.g.
+    /// `https://search-portico.eu-central-1.es.amazonaws.com`; unset = not shipped.
+    pub opensearch_url: Option<String>,
+    /// A self-managed cluster's user (basic auth).
+    pub opensearch_username: Option<String>,
+    pub opensearch_password: Option<Secret>,
+    /// Daily indexes are `<prefix>-YYYY.MM.DD`.
+    #[default = "portico-logs"]
+    pub opensearch_index_prefix: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, SmartDefault)]

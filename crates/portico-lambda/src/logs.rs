@@ -75,3 +75,114 @@ pub fn decode(payload: &Value) -> Result<Option<LogBatch>, DecodeError> {
         other => Err(DecodeError(format!("unknown messageType {other:?}"))),
     }
 }
+
+/// The queue documents the cluster refuses go to, with the reason: never dropped silently.
+pub const DEAD_LETTERS: &str = "log-events-dead";
+
+/// A Lambda platform line (`START`, `END`, `REPORT`) as fields: its kind, request id and, for
+/// `REPORT`, the durations and memory.
+fn platform_line(message: &str) -> Option<serde_json::Map<String, Value>> {
+    let (kind, rest) = message.split_once(' ')?;
+    if !matches!(kind, "START" | "END" | "REPORT") {
+        return None;
+    }
+    let mut fields = serde_json::Map::new();
+    fields.insert("lambda_event".into(), kind.into());
+    for part in rest.trim_end().split('\t') {
+        let Some((name, value)) = part.split_once(':') else { continue };
+        let value = value.trim();
+        let number = value.split(' ').next().and_then(|n| n.parse::<f64>().ok());
+        let key = match name.trim() {
+            "RequestId" => {
+                fields.insert("request_id".into(), value.split(' ').next().unwrap_or(value).into());
+                continue;
+            }
+            "Version" => "lambda_version",
+            "Duration" => "duration_ms",
+            "Billed Duration" => "billed_duration_ms",
+            "Memory Size" => "memory_mb",
+            "Max Memory Used" => "max_memory_used_mb",
+            "Init Duration" => "init_duration_ms",
+            _ => continue,
+        };
+        match number {
+            Some(n) => fields.insert(key.into(), n.into()),
+            None => fields.insert(key.into(), value.into()),
+        };
+    }
+    Some(fields)
+}
+
+/// The documents of a batch, one per event: `_id` the event's id (so redelivery never
+/// duplicates), a daily index by the event's time, the group and stream, the message, the JSON
+/// message's own fields merged in (Portico's log lines are JSON), and Lambda's platform lines
+/// parsed.
+pub fn documents(batch: &LogBatch, index_prefix: &str) -> Vec<portico_logs::opensearch::BulkDoc> {
+    batch
+        .log_events
+        .iter()
+        .map(|event| {
+            let mut source = serde_json::Map::new();
+            let at = time::OffsetDateTime::from_unix_timestamp_nanos(
+                i128::from(event.timestamp) * 1_000_000,
+            )
+            .ok()
+            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok());
+            source.insert("@timestamp".into(), at.map_or(Value::Null, Value::String));
+            source.insert("log_group".into(), batch.log_group.clone().into());
+            source.insert("log_stream".into(), batch.log_stream.clone().into());
+            source.insert("owner".into(), batch.owner.clone().into());
+            let trimmed = event.message.trim_end();
+            match serde_json::from_str::<Value>(trimmed) {
+                Ok(Value::Object(fields)) => {
+                    for (name, value) in fields {
+                        // The record's own keys win over a line's field of the same name.
+                        source.entry(name).or_insert(value);
+                    }
+                    source.entry("message").or_insert_with(|| trimmed.into());
+                }
+                _ => {
+                    source.insert("message".into(), trimmed.into());
+                    for (name, value) in platform_line(trimmed).unwrap_or_default() {
+                        source.insert(name, value);
+                    }
+                }
+            }
+            portico_logs::opensearch::BulkDoc {
+                index: portico_logs::opensearch::daily_index(index_prefix, event.timestamp),
+                id: event.id.clone(),
+                source: Value::Object(source),
+            }
+        })
+        .collect()
+}
+
+/// Ships a decoded batch; refused documents go to the dead-letter queue with their reason. An
+/// error (the cluster unreachable after retries, or the dead-letter queue unavailable) fails the
+/// invocation, so Lambda delivers the batch again; the ids make that harmless.
+pub async fn ship(
+    sink: &portico_logs::opensearch::BulkSink,
+    queue: &dyn portico_core::Queue,
+    batch: &LogBatch,
+    index_prefix: &str,
+) -> Result<portico_logs::opensearch::Shipped, String> {
+    let shipped = sink.ship(documents(batch, index_prefix)).await.map_err(|e| e.to_string())?;
+    for (doc, reason) in &shipped.refused {
+        let body = serde_json::json!({"index": doc.index, "id": doc.id, "reason": reason, "document": doc.source});
+        let mut attributes = portico_core::ports::Attributes::new();
+        attributes.insert("reason".into(), reason.chars().take(200).collect());
+        queue
+            .send(DEAD_LETTERS, &body.to_string(), &attributes)
+            .await
+            .map_err(|e| format!("dead-lettering a refused log event: {e}"))?;
+        tracing::warn!(id = doc.id, reason, "log event refused by OpenSearch; dead-lettered");
+    }
+    tracing::info!(
+        log_group = batch.log_group,
+        created = shipped.created,
+        duplicates = shipped.duplicates,
+        refused = shipped.refused.len(),
+        "log batch shipped"
+    );
+    Ok(shipped)
+}

@@ -140,20 +140,56 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             .await
         }
         Handler::Logs => {
+            let logs = config.logs.clone();
+            let sink = match &logs.opensearch_url {
+                Some(url) => {
+                    let auth = match (&logs.opensearch_username, &logs.opensearch_password) {
+                        (Some(username), Some(password)) => portico_logs::opensearch::Auth::Basic {
+                            username: username.clone(),
+                            password: password.expose().to_string(),
+                        },
+                        _ => portico_logs::opensearch::Auth::None,
+                    };
+                    let sink = portico_logs::opensearch::BulkSink::new(
+                        url,
+                        auth,
+                        std::time::Duration::from_secs(20),
+                    )
+                    .map_err(|e| e.to_string())?;
+                    Some(Arc::new(sink))
+                }
+                None => None,
+            };
+            let context = composition.context;
             lambda_runtime::run(Flushing::new(
-                service_fn(|event: LambdaEvent<Value>| async move {
-                    match portico_lambda::logs::decode(&event.payload) {
-                        Ok(Some(batch)) => tracing::info!(
-                            log_group = batch.log_group,
-                            log_stream = batch.log_stream,
-                            events = batch.log_events.len(),
-                            "log batch"
-                        ),
-                        Ok(None) => tracing::info!("CloudWatch Logs control message skipped"),
-                        // Retrying cannot fix a payload that does not decode: log it and move on.
-                        Err(e) => tracing::warn!(error = %e, "log payload dropped"),
+                service_fn(move |event: LambdaEvent<Value>| {
+                    let (sink, context) = (sink.clone(), Arc::clone(&context));
+                    let prefix = logs.opensearch_index_prefix.clone();
+                    async move {
+                        match portico_lambda::logs::decode(&event.payload) {
+                            Ok(Some(batch)) => match &sink {
+                                Some(sink) => {
+                                    portico_lambda::logs::ship(
+                                        sink,
+                                        context.queue.as_ref(),
+                                        &batch,
+                                        &prefix,
+                                    )
+                                    .await
+                                    .map_err(lambda_runtime::Error::from)?;
+                                }
+                                None => tracing::warn!(
+                                    log_group = batch.log_group,
+                                    events = batch.log_events.len(),
+                                    "log batch not shipped: no logs.opensearch_url"
+                                ),
+                            },
+                            Ok(None) => tracing::info!("CloudWatch Logs control message skipped"),
+                            // Retrying cannot fix a payload that does not decode: log it and move on.
+                            Err(e) => tracing::warn!(error = %e, "log payload dropped"),
+                        }
+                        Ok::<_, lambda_runtime::Error>(Value::Null)
                     }
-                    Ok::<_, lambda_runtime::Error>(Value::Null)
                 }),
                 emf,
             ))

@@ -6,6 +6,7 @@
 //! as a parameter.
 
 mod layer;
+pub mod opensearch;
 mod store;
 
 pub use layer::StoreLayer;
@@ -14,3 +15,7 @@ pub use store::{DROPPED, LogWriter, Retention, SqliteLogs, highlight, open, path
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // test code: a panic is the report
 mod tests;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a panic is the report
+mod bulk_tests;

@@ -381,3 +381,93 @@ async fn a_token_without_a_required_scope_gets_a_deny_policy() {
     let (status, _) = app.get("/v1/me", &good).await;
     assert_eq!(status, reqwest::StatusCode::OK);
 }
+
+#[test]
+fn log_events_become_documents_with_their_fields_and_lambda_reports_parsed() {
+    let mut batch = portico_lambda::logs::decode(&fixture_json("cloudwatch_logs_data.json"))
+        .expect("decodes")
+        .expect("a data message");
+    batch.log_events.push(portico_lambda::logs::LogEvent {
+        id: "38123456789012345678901234567890123456789012345678901236".into(),
+        timestamp: 1_764_244_800_010,
+        message: "REPORT RequestId: 6f7f0961-1234-4d5e-9f00-aabbccddeeff\tDuration: 12.34 ms\tBilled Duration: 13 ms\tMemory Size: 512 MB\tMax Memory Used: 38 MB\tInit Duration: 3.21 ms\t\n".into(),
+    });
+    let docs = portico_lambda::logs::documents(&batch, "portico-logs");
+    assert_eq!(docs.len(), 3);
+    assert!(docs.iter().all(|d| d.index == "portico-logs-2025.11.27"), "{docs:?}");
+    assert_eq!(docs[0].id, batch.log_events[0].id);
+    // A JSON line's fields are the document's.
+    assert_eq!(docs[0].source["status"], 200);
+    assert_eq!(docs[0].source["level"], "INFO");
+    assert_eq!(docs[0].source["message"], "request");
+    assert_eq!(docs[0].source["log_group"], "/aws/lambda/portico-http");
+    assert_eq!(docs[0].source["@timestamp"], "2025-11-27T12:00:00Z");
+    assert_eq!(docs[1].source["message"], "plain text line");
+    let report = &docs[2].source;
+    assert_eq!(report["lambda_event"], "REPORT");
+    assert_eq!(report["request_id"], "6f7f0961-1234-4d5e-9f00-aabbccddeeff");
+    assert_eq!(report["duration_ms"], 12.34);
+    assert_eq!(report["billed_duration_ms"], 13.0);
+    assert_eq!(report["max_memory_used_mb"], 38.0);
+    assert_eq!(report["init_duration_ms"], 3.21);
+}
+
+/// A `_bulk` stand-in that refuses the documents whose id ends in `5` (a mapping error) and
+/// creates the rest, once.
+async fn bulk_stand_in() -> String {
+    async fn bulk(body: String) -> axum::Json<Value> {
+        let lines: Vec<Value> =
+            body.lines().map(|l| serde_json::from_str(l).expect("NDJSON")).collect();
+        let items: Vec<Value> = lines
+            .chunks(2)
+            .map(|pair| {
+                let id = pair[0]["create"]["_id"].as_str().expect("id");
+                if id.ends_with('5') {
+                    json!({"create": {"_id": id, "status": 400, "error": {"reason": "failed to parse field [status]"}}})
+                } else {
+                    json!({"create": {"_id": id, "status": 201}})
+                }
+            })
+            .collect();
+        axum::Json(json!({"errors": true, "items": items}))
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let addr = listener.local_addr().expect("addr");
+    let app = axum::Router::new().route("/_bulk", axum::routing::post(bulk));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn shipped_log_batches_dead_letter_what_the_cluster_refuses() {
+    let app = spawn_app().await;
+    let batch = portico_lambda::logs::decode(&fixture_json("cloudwatch_logs_data.json"))
+        .expect("decodes")
+        .expect("a data message");
+    let sink = portico_logs::opensearch::BulkSink::new(
+        &bulk_stand_in().await,
+        portico_logs::opensearch::Auth::None,
+        std::time::Duration::from_secs(5),
+    )
+    .expect("sink");
+    let queue = app.composition.context.queue.as_ref();
+    let shipped =
+        portico_lambda::logs::ship(&sink, queue, &batch, "portico-logs").await.expect("shipped");
+    assert_eq!((shipped.created, shipped.refused.len()), (1, 1));
+    let dead = queue
+        .receive(
+            portico_lambda::logs::DEAD_LETTERS,
+            portico_core::Receive {
+                max: 10,
+                visibility: std::time::Duration::from_secs(30),
+                wait: std::time::Duration::ZERO,
+            },
+        )
+        .await
+        .expect("receive");
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let body: Value = serde_json::from_str(&dead[0].body).expect("JSON");
+    assert_eq!(body["id"], "38123456789012345678901234567890123456789012345678901235");
+    assert!(body["reason"].as_str().is_some_and(|r| r.contains("failed to parse")), "{body}");
+    assert_eq!(body["document"]["message"], "plain text line");
+}
