@@ -429,3 +429,164 @@ resource "aws_lambda_permission" "api_authorizer" {
   principal     = "apigateway.amazonaws.com"
   source_arn    = "${aws_apigatewayv2_api.portico.execution_arn}/authorizers/${aws_apigatewayv2_authorizer.token.id}"
 }
+
+# --- alarms and dashboard --------------------------------------------------------------------------
+
+locals {
+  alarmed_functions = ["http", "uploads", "outbox", "instrument-alert"]
+  alarm_actions     = var.alarm_topic_arn == "" ? [] : [var.alarm_topic_arn]
+  email_categories  = { welcome = "welcome", alert = "instrument_alert", ready = "document_ready", recall = "lot_recall" }
+}
+
+resource "aws_cloudwatch_metric_alarm" "errors" {
+  for_each            = toset(local.alarmed_functions)
+  alarm_name          = "${var.name}-${each.key}-errors"
+  alarm_description   = "Portico ${each.key}: function errors in 5 minutes"
+  namespace           = "AWS/Lambda"
+  metric_name         = "Errors"
+  dimensions          = { FunctionName = aws_lambda_function.portico[each.key].function_name }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 1
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+}
+
+resource "aws_cloudwatch_metric_alarm" "throttles" {
+  for_each            = toset(local.alarmed_functions)
+  alarm_name          = "${var.name}-${each.key}-throttles"
+  alarm_description   = "Portico ${each.key}: throttled invocations in 5 minutes"
+  namespace           = "AWS/Lambda"
+  metric_name         = "Throttles"
+  dimensions          = { FunctionName = aws_lambda_function.portico[each.key].function_name }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 1
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+}
+
+resource "aws_cloudwatch_metric_alarm" "http_duration" {
+  alarm_name          = "${var.name}-http-duration-p99"
+  alarm_description   = "Portico http: p99 duration over 5 s"
+  namespace           = "AWS/Lambda"
+  metric_name         = "Duration"
+  dimensions          = { FunctionName = aws_lambda_function.portico["http"].function_name }
+  extended_statistic  = "p99"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 5000
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+}
+
+resource "aws_cloudwatch_metric_alarm" "uploads_age" {
+  alarm_name          = "${var.name}-uploads-age"
+  alarm_description   = "Portico uploads: the oldest queued upload event is over 10 minutes old"
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateAgeOfOldestMessage"
+  dimensions          = { QueueName = aws_sqs_queue.uploads.name }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 600
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+}
+
+resource "aws_cloudwatch_metric_alarm" "uploads_dead" {
+  alarm_name          = "${var.name}-uploads-dead-letters"
+  alarm_description   = "Portico uploads: upload events in the dead-letter queue"
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateNumberOfMessagesVisible"
+  dimensions          = { QueueName = aws_sqs_queue.uploads_dead.name }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 1
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+}
+
+# The outbox function's EMF metric, one series per e-mail category, summed.
+resource "aws_cloudwatch_metric_alarm" "outbox_failures" {
+  alarm_name          = "${var.name}-outbox-failures"
+  alarm_description   = "Portico outbox: e-mails given up as failed in 15 minutes (every category)"
+  evaluation_periods  = 1
+  threshold           = 1
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+
+  metric_query {
+    id          = "failed"
+    expression  = "SUM([${join(", ", keys(local.email_categories))}])"
+    return_data = true
+  }
+
+  dynamic "metric_query" {
+    for_each = local.email_categories
+    content {
+      id = metric_query.key
+      metric {
+        namespace   = "Portico"
+        metric_name = "portico_emails_failed_total"
+        dimensions  = { category = metric_query.value }
+        period      = 900
+        stat        = "Sum"
+      }
+    }
+  }
+}
+
+resource "aws_cloudwatch_dashboard" "portico" {
+  dashboard_name = var.name
+  dashboard_body = jsonencode({
+    widgets = [
+      {
+        type = "metric", x = 0, y = 0, width = 12, height = 6
+        properties = {
+          title = "Invocations", region = local.region, stat = "Sum", period = 60
+          metrics = [for f in local.alarmed_functions : ["AWS/Lambda", "Invocations", "FunctionName", aws_lambda_function.portico[f].function_name]]
+        }
+      },
+      {
+        type = "metric", x = 12, y = 0, width = 12, height = 6
+        properties = {
+          title = "Errors and throttles", region = local.region, stat = "Sum", period = 60
+          metrics = concat(
+            [for f in local.alarmed_functions : ["AWS/Lambda", "Errors", "FunctionName", aws_lambda_function.portico[f].function_name]],
+            [for f in local.alarmed_functions : ["AWS/Lambda", "Throttles", "FunctionName", aws_lambda_function.portico[f].function_name]],
+          )
+        }
+      },
+      {
+        type = "metric", x = 0, y = 6, width = 12, height = 6
+        properties = {
+          title = "HTTP duration p50 / p99", region = local.region, period = 60
+          metrics = [
+            ["AWS/Lambda", "Duration", "FunctionName", aws_lambda_function.portico["http"].function_name, { stat = "p50" }],
+            ["AWS/Lambda", "Duration", "FunctionName", aws_lambda_function.portico["http"].function_name, { stat = "p99" }],
+          ]
+        }
+      },
+      {
+        type = "metric", x = 12, y = 6, width = 12, height = 6
+        properties = {
+          title = "Upload queue", region = local.region, stat = "Maximum", period = 60
+          metrics = [
+            ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", aws_sqs_queue.uploads.name],
+            ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", aws_sqs_queue.uploads_dead.name],
+          ]
+        }
+      },
+    ]
+  })
+}

@@ -101,3 +101,9 @@ variable "neptune_security_group_ids" {
   type        = list(string)
   default     = []
 }
+
+variable "alarm_topic_arn" {
+  description = "An SNS topic the alarms notify; empty for alarms without actions."
+  type        = string
+  default     = ""
+}

@@ -259,6 +259,53 @@ where
     }
 }
 
+/// The OpenSearch sink for shipped logs, if `logs.opensearch_url` is set: basic auth with a
+/// username and password (a self-managed cluster), else SigV4 with the process's AWS
+/// credentials when built with the `aws` feature (Amazon OpenSearch Service), else none.
+pub async fn opensearch_sink(
+    config: &Config,
+) -> anyhow::Result<Option<portico_logs::opensearch::BulkSink>> {
+    use portico_logs::opensearch::{Auth, BulkSink};
+    let logs = &config.logs;
+    let Some(url) = &logs.opensearch_url else {
+        return Ok(None);
+    };
+    let auth = match (&logs.opensearch_username, &logs.opensearch_password) {
+        (Some(username), Some(password)) => {
+            Auth::Basic { username: username.clone(), password: password.expose().to_string() }
+        }
+        _ => signed(config, url).await,
+    };
+    let sink =
+        BulkSink::new(url, auth, Duration::from_secs(20)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Some(sink))
+}
+
+#[cfg(feature = "aws")]
+async fn signed(config: &Config, url: &str) -> portico_logs::opensearch::Auth {
+    let Some(region) = config.aws.region.clone() else {
+        return portico_logs::opensearch::Auth::None;
+    };
+    let settings = portico_aws::AwsSettings {
+        region: region.clone(),
+        endpoint_url: config.aws.endpoint_url.clone(),
+        iot_endpoint: None,
+        table: config.aws.table.clone(),
+        bucket: config.aws.bucket.clone(),
+        queue_prefix: config.aws.queue_prefix.clone(),
+    };
+    let sdk = portico_aws::sdk_config(&settings).await;
+    match portico_aws::opensearch::OpenSearchSigner::new(&sdk, &region, url) {
+        Some(signer) => portico_logs::opensearch::Auth::Signed(Arc::new(signer)),
+        None => portico_logs::opensearch::Auth::None,
+    }
+}
+
+#[cfg(not(feature = "aws"))]
+async fn signed(_config: &Config, _url: &str) -> portico_logs::opensearch::Auth {
+    portico_logs::opensearch::Auth::None
+}
+
 /// The HTTP state over `context`, and the parts hosts need.
 fn assemble(
     config: &Config,

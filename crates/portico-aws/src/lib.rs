@@ -18,6 +18,7 @@ mod dynamo;
 mod error;
 mod iot;
 pub mod neptune;
+pub mod opensearch;
 pub mod provision;
 pub mod s3;
 mod sequence;

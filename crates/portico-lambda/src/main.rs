@@ -141,25 +141,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         }
         Handler::Logs => {
             let logs = config.logs.clone();
-            let sink = match &logs.opensearch_url {
-                Some(url) => {
-                    let auth = match (&logs.opensearch_username, &logs.opensearch_password) {
-                        (Some(username), Some(password)) => portico_logs::opensearch::Auth::Basic {
-                            username: username.clone(),
-                            password: password.expose().to_string(),
-                        },
-                        _ => portico_logs::opensearch::Auth::None,
-                    };
-                    let sink = portico_logs::opensearch::BulkSink::new(
-                        url,
-                        auth,
-                        std::time::Duration::from_secs(20),
-                    )
-                    .map_err(|e| e.to_string())?;
-                    Some(Arc::new(sink))
-                }
-                None => None,
-            };
+            let sink = portico_app::opensearch_sink(&config).await?.map(Arc::new);
             let context = composition.context;
             lambda_runtime::run(Flushing::new(
                 service_fn(move |event: LambdaEvent<Value>| {

@@ -18,8 +18,15 @@ pub struct BulkDoc {
     pub source: Value,
 }
 
+/// Signs a request just before it is sent (SigV4 for Amazon OpenSearch Service; in
+/// `portico-aws`, which knows AWS credentials).
+#[async_trait::async_trait]
+pub trait Sign: Send + Sync {
+    async fn sign(&self, request: &mut reqwest::Request) -> Result<(), BulkError>;
+}
+
 /// How the cluster is authenticated to.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Auth {
     None,
     /// A self-managed cluster's user.
@@ -27,6 +34,18 @@ pub enum Auth {
         username: String,
         password: String,
     },
+    /// Every request signed (Amazon OpenSearch Service: SigV4 with the function's role).
+    Signed(std::sync::Arc<dyn Sign>),
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Auth::None => "None",
+            Auth::Basic { .. } => "Basic",
+            Auth::Signed(_) => "Signed",
+        })
+    }
 }
 
 /// What a `ship` did.
@@ -149,7 +168,12 @@ impl BulkSink {
         if let Auth::Basic { username, password } = &self.auth {
             request = request.basic_auth(username, Some(password));
         }
-        let response = request.send().await.map_err(|e| BulkError(format!("sending: {e}")))?;
+        let mut request = request.build().map_err(|e| BulkError(format!("building: {e}")))?;
+        if let Auth::Signed(signer) = &self.auth {
+            signer.sign(&mut request).await?;
+        }
+        let response =
+            self.http.execute(request).await.map_err(|e| BulkError(format!("sending: {e}")))?;
         let status = response.status();
         let text = response.text().await.map_err(|e| BulkError(format!("reading: {e}")))?;
         if !status.is_success() {

@@ -8,5 +8,6 @@
 mod adapters;
 mod gremlin;
 mod harness;
+mod opensearch;
 mod regions;
 mod throttling;
