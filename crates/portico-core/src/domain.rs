@@ -107,6 +107,16 @@ impl User {
     }
 }
 
+/// Milliseconds since the Unix epoch: how the change table, the graph and the logs keep times.
+pub fn unix_ms(at: OffsetDateTime) -> i64 {
+    (at.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// The instant `ms` milliseconds after the Unix epoch; `None` when out of range.
+pub fn from_unix_ms(ms: i64) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+}
+
 /// Whether `value` may be an identifier that becomes part of a storage key, an MQTT topic level
 /// or a URL path segment (serials, SKUs, lot numbers): 1 to 64 ASCII letters, digits, `-`, `_`
 /// or `.`, neither starting nor ending with `.` and without `..` (which object stores refuse).

@@ -30,7 +30,7 @@ use utoipa::ToSchema;
 
 use time::format_description::well_known::Rfc3339;
 
-use crate::domain::{Account, Document, Instrument, Lot, LotUse, Product, Shipment, User};
+use crate::domain::{Account, Document, Instrument, Lot, LotUse, Product, Shipment, User, unix_ms};
 use crate::error::Result;
 
 /// One domain write, as its record stood after the write.
@@ -257,10 +257,6 @@ pub trait GraphStore: Send + Sync + 'static {
 // The projection: what each version of a record is in the graph. Pure, so every projector (the
 // local worker, the `graph-projector` Lambda, a rebuild) makes the same elements.
 
-fn ms(t: OffsetDateTime) -> i64 {
-    (t.unix_timestamp_nanos() / 1_000_000) as i64
-}
-
 fn str_value(s: impl Into<String>) -> Value {
     Value::Str(s.into())
 }
@@ -398,7 +394,7 @@ fn lot_use(u: &LotUse, version: u128) -> Element {
         from: VertexRef::new(VertexLabel::Instrument, &u.serial),
         to: VertexRef::new(VertexLabel::Lot, &u.lot_number),
         version,
-        props: Props::from([("loaded_at_ms", Value::Int(ms(u.loaded_at)))]),
+        props: Props::from([("loaded_at_ms", Value::Int(unix_ms(u.loaded_at)))]),
     })
 }
 
@@ -440,8 +436,8 @@ fn document(d: &Document, version: u128) -> Vec<Element> {
             props: Props::from([
                 ("filename", str_value(&d.filename)),
                 ("status", str_value(d.status.as_str())),
-                ("created_at_ms", Value::Int(ms(d.created_at))),
-                ("run_end_ms", Value::Int(ms(run_end(d)))),
+                ("created_at_ms", Value::Int(unix_ms(d.created_at))),
+                ("run_end_ms", Value::Int(unix_ms(run_end(d)))),
             ]),
         }),
         edge(EdgeLabel::OwnedBy, d.id.clone(), VertexRef::new(VertexLabel::Account, &d.account_id)),

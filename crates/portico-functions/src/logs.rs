@@ -1,7 +1,7 @@
 //! The log search: a query in Kibana's syntax and a time range, over the `LogStore` (platform
 //! staff only: the logs name every account).
 
-use portico_core::domain::Caller;
+use portico_core::domain::{Caller, unix_ms};
 use portico_core::logs::{LogHit, LogSearch};
 use portico_core::ports::{Page, PageRequest};
 use portico_core::{Error, FieldError, Result, policy};
@@ -19,7 +19,7 @@ pub fn time_bound(field: &str, value: &str, now: OffsetDateTime) -> Result<i64> 
         )])
     };
     if let Ok(at) = OffsetDateTime::parse(value, &Rfc3339) {
-        return Ok((at.unix_timestamp_nanos() / 1_000_000) as i64);
+        return Ok(unix_ms(at));
     }
     let split = value.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
     let (number, unit) = value.split_at(split);
@@ -33,7 +33,7 @@ pub fn time_bound(field: &str, value: &str, now: OffsetDateTime) -> Result<i64> 
         _ => return Err(bad()),
     };
     let ago = time::Duration::seconds(number.checked_mul(seconds).ok_or_else(bad)?);
-    Ok(((now - ago).unix_timestamp_nanos() / 1_000_000) as i64)
+    Ok(unix_ms(now - ago))
 }
 
 /// Parses `q` (400 naming the position of an error) and the time range.

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use portico_core::domain::{Caller, Lot, LotUse, Notification, Product, Recall};
+use portico_core::domain::{
+    Caller, Lot, LotUse, Notification, Product, Recall, from_unix_ms, unix_ms,
+};
 use portico_core::graph::{Trace, TracedAccount, TracedDocument, TracedInstrument, TracedUser};
 use portico_core::{Error, FieldError, Result, policy};
 use serde::{Deserialize, Serialize};
@@ -48,10 +50,7 @@ pub async fn record_lot_use(ctx: &Context, event: &Value) -> Result<Option<LotUs
         return ignored(serial, lot_number, "unknown_lot");
     }
     // When: the event's own time if it gives one, else when the broker received it.
-    let received = event
-        .get("received_at")
-        .and_then(Value::as_i64)
-        .and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok());
+    let received = event.get("received_at").and_then(Value::as_i64).and_then(from_unix_ms);
     let stated = ["loaded_at", "timestamp", "at"]
         .iter()
         .find_map(|k| event.get(*k).and_then(Value::as_str))
@@ -62,7 +61,7 @@ pub async fn record_lot_use(ctx: &Context, event: &Value) -> Result<Option<LotUs
             "{serial}\nevent\n{}",
             id.as_str().map_or_else(|| id.to_string(), str::to_string)
         ),
-        None => format!("{serial}\n{lot_number}\n{}", loaded_at.unix_timestamp_nanos() / 1_000_000),
+        None => format!("{serial}\n{lot_number}\n{}", unix_ms(loaded_at)),
     };
     let lot_use = LotUse {
         id: uuid::Uuid::new_v5(&LOT_USE_NAMESPACE, key.as_bytes()).to_string(),

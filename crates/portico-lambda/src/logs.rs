@@ -123,11 +123,8 @@ pub fn documents(batch: &LogBatch, index_prefix: &str) -> Vec<portico_logs::open
         .iter()
         .map(|event| {
             let mut source = serde_json::Map::new();
-            let at = time::OffsetDateTime::from_unix_timestamp_nanos(
-                i128::from(event.timestamp) * 1_000_000,
-            )
-            .ok()
-            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok());
+            let at = portico_core::domain::from_unix_ms(event.timestamp)
+                .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok());
             source.insert("@timestamp".into(), at.map_or(Value::Null, Value::String));
             source.insert("log_group".into(), batch.log_group.clone().into());
             source.insert("log_stream".into(), batch.log_stream.clone().into());

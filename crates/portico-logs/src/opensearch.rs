@@ -194,7 +194,7 @@ impl BulkSink {
 
 /// The daily index of a time: `<prefix>-YYYY.MM.DD` (UTC).
 pub fn daily_index(prefix: &str, timestamp_ms: i64) -> String {
-    let day = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(timestamp_ms) * 1_000_000)
+    let day = portico_core::domain::from_unix_ms(timestamp_ms)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
         .date();
     format!("{prefix}-{:04}.{:02}.{:02}", day.year(), u8::from(day.month()), day.day())

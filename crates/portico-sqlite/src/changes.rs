@@ -4,6 +4,7 @@
 
 use anyhow::Context;
 use portico_core::Result;
+use portico_core::domain::from_unix_ms;
 use portico_core::graph::{Change, ChangeRecord};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -49,9 +50,8 @@ impl ChangeFeed {
             .map(|(seq, at_ms, body)| {
                 let change: Change = serde_json::from_str(&body)
                     .map_err(|e| corrupt(format!("change {seq} does not decode: {e}")))?;
-                let at =
-                    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_ms) * 1_000_000)
-                        .map_err(|e| corrupt(format!("change {seq} has a bad time: {e}")))?;
+                let at = from_unix_ms(at_ms)
+                    .ok_or_else(|| corrupt(format!("change {seq} has a bad time: {at_ms}")))?;
                 Ok(ChangeRecord { version: seq.max(0) as u128, at, change })
             })
             .collect()

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::Context;
 use async_trait::async_trait;
 use portico_core::Result;
-use portico_core::domain::Role;
+use portico_core::domain::{Role, from_unix_ms, unix_ms};
 use portico_core::graph::{
     Batch, EdgeLabel, Element, GraphStore, MAX_CHAIN, Trace, TracedAccount, TracedDocument,
     TracedInstrument, TracedUser, VertexLabel, VertexRef,
@@ -106,7 +106,7 @@ impl GraphStore for SqliteGraph {
                     }
                 }
                 if let Some(newest) = batch.newest {
-                    let ms = (newest.unix_timestamp_nanos() / 1_000_000) as i64;
+                    let ms = unix_ms(newest);
                     tx.execute(
                         "INSERT INTO graph_state (id, newest_ms) VALUES (1, ?1)
                          ON CONFLICT (id) DO UPDATE SET newest_ms = max(newest_ms, excluded.newest_ms)",
@@ -308,8 +308,7 @@ fn key_of(vertex_id: &str) -> &str {
 }
 
 fn from_ms(ms: i64) -> Result<OffsetDateTime> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .map_err(|e| corrupt(format!("a graph time is out of range: {e}")))
+    from_unix_ms(ms).ok_or_else(|| corrupt(format!("a graph time is out of range: {ms}")))
 }
 
 fn text(props: &Map<String, Value>, name: &str) -> String {

@@ -45,11 +45,9 @@ fn option(field: &str) -> &str {
 /// One line for a person: time, level, target, message, then `field=value`s.
 fn human(hit: &LogHit) -> String {
     let line = &hit.line;
-    let at =
-        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(line.timestamp_ms) * 1_000_000)
-            .ok()
-            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-            .unwrap_or_default();
+    let at = portico_core::domain::from_unix_ms(line.timestamp_ms)
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default();
     let mut out = format!("{at} {:5} {} {}", line.level, line.target, line.message);
     for (name, value) in &line.fields {
         match value {

@@ -13,7 +13,7 @@ pub mod gremlin;
 use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
-use portico_core::domain::Role;
+use portico_core::domain::{Role, from_unix_ms, unix_ms};
 use portico_core::graph::{
     Batch, Edge, EdgeLabel, Element, GraphStore, MAX_CHAIN, Props, Trace, TracedAccount,
     TracedDocument, TracedInstrument, TracedUser, Value as PropValue, Vertex, VertexLabel,
@@ -178,8 +178,8 @@ fn key_of(vertex_id: &str) -> String {
 }
 
 fn from_ms(ms: i64) -> Result<OffsetDateTime> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .map_err(|e| Error::Unexpected(anyhow::anyhow!("a graph time is out of range: {e}")))
+    from_unix_ms(ms)
+        .ok_or_else(|| Error::Unexpected(anyhow::anyhow!("a graph time is out of range: {ms}")))
 }
 
 /// Ids per `V(…)` call, and `V` calls per `union(…)`: the dialect's common ground (Neptune takes
@@ -223,7 +223,7 @@ impl<S: GremlinServer> GraphStore for NeptuneGraph<S> {
             }
         }
         if let Some(at) = batch.newest {
-            parts.push(newest((at.unix_timestamp_nanos() / 1_000_000) as i64));
+            parts.push(newest(unix_ms(at)));
         }
         let mut parts = parts.into_iter().peekable();
         while parts.peek().is_some() {
