@@ -252,6 +252,13 @@ pub async fn list_shipments(
     }
 }
 
+/// The product a lot is of (a lot naming a missing product is a broken store, not a 404).
+pub(crate) async fn product_of(ctx: &Context, lot: &Lot) -> Result<Product> {
+    ctx.catalogue.product(&lot.sku).await?.ok_or_else(|| {
+        Error::Unexpected(anyhow::anyhow!("lot {} names a missing product", lot.lot_number))
+    })
+}
+
 /// The lot's Certificate of Analysis, rendered once per lot and kept in the object store. A lot
 /// changes once at most (its recall), and a recalled lot's certificate is another object.
 pub async fn certificate(ctx: &Context, caller: &Caller, lot_number: &str) -> Result<Vec<u8>> {
@@ -267,9 +274,7 @@ pub async fn certificate(ctx: &Context, caller: &Caller, lot_number: &str) -> Re
         metrics::counter!("portico_pdf_cache_hits_total").increment(1);
         return Ok(chunks.concat());
     }
-    let product = ctx.catalogue.product(&lot.sku).await?.ok_or_else(|| {
-        Error::Unexpected(anyhow::anyhow!("lot {} names a missing product", lot.lot_number))
-    })?;
+    let product = product_of(ctx, &lot).await?;
     let data = CertificateData {
         issuer: ctx.settings.issuer_name.clone(),
         issued_on: lot.created_at.date().to_string(),

@@ -15,6 +15,7 @@ use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
 
 use crate::Context;
+use crate::catalogue::product_of;
 
 /// Why a `lot_loaded` event recorded nothing (the `reason` of `portico_lot_uses_ignored_total`).
 fn ignored(serial: &str, lot: &str, reason: &'static str) -> Result<Option<LotUse>> {
@@ -104,9 +105,7 @@ async fn lot_and_product(ctx: &Context, lot_number: &str) -> Result<(Lot, Produc
         .lot(lot_number)
         .await?
         .ok_or_else(|| Error::NotFound(format!("lot `{lot_number}` not found")))?;
-    let product = ctx.catalogue.product(&lot.sku).await?.ok_or_else(|| {
-        Error::Unexpected(anyhow::anyhow!("lot {lot_number} names a missing product"))
-    })?;
+    let product = product_of(ctx, &lot).await?;
     Ok((lot, product))
 }
 
@@ -229,7 +228,7 @@ pub async fn recall(
     let recall = lot.recall.clone().ok_or_else(|| {
         Error::Unexpected(anyhow::anyhow!("lot {lot_number} was recalled but has no recall"))
     })?;
-    let (lot, product) = (lot, lot_and_product(ctx, lot_number).await?.1);
+    let product = product_of(ctx, &lot).await?;
     let trace = ctx.graph.trace(lot_number).await?;
     let impact = impact_of(lot, product, trace);
 
