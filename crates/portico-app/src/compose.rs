@@ -150,9 +150,15 @@ async fn compose_aws(config: &Config) -> anyhow::Result<Composition> {
                 }
                 None => Arc::new(NoGraph),
             },
-            logs: Arc::new(NoLogs(
-                "on AWS the logs are in CloudWatch Logs (and OpenSearch, where they are shipped)",
-            )),
+            logs: match opensearch_cluster(config).await? {
+                Some(cluster) => Arc::new(portico_logs::opensearch::OpenSearchLogs::new(
+                    cluster,
+                    &config.logs.opensearch_index_prefix,
+                )) as Arc<dyn LogStore>,
+                None => Arc::new(NoLogs(
+                    "the logs are in CloudWatch Logs; set logs.opensearch_url (PORTICO_LOGS_OPENSEARCH_URL) to search them here",
+                )),
+            },
         },
     ));
     // Clients upload to and download from S3 itself, so no signed routes are served here; the
@@ -187,7 +193,7 @@ impl LogStore for NoLogs {
     async fn after(
         &self,
         _search: &LogSearch,
-        _after_id: i64,
+        _after: Option<&str>,
         _limit: u32,
     ) -> portico_core::Result<Vec<LogHit>> {
         Err(Error::Unavailable(self.0.into()))
@@ -259,13 +265,13 @@ where
     }
 }
 
-/// The OpenSearch sink for shipped logs, if `logs.opensearch_url` is set: basic auth with a
-/// username and password (a self-managed cluster), else SigV4 with the process's AWS
-/// credentials when built with the `aws` feature (Amazon OpenSearch Service), else none.
-pub async fn opensearch_sink(
+/// The OpenSearch cluster of `logs.opensearch_url`, if set: basic auth with a username and
+/// password (a self-managed cluster), else SigV4 with the process's AWS credentials when built
+/// with the `aws` feature (Amazon OpenSearch Service), else none.
+pub async fn opensearch_cluster(
     config: &Config,
-) -> anyhow::Result<Option<portico_logs::opensearch::BulkSink>> {
-    use portico_logs::opensearch::{Auth, BulkSink};
+) -> anyhow::Result<Option<portico_logs::opensearch::Cluster>> {
+    use portico_logs::opensearch::{Auth, Cluster};
     let logs = &config.logs;
     let Some(url) = &logs.opensearch_url else {
         return Ok(None);
@@ -276,9 +282,19 @@ pub async fn opensearch_sink(
         }
         _ => signed(config, url).await,
     };
-    let sink =
-        BulkSink::new(url, auth, Duration::from_secs(20)).map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(Some(sink))
+    let cluster =
+        Cluster::new(url, auth, Duration::from_secs(20)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Some(cluster))
+}
+
+/// The `_bulk` sink into `opensearch_cluster`, which installs Portico's index template first.
+pub async fn opensearch_sink(
+    config: &Config,
+) -> anyhow::Result<Option<portico_logs::opensearch::BulkSink>> {
+    Ok(opensearch_cluster(config).await?.map(|cluster| {
+        portico_logs::opensearch::BulkSink::on(cluster)
+            .with_index_template(&config.logs.opensearch_index_prefix)
+    }))
 }
 
 #[cfg(feature = "aws")]

@@ -11,6 +11,6 @@ pub mod worker;
 pub mod world;
 
 pub use compose::{
-    Composition, compose_backend, compose_local, dev_issuer_url, load_dev_issuer, opensearch_sink,
-    worker_settings,
+    Composition, compose_backend, compose_local, dev_issuer_url, load_dev_issuer,
+    opensearch_cluster, opensearch_sink, worker_settings,
 };

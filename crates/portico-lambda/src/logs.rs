@@ -79,77 +79,26 @@ pub fn decode(payload: &Value) -> Result<Option<LogBatch>, DecodeError> {
 /// The queue documents the cluster refuses go to, with the reason: never dropped silently.
 pub const DEAD_LETTERS: &str = "log-events-dead";
 
-/// A Lambda platform line (`START`, `END`, `REPORT`) as fields: its kind, request id and, for
-/// `REPORT`, the durations and memory.
-fn platform_line(message: &str) -> Option<serde_json::Map<String, Value>> {
-    let (kind, rest) = message.split_once(' ')?;
-    if !matches!(kind, "START" | "END" | "REPORT") {
-        return None;
-    }
-    let mut fields = serde_json::Map::new();
-    fields.insert("lambda_event".into(), kind.into());
-    for part in rest.trim_end().split('\t') {
-        let Some((name, value)) = part.split_once(':') else { continue };
-        let value = value.trim();
-        let number = value.split(' ').next().and_then(|n| n.parse::<f64>().ok());
-        let key = match name.trim() {
-            "RequestId" => {
-                fields.insert("request_id".into(), value.split(' ').next().unwrap_or(value).into());
-                continue;
-            }
-            "Version" => "lambda_version",
-            "Duration" => "duration_ms",
-            "Billed Duration" => "billed_duration_ms",
-            "Memory Size" => "memory_mb",
-            "Max Memory Used" => "max_memory_used_mb",
-            "Init Duration" => "init_duration_ms",
-            _ => continue,
-        };
-        match number {
-            Some(n) => fields.insert(key.into(), n.into()),
-            None => fields.insert(key.into(), value.into()),
-        };
-    }
-    Some(fields)
-}
-
 /// The documents of a batch, one per event: `_id` the event's id (so redelivery never
-/// duplicates), a daily index by the event's time, the group and stream, the message, the JSON
-/// message's own fields merged in (Portico's log lines are JSON), and Lambda's platform lines
-/// parsed.
+/// duplicates), a daily index by the event's time, the group and stream, and the line
+/// (`portico_logs::opensearch::document`: a JSON line's fields merged in, Lambda's platform lines
+/// parsed).
 pub fn documents(batch: &LogBatch, index_prefix: &str) -> Vec<portico_logs::opensearch::BulkDoc> {
     batch
         .log_events
         .iter()
         .map(|event| {
-            let mut source = serde_json::Map::new();
-            let at = portico_core::domain::from_unix_ms(event.timestamp)
-                .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok());
-            source.insert("@timestamp".into(), at.map_or(Value::Null, Value::String));
-            source.insert("log_group".into(), batch.log_group.clone().into());
-            source.insert("log_stream".into(), batch.log_stream.clone().into());
-            source.insert("owner".into(), batch.owner.clone().into());
-            let trimmed = event.message.trim_end();
-            match serde_json::from_str::<Value>(trimmed) {
-                Ok(Value::Object(fields)) => {
-                    for (name, value) in fields {
-                        // The record's own keys win over a line's field of the same name.
-                        source.entry(name).or_insert(value);
-                    }
-                    source.entry("message").or_insert_with(|| trimmed.into());
-                }
-                _ => {
-                    source.insert("message".into(), trimmed.into());
-                    for (name, value) in platform_line(trimmed).unwrap_or_default() {
-                        source.insert(name, value);
-                    }
-                }
-            }
-            portico_logs::opensearch::BulkDoc {
-                index: portico_logs::opensearch::daily_index(index_prefix, event.timestamp),
-                id: event.id.clone(),
-                source: Value::Object(source),
-            }
+            let mut base = serde_json::Map::new();
+            base.insert("log_group".into(), batch.log_group.clone().into());
+            base.insert("log_stream".into(), batch.log_stream.clone().into());
+            base.insert("owner".into(), batch.owner.clone().into());
+            portico_logs::opensearch::document(
+                index_prefix,
+                &event.id,
+                event.timestamp,
+                base,
+                &event.message,
+            )
         })
         .collect()
 }

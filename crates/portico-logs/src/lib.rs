@@ -2,11 +2,13 @@
 //! in `<data_dir>/logs/logs.db` (SQLite; an FTS5 index of each line's text; the fields asked by
 //! most often, `function`, `request_id` and `serial`, in indexed columns), written by one thread
 //! from a bounded queue so that logging never waits for the disk, trimmed by age and size, and
-//! searched with Kibana's query syntax (`portico_core::logs::query`), translated into SQL with every value bound
-//! as a parameter.
+//! searched with Kibana's query syntax (`portico_core::logs::query`), translated into SQL with
+//! every value bound as a parameter. Beside it: `opensearch` (the same lines in OpenSearch: the
+//! `_bulk` sink and the search over it) and `ship` (`portico ship-logs`, the file shipper).
 
 mod layer;
 pub mod opensearch;
+pub mod ship;
 mod store;
 
 pub use layer::StoreLayer;
@@ -15,7 +17,3 @@ pub use store::{DROPPED, LogWriter, Retention, SqliteLogs, highlight, open, path
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // test code: a panic is the report
 mod tests;
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)] // test code: a panic is the report
-mod bulk_tests;

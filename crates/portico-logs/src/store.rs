@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS lines (
     fields     TEXT NOT NULL,
     function   TEXT,
     request_id TEXT,
-    serial     TEXT
+    serial     TEXT,
+    origin     TEXT
 );
 CREATE INDEX IF NOT EXISTS lines_ts ON lines(ts_ms);
 CREATE INDEX IF NOT EXISTS lines_level ON lines(level, id);
@@ -46,6 +47,7 @@ CREATE INDEX IF NOT EXISTS lines_level_function ON lines(level, function, id);
 CREATE INDEX IF NOT EXISTS lines_function ON lines(function, id) WHERE function IS NOT NULL;
 CREATE INDEX IF NOT EXISTS lines_request ON lines(request_id) WHERE request_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS lines_serial ON lines(serial, id) WHERE serial IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS lines_origin ON lines(origin) WHERE origin IS NOT NULL;
 CREATE VIRTUAL TABLE IF NOT EXISTS lines_fts USING fts5(
     text, content = '', contentless_delete = 1, tokenize = \"unicode61 tokenchars '-_.'\"
 );
@@ -107,6 +109,23 @@ fn open_connection(path: &Path) -> Result<Connection> {
          PRAGMA busy_timeout = 5000;",
     )
     .context("configuring the log store")?;
+    // Stores made before shipped lines had an origin get the column first.
+    let has_lines: bool = conn
+        .query_row("SELECT count(*) FROM sqlite_schema WHERE name = 'lines'", [], |r| r.get(0))
+        .context("reading the log store's schema")?;
+    if has_lines {
+        let has_origin: bool = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('lines') WHERE name = 'origin'",
+                [],
+                |r| r.get(0),
+            )
+            .context("reading the log store's schema")?;
+        if !has_origin {
+            conn.execute_batch("ALTER TABLE lines ADD COLUMN origin TEXT")
+                .context("adding the origin column to the log store")?;
+        }
+    }
     conn.execute_batch(SCHEMA).context("creating the log store")?;
     Ok(conn)
 }
@@ -204,8 +223,9 @@ fn write_lines(mut conn: Connection, receiver: Receiver<Message>, retention: Ret
                 break;
             }
         }
+        let unshipped: Vec<(Option<&str>, &LogLine)> = lines.iter().map(|l| (None, l)).collect();
         if !lines.is_empty()
-            && let Err(e) = insert(&mut conn, &lines)
+            && let Err(e) = insert(&mut conn, &unshipped)
         {
             eprintln!("portico: {} log lines not stored: {e:#}", lines.len());
         }
@@ -237,22 +257,25 @@ fn text_of(line: &LogLine) -> String {
     text
 }
 
-fn insert(conn: &mut Connection, lines: &[LogLine]) -> anyhow::Result<()> {
-    let tx = conn.transaction()?;
+/// Inserts `lines` in one transaction; a line with an origin (where a shipper read it) that is
+/// already stored is skipped. Answers how many were new.
+fn insert(conn: &mut Connection, lines: &[(Option<&str>, &LogLine)]) -> anyhow::Result<usize> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut inserted = 0;
     {
         let mut line_insert = tx.prepare_cached(
-            "INSERT INTO lines (ts_ms, level, target, message, fields, function, request_id, serial)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT OR IGNORE INTO lines (ts_ms, level, target, message, fields, function, request_id, serial, origin)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
         let mut text_insert =
             tx.prepare_cached("INSERT INTO lines_fts (rowid, text) VALUES (?1, ?2)")?;
-        for line in lines {
+        for (origin, line) in lines {
             let column = |name: &str| {
                 line.fields
                     .get(name)
                     .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
             };
-            line_insert.execute(params![
+            let changed = line_insert.execute(params![
                 line.timestamp_ms,
                 line.level,
                 line.target,
@@ -261,13 +284,17 @@ fn insert(conn: &mut Connection, lines: &[LogLine]) -> anyhow::Result<()> {
                 column(COLUMNS[0]),
                 column(COLUMNS[1]),
                 column(COLUMNS[2]),
+                origin,
             ])?;
-            text_insert.execute(params![tx.last_insert_rowid(), text_of(line)])?;
+            if changed == 1 {
+                text_insert.execute(params![tx.last_insert_rowid(), text_of(line)])?;
+                inserted += 1;
+            }
         }
     }
     tx.commit()?;
-    metrics::counter!("portico_log_lines_stored_total").increment(lines.len() as u64);
-    Ok(())
+    metrics::counter!("portico_log_lines_stored_total").increment(inserted as u64);
+    Ok(inserted)
 }
 
 /// Drops lines older than the retention age, then the oldest tenth while the file is over the
@@ -324,13 +351,28 @@ impl SqliteLogs {
         Ok(SqliteLogs { path, readers: Mutex::new(Vec::new()) })
     }
 
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    /// Stores lines a shipper read, each under its origin (file fingerprint and offset), in one
+    /// transaction, once: an origin already stored is skipped, so a batch sent again after a
+    /// crash is harmless. Answers how many lines were new.
+    pub fn keep(&self, lines: &[(String, LogLine)]) -> Result<usize> {
+        let lines: Vec<(Option<&str>, &LogLine)> =
+            lines.iter().map(|(origin, line)| (Some(origin.as_str()), line)).collect();
+        self.read(|conn| Ok(insert(conn, &lines).context("storing shipped log lines")?))
+    }
+
+    /// Applies `retention` now (the writer thread does it every 30 s; a shipper into a store no
+    /// server writes calls this).
+    pub fn trim(&self, retention: Retention) -> Result<()> {
+        self.read(|conn| Ok(trim(conn, retention).context("applying log retention")?))
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
         let pooled = self.readers.lock().ok().and_then(|mut r| r.pop());
-        let conn = match pooled {
+        let mut conn = match pooled {
             Some(conn) => conn,
             None => open_connection(&self.path)?,
         };
-        let result = f(&conn);
+        let result = f(&mut conn);
         if let Ok(mut readers) = self.readers.lock()
             && readers.len() < 4
         {
@@ -380,7 +422,7 @@ impl SqliteLogs {
                 let fields = serde_json::from_str(&fields).unwrap_or_default();
                 let highlight = highlight(&message, &terms);
                 hits.push(LogHit {
-                    id,
+                    id: id.to_string(),
                     line: LogLine { timestamp_ms, level, target, message, fields },
                     highlight,
                 });
@@ -395,25 +437,36 @@ impl LogStore for SqliteLogs {
     async fn search(&self, search: &LogSearch, page: &PageRequest) -> Result<Page<LogHit>> {
         let before = match &page.cursor {
             None => i64::MAX,
-            Some(cursor) => cursor.parse::<i64>().map_err(|_| {
-                Error::Validation(vec![FieldError::new("cursor", "not a cursor of this listing")])
-            })?,
+            Some(cursor) => row_id(cursor, "cursor")?,
         };
         let limit = i64::from(page.limit);
         let mut hits =
             self.select(search, &format!("id < {before}"), " ORDER BY id DESC", limit + 1)?;
         let next_cursor = if hits.len() as i64 > limit {
             hits.truncate(page.limit as usize);
-            hits.last().map(|h| h.id.to_string())
+            hits.last().map(|h| h.id.clone())
         } else {
             None
         };
         Ok(Page { items: hits, next_cursor })
     }
 
-    async fn after(&self, search: &LogSearch, after_id: i64, limit: u32) -> Result<Vec<LogHit>> {
-        self.select(search, &format!("id > {after_id}"), " ORDER BY id", i64::from(limit))
+    async fn after(
+        &self,
+        search: &LogSearch,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<LogHit>> {
+        let after = after.map(|a| row_id(a, "after")).transpose()?.unwrap_or(0);
+        self.select(search, &format!("id > {after}"), " ORDER BY id", i64::from(limit))
     }
+}
+
+/// A hit's id (a row number) given back by a caller.
+fn row_id(text: &str, field: &str) -> Result<i64> {
+    text.parse::<i64>().map_err(|_| {
+        Error::Validation(vec![FieldError::new(field, "not a position of this log store")])
+    })
 }
 
 #[derive(Default)]
@@ -447,8 +500,12 @@ fn value_of(field: &str, sql: &mut Sql) -> String {
     match column(field) {
         Some(column) => column.to_string(),
         None => {
+            // Booleans read as `true` / `false`, as they were written (SQLite's JSON gives 1 / 0).
             let path = sql.param(Value::Text(format!("$.\"{field}\"")));
-            format!("CAST(json_extract(fields, {path}) AS TEXT)")
+            format!(
+                "CASE json_type(fields, {path}) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' \
+                 ELSE CAST(json_extract(fields, {path}) AS TEXT) END"
+            )
         }
     }
 }

@@ -26,7 +26,14 @@ fn search(q: &str) -> LogSearch {
 
 async fn ids(store: &crate::SqliteLogs, q: &str) -> Vec<i64> {
     let page = PageRequest { limit: 200, cursor: None };
-    store.search(&search(q), &page).await.unwrap().items.iter().map(|h| h.id).collect()
+    store
+        .search(&search(q), &page)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|h| h.id.parse().unwrap())
+        .collect()
 }
 
 fn retention() -> Retention {
@@ -49,7 +56,7 @@ async fn kibana_queries_find_exactly_their_lines() {
         4,
         "INFO",
         "instrument alert",
-        json!({"serial": "SN-ACME-001", "function": "instrument_alert", "recipients": 2}),
+        json!({"serial": "SN-ACME-001", "function": "instrument_alert", "recipients": 2, "retained": false}),
     ));
     writer.record(line(
         5,
@@ -84,6 +91,7 @@ async fn kibana_queries_find_exactly_their_lines() {
     assert_eq!(ids(&store, "severity:*").await, [3]);
     assert_eq!(ids(&store, "request_id:*").await, [5, 2, 1]);
     assert_eq!(ids(&store, "recipients:2").await, [4]);
+    assert_eq!(ids(&store, "retained:false").await, [4], "booleans read as written");
     assert_eq!(ids(&store, "nothing-like-this").await, Vec::<i64>::new());
     // Values are parameters, never SQL: quotes and SQL in a query only find nothing.
     assert_eq!(ids(&store, r#"function:"x' OR 1=1 --""#).await, Vec::<i64>::new());
@@ -94,8 +102,14 @@ async fn kibana_queries_find_exactly_their_lines() {
     ranged.from_ms = Some(1_780_000_002_000);
     ranged.to_ms = Some(1_780_000_004_000);
     let page = PageRequest { limit: 10, cursor: None };
-    let hits: Vec<i64> =
-        store.search(&ranged, &page).await.unwrap().items.iter().map(|h| h.id).collect();
+    let hits: Vec<i64> = store
+        .search(&ranged, &page)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|h| h.id.parse().unwrap())
+        .collect();
     assert_eq!(hits, [3, 2]);
     let first = store.search(&search(""), &PageRequest { limit: 2, cursor: None }).await.unwrap();
     assert_eq!(first.items.len(), 2);
@@ -103,9 +117,13 @@ async fn kibana_queries_find_exactly_their_lines() {
         .search(&search(""), &PageRequest { limit: 2, cursor: first.next_cursor.clone() })
         .await
         .unwrap();
-    assert_eq!(second.items.iter().map(|h| h.id).collect::<Vec<_>>(), [3, 2]);
-    let tail = store.after(&search("level:INFO"), 1, 10).await.unwrap();
-    assert_eq!(tail.iter().map(|h| h.id).collect::<Vec<_>>(), [4, 5], "a tail is oldest first");
+    assert_eq!(second.items.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(), ["3", "2"]);
+    let tail = store.after(&search("level:INFO"), Some("1"), 10).await.unwrap();
+    assert_eq!(
+        tail.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(),
+        ["4", "5"],
+        "a tail is oldest first"
+    );
 
     // Hits say what matched.
     let hit = &store.search(&search("pressure"), &page).await.unwrap().items[0];

@@ -1,7 +1,10 @@
 //! What Portico's integration tests share: `spawn_app()` (the real server on `127.0.0.1:0` with a
 //! fresh data dir), `spawn_api()` (the HTTP API alone on any backend, as the Lambda host runs it),
 //! a client that talks to either, the seeded worlds the MQTT tests start from, and the upload
-//! steps. Used by the `portico` crate's tests and by the Lambda host's.
+//! steps, and (`opensearch`) a stand-in for OpenSearch. Used by the `portico` crate's tests and by
+//! the Lambda host's.
+
+pub mod opensearch;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

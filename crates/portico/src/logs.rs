@@ -114,23 +114,25 @@ pub fn tail(config: &Config, query: &str, follow: bool, as_json: bool) -> anyhow
             store.search(&search, &page).await.map_err(|e| anyhow::anyhow!("{e:#}"))?.items;
         hits.reverse();
         print(&hits, as_json);
-        let mut last = hits.last().map_or(0, |h| h.id);
-        if last == 0 {
+        let mut last = hits.last().map(|h| h.id.clone());
+        if last.is_none() {
             // Nothing matched yet: follow from the newest line of any kind.
             let everything =
                 LogSearch { query: portico_core::logs::Query::All, from_ms: None, to_ms: None };
             let newest = store.search(&everything, &PageRequest { limit: 1, cursor: None }).await;
-            last = newest.ok().and_then(|p| p.items.first().map(|h| h.id)).unwrap_or(0);
+            last = newest.ok().and_then(|p| p.items.into_iter().next().map(|h| h.id));
         }
         if !follow {
             return Ok(());
         }
         loop {
-            let new =
-                store.after(&search, last, 500).await.map_err(|e| anyhow::anyhow!("{e:#}"))?;
+            let new = store
+                .after(&search, last.as_deref(), 500)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e:#}"))?;
             print(&new, as_json);
             if let Some(hit) = new.last() {
-                last = hit.id;
+                last = Some(hit.id.clone());
             } else {
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(300)) => {}

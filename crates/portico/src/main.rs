@@ -10,6 +10,7 @@ use portico_auth::TokenRequest;
 use portico_config::Config;
 
 mod logs;
+mod ship;
 
 /// Portico: the customer portal backend.
 #[derive(Parser)]
@@ -50,6 +51,31 @@ enum Command {
     Logs {
         #[command(subcommand)]
         command: LogsCommand,
+    },
+    /// Follow log files (globs) and send their lines to OpenSearch (logs.opensearch_url) or to a
+    /// Portico log store, once each, through rotation, truncation and restarts.
+    ShipLogs {
+        /// Files to follow, e.g. '/var/log/portico/worker.log*' (quoted: the shipper expands it,
+        /// again every poll, so files made later are found; include the rotated names).
+        #[arg(required = true, value_name = "GLOB")]
+        globs: Vec<String>,
+        /// Send to this OpenSearch (or Elasticsearch) URL instead of logs.opensearch_url.
+        #[arg(long, value_name = "URL", conflicts_with = "store")]
+        opensearch: Option<String>,
+        /// Send to the log store of this data dir (the default when no OpenSearch is set: the
+        /// configured data dir's).
+        #[arg(long, value_name = "DATA_DIR")]
+        store: Option<PathBuf>,
+        /// Where the checkpoints, the lock and refused lines are kept (default
+        /// <data_dir>/ship-logs).
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+        /// How often the files are looked at when nothing is new.
+        #[arg(long, default_value = "250ms")]
+        poll: String,
+        /// Ship what the files hold now, then stop.
+        #[arg(long)]
+        once: bool,
     },
     /// The traceability graph.
     Graph {
@@ -118,6 +144,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { demo } => serve(config, demo),
         Command::Worker => worker(config),
         Command::Graph { command: GraphCommand::Rebuild } => graph_rebuild(&config),
+        Command::ShipLogs { globs, opensearch, store, state, poll, once } => {
+            ship::run(config, ship::Options { globs, opensearch, store, state, poll, once })
+        }
         Command::Logs { command: LogsCommand::Search { query, since, until, limit, json } } => {
             logs::search(&config, &query, since.as_deref(), until.as_deref(), limit, json)
         }
@@ -220,7 +249,7 @@ fn filter_directives(filter: &str) -> String {
 
 /// JSON lines (or, at a terminal, readable lines) on stdout and, unless `logs.store` is off, every line also into the data dir's log
 /// store. Answers the store's writer, to flush at exit.
-fn init_logging(config: &Config) -> anyhow::Result<Option<portico_logs::LogWriter>> {
+pub(crate) fn init_logging(config: &Config) -> anyhow::Result<Option<portico_logs::LogWriter>> {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_new(filter_directives(&config.log.filter))

@@ -34,8 +34,9 @@ pub struct LogLine {
 /// A stored line, with where it is in the store and what of it matched.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct LogHit {
-    /// The line's place in the store (later lines have larger ids).
-    pub id: i64,
+    /// The line's place in the store: unique, stable, and a position to page or tail from
+    /// (locally the row number; in OpenSearch `<timestamp_ms>:<event id>`).
+    pub id: String,
     #[serde(flatten)]
     pub line: LogLine,
     /// The line's message with every matched term in `<mark>…</mark>` (the rest HTML-escaped),
@@ -118,6 +119,12 @@ pub struct LogSearch {
 pub trait LogStore: Send + Sync + 'static {
     /// Matching lines, newest first.
     async fn search(&self, search: &LogSearch, page: &PageRequest) -> Result<Page<LogHit>>;
-    /// Matching lines after `after_id`, oldest first (a tail).
-    async fn after(&self, search: &LogSearch, after_id: i64, limit: u32) -> Result<Vec<LogHit>>;
+    /// Matching lines after the hit `after` (a hit's `id`; `None`: from the start), oldest first
+    /// (a tail).
+    async fn after(
+        &self,
+        search: &LogSearch,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<LogHit>>;
 }

@@ -309,3 +309,55 @@ async fn the_graph_projector_turns_the_tables_stream_into_the_graph() {
     portico_lambda::graph::handle(&graph, &json!({ "Records": records })).await;
     assert_eq!(portico_core::GraphStore::trace(&graph, "L2026-0042").await.expect("trace"), trace);
 }
+
+#[tokio::test]
+async fn log_batches_shipped_to_opensearch_are_searched_with_get_v1_logs_on_aws() {
+    let cluster = portico_testkit::opensearch::OpenSearchStandIn::start().await;
+    let mut resources = resources().await;
+    resources.env.extend([
+        ("PORTICO_LOGS_OPENSEARCH_URL", cluster.url.clone()),
+        ("PORTICO_LOGS_OPENSEARCH_USERNAME", "portico".to_string()),
+        ("PORTICO_LOGS_OPENSEARCH_PASSWORD", "s3cret".to_string()),
+    ]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = resources.config(dir.path());
+    let app = spawn_api(config.clone()).await;
+
+    // What the `logs` handler does with a CloudWatch Logs subscription batch.
+    let payload: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/cloudwatch_logs_data.json"
+        ))
+        .expect("fixture"),
+    )
+    .expect("json");
+    let batch = portico_lambda::logs::decode(&payload).expect("decodes").expect("data");
+    let sink = portico_app::opensearch_sink(&config).await.expect("sink").expect("configured");
+    let shipped = portico_lambda::logs::ship(
+        &sink,
+        app.composition.context.queue.as_ref(),
+        &batch,
+        &config.logs.opensearch_index_prefix,
+    )
+    .await
+    .expect("shipped");
+    assert_eq!(shipped.created, 2);
+
+    let admin = app.admin_token();
+    let (status, page) = app.get("/v1/logs?q=status:200%20AND%20level:INFO", &admin).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let items = page["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{page}");
+    assert_eq!(items[0]["message"], "request");
+    assert_eq!(items[0]["fields"]["log_group"], "/aws/lambda/portico-http");
+    let (status, page) = app.get("/v1/logs?q=%22plain%20text%22", &admin).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["items"][0]["highlight"], "<mark>plain text</mark> line", "{page}");
+
+    // Members of an account may not read the platform's logs, on AWS as locally.
+    let acme = app.create_account("Acme Labs").await;
+    let carol = app.add_user(&acme, "carol@acme.example", &["scientist"]).await;
+    let (status, _) = app.get("/v1/logs?q=*", &carol).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}

@@ -412,40 +412,17 @@ fn log_events_become_documents_with_their_fields_and_lambda_reports_parsed() {
     assert_eq!(report["init_duration_ms"], 3.21);
 }
 
-/// A `_bulk` stand-in that refuses the documents whose id ends in `5` (a mapping error) and
-/// creates the rest, once.
-async fn bulk_stand_in() -> String {
-    async fn bulk(body: String) -> axum::Json<Value> {
-        let lines: Vec<Value> =
-            body.lines().map(|l| serde_json::from_str(l).expect("NDJSON")).collect();
-        let items: Vec<Value> = lines
-            .chunks(2)
-            .map(|pair| {
-                let id = pair[0]["create"]["_id"].as_str().expect("id");
-                if id.ends_with('5') {
-                    json!({"create": {"_id": id, "status": 400, "error": {"reason": "failed to parse field [status]"}}})
-                } else {
-                    json!({"create": {"_id": id, "status": 201}})
-                }
-            })
-            .collect();
-        axum::Json(json!({"errors": true, "items": items}))
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
-    let addr = listener.local_addr().expect("addr");
-    let app = axum::Router::new().route("/_bulk", axum::routing::post(bulk));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
-}
-
 #[tokio::test]
 async fn shipped_log_batches_dead_letter_what_the_cluster_refuses() {
     let app = spawn_app().await;
     let batch = portico_lambda::logs::decode(&fixture_json("cloudwatch_logs_data.json"))
         .expect("decodes")
         .expect("a data message");
+    // The cluster refuses the documents whose id ends in `5` (a mapping error).
+    let cluster = portico_testkit::opensearch::OpenSearchStandIn::start().await;
+    cluster.refuse_ids_ending_with("5");
     let sink = portico_logs::opensearch::BulkSink::new(
-        &bulk_stand_in().await,
+        &cluster.url,
         portico_logs::opensearch::Auth::None,
         std::time::Duration::from_secs(5),
     )

@@ -13,6 +13,8 @@ mod logs;
 mod mqtt;
 mod mqtt_attacks;
 mod mqtt_client;
+mod opensearch;
 mod sequence;
+mod ship_logs;
 mod tokens;
 mod traceability;

@@ -1,14 +1,16 @@
-//! An OpenSearch (or Elasticsearch) `_bulk` sink: documents go in with `create` and their own
-//! ids, so a redelivered batch never duplicates (a 409 is a document already there, counted as
-//! done). Items the cluster is too busy for (429, 5xx) are sent again with backoff; items it
-//! refuses (a 400 mapping error, say) are handed back with the reason, for the caller to
-//! dead-letter; nothing is dropped silently. A request that fails as a whole is retried, then
-//! reported as an error (the caller's delivery is retried: Lambda re-invokes, the shipper keeps
-//! its checkpoint).
+//! The `_bulk` sink: documents go in with `create` and their own ids, so a redelivered batch
+//! never duplicates (a 409 is a document already there, counted as done). Items the cluster is
+//! too busy for (429, 5xx) are sent again with backoff; items it refuses (a 400 mapping error,
+//! say) are handed back with the reason, for the caller to dead-letter; nothing is dropped
+//! silently. A request that fails as a whole is retried, then reported as an error (the caller's
+//! delivery is retried: Lambda re-invokes, the shipper keeps its checkpoint).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+
+use super::{Auth, BulkError, Cluster};
 
 /// One document of a bulk request.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,36 +18,6 @@ pub struct BulkDoc {
     pub index: String,
     pub id: String,
     pub source: Value,
-}
-
-/// Signs a request just before it is sent (SigV4 for Amazon OpenSearch Service; in
-/// `portico-aws`, which knows AWS credentials).
-#[async_trait::async_trait]
-pub trait Sign: Send + Sync {
-    async fn sign(&self, request: &mut reqwest::Request) -> Result<(), BulkError>;
-}
-
-/// How the cluster is authenticated to.
-#[derive(Clone)]
-pub enum Auth {
-    None,
-    /// A self-managed cluster's user.
-    Basic {
-        username: String,
-        password: String,
-    },
-    /// Every request signed (Amazon OpenSearch Service: SigV4 with the function's role).
-    Signed(std::sync::Arc<dyn Sign>),
-}
-
-impl std::fmt::Debug for Auth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Auth::None => "None",
-            Auth::Basic { .. } => "Basic",
-            Auth::Signed(_) => "Signed",
-        })
-    }
 }
 
 /// What a `ship` did.
@@ -58,33 +30,31 @@ pub struct Shipped {
     pub refused: Vec<(BulkDoc, String)>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("OpenSearch: {0}")]
-pub struct BulkError(pub String);
-
 pub struct BulkSink {
-    http: reqwest::Client,
-    url: String,
-    auth: Auth,
+    cluster: Cluster,
     attempts: u32,
     backoff: Duration,
+    /// The index template to install before the first request, and whether it is in.
+    template: Option<(String, AtomicBool)>,
 }
 
 impl BulkSink {
     /// The cluster at `base_url` (`https://search-domain.region.es.amazonaws.com`, or a
     /// self-managed one).
     pub fn new(base_url: &str, auth: Auth, timeout: Duration) -> Result<BulkSink, BulkError> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| BulkError(format!("building the HTTP client: {e}")))?;
-        Ok(BulkSink {
-            http,
-            url: format!("{}/_bulk", base_url.trim_end_matches('/')),
-            auth,
-            attempts: 6,
-            backoff: Duration::from_millis(200),
-        })
+        Ok(BulkSink::on(Cluster::new(base_url, auth, timeout)?))
+    }
+
+    /// The sink into `cluster`.
+    pub fn on(cluster: Cluster) -> BulkSink {
+        BulkSink { cluster, attempts: 6, backoff: Duration::from_millis(200), template: None }
+    }
+
+    /// Installs Portico's index template for `<prefix>-*` before the first documents (once per
+    /// process), so that the fields are mapped the way the search expects.
+    pub fn with_index_template(mut self, prefix: &str) -> BulkSink {
+        self.template = Some((prefix.to_string(), AtomicBool::new(false)));
+        self
     }
 
     /// Retries and the first backoff (doubling each attempt), for tests and tuning.
@@ -96,6 +66,17 @@ impl BulkSink {
 
     /// Sends `docs`; answers what happened to each once every one is done or refused.
     pub async fn ship(&self, docs: Vec<BulkDoc>) -> Result<Shipped, BulkError> {
+        if let Some((prefix, installed)) = &self.template
+            && !installed.load(Ordering::Relaxed)
+        {
+            // Without it the documents still go in, dynamically mapped; say so and go on.
+            match self.cluster.install_template(prefix).await {
+                Ok(()) => installed.store(true, Ordering::Relaxed),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the index template is not installed; documents are mapped dynamically")
+                }
+            }
+        }
         let mut shipped = Shipped::default();
         let mut pending = docs;
         let mut delay = self.backoff;
@@ -163,20 +144,9 @@ impl BulkSink {
             body.push_str(&doc.source.to_string());
             body.push('\n');
         }
-        let mut request =
-            self.http.post(&self.url).header("content-type", "application/x-ndjson").body(body);
-        if let Auth::Basic { username, password } = &self.auth {
-            request = request.basic_auth(username, Some(password));
-        }
-        let mut request = request.build().map_err(|e| BulkError(format!("building: {e}")))?;
-        if let Auth::Signed(signer) = &self.auth {
-            signer.sign(&mut request).await?;
-        }
-        let response =
-            self.http.execute(request).await.map_err(|e| BulkError(format!("sending: {e}")))?;
-        let status = response.status();
-        let text = response.text().await.map_err(|e| BulkError(format!("reading: {e}")))?;
-        if !status.is_success() {
+        let (status, text) =
+            self.cluster.send("POST", "/_bulk", "application/x-ndjson", body).await?;
+        if !(200..300).contains(&status) {
             return Err(BulkError(format!(
                 "{status}: {}",
                 text.chars().take(300).collect::<String>()
@@ -190,12 +160,4 @@ impl BulkSink {
             .cloned()
             .ok_or_else(|| BulkError("the answer has no items".into()))
     }
-}
-
-/// The daily index of a time: `<prefix>-YYYY.MM.DD` (UTC).
-pub fn daily_index(prefix: &str, timestamp_ms: i64) -> String {
-    let day = portico_core::domain::from_unix_ms(timestamp_ms)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-        .date();
-    format!("{prefix}-{:04}.{:02}.{:02}", day.year(), u8::from(day.month()), day.day())
 }
