@@ -15,6 +15,7 @@ mod outbox;
 mod pdf;
 mod queue;
 mod seed;
+mod ship;
 
 use std::sync::Arc;
 
@@ -50,6 +51,8 @@ enum Command {
     Graph(graph::Args),
     /// The local log store: ingest lines/s, search p50/p99 over a million lines (no server needed).
     Logs(logs::Args),
+    /// `portico ship-logs`: lines/s from a log file into a `_bulk` stand-in and into a log store.
+    ShipLogs(ship::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -69,5 +72,6 @@ fn main() -> anyhow::Result<()> {
         Command::Lambda(args) => runtime.block_on(lambda::run(args)),
         Command::Graph(args) => runtime.block_on(graph::run(args)),
         Command::Logs(args) => runtime.block_on(logs::run(args)),
+        Command::ShipLogs(args) => runtime.block_on(ship::run(args)),
     }
 }

@@ -204,7 +204,25 @@ pub(crate) fn open_with_queue(
     Ok((SqliteLogs::open(dir)?, writer))
 }
 
+/// The writer's nice value: it yields the CPU to the threads that answer requests. A machine with
+/// CPU to spare writes every line; a saturated one lets the queue fill and drops (and counts)
+/// lines from the store rather than slow a request (stdout still has them).
+const WRITER_NICE: i32 = 10;
+
+#[cfg(target_os = "linux")]
+fn lower_priority() {
+    // On Linux a nice value belongs to a thread, and setpriority takes a thread id.
+    let me = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(me), WRITER_NICE) {
+        eprintln!("portico: the log writer keeps its priority: {e}");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
+
 fn write_lines(mut conn: Connection, receiver: Receiver<Message>, retention: Retention) {
+    lower_priority();
     let mut last_trim = Instant::now() - TRIM_EVERY;
     loop {
         let first = match receiver.recv_timeout(Duration::from_millis(500)) {

@@ -38,6 +38,9 @@ struct Cluster {
     refuse_suffix: Option<String>,
     /// Accept a bulk request's documents, then never answer it.
     swallow: bool,
+    /// Only count documents (for benchmarks: a cluster that keeps up).
+    count_only: bool,
+    created: usize,
 }
 
 type Shared = Arc<Mutex<Cluster>>;
@@ -66,6 +69,19 @@ impl OpenSearchStandIn {
             cluster,
             server: Mutex::new(Some(server)),
         }
+    }
+
+    /// A stand-in that only counts what it is sent and creates every document (for throughput
+    /// benchmarks; it keeps nothing, so it does not run out of memory).
+    pub async fn counting() -> OpenSearchStandIn {
+        let stand_in = OpenSearchStandIn::start().await;
+        lock(&stand_in.cluster).count_only = true;
+        stand_in
+    }
+
+    /// Documents created so far.
+    pub fn created(&self) -> usize {
+        lock(&self.cluster).created
     }
 
     /// Queues answers for the next `_bulk` requests.
@@ -227,6 +243,7 @@ async fn bulk(
             let refused = c.refuse_suffix.as_ref().is_some_and(|s| id.ends_with(s.as_str()));
             let status = match forced.get(&id) {
                 _ if refused => 400,
+                None if c.count_only => 201,
                 Some(&status) => status,
                 None if c.docs.contains_key(&(index.clone(), id.clone())) => 409,
                 None => {
@@ -234,6 +251,9 @@ async fn bulk(
                     201
                 }
             };
+            if status == 201 {
+                c.created += 1;
+            }
             let mut item = json!({"_index": index, "_id": id, "status": status});
             if status == 400 {
                 item["error"] = json!({"type": "mapper_parsing_exception", "reason": "failed to parse field [status]"});
