@@ -3,6 +3,7 @@
 //!
 //! This crate does no I/O: no files, no network, no clocks other than values handed in.
 
+pub mod audit;
 pub mod domain;
 pub mod error;
 pub mod graph;
