@@ -162,7 +162,9 @@ pub fn diff(old: Option<&Value>, new: &Value) -> Vec<FieldChange> {
         .into_iter()
         .filter_map(|name| {
             let (before, after) = (old.get(name), new.get(name));
-            if before == after || (before.is_none_or(Value::is_null) && after.is_none_or(Value::is_null)) {
+            if before == after
+                || (before.is_none_or(Value::is_null) && after.is_none_or(Value::is_null))
+            {
                 return None;
             }
             let secret = SECRET_FIELDS.contains(&name.as_str());
@@ -325,9 +327,8 @@ pub struct Verified {
 /// own, and its content says the same sequence number.
 pub fn verify(links: impl IntoIterator<Item = StoredLink>) -> Result<Verified, Broken> {
     let mut expected_prev = GENESIS.to_string();
-    let mut expected_seq = 1;
     let mut records = 0;
-    for link in links {
+    for (expected_seq, link) in (1u64..).zip(links) {
         if link.seq != expected_seq {
             return Err(Broken {
                 seq: link.seq,
@@ -354,7 +355,6 @@ pub fn verify(links: impl IntoIterator<Item = StoredLink>) -> Result<Verified, B
             return Err(Broken { seq: link.seq, why: "its content names another place".into() });
         }
         expected_prev = link.digest;
-        expected_seq += 1;
         records += 1;
     }
     Ok(Verified { records, head: expected_prev })
@@ -415,7 +415,8 @@ mod tests {
             .map(|seq| {
                 let canonical = json!({"seq": seq, "x": seq * 10}).to_string();
                 let digest = digest(&prev, &canonical);
-                let link = StoredLink { seq, canonical, prev: prev.clone(), digest: digest.clone() };
+                let link =
+                    StoredLink { seq, canonical, prev: prev.clone(), digest: digest.clone() };
                 prev = digest;
                 link
             })
