@@ -85,8 +85,9 @@ pub fn compose_local(
     let queue: Arc<dyn Queue> = Arc::new(SqliteQueue::new(database, config.worker.max_receives));
     let context = Arc::new(context(
         config,
-        store,
+        store.clone(),
         Services {
+            audit: store,
             publisher,
             objects: Arc::new(Objects::local(&config.data_dir.join("objects"))?),
             file_urls: signed_urls.clone(),
@@ -150,6 +151,7 @@ async fn compose_aws(config: &Config) -> anyhow::Result<Composition> {
                 }
                 None => Arc::new(NoGraph),
             },
+            audit: Arc::new(NoAudit),
             logs: match opensearch_cluster(config).await? {
                 Some(cluster) => Arc::new(portico_logs::opensearch::OpenSearchLogs::new(
                     cluster,
@@ -175,6 +177,7 @@ struct Services {
     upload_events: Arc<dyn UploadEvents>,
     graph: Arc<dyn GraphStore>,
     logs: Arc<dyn LogStore>,
+    audit: Arc<dyn portico_core::audit::AuditTrail>,
 }
 
 /// The log search where no log store is kept: unavailable (503), never an empty answer that
@@ -197,6 +200,29 @@ impl LogStore for NoLogs {
         _limit: u32,
     ) -> portico_core::Result<Vec<LogHit>> {
         Err(Error::Unavailable(self.0.into()))
+    }
+}
+
+/// The audit trail where the records are DynamoDB's: not kept yet, so unavailable (503), never
+/// an empty answer that would look like "nobody changed anything".
+#[cfg(feature = "aws")]
+struct NoAudit;
+
+#[cfg(feature = "aws")]
+#[async_trait::async_trait]
+impl portico_core::audit::AuditTrail for NoAudit {
+    async fn list(
+        &self,
+        _query: &portico_core::audit::AuditQuery,
+        _page: &portico_core::PageRequest,
+    ) -> portico_core::Result<portico_core::Page<portico_core::audit::AuditRecord>> {
+        Err(Error::Unavailable("the audit trail is kept by the local backend only, so far".into()))
+    }
+    async fn verify(
+        &self,
+    ) -> portico_core::Result<Result<portico_core::audit::Verified, portico_core::audit::Broken>>
+    {
+        Err(Error::Unavailable("the audit trail is kept by the local backend only, so far".into()))
     }
 }
 
@@ -259,6 +285,7 @@ where
         upload_events: services.upload_events,
         graph: services.graph,
         logs: services.logs,
+        audit: services.audit,
         mailer: mailer(config),
         renderer: Arc::new(Pdf::new()),
         settings: settings(config),

@@ -556,8 +556,13 @@ impl Hooks {
                     let topic = topic.to_string();
                     tokio::spawn(async move {
                         let started = Instant::now();
-                        let result =
-                            portico_functions::run_rule_function(&ctx, &function, output).await;
+                        let acting = portico_functions::rule_acting(
+                            &function,
+                            serial.as_deref(),
+                            Some(request_id.clone()),
+                        );
+                        let run = portico_functions::run_rule_function(&ctx, &function, output);
+                        let result = portico_core::audit::scope(acting, run).await;
                         let elapsed = started.elapsed();
                         metrics::histogram!(RULE_FUNCTION_DURATION, "function" => function.clone())
                             .record(elapsed.as_secs_f64());

@@ -142,9 +142,8 @@ pub fn within<T>(acting: Acting, f: impl FnOnce() -> T) -> T {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FieldChange {
     pub field: String,
-    #[schema(value_type = Object)]
+    /// Any JSON value (null: the field had none).
     pub old: Option<Value>,
-    #[schema(value_type = Object)]
     pub new: Option<Value>,
 }
 

@@ -209,6 +209,21 @@ pub fn read_logs(caller: &Caller) -> Result<()> {
     }
 }
 
+/// The audit trail: platform staff read all of it; an account admin reads their own account's
+/// records (answered as the account to restrict to); everyone else is forbidden.
+pub fn read_audit(caller: &Caller) -> Result<Option<String>> {
+    require_provisioned(caller)?;
+    if caller.sees_all_accounts() {
+        return Ok(None);
+    }
+    match caller.account_id() {
+        Some(account) if caller.has_role(Role::AccountAdmin) => Ok(Some(account.to_string())),
+        _ => Err(Error::Forbidden(
+            "only platform staff and account admins may read the audit trail".into(),
+        )),
+    }
+}
+
 /// Who in an account a lot reached is told of the lot's recall: its lab managers and account
 /// admins.
 pub fn told_of_recall(roles: &[Role]) -> bool {

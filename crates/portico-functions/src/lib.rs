@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod alerts;
+pub mod audit;
 pub mod catalogue;
 pub mod documents;
 pub mod email;
@@ -52,6 +53,8 @@ pub struct Context {
     pub renderer: Arc<dyn CertificateRenderer>,
     /// The log lines this deployment wrote (locally the log store; on AWS, OpenSearch).
     pub logs: Arc<dyn LogStore>,
+    /// Who changed what (written by the record stores beside each change; read here).
+    pub audit: Arc<dyn portico_core::audit::AuditTrail>,
     pub settings: Settings,
 }
 
@@ -64,6 +67,7 @@ pub async fn run_rule_function(
     function: &str,
     input: serde_json::Value,
 ) -> portico_core::Result<()> {
+    // The hosts run this inside the invocation's audit scope (the instrument that sent the event).
     match function {
         "instrument_alert" => alerts::instrument_alert(ctx, &input).await.map(|_| ()),
         "record_lot_use" => trace::record_lot_use(ctx, &input).await.map(|_| ()),
@@ -71,6 +75,21 @@ pub async fn run_rule_function(
             "no rule function named `{other}`"
         ))),
     }
+}
+
+/// Who acts in a rule invocation: the instrument whose event it is (the rule's `serial`, or the
+/// topic's), else the function itself; with the invocation's request id.
+pub fn rule_acting(
+    function: &str,
+    serial: Option<&str>,
+    request_id: Option<String>,
+) -> portico_core::audit::Acting {
+    use portico_core::audit::{Acting, Actor};
+    let actor = match serial {
+        Some(serial) if !serial.is_empty() => Actor::instrument(serial),
+        _ => Actor::system(function),
+    };
+    Acting::new(actor, request_id)
 }
 
 /// Deployment facts functions need.

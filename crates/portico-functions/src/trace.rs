@@ -217,6 +217,7 @@ pub async fn recall(
             "must be 1 to 2000 characters",
         )]));
     }
+    portico_core::audit::set_reason(reason);
     let recalled_by = caller.user_id().unwrap_or(&caller.sub).to_string();
     let asked =
         Recall { reason: reason.to_string(), recalled_by, recalled_at: OffsetDateTime::now_utc() };

@@ -7,6 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
+use portico_core::audit::{Actor, ActorKind};
 use portico_core::domain::Caller;
 use portico_core::ports::PageRequest;
 use portico_core::{Error, FieldError};
@@ -48,8 +49,16 @@ impl FromRequestParts<AppState> for Authenticated {
         if let Some(slot) = parts.extensions.get::<PrincipalSlot>() {
             let _ = slot.0.set(claims.sub.clone());
         }
+        // A first sign-in writes the caller's record: it is theirs, by their `sub`.
+        portico_core::audit::set_actor(Actor {
+            kind: ActorKind::User,
+            id: claims.sub.clone(),
+            sub: Some(claims.sub.clone()),
+            roles: Vec::new(),
+        });
         let identity = Identity { sub: claims.sub, groups: claims.groups, email: claims.email };
         let caller = identify(state.context(), &identity).await?;
+        portico_core::audit::set_actor(Actor::caller(&caller));
         Ok(Authenticated(caller))
     }
 }

@@ -10,6 +10,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 
+use portico_core::audit::{Acting, Actor};
+
 use crate::AppState;
 use crate::extract::PrincipalSlot;
 use crate::problem::Problem;
@@ -63,7 +65,10 @@ async fn invoke(
     metrics::gauge!(CONCURRENT, "function" => function).increment(1.0);
     let running = Running(function);
     let started = Instant::now();
-    let response = match tokio::time::timeout(invocation.timeout, next.run(request)).await {
+    // Writes are attributed to the function until the authorizer knows the caller.
+    let acting = Acting::new(Actor::system(function), Some(request_id.clone()));
+    let run = portico_core::audit::scope(acting, next.run(request));
+    let response = match tokio::time::timeout(invocation.timeout, run).await {
         Ok(response) => response,
         Err(_) => Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -138,6 +138,7 @@ macro_rules! each_route {
         $route!(read_notification);
         $route!(list_outbox);
         $route!(search_logs);
+        $route!(list_audit);
         $route!(list_products);
         $route!(create_product);
         $route!(get_product);

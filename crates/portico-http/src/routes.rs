@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use futures_util::{StreamExt, TryStreamExt};
 use portico_core::Error;
+use portico_core::audit::{AuditQuery, AuditRecord};
 use portico_core::domain::{
     Account, Document, DocumentStatus, Instrument, Lot, Notification, OutboxEntry, Product,
     Shipment, User,
@@ -17,6 +18,7 @@ use portico_core::domain::{
 use portico_core::logs::LogHit;
 use portico_core::ports::Page;
 use portico_functions::accounts::{self, AddUser, CreateAccount};
+use portico_functions::audit;
 use portico_functions::catalogue::{self, CreateLot, CreateProduct, CreateShipment, LotView};
 use portico_functions::documents::{self, DocumentView, RequestUpload, UploadTicket};
 use portico_functions::email;
@@ -445,6 +447,64 @@ pub async fn search_logs(
     Ok(Json(logs::search(state.context(), &caller, &search, page).await?))
 }
 
+/// The audit trail, newest first: who changed which record, when, what (each field's old and
+/// new value; secrets only as changed) and why. Admins and support read all of it; an account
+/// admin reads their own account's records. `?format=csv` for a spreadsheet (one row per field).
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", security(("bearer" = [])),
+    params(("target" = Option<String>, Query, description = "`kind:id` (`lot:L-1`) or a kind (`lot`)"),
+        ("actor" = Option<String>, Query, description = "a user id or sub, an instrument serial, a system function"),
+        ("action" = Option<String>, Query, description = "`create` or `update`"),
+        ("from" = Option<String>, Query, description = "RFC 3339 time or an age such as 7d"),
+        ("to" = Option<String>, Query, description = "RFC 3339 time or an age"),
+        ("format" = Option<String>, Query, description = "`json` (the default) or `csv`"),
+        PageParams),
+    responses((status = 200, description = "A page of records; as CSV with `?format=csv`",
+        content((Page<AuditRecord> = "application/json"), (String = "text/csv")))))]
+pub async fn list_audit(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Query(query): Query<HashMap<String, String>>,
+    Paging(page): Paging,
+) -> Answer<axum::response::Response> {
+    let get = |name: &str| query.get(name).map(String::as_str).filter(|v| !v.is_empty());
+    let csv = match get("format") {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(_) => return Err(Error::invalid("format", "must be json or csv").into()),
+    };
+    let now = OffsetDateTime::now_utc();
+    let bound = |name: &str| get(name).map(|v| logs::time_bound(name, v, now)).transpose();
+    let audit_query = AuditQuery {
+        target: get("target").map(str::to_string),
+        actor: get("actor").map(str::to_string),
+        action: get("action").map(str::to_string),
+        from_ms: bound("from")?,
+        to_ms: bound("to")?,
+        account_id: None,
+    };
+    let page = audit::list(state.context(), &caller, audit_query, page).await?;
+    if !csv {
+        return Ok(Json(page).into_response());
+    }
+    let mut body = audit::CSV_HEADER.to_string();
+    body.push_str(&audit::csv(&page.items));
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (header::CONTENT_DISPOSITION, "attachment; filename=\"audit.csv\"".to_string()),
+        ],
+        body,
+    )
+        .into_response();
+    if let Some(cursor) = page.next_cursor
+        && let Ok(value) = header::HeaderValue::from_str(&cursor)
+    {
+        // The next page of a CSV export (its body has no room for a cursor).
+        response.headers_mut().insert("x-next-cursor", value);
+    }
+    Ok(response)
+}
+
 /// The e-mail outbox, newest first (admins): every e-mail with its delivery state.
 #[utoipa::path(get, path = "/v1/outbox", tag = "email", security(("bearer" = [])),
     params(("status" = Option<String>, Query, description = "pending, sending, sent or failed"),
@@ -530,8 +590,8 @@ pub async fn get_lot(
 #[utoipa::path(get, path = "/v1/lots/{lot}/impact", tag = "traceability", security(("bearer" = [])),
     params(("lot" = String, Path, description = "Lot number"),
         ("format" = Option<String>, Query, description = "`json` (the default) or `csv`")),
-    responses((status = 200, body = Impact),
-        (status = 200, description = "The impact as CSV (`?format=csv`)", content_type = "text/csv")))]
+    responses((status = 200, description = "The impact; as CSV with `?format=csv`",
+        content((Impact = "application/json"), (String = "text/csv")))))]
 pub async fn lot_impact(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,

@@ -13,5 +13,9 @@ pub async fn handle(ctx: &Context, function: &str, payload: Value) -> Result<(),
         ));
     }
     // An error makes Lambda retry the asynchronous invocation; the functions are idempotent.
-    run_rule_function(ctx, function, payload).await.map_err(|e| e.to_string())
+    let serial = payload.get("serial").and_then(Value::as_str).map(str::to_string);
+    let acting = portico_functions::rule_acting(function, serial.as_deref(), None);
+    portico_core::audit::scope(acting, run_rule_function(ctx, function, payload))
+        .await
+        .map_err(|e| e.to_string())
 }

@@ -47,7 +47,9 @@ pub async fn seed(composition: &Composition) -> anyhow::Result<Option<Demo>> {
     if !any.items.is_empty() {
         return Ok(None);
     }
-    let seeded = world::seed(ctx, &World::demo()).await?;
+    // The demo's records are Portico's own doing, and the audit trail says so.
+    let acting = portico_core::audit::Acting::new(portico_core::audit::Actor::system("demo"), None);
+    let seeded = portico_core::audit::scope(acting, world::seed(ctx, &World::demo())).await?;
     let staff = |sub: &str, group: &str, description: &str| DemoLogin {
         sub: sub.into(),
         groups: vec![group.into()],

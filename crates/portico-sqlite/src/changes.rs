@@ -4,6 +4,7 @@
 
 use anyhow::Context;
 use portico_core::Result;
+use portico_core::audit::{self, AuditEntry};
 use portico_core::domain::from_unix_ms;
 use portico_core::graph::{Change, ChangeRecord};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -11,13 +12,66 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::Database;
 use crate::rows::{corrupt, now_ms};
 
-/// Appends `change` in the caller's transaction.
+/// Appends `change` in the caller's transaction, and its audit record: who (the acting context
+/// of the write), what changed (against the target's previous change), chained after the last
+/// audit record. A write that changed nothing is not audited.
 pub(crate) fn record(conn: &Connection, change: &Change) -> Result<()> {
+    let at_ms = now_ms();
+    let (target, value) = audit::target_of(change);
+    let key = format!("{}:{}", target.kind, target.id);
+    let previous: Option<String> = conn
+        .prepare_cached("SELECT body FROM changes WHERE target = ?1 ORDER BY seq DESC LIMIT 1")
+        .and_then(|mut s| s.query_row(params![key], |r| r.get(0)).optional())
+        .context("reading the previous change")?;
     let body = serde_json::to_string(change).context("encoding change")?;
     let mut statement = conn
-        .prepare_cached("INSERT INTO changes (at_ms, body) VALUES (?1, ?2)")
+        .prepare_cached("INSERT INTO changes (at_ms, body, target) VALUES (?1, ?2, ?3)")
         .context("recording change")?;
-    statement.execute(params![now_ms(), body]).context("recording change")?;
+    statement.execute(params![at_ms, body, key]).context("recording change")?;
+
+    let previous = match previous {
+        Some(body) => {
+            let change: Change = serde_json::from_str(&body).map_err(|e| {
+                corrupt(format!("the previous change of {key} does not decode: {e}"))
+            })?;
+            Some(audit::target_of(&change).1)
+        }
+        None => None,
+    };
+    if previous.as_ref() == Some(&value) {
+        return Ok(());
+    }
+    let (last, prev): (i64, String) = conn
+        .prepare_cached("SELECT seq, digest FROM audit ORDER BY seq DESC LIMIT 1")
+        .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+        .context("reading the audit chain's head")?
+        .unwrap_or((0, audit::GENESIS.to_string()));
+    let at = from_unix_ms(at_ms).ok_or_else(|| corrupt(format!("bad clock: {at_ms}")))?;
+    let acting = audit::current();
+    let entry = AuditEntry::of(last as u64 + 1, at, &acting, change, previous.as_ref());
+    let record = audit::chain(entry, &prev);
+    let canonical = record.entry.canonical();
+    conn.prepare_cached(
+        "INSERT INTO audit (seq, at_ms, actor_id, actor_sub, action, target_kind, target_id,
+                            account_id, body, prev, digest)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            record.entry.seq as i64,
+            at_ms,
+            record.entry.actor.id,
+            record.entry.actor.sub,
+            record.entry.action,
+            record.entry.target_kind,
+            record.entry.target_id,
+            record.entry.account_id,
+            canonical,
+            record.prev,
+            record.digest,
+        ])
+    })
+    .context("recording the audit record")?;
     Ok(())
 }
 

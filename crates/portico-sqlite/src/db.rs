@@ -215,6 +215,36 @@ CREATE TABLE graph_state (
 CREATE INDEX graph_edges_shipped ON graph_edges(out_id, json_extract(props, '$.lot_number'))
     WHERE label = 'shipped';
 "#,
+    // The audit trail: one hash-chained record per change, written beside it (`changes.rs`);
+    // the change table names its target, so a change's previous state (for the diff) is one
+    // lookup. The triggers make the trail append-only for everything that goes through SQLite;
+    // the chain makes whatever goes around it show (`portico audit verify`).
+    r#"
+ALTER TABLE changes ADD COLUMN target TEXT;
+CREATE INDEX changes_target ON changes(target, seq) WHERE target IS NOT NULL;
+CREATE TABLE audit (
+    seq         INTEGER PRIMARY KEY,
+    at_ms       INTEGER NOT NULL,
+    actor_id    TEXT NOT NULL,
+    actor_sub   TEXT,
+    action      TEXT NOT NULL,
+    target_kind TEXT NOT NULL,
+    target_id   TEXT NOT NULL,
+    account_id  TEXT,
+    body        TEXT NOT NULL,
+    prev        TEXT NOT NULL,
+    digest      TEXT NOT NULL
+);
+CREATE INDEX audit_target ON audit(target_kind, target_id, seq);
+CREATE INDEX audit_actor ON audit(actor_id, seq);
+CREATE INDEX audit_sub ON audit(actor_sub, seq) WHERE actor_sub IS NOT NULL;
+CREATE INDEX audit_account ON audit(account_id, seq) WHERE account_id IS NOT NULL;
+CREATE INDEX audit_at ON audit(at_ms);
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+"#,
 ];
 
 /// A SQLite database shared by the local adapters.
@@ -254,12 +284,14 @@ impl Database {
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
         let inner = self.inner.clone();
+        // Who is acting goes with the write to its blocking thread (the audit trail reads it).
+        let acting = portico_core::audit::current();
         tokio::task::spawn_blocking(move || {
             let mut conn = inner
                 .writer
                 .lock()
                 .map_err(|_| anyhow::anyhow!("database writer lock poisoned"))?;
-            f(&mut conn)
+            portico_core::audit::within(acting, || f(&mut conn))
         })
         .await
         .map_err(|e| anyhow::anyhow!("database task failed: {e}"))?

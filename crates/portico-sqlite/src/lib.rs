@@ -7,6 +7,7 @@
 //! rusqlite is blocking, so every call runs on tokio's blocking pool.
 
 mod accounts;
+mod audit;
 mod catalogue;
 mod changes;
 mod db;

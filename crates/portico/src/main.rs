@@ -82,6 +82,17 @@ enum Command {
         #[command(subcommand)]
         command: GraphCommand,
     },
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the audit trail's hash chain; report the first broken link (exit status 1).
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -144,6 +155,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { demo } => serve(config, demo),
         Command::Worker => worker(config),
         Command::Graph { command: GraphCommand::Rebuild } => graph_rebuild(&config),
+        Command::Audit { command: AuditCommand::Verify } => audit_verify(&config),
         Command::ShipLogs { globs, opensearch, store, state, poll, once } => {
             ship::run(config, ship::Options { globs, opensearch, store, state, poll, once })
         }
@@ -180,6 +192,27 @@ fn graph_rebuild(config: &Config) -> anyhow::Result<()> {
             rebuilt.documents
         );
         Ok(())
+    })
+}
+
+/// Walks the audit chain of the configured backend.
+fn audit_verify(config: &Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let composition = portico_local::compose_backend(config).await?;
+        let audit = &composition.context.audit;
+        match audit.verify().await.map_err(|e| anyhow::anyhow!("{e:#}"))? {
+            Ok(verified) => {
+                println!(
+                    "audit trail intact: {} records, head {}",
+                    verified.records, verified.head
+                );
+                Ok(())
+            }
+            Err(broken) => {
+                anyhow::bail!("audit trail broken at record {}: {}", broken.seq, broken.why)
+            }
+        }
     })
 }
 

@@ -4,6 +4,7 @@
 
 mod inspect;
 
+use portico_core::audit::{Acting, Actor};
 use std::collections::BTreeMap;
 
 use futures_util::StreamExt;
@@ -253,6 +254,11 @@ pub enum Processed {
 /// Handles the stored objects one upload event names; an `Err` means "try again later" (the
 /// message stays on the queue).
 pub async fn process_upload(ctx: &Context, keys: &[String]) -> Result<Vec<Processed>> {
+    let acting = Acting::new(Actor::system("process_upload"), None);
+    portico_core::audit::scope(acting, process_upload_keys(ctx, keys)).await
+}
+
+async fn process_upload_keys(ctx: &Context, keys: &[String]) -> Result<Vec<Processed>> {
     if keys.is_empty() {
         tracing::warn!("upload event without object keys dropped");
     }
@@ -301,6 +307,11 @@ pub async fn process_upload(ctx: &Context, keys: &[String]) -> Result<Vec<Proces
 
 /// An upload event that failed too often: the documents of its keys will never be checked.
 pub async fn dead_lettered(ctx: &Context, keys: &[String]) -> Result<()> {
+    let acting = Acting::new(Actor::system("upload_dead_letters"), None);
+    portico_core::audit::scope(acting, dead_lettered_keys(ctx, keys)).await
+}
+
+async fn dead_lettered_keys(ctx: &Context, keys: &[String]) -> Result<()> {
     for key in keys {
         if let Some(document) = document_for_key(ctx, key).await?
             && !document.status.is_final()

@@ -2,6 +2,7 @@
 //! and talks to it as a client would.
 
 mod accounts;
+mod audit;
 mod catalogue;
 mod cli;
 mod documents;
