@@ -20,6 +20,12 @@ pub async fn list(
     if let Some(account) = policy::read_audit(caller)? {
         query.account_id = Some(account);
     }
+    // Records name a user by their id; a `sub` asked for is that user's id.
+    if let Some(actor) = &query.actor
+        && let Some(user) = ctx.users.user_by_sub(actor).await?
+    {
+        query.actor = Some(user.id);
+    }
     ctx.audit.list(&query, &page).await
 }
 

@@ -46,7 +46,7 @@ impl AuditTrail for SqliteStore {
         ];
         let select = "SELECT seq, body, prev, digest FROM audit WHERE
              (?2 IS NULL OR target_kind = ?2) AND (?3 IS NULL OR target_id = ?3)
-             AND (?4 IS NULL OR actor_id = ?4 OR actor_sub = ?4) AND (?5 IS NULL OR action = ?5)
+             AND (?4 IS NULL OR actor_id = ?4) AND (?5 IS NULL OR action = ?5)
              AND (?6 IS NULL OR at_ms >= ?6) AND (?7 IS NULL OR at_ms < ?7)
              AND (?8 IS NULL OR account_id = ?8)";
         let params: Vec<&dyn rusqlite::ToSql> =

@@ -17,22 +17,29 @@ use crate::rows::{corrupt, now_ms};
 /// audit record. A write that changed nothing is not audited.
 pub(crate) fn record(conn: &Connection, change: &Change) -> Result<()> {
     let at_ms = now_ms();
-    let (target, value) = audit::target_of(change);
-    let key = format!("{}:{}", target.kind, target.id);
-    let previous: Option<String> = conn
-        .prepare_cached("SELECT body FROM changes WHERE target = ?1 ORDER BY seq DESC LIMIT 1")
-        .and_then(|mut s| s.query_row(params![key], |r| r.get(0)).optional())
-        .context("reading the previous change")?;
     let body = serde_json::to_string(change).context("encoding change")?;
     let mut statement = conn
-        .prepare_cached("INSERT INTO changes (at_ms, body, target) VALUES (?1, ?2, ?3)")
+        .prepare_cached("INSERT INTO changes (at_ms, body) VALUES (?1, ?2)")
         .context("recording change")?;
-    statement.execute(params![at_ms, body, key]).context("recording change")?;
+    statement.execute(params![at_ms, body]).context("recording change")?;
+    let change_seq = conn.last_insert_rowid();
 
+    // The target's previous state: the change its last audit record names.
+    let (target, value) = audit::target_of(change);
+    let previous: Option<String> = conn
+        .prepare_cached(
+            "SELECT c.body FROM audit a JOIN changes c ON c.seq = a.change_seq
+             WHERE a.target_kind = ?1 AND a.target_id = ?2 ORDER BY a.seq DESC LIMIT 1",
+        )
+        .and_then(|mut s| s.query_row(params![target.kind, target.id], |r| r.get(0)).optional())
+        .context("reading the previous change")?;
     let previous = match previous {
         Some(body) => {
             let change: Change = serde_json::from_str(&body).map_err(|e| {
-                corrupt(format!("the previous change of {key} does not decode: {e}"))
+                corrupt(format!(
+                    "the previous change of {}:{} does not decode: {e}",
+                    target.kind, target.id
+                ))
             })?;
             Some(audit::target_of(&change).1)
         }
@@ -52,7 +59,7 @@ pub(crate) fn record(conn: &Connection, change: &Change) -> Result<()> {
     let record = audit::chain(entry, &prev);
     let canonical = record.entry.canonical();
     conn.prepare_cached(
-        "INSERT INTO audit (seq, at_ms, actor_id, actor_sub, action, target_kind, target_id,
+        "INSERT INTO audit (seq, at_ms, change_seq, actor_id, action, target_kind, target_id,
                             account_id, body, prev, digest)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )
@@ -60,8 +67,8 @@ pub(crate) fn record(conn: &Connection, change: &Change) -> Result<()> {
         s.execute(params![
             record.entry.seq as i64,
             at_ms,
+            change_seq,
             record.entry.actor.id,
-            record.entry.actor.sub,
             record.entry.action,
             record.entry.target_kind,
             record.entry.target_id,
