@@ -34,6 +34,8 @@ pub struct Composition {
     /// The change table the local graph projector reads (the local backend only; on AWS the
     /// DynamoDB stream feeds the `graph-projector` function).
     pub changes: Option<ChangeFeed>,
+    /// The audit trail's daily export (the local backend only).
+    pub audit_export: Option<crate::audit_export::AuditExport>,
 }
 
 /// The publisher of a process without a broker (`portico worker`, a Lambda on the local
@@ -83,6 +85,7 @@ pub fn compose_local(
     let graph = Arc::new(SqliteGraph::new(database.clone()));
     let changes = ChangeFeed::new(database.clone());
     let queue: Arc<dyn Queue> = Arc::new(SqliteQueue::new(database, config.worker.max_receives));
+    let audit_store = store.clone();
     let context = Arc::new(context(
         config,
         store.clone(),
@@ -99,6 +102,8 @@ pub fn compose_local(
     ));
     let mut composition = assemble(config, context, auth, Some(signed_urls));
     composition.changes = Some(changes);
+    composition.audit_export =
+        Some(crate::audit_export::AuditExport::new(audit_store, &config.data_dir));
     Ok(composition)
 }
 
@@ -371,7 +376,7 @@ fn assemble(
             cors_origins: config.http.cors_origins.clone(),
         },
     });
-    Composition { state, context, dev_issuer, verifier, changes: None }
+    Composition { state, context, dev_issuer, verifier, changes: None, audit_export: None }
 }
 
 /// The configured issuer's verifier, or the local dev issuer's (its key in the data dir).

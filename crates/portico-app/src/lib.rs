@@ -4,6 +4,7 @@
 //! The local host adds the embedded broker and serves HTTP; the Lambda host feeds events in.
 //! Nothing here knows rmqtt: the local host hands its broker's publisher to `compose_local`.
 
+pub mod audit_export;
 mod compose;
 pub mod graph;
 pub mod s3_events;

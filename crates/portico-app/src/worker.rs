@@ -48,6 +48,9 @@ pub async fn run(composition: Composition, settings: WorkerSettings, stop: watch
     if let Some(feed) = composition.changes {
         tasks.spawn(crate::graph::run(ctx.clone(), feed, stop.clone()));
     }
+    if let Some(export) = composition.audit_export {
+        tasks.spawn(crate::audit_export::run(export, stop.clone()));
+    }
     for _ in 0..settings.concurrency.max(1) {
         tasks.spawn(process_uploads(ctx.clone(), settings, stop.clone()));
     }

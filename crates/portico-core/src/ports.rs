@@ -385,6 +385,18 @@ pub struct CertificateData {
     pub product: Product,
     /// With its recall, if it was recalled: the certificate says so.
     pub lot: Lot,
+    /// The lot record's last audit record (the lot and its QC results as certified), so a
+    /// reviewer can go from the PDF to its history; `None` where no trail is kept.
+    pub audit: Option<AuditRef>,
+}
+
+/// Where a document's data is in the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditRef {
+    pub seq: u64,
+    /// RFC 3339.
+    pub at: String,
+    pub digest: String,
 }
 
 /// Renders documents (Certificates of Analysis) to PDF.

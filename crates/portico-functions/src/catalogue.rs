@@ -261,6 +261,30 @@ pub(crate) async fn product_of(ctx: &Context, lot: &Lot) -> Result<Product> {
 
 /// The lot's Certificate of Analysis, rendered once per lot and kept in the object store. A lot
 /// changes once at most (its recall), and a recalled lot's certificate is another object.
+/// The lot record's last audit record, where a trail is kept.
+pub async fn lot_audit_ref(
+    ctx: &Context,
+    lot_number: &str,
+) -> Result<Option<portico_core::ports::AuditRef>> {
+    let query = portico_core::audit::AuditQuery {
+        target: Some(format!("lot:{lot_number}")),
+        ..Default::default()
+    };
+    match ctx.audit.list(&query, &PageRequest { limit: 1, cursor: None }).await {
+        Ok(page) => Ok(page.items.into_iter().next().map(|record| portico_core::ports::AuditRef {
+            seq: record.entry.seq,
+            at: record
+                .entry
+                .at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            digest: record.digest,
+        })),
+        Err(Error::Unavailable(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 pub async fn certificate(ctx: &Context, caller: &Caller, lot_number: &str) -> Result<Vec<u8>> {
     let lot = get_lot(ctx, caller, lot_number).await?.lot;
     let key = match lot.recall {
@@ -275,11 +299,13 @@ pub async fn certificate(ctx: &Context, caller: &Caller, lot_number: &str) -> Re
         return Ok(chunks.concat());
     }
     let product = product_of(ctx, &lot).await?;
+    let audit = lot_audit_ref(ctx, &lot.lot_number).await?;
     let data = CertificateData {
         issuer: ctx.settings.issuer_name.clone(),
         issued_on: lot.created_at.date().to_string(),
         product,
         lot,
+        audit,
     };
     let started = std::time::Instant::now();
     let pdf = ctx.renderer.certificate(&data).await?;

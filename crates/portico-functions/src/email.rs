@@ -166,6 +166,7 @@ pub fn lot_recall(
     reason: &str,
     instruments: &[&portico_core::graph::TracedInstrument],
     documents: &[&portico_core::graph::TracedDocument],
+    audit: Option<&portico_core::ports::AuditRef>,
 ) -> Result<OutboundEmail> {
     compose(
         email_id(&format!("recall\n{}\n{to}", lot.lot_number)),
@@ -178,6 +179,7 @@ pub fn lot_recall(
             "reason": reason,
             "instruments": instruments,
             "documents": documents,
+            "audit": audit,
         }),
     )
 }
@@ -246,6 +248,11 @@ mod tests {
             names_lot: false,
             created_at: time::OffsetDateTime::UNIX_EPOCH,
         };
+        let audit = portico_core::ports::AuditRef {
+            seq: 7,
+            at: "2026-12-01T10:00:00Z".into(),
+            digest: "ab12".into(),
+        };
         let email = lot_recall(
             "lab@acme.example",
             &lot,
@@ -253,14 +260,16 @@ mod tests {
             "contamination",
             &[&instrument],
             &[&document],
+            Some(&audit),
         )
         .expect("renders");
+        assert!(email.text.contains("audit record #7 of 2026-12-01T10:00:00Z, digest ab12"));
         assert_eq!(email.subject, "[Portico] Recall notice: Buffer <A> lot L-7");
         assert!(email.html.contains("Buffer &lt;A&gt;"));
         assert!(email.html.contains("Cycler &lt;2&gt;"));
         assert!(email.text.contains("contamination"));
         assert!(email.text.contains("SN-9") && email.text.contains("run-7.csv"), "{}", email.text);
-        let none = lot_recall("lab@acme.example", &lot, &product, "contamination", &[], &[])
+        let none = lot_recall("lab@acme.example", &lot, &product, "contamination", &[], &[], None)
             .expect("renders");
         assert_eq!(none.id, email.id, "one notice per lot and recipient");
         assert_eq!(email.category, "lot_recall");

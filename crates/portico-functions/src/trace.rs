@@ -232,6 +232,8 @@ pub async fn recall(
     let product = product_of(ctx, &lot).await?;
     let trace = ctx.graph.trace(lot_number).await?;
     let impact = impact_of(lot, product, trace);
+    // The notices name the recall's record in the audit trail.
+    let audit = crate::catalogue::lot_audit_ref(ctx, lot_number).await?;
 
     let notifications: Vec<Notification> = impact
         .users
@@ -251,6 +253,7 @@ pub async fn recall(
                 "reason": recall.reason,
                 "recalled_at": recall.recalled_at.format(&Rfc3339).unwrap_or_default(),
                 "account_id": user.account_id,
+                "audit": audit,
             }),
             created_at: OffsetDateTime::now_utc(),
             read_at: None,
@@ -277,6 +280,7 @@ pub async fn recall(
             &recall.reason,
             &instruments,
             &documents,
+            audit.as_ref(),
         )?;
         crate::email::queue(ctx, email).await?;
     }

@@ -111,6 +111,11 @@ pub fn sample_certificate(rows: usize) -> CertificateData {
             created_at: epoch,
             recall: None,
         },
+        audit: Some(portico_core::ports::AuditRef {
+            seq: 42,
+            at: "2026-11-27T09:30:00Z".into(),
+            digest: "9f2c41d07be35a886a1e3c0d2b7f65e4aa0193c5d8e7f6a1b2c3d4e5f6a7b8c9".into(),
+        }),
     }
 }
 
@@ -154,7 +159,15 @@ mod tests {
         assert!(pdf.starts_with(b"%PDF-"));
         let (pages, text) = text_of(&pdf);
         assert_eq!(pages, 1);
-        for needle in ["L2026-0042", "RGT-100", "Certificate of Analysis", "Größe", "HPLC"] {
+        for needle in [
+            "L2026-0042",
+            "RGT-100",
+            "Certificate of Analysis",
+            "Größe",
+            "HPLC",
+            "audit record #42",
+            "9f2c41d07be35a88",
+        ] {
             assert!(text.contains(needle), "{needle} missing from {text}");
         }
         // Markup in the data is printed, not interpreted.

@@ -67,16 +67,7 @@ impl AuditTrail for SqliteStore {
             let mut statement = conn
                 .prepare("SELECT seq, body, prev, digest FROM audit ORDER BY rowid")
                 .context("reading the audit trail")?;
-            let links = statement
-                .query_map([], |r| {
-                    Ok(StoredLink {
-                        seq: r.get::<_, i64>(0)?.max(0) as u64,
-                        canonical: r.get(1)?,
-                        prev: r.get(2)?,
-                        digest: r.get(3)?,
-                    })
-                })
-                .context("reading the audit trail")?;
+            let links = statement.query_map([], link_row).context("reading the audit trail")?;
             let mut read_error = None;
             let verified = portico_core::audit::verify(links.map_while(|l| match l {
                 Ok(link) => Some(link),
@@ -91,4 +82,59 @@ impl AuditTrail for SqliteStore {
             }
         })
     }
+}
+
+impl SqliteStore {
+    /// The audit records committed in `[from_ms, to_ms)`, in chain order, as stored (for the
+    /// daily export).
+    pub fn audit_links_between(&self, from_ms: i64, to_ms: i64) -> Result<Vec<StoredLink>> {
+        self.db.read(|conn| {
+            let mut statement = conn
+                .prepare(
+                    "SELECT seq, body, prev, digest FROM audit WHERE at_ms >= ?1 AND at_ms < ?2
+                     ORDER BY seq",
+                )
+                .context("reading the audit trail")?;
+            let links = statement
+                .query_map(rusqlite::params![from_ms, to_ms], link_row)
+                .context("reading the audit trail")?;
+            Ok(links.collect::<rusqlite::Result<Vec<_>>>().context("reading the audit trail")?)
+        })
+    }
+
+    /// The stored record at `seq`, if there is one.
+    pub fn audit_link(&self, seq: u64) -> Result<Option<StoredLink>> {
+        self.db.read(|conn| {
+            let mut statement = conn
+                .prepare_cached("SELECT seq, body, prev, digest FROM audit WHERE seq = ?1")
+                .context("reading the audit trail")?;
+            Ok(rusqlite::OptionalExtension::optional(
+                statement.query_row(rusqlite::params![seq as i64], link_row),
+            )
+            .context("reading the audit trail")?)
+        })
+    }
+
+    /// When the first audit record was committed (ms), if there is one.
+    pub fn audit_first_ms(&self) -> Result<Option<i64>> {
+        self.db.read(|conn| {
+            Ok(conn
+                .query_row("SELECT at_ms FROM audit ORDER BY seq LIMIT 1", [], |r| r.get(0))
+                .map(Some)
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                    e => Err(e),
+                })
+                .context("reading the audit trail")?)
+        })
+    }
+}
+
+fn link_row(r: &Row<'_>) -> rusqlite::Result<StoredLink> {
+    Ok(StoredLink {
+        seq: r.get::<_, i64>(0)?.max(0) as u64,
+        canonical: r.get(1)?,
+        prev: r.get(2)?,
+        digest: r.get(3)?,
+    })
 }

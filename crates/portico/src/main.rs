@@ -201,18 +201,29 @@ fn audit_verify(config: &Config) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let composition = portico_local::compose_backend(config).await?;
         let audit = &composition.context.audit;
-        match audit.verify().await.map_err(|e| anyhow::anyhow!("{e:#}"))? {
-            Ok(verified) => {
-                println!(
-                    "audit trail intact: {} records, head {}",
-                    verified.records, verified.head
-                );
-                Ok(())
-            }
+        let verified = match audit.verify().await.map_err(|e| anyhow::anyhow!("{e:#}"))? {
+            Ok(verified) => verified,
             Err(broken) => {
                 anyhow::bail!("audit trail broken at record {}: {}", broken.seq, broken.why)
             }
-        }
+        };
+        // The signed daily exports pin each day's head: a rewritten chain shows against them.
+        let exports = match &composition.audit_export {
+            Some(export) => match export.verify()? {
+                Ok(exports) => exports,
+                Err(mismatch) => anyhow::bail!(
+                    "audit trail does not match its export {}: {}",
+                    mismatch.file,
+                    mismatch.why
+                ),
+            },
+            None => 0,
+        };
+        println!(
+            "audit trail intact: {} records, head {}; {exports} signed daily exports match",
+            verified.records, verified.head
+        );
+        Ok(())
     })
 }
 

@@ -148,6 +148,15 @@ async fn every_change_leaves_one_attributed_record_and_the_listing_keeps_to_the_
     assert_eq!(added[0]["action"], "update");
     assert_eq!(added[0]["reason"], "pH out of range");
     assert!(change(&added[0], "recall").is_some_and(|c| c["old"].is_null()), "{}", added[0]);
+    // The recall notice names that record.
+    let (_, notices) = app.get("/v1/notifications", &app.token("aa@acme.example", &[])).await;
+    let notice = notices["items"]
+        .as_array()
+        .and_then(|n| n.iter().find(|n| n["kind"] == "lot_recall"))
+        .cloned()
+        .expect("a recall notice");
+    assert_eq!(notice["data"]["audit"]["seq"], added[0]["seq"], "{notice}");
+    assert_eq!(notice["data"]["audit"]["digest"], added[0]["digest"]);
 
     // An upload: the user creates the document, the worker checks it.
     let scientist = app.add_user(&account, "sci@acme.example", &["scientist"]).await;
@@ -289,4 +298,56 @@ async fn a_deleted_or_reordered_record_is_found_by_audit_verify() {
     .expect("swap");
     let (ok, text) = verify(&app.data_dir).await;
     assert!(!ok && text.contains("broken at record 2"), "{text}");
+}
+
+#[tokio::test]
+async fn signed_daily_exports_pin_the_chain_so_a_rewritten_history_shows() {
+    let (app, conn) = trail_of_five().await;
+    let export = app.composition.audit_export.clone().expect("the local backend exports");
+    // As if the day were over: everything so far goes into today's export.
+    let tomorrow = portico_core::domain::unix_ms(time::OffsetDateTime::now_utc()) + 86_400_000;
+    let days = export.export_due(tomorrow).expect("exported");
+    assert_eq!(days.len(), 1, "{days:?}");
+    let dir = app.data_dir.join("audit");
+    let data = dir.join(format!("audit-{}.ndjson", days[0]));
+    let lines = std::fs::read_to_string(&data).expect("export");
+    assert!(lines.lines().count() >= 5);
+    assert!(std::fs::metadata(&data).expect("meta").permissions().readonly(), "written once");
+    assert_eq!(export.export_due(tomorrow).expect("again"), Vec::<String>::new(), "once a day");
+    let (ok, text) = verify(&app.data_dir).await;
+    assert!(ok && text.contains("1 signed daily exports match"), "{text}");
+
+    // Rewrite history and every digest after it: the chain alone looks whole again...
+    conn.execute_batch("DROP TRIGGER audit_no_update;").expect("drop");
+    let rows: Vec<(i64, String)> = conn
+        .prepare("SELECT seq, body FROM audit ORDER BY seq")
+        .expect("select")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    let mut prev = portico_core::audit::GENESIS.to_string();
+    let mut rewritten = None;
+    for (seq, body) in rows {
+        let body = if body.contains("\"Two\"") {
+            rewritten = Some(seq);
+            body.replace("\"Two\"", "\"Deux\"")
+        } else {
+            body
+        };
+        let digest = portico_core::audit::digest(&prev, &body);
+        conn.execute(
+            "UPDATE audit SET body = ?1, prev = ?2, digest = ?3 WHERE seq = ?4",
+            rusqlite::params![body, prev, digest, seq],
+        )
+        .expect("rewrite");
+        prev = digest;
+    }
+    // ...but not against what was signed.
+    let (ok, text) = verify(&app.data_dir).await;
+    let (_, chain_alone) = app.get("/v1/audit?limit=1", &app.admin_token()).await;
+    assert!(chain_alone["items"][0]["digest"].is_string());
+    assert!(!ok && text.contains("does not match its export"), "{text}");
+    let rewritten = rewritten.expect("a record of account Two");
+    assert!(text.contains(&format!("record {rewritten} ")), "{text}");
 }
