@@ -252,10 +252,20 @@ pub struct Database {
 }
 
 struct Inner {
-    writer: Mutex<Connection>,
+    /// Write jobs, for the writer thread (which owns the writer connection).
+    jobs: std::sync::mpsc::Sender<Job>,
     readers: Mutex<Vec<Connection>>,
     path: std::path::PathBuf,
 }
+
+/// What a write job leaves to do once its batch is committed: answer its caller, with the
+/// commit's error if the commit failed.
+type Deliver = Box<dyn FnOnce(Option<String>) + Send>;
+/// A write, run by the writer thread inside the batch's transaction.
+type Job = Box<dyn FnOnce(&Connection) -> Deliver + Send>;
+
+/// Writes waiting together are committed together, at most this many at a time.
+const BATCH: usize = 256;
 
 impl Database {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
@@ -266,49 +276,55 @@ impl Database {
         let mut writer = open_connection(path)?;
         migrate(&mut writer)?;
         let readers = (0..READERS).map(|_| open_connection(path)).collect::<Result<Vec<_>>>()?;
+        let (jobs, queue) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("portico-db-writer".into())
+            .spawn(move || write_batches(writer, queue))
+            .context("starting the database writer")?;
         Ok(Database {
-            inner: Arc::new(Inner {
-                writer: Mutex::new(writer),
-                readers: Mutex::new(readers),
-                path: path.to_owned(),
-            }),
+            inner: Arc::new(Inner { jobs, readers: Mutex::new(readers), path: path.to_owned() }),
         })
     }
 
-    /// Runs `f` on the writer connection; writes are serialised here.
+    /// Runs `f` on the writer connection, inside a transaction (a savepoint of its own in the
+    /// batch it is committed with: an error undoes `f`'s writes and nothing else); answers once
+    /// the batch is committed.
     pub(crate) async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let inner = self.inner.clone();
-        // Who is acting goes with the write to its blocking thread (the audit trail reads it).
+        // Who is acting goes with the write to the writer thread (the audit trail reads it).
         let acting = portico_core::audit::current();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = inner
-                .writer
-                .lock()
-                .map_err(|_| anyhow::anyhow!("database writer lock poisoned"))?;
-            portico_core::audit::within(acting, || f(&mut conn))
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("database task failed: {e}"))?
+        let (answer, answered) = tokio::sync::oneshot::channel::<Result<T>>();
+        let job: Job = Box::new(move |conn: &Connection| {
+            let result = portico_core::audit::within(acting, || in_savepoint(conn, f));
+            Box::new(move |commit_error: Option<String>| {
+                let result = match commit_error {
+                    None => result,
+                    Some(e) => Err(Error::Unexpected(anyhow::anyhow!("committing: {e}"))),
+                };
+                let _ = answer.send(result);
+            })
+        });
+        self.inner
+            .jobs
+            .send(job)
+            .map_err(|_| anyhow::anyhow!("the database writer has stopped"))?;
+        answered.await.map_err(|_| anyhow::anyhow!("the database writer dropped a write"))?
     }
 
-    /// Runs `f` in one immediate transaction on the writer connection (writes are serialised,
-    /// and the transaction holds the write lock from its start); commits when `f` succeeds.
+    /// Runs `f` as one write (all of it or none of it); `what` names it in errors.
     pub(crate) async fn transaction<T, F>(&self, what: &'static str, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         self.write(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .with_context(|| format!("starting {what}"))?;
-            let value = f(&tx)?;
-            tx.commit().with_context(|| format!("committing {what}"))?;
-            Ok(value)
+            f(conn).map_err(|e| match e {
+                Error::Unexpected(e) => Error::Unexpected(e.context(what)),
+                other => other,
+            })
         })
         .await
     }
@@ -347,6 +363,55 @@ impl Database {
             readers.push(conn);
         }
         result
+    }
+}
+
+/// `f` inside a savepoint: released when it succeeds, rolled back when it fails or panics.
+fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    conn.execute_batch("SAVEPOINT write").context("starting a write")?;
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)));
+    let result = match outcome {
+        Ok(result) => result,
+        Err(_) => Err(Error::Unexpected(anyhow::anyhow!("a database write panicked"))),
+    };
+    if result.is_err() {
+        // Undo this write only; the batch's other writes stand.
+        let _ = conn.execute_batch("ROLLBACK TO write");
+    }
+    conn.execute_batch("RELEASE write").context("ending a write")?;
+    result
+}
+
+/// The writer thread: takes the writes waiting, runs them in one transaction (each in its own
+/// savepoint), commits once, then answers each. One commit for many concurrent writes is what
+/// makes them cheap: a commit appends every page it touched to the WAL, and a batch touches
+/// the same pages once. Nobody hears "done" before the commit.
+fn write_batches(conn: Connection, queue: std::sync::mpsc::Receiver<Job>) {
+    while let Ok(first) = queue.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < BATCH {
+            match queue.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            // (Another process held the write lock past the busy timeout.) The writes are not
+            // run; their callers hear that the writer dropped them.
+            tracing::warn!(error = %e, writes = jobs.len(), "cannot start a write transaction");
+            continue;
+        }
+        let delivers: Vec<Deliver> = jobs.into_iter().map(|job| job(&conn)).collect();
+        let commit_error = match conn.execute_batch("COMMIT") {
+            Ok(()) => None,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                Some(e.to_string())
+            }
+        };
+        for deliver in delivers {
+            deliver(commit_error.clone());
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use portico_core::ports::SequenceRange;
 use portico_core::{Error, Result, SequenceGenerator};
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::Database;
 
@@ -38,7 +38,7 @@ impl SequenceGenerator for SqliteSequence {
 
 /// Takes the next value of `name` inside the caller's write transaction, so the caller can commit
 /// it together with whatever the value is for.
-pub(crate) fn allocate(tx: &Transaction<'_>, name: &str, range: SequenceRange) -> Result<u64> {
+pub(crate) fn allocate(tx: &Connection, name: &str, range: SequenceRange) -> Result<u64> {
     let stored: Option<i64> = tx
         .query_row("SELECT next_value FROM sequences WHERE name = ?1", params![name], |row| {
             row.get(0)

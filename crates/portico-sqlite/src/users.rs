@@ -104,7 +104,7 @@ impl Users for SqliteStore {
 
 /// Keeps the role index in step with a user's roles (inside the caller's transaction).
 fn index_roles(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &rusqlite::Connection,
     user_id: &str,
     account_id: Option<&str>,
     roles: &[Role],
