@@ -107,6 +107,49 @@ resource "aws_dynamodb_table" "portico" {
   }
 }
 
+# The audit trail's write-once archive: daily exports, locked in compliance mode (nobody, the
+# root user included, can delete or overwrite an object before its retention ends). Portico's
+# local backend writes the same exports to <data_dir>/audit; copy them here.
+resource "aws_s3_bucket" "audit" {
+  bucket              = "${var.name}-${local.account}-audit"
+  object_lock_enabled = true
+}
+
+resource "aws_s3_bucket_versioning" "audit" {
+  bucket = aws_s3_bucket.audit.id
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_object_lock_configuration" "audit" {
+  bucket = aws_s3_bucket.audit.id
+  rule {
+    default_retention {
+      mode = "COMPLIANCE"
+      days = var.audit_retention_days
+    }
+  }
+  depends_on = [aws_s3_bucket_versioning.audit]
+}
+
+resource "aws_s3_bucket_public_access_block" "audit" {
+  bucket                  = aws_s3_bucket.audit.id
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "audit" {
+  bucket = aws_s3_bucket.audit.id
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm = "AES256"
+    }
+  }
+}
+
 resource "aws_s3_bucket" "documents" {
   bucket = "${var.name}-${local.account}-documents"
 }

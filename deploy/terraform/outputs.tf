@@ -10,6 +10,10 @@ output "documents_bucket" {
   value = aws_s3_bucket.documents.bucket
 }
 
+output "audit_archive_bucket" {
+  value = aws_s3_bucket.audit.bucket
+}
+
 output "uploads_queue_url" {
   value = aws_sqs_queue.uploads.id
 }

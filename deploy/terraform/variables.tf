@@ -102,6 +102,12 @@ variable "neptune_security_group_ids" {
   default     = []
 }
 
+variable "audit_retention_days" {
+  description = "How long each object of the audit archive is locked (Object Lock, compliance mode)."
+  type        = number
+  default     = 3650
+}
+
 variable "alarm_topic_arn" {
   description = "An SNS topic the alarms notify; empty for alarms without actions."
   type        = string
