@@ -16,7 +16,6 @@
 //! chain and names the first record that does not fit.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -382,11 +381,6 @@ pub trait AuditTrail: Send + Sync + 'static {
         page: &crate::ports::PageRequest,
     ) -> crate::Result<crate::ports::Page<AuditRecord>>;
     async fn verify(&self) -> crate::Result<Result<Verified, Broken>>;
-}
-
-/// Field changes by name, for tests and readers.
-pub fn changes_by_field(record: &AuditEntry) -> BTreeMap<String, (Option<Value>, Option<Value>)> {
-    record.changes.iter().map(|c| (c.field.clone(), (c.old.clone(), c.new.clone()))).collect()
 }
 
 #[cfg(test)]

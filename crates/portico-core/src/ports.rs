@@ -53,6 +53,18 @@ impl<T> Page<T> {
     pub fn empty() -> Page<T> {
         Page { items: Vec::new(), next_cursor: None }
     }
+
+    /// The page of `items` fetched with one more than `limit`: the extra one says there is a
+    /// next page, which starts after the last item kept (`cursor` of it).
+    pub fn from_one_extra(mut items: Vec<T>, limit: u32, cursor: impl Fn(&T) -> String) -> Page<T> {
+        let next_cursor = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(cursor)
+        } else {
+            None
+        };
+        Page { items, next_cursor }
+    }
 }
 
 /// An account about to be created; the store gives it its number.

@@ -467,11 +467,7 @@ pub async fn list_audit(
     Paging(page): Paging,
 ) -> Answer<axum::response::Response> {
     let get = |name: &str| query.get(name).map(String::as_str).filter(|v| !v.is_empty());
-    let csv = match get("format") {
-        None | Some("json") => false,
-        Some("csv") => true,
-        Some(_) => return Err(Error::invalid("format", "must be json or csv").into()),
-    };
+    let csv = is_csv(get("format"))?;
     let now = OffsetDateTime::now_utc();
     let bound = |name: &str| get(name).map(|v| logs::time_bound(name, v, now)).transpose();
     let audit_query = AuditQuery {
@@ -488,14 +484,7 @@ pub async fn list_audit(
     }
     let mut body = audit::CSV_HEADER.to_string();
     body.push_str(&audit::csv(&page.items));
-    let mut response = (
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (header::CONTENT_DISPOSITION, "attachment; filename=\"audit.csv\"".to_string()),
-        ],
-        body,
-    )
-        .into_response();
+    let mut response = csv_attachment("audit.csv", body);
     if let Some(cursor) = page.next_cursor
         && let Ok(value) = header::HeaderValue::from_str(&cursor)
     {
@@ -598,24 +587,34 @@ pub async fn lot_impact(
     Path(lot): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Answer<axum::response::Response> {
-    let csv = match query.get("format").map(String::as_str) {
-        None | Some("json") => false,
-        Some("csv") => true,
-        Some(_) => return Err(Error::invalid("format", "must be json or csv").into()),
-    };
+    let csv = is_csv(query.get("format").map(String::as_str))?;
     let impact = trace::impact(state.context(), &caller, &lot).await?;
     if !csv {
         return Ok(Json(impact).into_response());
     }
-    let disposition = format!("attachment; filename=\"impact-{lot}.csv\"");
-    Ok((
+    Ok(csv_attachment(&format!("impact-{lot}.csv"), trace::impact_csv(&impact)))
+}
+
+/// `?format=`: `json` (or none) or `csv`.
+fn is_csv(format: Option<&str>) -> Result<bool, Problem> {
+    match format {
+        None | Some("json") => Ok(false),
+        Some("csv") => Ok(true),
+        Some(_) => Err(Error::invalid("format", "must be json or csv").into()),
+    }
+}
+
+/// A CSV download named `filename`.
+fn csv_attachment(filename: &str, body: String) -> axum::response::Response {
+    let disposition = format!("attachment; filename=\"{filename}\"");
+    (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
             (header::CONTENT_DISPOSITION, disposition),
         ],
-        trace::impact_csv(&impact),
+        body,
     )
-        .into_response())
+        .into_response()
 }
 
 /// Recalls a lot (admins): recorded once (201; a repeat answers the same recall, 200), and

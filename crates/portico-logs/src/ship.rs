@@ -201,10 +201,10 @@ fn read_lines(
     Ok((lines, at))
 }
 
-/// Lines to send, and (by watcher) the offset each file is read to once they are acknowledged.
+/// Lines to send, and (by fingerprint) the offset each file is read to once they are acknowledged.
 struct Batch {
     lines: Vec<FileLine>,
-    ends: Vec<(usize, u64)>,
+    ends: Vec<(String, u64)>,
 }
 
 /// The shipper: its watchers, checkpoints and lock.
@@ -298,7 +298,7 @@ impl Shipper {
         let mut ends = Vec::new();
         let mut bytes = 0;
         let mut finished = Vec::new();
-        for (i, watcher) in self.watchers.iter().enumerate() {
+        for watcher in &self.watchers {
             if lines.len() >= BATCH_LINES || bytes >= BATCH_BYTES {
                 break;
             }
@@ -311,7 +311,7 @@ impl Shipper {
             .with_context(|| format!("reading {}", watcher.path.display()))?;
             if read.is_empty() {
                 if !watcher.present {
-                    finished.push(i);
+                    finished.push(watcher.fingerprint.clone());
                 }
                 continue;
             }
@@ -325,20 +325,16 @@ impl Shipper {
                     truncated: raw.truncated,
                 });
             }
-            ends.push((i, end));
+            ends.push((watcher.fingerprint.clone(), end));
         }
         // Rotated-away files read to their end are let go (their checkpoint stays a while).
-        for i in finished.into_iter().rev() {
-            if !ends.iter().any(|(j, _)| *j == i) {
-                let gone = self.watchers.remove(i);
-                tracing::info!(path = %gone.path.display(), "rotated log file read to its end");
-                for (j, _) in &mut ends {
-                    if *j > i {
-                        *j -= 1;
-                    }
-                }
+        self.watchers.retain(|w| {
+            let gone = finished.contains(&w.fingerprint);
+            if gone {
+                tracing::info!(path = %w.path.display(), "rotated log file read to its end");
             }
-        }
+            !gone
+        });
         Ok(Batch { lines, ends })
     }
 
@@ -442,8 +438,10 @@ impl Shipper {
             if !refused.is_empty() {
                 self.dead_letter(&lines, &refused)?;
             }
-            for (i, end) in ends {
-                if let Some(watcher) = self.watchers.get_mut(i) {
+            for (fingerprint, end) in ends {
+                if let Some(watcher) =
+                    self.watchers.iter_mut().find(|w| w.fingerprint == fingerprint)
+                {
                     watcher.offset = end;
                 }
             }
@@ -483,11 +481,8 @@ pub fn log_line(text: &str, extra: &BTreeMap<String, Value>) -> LogLine {
         for (name, value) in fields {
             match (name.as_str(), value) {
                 ("timestamp", Value::String(at)) => {
-                    if let Ok(at) = time::OffsetDateTime::parse(
-                        &at,
-                        &time::format_description::well_known::Rfc3339,
-                    ) {
-                        line.timestamp_ms = portico_core::domain::unix_ms(at);
+                    if let Some(at) = rfc3339_ms(&at) {
+                        line.timestamp_ms = at;
                     }
                 }
                 ("level", Value::String(level)) => line.level = level.to_ascii_uppercase(),
@@ -503,6 +498,26 @@ pub fn log_line(text: &str, extra: &BTreeMap<String, Value>) -> LogLine {
         line.fields.insert(name.clone(), value.clone());
     }
     line
+}
+
+fn rfc3339_ms(text: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(portico_core::domain::unix_ms)
+}
+
+/// A line's own time (a JSON line's `timestamp`), else now: what `log_line` would say, without
+/// building the line.
+fn time_of(text: &str) -> i64 {
+    #[derive(Deserialize)]
+    struct Stamped {
+        timestamp: Option<String>,
+    }
+    serde_json::from_str::<Stamped>(text)
+        .ok()
+        .and_then(|s| s.timestamp)
+        .and_then(|at| rfc3339_ms(&at))
+        .unwrap_or_else(now_ms)
 }
 
 /// Lines into OpenSearch: one document each in the daily index, under the line's id.
@@ -534,8 +549,7 @@ impl Sink for OpenSearchSink {
                 if line.truncated {
                     base.insert("truncated".into(), true.into());
                 }
-                let at = log_line(&line.text, &BTreeMap::new()).timestamp_ms;
-                opensearch::document(&self.prefix, &line.id, at, base, &line.text)
+                opensearch::document(&self.prefix, &line.id, time_of(&line.text), base, &line.text)
             })
             .collect();
         let index: HashMap<&str, usize> =

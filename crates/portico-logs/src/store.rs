@@ -457,16 +457,9 @@ impl LogStore for SqliteLogs {
             None => i64::MAX,
             Some(cursor) => row_id(cursor, "cursor")?,
         };
-        let limit = i64::from(page.limit);
-        let mut hits =
-            self.select(search, &format!("id < {before}"), " ORDER BY id DESC", limit + 1)?;
-        let next_cursor = if hits.len() as i64 > limit {
-            hits.truncate(page.limit as usize);
-            hits.last().map(|h| h.id.clone())
-        } else {
-            None
-        };
-        Ok(Page { items: hits, next_cursor })
+        let limit = i64::from(page.limit) + 1;
+        let hits = self.select(search, &format!("id < {before}"), " ORDER BY id DESC", limit)?;
+        Ok(Page::from_one_extra(hits, page.limit, |h| h.id.clone()))
     }
 
     async fn after(

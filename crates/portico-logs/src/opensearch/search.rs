@@ -76,14 +76,8 @@ impl OpenSearchLogs {
 impl LogStore for OpenSearchLogs {
     async fn search(&self, search: &LogSearch, page: &PageRequest) -> Result<Page<LogHit>> {
         let after = page.cursor.as_deref().map(Position::parse).transpose()?;
-        let mut hits = self.run(search, true, after, page.limit + 1).await?;
-        let next_cursor = if hits.len() > page.limit as usize {
-            hits.truncate(page.limit as usize);
-            hits.last().map(|h| h.id.clone())
-        } else {
-            None
-        };
-        Ok(Page { items: hits, next_cursor })
+        let hits = self.run(search, true, after, page.limit + 1).await?;
+        Ok(Page::from_one_extra(hits, page.limit, |h| h.id.clone()))
     }
 
     async fn after(

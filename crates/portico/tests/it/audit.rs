@@ -227,13 +227,7 @@ async fn every_change_leaves_one_attributed_record_and_the_listing_keeps_to_the_
 
 /// `portico audit verify` on a data dir.
 async fn verify(data_dir: &std::path::Path) -> (bool, String) {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_portico"))
-        .args(["audit", "verify"])
-        .env("PORTICO_DATA_DIR", data_dir)
-        .env("PORTICO_LOG", "warn")
-        .output()
-        .await
-        .expect("runs");
+    let output = crate::helpers::run_portico(data_dir, &["audit", "verify"]).await;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),

@@ -9,6 +9,20 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 pub use portico_testkit::*;
 
+/// `portico ARGS` (a command that ends) on `data_dir`, to its end: quiet, on loopback ports, and
+/// never with an OpenSearch from the environment.
+pub async fn run_portico(data_dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_portico"))
+        .args(args)
+        .env("PORTICO_DATA_DIR", data_dir)
+        .env("PORTICO_HTTP_ADDR", "127.0.0.1:0")
+        .env("PORTICO_LOG", "warn")
+        .env_remove("PORTICO_LOGS_OPENSEARCH_URL")
+        .output()
+        .await
+        .expect("portico runs")
+}
+
 /// Runs `portico serve` as a child process and returns it with its HTTP base URL.
 pub async fn start_binary(
     data_dir: &std::path::Path,

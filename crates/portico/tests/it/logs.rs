@@ -12,14 +12,7 @@ use crate::mqtt_client::{Connect, connect};
 
 /// Runs `portico` with `args` on the data dir (the same configuration as the server).
 async fn portico(data_dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_portico"))
-        .args(args)
-        .env("PORTICO_DATA_DIR", data_dir)
-        .env("PORTICO_HTTP_ADDR", "127.0.0.1:0")
-        .env("PORTICO_LOG", "warn")
-        .output()
-        .await
-        .expect("portico runs");
+    let output = crate::helpers::run_portico(data_dir, args).await;
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     (output.status.success(), text(&output.stdout), text(&output.stderr))
 }

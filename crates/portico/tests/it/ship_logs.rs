@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use portico_core::logs::{LogSearch, LogStore};
 use portico_core::ports::PageRequest;
 use portico_testkit::opensearch::OpenSearchStandIn;
+
+use crate::helpers::run_portico;
 use serde_json::{Value, json};
 
 /// A line as `portico worker` writes it (JSON, fields at the top level).
@@ -173,13 +175,9 @@ async fn lines_arrive_once_through_rotation_truncation_and_a_kill_between_ack_an
     assert!(checkpoints["files"].as_object().is_some_and(|f| f.len() >= 3), "{checkpoints}");
 
     // A second shipper on the same state is refused, not run beside the first.
-    let second = tokio::process::Command::new(env!("CARGO_BIN_EXE_portico"))
-        .args(["ship-logs", "--once", "--opensearch", cluster.url.as_str(), glob.as_str()])
-        .env("PORTICO_DATA_DIR", data.path())
-        .env("PORTICO_LOG", "warn")
-        .output()
-        .await
-        .expect("runs");
+    let second =
+        run_portico(data.path(), &["ship-logs", "--once", "--opensearch", &cluster.url, &glob])
+            .await;
     assert!(!second.status.success());
     assert!(String::from_utf8_lossy(&second.stderr).contains("another portico ship-logs"));
     child.start_kill().expect("stop");
@@ -232,13 +230,9 @@ async fn refused_lines_are_dead_lettered_with_the_reason_and_the_rest_go_on() {
     let logs = tempfile::tempdir().expect("log dir");
     append(&logs.path().join("a.log"), lines("a", 0..5));
     let glob = format!("{}/*.log", logs.path().display());
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_portico"))
-        .args(["ship-logs", "--once", "--opensearch", cluster.url.as_str(), glob.as_str()])
-        .env("PORTICO_DATA_DIR", data.path())
-        .env("PORTICO_LOG", "warn")
-        .output()
-        .await
-        .expect("runs");
+    let out =
+        run_portico(data.path(), &["ship-logs", "--once", "--opensearch", &cluster.url, &glob])
+            .await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(messages(&cluster).len(), 4);
     let dead = std::fs::read_to_string(data.path().join("ship-logs/dead-letters.ndjson"))
@@ -257,13 +251,9 @@ async fn shipped_lines_are_searched_in_opensearch_as_on_aws() {
     append(&logs.path().join("w.log"), lines("worker", 0..30));
     append(&logs.path().join("w.log"), ["plain text: pump pressure too high".to_string()]);
     let glob = format!("{}/*.log", logs.path().display());
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_portico"))
-        .args(["ship-logs", "--once", "--opensearch", cluster.url.as_str(), glob.as_str()])
-        .env("PORTICO_DATA_DIR", data.path())
-        .env("PORTICO_LOG", "warn")
-        .output()
-        .await
-        .expect("runs");
+    let out =
+        run_portico(data.path(), &["ship-logs", "--once", "--opensearch", &cluster.url, &glob])
+            .await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let docs = cluster.docs();
     let (index, _) = docs.keys().next().expect("a document");
@@ -343,32 +333,19 @@ async fn ship_logs_fills_a_portico_log_store_once() {
     append(&log, [format!("{{\"level\":\"WARN\",\"message\":\"{}\"}}", "x".repeat(300_000))]);
     append(&log, ["not json at all".to_string()]);
     let glob = format!("{}/*.log", logs.path().display());
-    let run = || {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_portico"))
-            .args(["ship-logs", "--once", glob.as_str()])
-            .env("PORTICO_DATA_DIR", data.path())
-            .env("PORTICO_LOG", "warn")
-            .env_remove("PORTICO_LOGS_OPENSEARCH_URL")
-            .output()
-    };
-    let out = run().await.expect("runs");
+    let out = run_portico(data.path(), &["ship-logs", "--once", &glob]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // Once more from a lost checkpoint: the store keeps each line once all the same.
     std::fs::remove_file(data.path().join("ship-logs/checkpoints.json")).expect("checkpoints");
-    let out = run().await.expect("runs");
+    let out = run_portico(data.path(), &["ship-logs", "--once", &glob]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let search = |query: &str| {
         let query = query.to_string();
         let dir = data.path().to_path_buf();
         async move {
-            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_portico"))
-                .args(["logs", "search", &query, "--json", "--limit", "200"])
-                .env("PORTICO_DATA_DIR", dir)
-                .env("PORTICO_LOG", "warn")
-                .output()
-                .await
-                .expect("runs");
+            let out =
+                run_portico(&dir, &["logs", "search", &query, "--json", "--limit", "200"]).await;
             assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
             String::from_utf8_lossy(&out.stdout)
                 .lines()
