@@ -20,7 +20,9 @@ use portico_http::{AppParts, AppState, Edge, Limits};
 use portico_mail::{LocalSink, SendGrid};
 use portico_objects::{Objects, SignedUrls};
 use portico_pdf::Pdf;
-use portico_sqlite::{ChangeFeed, Database, SqliteGraph, SqliteQueue, SqliteStore};
+use portico_sqlite::{
+    ChangeFeed, Database, SqliteGraph, SqliteQueue, SqliteStore, SqliteWarehouse,
+};
 
 use crate::s3_events::QueuedUploadEvents;
 
@@ -36,6 +38,9 @@ pub struct Composition {
     pub changes: Option<ChangeFeed>,
     /// The audit trail's daily export (the local backend only).
     pub audit_export: Option<crate::audit_export::AuditExport>,
+    /// The local warehouse and where its CSV snapshots go, for its loader (the local backend
+    /// only; on AWS the `stream-poller` and `kinesis` functions load Snowflake).
+    pub warehouse: Option<crate::warehouse::Loader>,
 }
 
 /// The publisher of a process without a broker (`portico worker`, a Lambda on the local
@@ -84,6 +89,9 @@ pub fn compose_local(
     let signed_urls = Arc::new(SignedUrls::load_or_create(&config.data_dir.join("auth"))?);
     let graph = Arc::new(SqliteGraph::new(database.clone()));
     let changes = ChangeFeed::new(database.clone());
+    let warehouse =
+        SqliteWarehouse::open(&config.data_dir.join("warehouse.db"), Some(changes.clone()))
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let queue: Arc<dyn Queue> = Arc::new(SqliteQueue::new(database, config.worker.max_receives));
     let audit_store = store.clone();
     let context = Arc::new(context(
@@ -98,9 +106,15 @@ pub fn compose_local(
             upload_events: Arc::new(QueuedUploadEvents::new(queue, &config.region)),
             graph,
             logs: local_logs(config)?,
+            warehouse: Arc::new(warehouse.clone()),
         },
     ));
     let mut composition = assemble(config, context, auth, Some(signed_urls));
+    composition.warehouse = Some(crate::warehouse::Loader::new(
+        warehouse,
+        changes.clone(),
+        config.data_dir.join("warehouse"),
+    ));
     composition.changes = Some(changes);
     composition.audit_export =
         Some(crate::audit_export::AuditExport::new(audit_store, &config.data_dir));
@@ -157,6 +171,7 @@ async fn compose_aws(config: &Config) -> anyhow::Result<Composition> {
                 None => Arc::new(NoGraph),
             },
             audit: Arc::new(NoAudit),
+            warehouse: Arc::new(NoWarehouse),
             logs: match opensearch_cluster(config).await? {
                 Some(cluster) => Arc::new(portico_logs::opensearch::OpenSearchLogs::new(
                     cluster,
@@ -183,6 +198,7 @@ struct Services {
     graph: Arc<dyn GraphStore>,
     logs: Arc<dyn LogStore>,
     audit: Arc<dyn portico_core::audit::AuditTrail>,
+    warehouse: Arc<dyn portico_core::warehouse::Warehouse>,
 }
 
 /// The log search where no log store is kept: unavailable (503), never an empty answer that
@@ -228,6 +244,25 @@ impl portico_core::audit::AuditTrail for NoAudit {
     ) -> portico_core::Result<Result<portico_core::audit::Verified, portico_core::audit::Broken>>
     {
         Err(Error::Unavailable("the audit trail is kept by the local backend only, so far".into()))
+    }
+}
+
+/// The reports where the warehouse is Snowflake: not answered from there yet, so unavailable
+/// (503), never an empty answer that would look like "nothing happened".
+#[cfg(feature = "aws")]
+struct NoWarehouse;
+
+#[cfg(feature = "aws")]
+#[async_trait::async_trait]
+impl portico_core::warehouse::Warehouse for NoWarehouse {
+    async fn report(
+        &self,
+        _query: &portico_core::warehouse::ReportQuery,
+    ) -> portico_core::Result<portico_core::warehouse::ReportTable> {
+        Err(Error::Unavailable("reports are answered by the local backend only, so far".into()))
+    }
+    async fn status(&self) -> portico_core::Result<portico_core::warehouse::WarehouseStatus> {
+        Err(Error::Unavailable("reports are answered by the local backend only, so far".into()))
     }
 }
 
@@ -291,6 +326,7 @@ where
         graph: services.graph,
         logs: services.logs,
         audit: services.audit,
+        warehouse: services.warehouse,
         mailer: mailer(config),
         renderer: Arc::new(Pdf::new()),
         settings: settings(config),
@@ -376,7 +412,15 @@ fn assemble(
             cors_origins: config.http.cors_origins.clone(),
         },
     });
-    Composition { state, context, dev_issuer, verifier, changes: None, audit_export: None }
+    Composition {
+        state,
+        context,
+        dev_issuer,
+        verifier,
+        changes: None,
+        audit_export: None,
+        warehouse: None,
+    }
 }
 
 /// The configured issuer's verifier, or the local dev issuer's (its key in the data dir).

@@ -8,6 +8,7 @@ pub mod audit_export;
 mod compose;
 pub mod graph;
 pub mod s3_events;
+pub mod warehouse;
 pub mod worker;
 pub mod world;
 

@@ -41,12 +41,15 @@ const EMAIL_SEND: &str = "portico_email_send_duration_seconds";
 const EMAIL_LEASE: Duration = Duration::from_secs(60);
 
 /// Runs the workers until `stop` turns true; a message being processed is finished first. On
-/// the local backend they include the graph projector.
+/// the local backend they include the graph projector and the warehouse's loader.
 pub async fn run(composition: Composition, settings: WorkerSettings, stop: watch::Receiver<bool>) {
     let ctx = composition.context;
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(feed) = composition.changes {
         tasks.spawn(crate::graph::run(ctx.clone(), feed, stop.clone()));
+    }
+    if let Some(loader) = composition.warehouse {
+        tasks.spawn(crate::warehouse::run(ctx.clone(), loader, stop.clone()));
     }
     if let Some(export) = composition.audit_export {
         tasks.spawn(crate::audit_export::run(export, stop.clone()));

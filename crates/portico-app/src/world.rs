@@ -150,8 +150,12 @@ pub async fn seed(ctx: &Context, world: &World) -> Result<Seeded> {
 
 /// A platform staff member, provisioned from their group as their first token would.
 async fn provision(ctx: &Context, sub: &str, group: &str) -> Result<Caller> {
-    let identity =
-        Identity { sub: sub.into(), groups: vec![group.into()], email: Some(sub.into()) };
+    let identity = Identity {
+        sub: sub.into(),
+        groups: vec![group.into()],
+        email: Some(sub.into()),
+        sign_in: None,
+    };
     identify(ctx, &identity).await
 }
 

@@ -183,24 +183,30 @@ impl Verifier {
 
     /// Verifies `token` and returns its claims.
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        let claims = self.verify_token(token).await?;
+        self.verify_seen(token).await.map(|(claims, _)| claims)
+    }
+
+    /// As `verify`, and whether this verifier checked the token now rather than remembering it
+    /// (the first use of a token here: what the hosts count as a sign-in).
+    pub async fn verify_seen(&self, token: &str) -> Result<(Claims, bool), AuthError> {
+        let (claims, fresh) = self.verify_token(token).await?;
         if let Some(missing) =
             self.settings.required_scopes.iter().find(|scope| !claims.scp.contains(scope))
         {
             return Err(AuthError::InsufficientScope { sub: claims.sub, scope: missing.clone() });
         }
-        Ok(claims)
+        Ok((claims, fresh))
     }
 
     /// The token's claims if it is genuine and current, whatever its scopes.
-    async fn verify_token(&self, token: &str) -> Result<Claims, AuthError> {
+    async fn verify_token(&self, token: &str) -> Result<(Claims, bool), AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::TooLarge);
         }
         let fingerprint = fingerprint(token);
         let now = now_secs();
         if let Some(claims) = self.cached(&fingerprint, now) {
-            return Ok(claims);
+            return Ok((claims, false));
         }
 
         let (alg, kid) = self.check_header(token)?;
@@ -230,7 +236,7 @@ impl Verifier {
             return Err(AuthError::MissingClaim("sub".into()));
         }
         self.remember(fingerprint, &claims, now);
-        Ok(claims)
+        Ok((claims, true))
     }
 
     fn check_header(&self, token: &str) -> Result<(Algorithm, String), AuthError> {

@@ -178,11 +178,18 @@ pub fn diff(old: Option<&Value>, new: &Value) -> Vec<FieldChange> {
 /// What an audit record is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    /// `account`, `user`, `instrument`, `product`, `lot`, `shipment`, `lot_use`, `document`.
+    /// `account`, `user`, `instrument`, `product`, `lot`, `shipment`, `lot_use`, `document`,
+    /// `alert`, `sign_in`.
     pub kind: &'static str,
     pub id: String,
     /// The account the record belongs to (what an `account_admin` may review), if one.
     pub account_id: Option<String>,
+}
+
+/// Whether a change gets an audit record. A sign-in changes no record (it is access, kept for
+/// the reports), so it is not audited: the trail stays "who changed what".
+pub fn audited(change: &Change) -> bool {
+    !matches!(change, Change::SignIn(_))
 }
 
 /// The target of a change, and the record as JSON.
@@ -198,6 +205,8 @@ pub fn target_of(change: &Change) -> (Target, Value) {
         Change::Shipment(s) => ("shipment", s.id.clone(), Some(s.account_id.clone()), json(s)),
         Change::LotUse(u) => ("lot_use", u.id.clone(), Some(u.account_id.clone()), json(u)),
         Change::Document(d) => ("document", d.id.clone(), Some(d.account_id.clone()), json(d)),
+        Change::Alert(a) => ("alert", a.id.clone(), Some(a.account_id.clone()), json(a)),
+        Change::SignIn(s) => ("sign_in", s.id.clone(), s.account_id.clone(), json(s)),
     };
     (Target { kind, id, account_id }, value)
 }

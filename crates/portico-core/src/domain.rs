@@ -401,6 +401,40 @@ pub struct Recall {
     pub recalled_at: OffsetDateTime,
 }
 
+/// An instrument reported an error or a critical condition (an `instrument_alert` rule hit):
+/// recorded once per event, whoever was told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Alert {
+    /// Derived from the event, so a redelivered event records nothing new.
+    pub id: String,
+    pub serial: String,
+    /// The instrument's account when the alert was raised.
+    pub account_id: String,
+    /// `error` or `critical` (what the instrument said).
+    pub severity: String,
+    /// The instrument's code for the condition, when it sent one.
+    #[serde(default)]
+    pub code: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub raised_at: OffsetDateTime,
+}
+
+/// A user began using a token: one sign-in per token the identity provider issued (its subject
+/// and issue time), however many requests the token makes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SignIn {
+    /// Derived from the token's subject and issue time, so every use of one token is one sign-in.
+    pub id: String,
+    pub user_id: String,
+    /// The user's account (none for platform staff).
+    #[serde(default)]
+    pub account_id: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub signed_in_at: OffsetDateTime,
+}
+
 /// An instrument loaded a lot (it said so in a `lot_loaded` event).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct LotUse {

@@ -2,7 +2,7 @@
 //! `GraphStore` port, and what a lot's trace answers.
 //!
 //! The graph is a projection, never a source of truth. Every domain write that adds or changes an
-//! account, user, instrument, product, lot, shipment, lot use or document is also a
+//! account, user, instrument, product, lot, shipment, lot use, document, alert or sign-in is also a
 //! `ChangeRecord` (locally a row written in the same transaction; on AWS the DynamoDB stream
 //! record of the item). A projector turns each record into vertices and edges
 //! (`portico_functions::graph::elements`) and upserts them. Upserts are idempotent and keep the
@@ -16,10 +16,15 @@
 //! | `held_by` | instrument -> account | |
 //! | `of` | lot -> product | |
 //! | `shipped` | lot -> account (from the manufacturer), account -> account (onward) | `lot_number`, `quantity`, `shipped_on` |
-//! | `loaded` | instrument -> lot | `loaded_at_ms` |
+//! | `loaded` | instrument -> lot | `loaded_at_ms`, `account_id` (the instrument's then) |
 //! | `produced_on` | document -> instrument | |
 //! | `owned_by` | document -> account | |
 //! | `names` | document -> lot (a run file's lot column) | |
+//! | `raised_on` | alert -> instrument | |
+//!
+//! Alerts and sign-ins are vertices too (`alert:<id>`, `sign_in:<id>`): nothing traces through
+//! a sign-in, but the graph's change stream is what the reporting warehouse is loaded from, on
+//! both hosts, so every fact the warehouse holds passes through the graph.
 
 use std::collections::BTreeMap;
 
@@ -30,7 +35,9 @@ use utoipa::ToSchema;
 
 use time::format_description::well_known::Rfc3339;
 
-use crate::domain::{Account, Document, Instrument, Lot, LotUse, Product, Shipment, User, unix_ms};
+use crate::domain::{
+    Account, Alert, Document, Instrument, Lot, LotUse, Product, Shipment, SignIn, User, unix_ms,
+};
 use crate::error::Result;
 
 /// One domain write, as its record stood after the write.
@@ -45,6 +52,8 @@ pub enum Change {
     Shipment(Shipment),
     LotUse(LotUse),
     Document(Document),
+    Alert(Alert),
+    SignIn(SignIn),
 }
 
 /// A change with its place in the history of its record.
@@ -67,6 +76,8 @@ pub enum VertexLabel {
     Product,
     Lot,
     Document,
+    Alert,
+    SignIn,
 }
 
 impl VertexLabel {
@@ -78,6 +89,8 @@ impl VertexLabel {
             VertexLabel::Product => "product",
             VertexLabel::Lot => "lot",
             VertexLabel::Document => "document",
+            VertexLabel::Alert => "alert",
+            VertexLabel::SignIn => "sign_in",
         }
     }
 }
@@ -93,6 +106,7 @@ pub enum EdgeLabel {
     ProducedOn,
     OwnedBy,
     Names,
+    RaisedOn,
 }
 
 impl EdgeLabel {
@@ -106,6 +120,7 @@ impl EdgeLabel {
             EdgeLabel::ProducedOn => "produced_on",
             EdgeLabel::OwnedBy => "owned_by",
             EdgeLabel::Names => "names",
+            EdgeLabel::RaisedOn => "raised_on",
         }
     }
 }
@@ -343,20 +358,42 @@ pub fn elements(change: &Change, version: u128) -> Vec<Element> {
         Change::Shipment(s) => vec![shipment(s, version)],
         Change::LotUse(u) => vec![lot_use(u, version)],
         Change::Document(d) => document(d, version),
+        Change::Alert(a) => vec![
+            vertex(
+                VertexLabel::Alert,
+                &a.id,
+                Props::from([
+                    ("serial", str_value(&a.serial)),
+                    ("account_id", str_value(&a.account_id)),
+                    ("severity", str_value(&a.severity)),
+                    ("code", str_value(a.code.as_deref().unwrap_or(""))),
+                    ("raised_at_ms", Value::Int(unix_ms(a.raised_at))),
+                ]),
+            ),
+            edge(
+                EdgeLabel::RaisedOn,
+                a.id.clone(),
+                VertexRef::new(VertexLabel::Alert, &a.id),
+                VertexRef::new(VertexLabel::Instrument, &a.serial),
+                Props::new(),
+            ),
+        ],
+        Change::SignIn(s) => vec![vertex(
+            VertexLabel::SignIn,
+            &s.id,
+            Props::from([
+                ("user_id", str_value(&s.user_id)),
+                ("account_id", str_value(s.account_id.as_deref().unwrap_or(""))),
+                ("signed_in_at_ms", Value::Int(unix_ms(s.signed_in_at))),
+            ]),
+        )],
     }
 }
 
 fn lot(l: &Lot, version: u128) -> Vec<Element> {
     let this = VertexRef::new(VertexLabel::Lot, &l.lot_number);
     vec![
-        Element::Vertex(Vertex {
-            vertex: this.clone(),
-            version,
-            props: Props::from([
-                ("sku", str_value(&l.sku)),
-                ("recalled", Value::Bool(l.recall.is_some())),
-            ]),
-        }),
+        Element::Vertex(Vertex { vertex: this.clone(), version, props: lot_props(l) }),
         Element::Edge(Edge {
             id: format!("of:{}", l.lot_number),
             label: EdgeLabel::Of,
@@ -366,6 +403,20 @@ fn lot(l: &Lot, version: u128) -> Vec<Element> {
             props: Props::new(),
         }),
     ]
+}
+
+fn lot_props(l: &Lot) -> Props {
+    let mut props = Props::from([
+        ("sku", str_value(&l.sku)),
+        ("manufactured_on", str_value(&l.manufactured_on)),
+        ("expires_on", str_value(&l.expires_on)),
+        ("recalled", Value::Bool(l.recall.is_some())),
+    ]);
+    if let Some(recall) = &l.recall {
+        props.insert("recalled_at_ms", Value::Int(unix_ms(recall.recalled_at)));
+        props.insert("recall_reason", str_value(&recall.reason));
+    }
+    props
 }
 
 fn shipment(s: &Shipment, version: u128) -> Element {
@@ -394,7 +445,10 @@ fn lot_use(u: &LotUse, version: u128) -> Element {
         from: VertexRef::new(VertexLabel::Instrument, &u.serial),
         to: VertexRef::new(VertexLabel::Lot, &u.lot_number),
         version,
-        props: Props::from([("loaded_at_ms", Value::Int(unix_ms(u.loaded_at)))]),
+        props: Props::from([
+            ("loaded_at_ms", Value::Int(unix_ms(u.loaded_at))),
+            ("account_id", str_value(&u.account_id)),
+        ]),
     })
 }
 

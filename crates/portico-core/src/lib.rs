@@ -4,6 +4,7 @@
 //! This crate does no I/O: no files, no network, no clocks other than values handed in.
 
 pub mod audit;
+pub mod csv;
 pub mod domain;
 pub mod error;
 pub mod graph;
@@ -11,10 +12,12 @@ pub mod logs;
 pub mod mqtt;
 pub mod policy;
 pub mod ports;
+pub mod warehouse;
 
 pub use domain::{
-    Account, AccountKind, Caller, Document, DocumentStatus, EmailStatus, Instrument, Lot, LotUse,
-    Notification, OutboundEmail, OutboxEntry, Product, QcTest, Recall, Role, Shipment, User,
+    Account, AccountKind, Alert, Caller, Document, DocumentStatus, EmailStatus, Instrument, Lot,
+    LotUse, Notification, OutboundEmail, OutboxEntry, Product, QcTest, Recall, Role, Shipment,
+    SignIn, User,
 };
 pub use error::{Error, FieldError, Result};
 pub use graph::{Change, ChangeRecord, GraphStore};

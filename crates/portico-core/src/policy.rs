@@ -224,6 +224,22 @@ pub fn read_audit(caller: &Caller) -> Result<Option<String>> {
     }
 }
 
+/// The warehouse's reports: platform staff see every account; an account admin sees the same
+/// reports limited to their account (answered as the account to restrict to); everyone else
+/// is forbidden.
+pub fn read_reports(caller: &Caller) -> Result<Option<String>> {
+    require_provisioned(caller)?;
+    if caller.sees_all_accounts() {
+        return Ok(None);
+    }
+    match caller.account_id() {
+        Some(account) if caller.has_role(Role::AccountAdmin) => Ok(Some(account.to_string())),
+        _ => {
+            Err(Error::Forbidden("only platform staff and account admins may read reports".into()))
+        }
+    }
+}
+
 /// Who in an account a lot reached is told of the lot's recall: its lab managers and account
 /// admins.
 pub fn told_of_recall(roles: &[Role]) -> bool {
@@ -286,6 +302,20 @@ mod tests {
         assert!(recall_lot(&caller(None, &[Role::Admin]), "L").is_ok());
         assert!(told_of_recall(&[Role::Scientist, Role::LabManager]));
         assert!(!told_of_recall(&[Role::Scientist]));
+    }
+
+    #[test]
+    fn reports_are_staff_wide_and_account_admin_narrow() {
+        let admin = caller(Some("acc-1"), &[Role::AccountAdmin]);
+        assert_eq!(read_reports(&admin).ok().flatten(), Some("acc-1".to_string()));
+        assert!(matches!(read_reports(&caller(None, &[Role::Support])), Ok(None)));
+        assert!(matches!(read_reports(&caller(None, &[Role::Admin])), Ok(None)));
+        for role in [Role::LabManager, Role::Scientist] {
+            assert!(matches!(
+                read_reports(&caller(Some("acc-1"), &[role])),
+                Err(Error::Forbidden(_))
+            ));
+        }
     }
 
     #[test]

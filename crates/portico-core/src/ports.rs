@@ -12,8 +12,8 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
 use crate::domain::{
-    Account, AccountKind, Document, DocumentStatus, EmailStatus, Instrument, Lot, LotUse,
-    Notification, OutboundEmail, OutboxEntry, Product, Recall, Role, Shipment, User,
+    Account, AccountKind, Alert, Document, DocumentStatus, EmailStatus, Instrument, Lot, LotUse,
+    Notification, OutboundEmail, OutboxEntry, Product, Recall, Role, Shipment, SignIn, User,
 };
 use crate::error::{Error, Result};
 
@@ -105,6 +105,10 @@ pub trait Users: Send + Sync + 'static {
     async fn list_users(&self, account_id: &str, page: &PageRequest) -> Result<Page<User>>;
     /// Users holding `role`: of one account, or (with `None`) of any account and none.
     async fn users_with_role(&self, account_id: Option<&str>, role: Role) -> Result<Vec<User>>;
+    /// Records a sign-in; false when this one (its id) is already recorded.
+    async fn record_sign_in(&self, sign_in: &SignIn) -> Result<bool>;
+    /// All sign-ins, oldest first.
+    async fn list_sign_ins(&self, page: &PageRequest) -> Result<Page<SignIn>>;
 }
 
 /// Instruments and the hashes of their device secrets.
@@ -121,6 +125,10 @@ pub trait Instruments: Send + Sync + 'static {
         account_id: Option<&str>,
         page: &PageRequest,
     ) -> Result<Page<Instrument>>;
+    /// Records an instrument's alert; false when this one (its id) is already recorded.
+    async fn record_alert(&self, alert: &Alert) -> Result<bool>;
+    /// All alerts, oldest first.
+    async fn list_alerts(&self, page: &PageRequest) -> Result<Page<Alert>>;
 }
 
 /// Users' notifications.

@@ -4,12 +4,16 @@
 
 use std::collections::BTreeMap;
 
-use portico_core::domain::{Notification, Role, User};
+use portico_core::domain::{Alert, Notification, Role, User};
 use portico_core::{Error, Result};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::Context;
+
+/// The id namespace of alerts (a UUID v5 of the serial and the event's own id).
+const ALERT_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x8e41_26c3_5f0a_4b7d_9c12_a3e5_77d0_4b21);
 
 /// Who was told.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +57,23 @@ pub async fn instrument_alert(ctx: &Context, event: &Value) -> Result<AlertOutco
         .unwrap_or("the instrument reported a problem");
     let title = format!("{severity}: {} ({serial})", instrument.name);
     let now = OffsetDateTime::now_utc();
+    // The alert itself, once per event (for the reports), whoever is told.
+    let alert = Alert {
+        id: match &event_key {
+            Some(key) => uuid::Uuid::new_v5(
+                &ALERT_NAMESPACE,
+                format!("instrument_alert\n{serial}\n{key}").as_bytes(),
+            )
+            .to_string(),
+            None => uuid::Uuid::now_v7().to_string(),
+        },
+        serial: serial.to_string(),
+        account_id: instrument.account_id.clone(),
+        severity: severity.clone(),
+        code: event.get("code").and_then(Value::as_str).map(str::to_string),
+        raised_at: now,
+    };
+    ctx.instruments.record_alert(&alert).await?;
     let notifications: Vec<Notification> = recipients
         .values()
         .map(|user| Notification {

@@ -29,15 +29,6 @@ pub async fn list(
     ctx.audit.list(&query, &page).await
 }
 
-fn csv_field(text: &str) -> String {
-    // Quoted, quotes doubled; a leading formula character is defused for spreadsheets.
-    let text = match text.chars().next() {
-        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{text}"),
-        _ => text.to_string(),
-    };
-    format!("\"{}\"", text.replace('"', "\"\""))
-}
-
 /// The CSV header of `csv`.
 pub const CSV_HEADER: &str = "seq,at,actor_kind,actor_id,actor_sub,actor_roles,action,target_kind,target_id,account_id,field,old,new,reason,request_id,digest\n";
 
@@ -80,8 +71,7 @@ pub fn csv(records: &[AuditRecord]) -> String {
                 e.request_id.clone().unwrap_or_default(),
                 record.digest.clone(),
             ];
-            out.push_str(&cells.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(","));
-            out.push('\n');
+            out.push_str(&portico_core::csv::line(cells.iter().map(String::as_str)));
         }
     }
     out

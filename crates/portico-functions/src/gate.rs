@@ -82,7 +82,7 @@ impl Gate {
     }
 
     async fn connect_user(&self, token: &str) -> Result<Admitted, Refusal> {
-        let claims = self.verifier.verify(token).await.map_err(|e| {
+        let (claims, fresh) = self.verifier.verify_seen(token).await.map_err(|e| {
             if e.is_unavailable() {
                 Refusal::Unavailable(e.to_string())
             } else if e.is_insufficient_scope() {
@@ -95,6 +95,7 @@ impl Gate {
             sub: claims.sub.clone(),
             groups: claims.groups.clone(),
             email: claims.email.clone(),
+            sign_in: fresh.then(|| claims.iat.unwrap_or(claims.exp)),
         };
         let caller = identify(&self.ctx, &identity)
             .await

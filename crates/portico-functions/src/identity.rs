@@ -2,7 +2,7 @@
 //! platform roles follow their identity-provider groups; everyone else is whoever Portico's records
 //! say they are.
 
-use portico_core::domain::{Caller, Role, User};
+use portico_core::domain::{Caller, Role, SignIn, User};
 use portico_core::{Error, Result};
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -16,6 +16,9 @@ pub struct Identity {
     pub sub: String,
     pub groups: Vec<String>,
     pub email: Option<String>,
+    /// Set when this is the token's first use here: its issue time (`iat`, else `exp`, in
+    /// seconds), which with the subject names the sign-in it stands for.
+    pub sign_in: Option<u64>,
 }
 
 /// Resolves the caller behind `identity`, provisioning or updating platform staff.
@@ -32,7 +35,33 @@ pub async fn identify(ctx: &Context, identity: &Identity) -> Result<Caller> {
         None if platform.is_empty() => None,
         None => Some(provision(ctx, identity, platform).await?),
     };
+    if let (Some(issued), Some(user)) = (identity.sign_in, &user) {
+        record_sign_in(ctx, user, issued).await;
+    }
     Ok(Caller { sub: identity.sub.clone(), user })
+}
+
+/// The id namespace of sign-ins (a UUID v5 of the subject and the token's issue time).
+const SIGN_IN_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x5d2c_7a0e_91b4_4f0c_8a63_2e1f_04b7_c915);
+
+/// Records the sign-in a token stands for, once however many hosts see the token first. A
+/// failure is logged and the call goes on: the sign-in is a fact for reports, not a gate.
+async fn record_sign_in(ctx: &Context, user: &User, issued: u64) {
+    let key = format!("{}\n{issued}", portico_core::domain::sub_key(&user.sub));
+    let at = i64::try_from(issued)
+        .ok()
+        .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
+        .unwrap_or_else(OffsetDateTime::now_utc);
+    let sign_in = SignIn {
+        id: uuid::Uuid::new_v5(&SIGN_IN_NAMESPACE, key.as_bytes()).to_string(),
+        user_id: user.id.clone(),
+        account_id: user.account_id.clone(),
+        signed_in_at: at,
+    };
+    if let Err(e) = ctx.users.record_sign_in(&sign_in).await {
+        tracing::warn!(error = %e, user_id = %user.id, "could not record a sign-in");
+    }
 }
 
 async fn provision(ctx: &Context, identity: &Identity, roles: Vec<Role>) -> Result<User> {

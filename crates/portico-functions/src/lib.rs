@@ -14,6 +14,7 @@ pub mod identity;
 pub mod instruments;
 pub mod logs;
 pub mod notifications;
+pub mod reports;
 pub mod trace;
 mod validate;
 
@@ -55,6 +56,8 @@ pub struct Context {
     pub logs: Arc<dyn LogStore>,
     /// Who changed what (written by the record stores beside each change; read here).
     pub audit: Arc<dyn portico_core::audit::AuditTrail>,
+    /// The reporting warehouse (loaded from the graph's changes; it may lag them).
+    pub warehouse: Arc<dyn portico_core::warehouse::Warehouse>,
     pub settings: Settings,
 }
 

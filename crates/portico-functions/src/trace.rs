@@ -133,9 +133,7 @@ pub async fn impact(ctx: &Context, caller: &Caller, lot_number: &str) -> Result<
 pub fn impact_csv(impact: &Impact) -> String {
     let mut out = String::from("kind,id,name,account_id,detail,at\n");
     let mut row = |fields: [&str; 6]| {
-        let cells: Vec<String> = fields.iter().map(|f| csv_cell(f)).collect();
-        out.push_str(&cells.join(","));
-        out.push('\n');
+        out.push_str(&portico_core::csv::line(fields));
     };
     for a in &impact.accounts {
         let paths: Vec<String> = a.paths.iter().map(|p| p.join(" > ")).collect();
@@ -163,19 +161,6 @@ pub fn impact_csv(impact: &Impact) -> String {
 }
 
 /// A CSV field: quoted when it needs to be, and never read as a formula by a spreadsheet.
-fn csv_cell(value: &str) -> String {
-    let value = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{value}")
-    } else {
-        value.to_string()
-    };
-    if value.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
-    } else {
-        value
-    }
-}
-
 /// `POST /v1/lots/{lot}/recall`
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -36,7 +36,7 @@ impl FromRequestParts<AppState> for Authenticated {
         let token = value.to_str().ok().and_then(bearer_token).ok_or_else(|| {
             Problem::unauthorized("the Authorization header is not `Bearer <token>`")
         })?;
-        let claims = state.verifier().verify(token).await.map_err(|e| {
+        let (claims, fresh) = state.verifier().verify_seen(token).await.map_err(|e| {
             if e.is_unavailable() {
                 tracing::warn!(error = %e, "cannot verify tokens");
                 Problem::from(Error::Unavailable("tokens cannot be verified right now".into()))
@@ -56,7 +56,9 @@ impl FromRequestParts<AppState> for Authenticated {
             sub: Some(claims.sub.clone()),
             roles: Vec::new(),
         });
-        let identity = Identity { sub: claims.sub, groups: claims.groups, email: claims.email };
+        let sign_in = fresh.then(|| claims.iat.unwrap_or(claims.exp));
+        let identity =
+            Identity { sub: claims.sub, groups: claims.groups, email: claims.email, sign_in };
         let caller = identify(state.context(), &identity).await?;
         portico_core::audit::set_actor(Actor::caller(&caller));
         Ok(Authenticated(caller))

@@ -139,6 +139,7 @@ macro_rules! each_route {
         $route!(list_outbox);
         $route!(search_logs);
         $route!(list_audit);
+        $route!(get_report);
         $route!(list_products);
         $route!(create_product);
         $route!(get_product);

@@ -26,6 +26,7 @@ use portico_functions::identity::{self, Me};
 use portico_functions::instruments::{self, RegisterInstrument, RegisteredInstrument};
 use portico_functions::logs;
 use portico_functions::notifications;
+use portico_functions::reports;
 use portico_functions::trace::{self, Impact, RecallLot, RecallOutcome};
 use portico_objects::UploadGrant;
 use serde::Serialize;
@@ -492,6 +493,53 @@ pub async fn list_audit(
         response.headers_mut().insert("x-next-cursor", value);
     }
     Ok(response)
+}
+
+/// A report from the warehouse (admins and support; an account admin gets it for their own
+/// account): `alerts-by-account` (per ISO week, account and severity), `shipments-by-product`,
+/// `lot-exposure` (per lot: the accounts and instruments it reached), `uploads-by-account`,
+/// `active-users` (per ISO week and account). `from` / `to` are dates, both included (by
+/// default the 52 weeks to today). `format`: `json` (the default), `csv`, or a chart, `svg` or
+/// `png` (800x450). The warehouse trails the API by seconds; `as_of` says how far it got.
+#[utoipa::path(get, path = "/v1/reports/{name}", tag = "reports", security(("bearer" = [])),
+    params(("name" = String, Path, description = "the report"),
+        ("from" = Option<String>, Query, description = "first day, YYYY-MM-DD"),
+        ("to" = Option<String>, Query, description = "last day, YYYY-MM-DD (included)"),
+        ("format" = Option<String>, Query, description = "`json` (the default), `csv`, `svg` or `png`")),
+    responses((status = 200, description = "The report; as CSV, SVG or PNG with `format`",
+        content((reports::ReportBody = "application/json"), (String = "text/csv"),
+            (String = "image/svg+xml"), (Vec<u8> = "image/png")))))]
+pub async fn get_report(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Answer<axum::response::Response> {
+    let get = |name: &str| query.get(name).map(String::as_str).filter(|v| !v.is_empty());
+    let format = get("format").unwrap_or("json");
+    if !["json", "csv", "svg", "png"].contains(&format) {
+        return Err(Error::invalid("format", "must be json, csv, svg or png").into());
+    }
+    let table = reports::report(state.context(), &caller, &name, get("from"), get("to")).await?;
+    let file = format!("{}.{format}", table.report.name());
+    Ok(match format {
+        "csv" => csv_attachment(&file, reports::csv(&table)),
+        "svg" => {
+            let svg = portico_charts::svg(&portico_charts::chart(&table));
+            ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response()
+        }
+        "png" => {
+            let chart = portico_charts::chart(&table);
+            let png = tokio::task::spawn_blocking(move || {
+                portico_charts::png(&portico_charts::svg(&chart))
+            })
+            .await
+            .map_err(|e| Error::Unexpected(e.into()))?
+            .map_err(|e| Error::Unexpected(e.into()))?;
+            ([(header::CONTENT_TYPE, "image/png")], png).into_response()
+        }
+        _ => Json(reports::body(&table)).into_response(),
+    })
 }
 
 /// The e-mail outbox, newest first (admins): every e-mail with its delivery state.

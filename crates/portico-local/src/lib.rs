@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 // them so its callers (the CLI, the bench, the tests) have one crate to ask.
 pub use portico_app::{
     Composition, compose_backend, dev_issuer_url, graph, load_dev_issuer, opensearch_cluster,
-    s3_events, worker, worker_settings, world,
+    s3_events, warehouse, worker, worker_settings, world,
 };
 use portico_broker::BrokerPublisher;
 

@@ -14,7 +14,7 @@ use crate::rows::{corrupt, now_ms};
 
 /// Appends `change` in the caller's transaction, and its audit record: who (the acting context
 /// of the write), what changed (against the target's previous change), chained after the last
-/// audit record. A write that changed nothing is not audited.
+/// audit record. A write that changed nothing is not audited, nor a sign-in (`audit::audited`).
 pub(crate) fn record(conn: &Connection, change: &Change) -> Result<()> {
     let at_ms = now_ms();
     let body = serde_json::to_string(change).context("encoding change")?;
@@ -23,6 +23,9 @@ pub(crate) fn record(conn: &Connection, change: &Change) -> Result<()> {
         .context("recording change")?;
     statement.execute(params![at_ms, body]).context("recording change")?;
     let change_seq = conn.last_insert_rowid();
+    if !audit::audited(change) {
+        return Ok(());
+    }
 
     // The target's previous state: the change its last audit record names.
     let (target, value) = audit::target_of(change);

@@ -243,6 +243,22 @@ CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
 CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 "#,
+    // Alerts and sign-ins: facts the reporting warehouse counts, recorded once each (by an id
+    // derived from the event or the token), kept whole as JSON.
+    r#"
+CREATE TABLE alerts (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    id         TEXT NOT NULL UNIQUE,
+    serial     TEXT NOT NULL,
+    body       TEXT NOT NULL
+);
+CREATE TABLE sign_ins (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    id         TEXT NOT NULL UNIQUE,
+    user_id    TEXT NOT NULL,
+    body       TEXT NOT NULL
+);
+"#,
 ];
 
 /// A SQLite database shared by the local adapters.
@@ -270,11 +286,19 @@ const BATCH: usize = 256;
 impl Database {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Database> {
+        Database::open_with(path, migrate)
+    }
+
+    /// Opens the database at `path` with a schema of its own (`setup` brings it up to date).
+    pub(crate) fn open_with(
+        path: &Path,
+        setup: fn(&mut Connection) -> Result<()>,
+    ) -> Result<Database> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let mut writer = open_connection(path)?;
-        migrate(&mut writer)?;
+        setup(&mut writer)?;
         let readers = (0..READERS).map(|_| open_connection(path)).collect::<Result<Vec<_>>>()?;
         let (jobs, queue) = std::sync::mpsc::channel();
         std::thread::Builder::new()

@@ -1,14 +1,15 @@
 //! The `Instruments` port on SQLite.
 
+use anyhow::Context;
 use async_trait::async_trait;
-use portico_core::domain::Instrument;
+use portico_core::domain::{Alert, Instrument};
 use portico_core::graph::Change;
 use portico_core::ports::{Page, PageRequest};
 use portico_core::{Instruments, Result};
 use rusqlite::{Row, params};
 
 use crate::SqliteStore;
-use crate::rows::{Decoded, parse_timestamp, timestamp, values};
+use crate::rows::{Decoded, json_row, parse_timestamp, timestamp, values};
 use crate::store::Order;
 
 const COLUMNS: &str = "seq, serial, model, name, account_id, created_at";
@@ -52,6 +53,19 @@ impl Instruments for SqliteStore {
             Order::OldestFirst,
             "listing instruments",
         )
+    }
+
+    async fn record_alert(&self, alert: &Alert) -> Result<bool> {
+        let sql = "INSERT INTO alerts (id, serial, body) VALUES (?1, ?2, ?3)
+                   ON CONFLICT (id) DO NOTHING";
+        let body = serde_json::to_string(alert).context("encoding alert")?;
+        let values = values![alert.id.clone(), alert.serial.clone(), body];
+        self.record_once(sql, values, Change::Alert(alert.clone()), "recording alert").await
+    }
+
+    async fn list_alerts(&self, page: &PageRequest) -> Result<Page<Alert>> {
+        let select = "SELECT seq, body FROM alerts WHERE TRUE";
+        self.listing(select, &[], json_row::<Alert>, page, Order::OldestFirst, "listing alerts")
     }
 }
 

@@ -21,6 +21,7 @@ mod rows;
 mod sequence;
 mod store;
 mod users;
+mod warehouse;
 
 pub use changes::ChangeFeed;
 pub use db::Database;
@@ -28,6 +29,7 @@ pub use graph::SqliteGraph;
 pub use queue::{DEAD_LETTER_SUFFIX, SqliteQueue};
 pub use sequence::SqliteSequence;
 pub use store::SqliteStore;
+pub use warehouse::{Loaded, SqliteWarehouse, snapshot};
 
 /// The shared adapter contract (`portico-contract`), run on the SQLite adapters.
 #[cfg(test)]

@@ -78,6 +78,17 @@ pub(crate) fn corrupt(what: impl std::fmt::Display) -> Error {
     Error::Unexpected(anyhow::anyhow!("{what} in database"))
 }
 
+/// A row of `seq, body` where the body is the record as JSON.
+pub(crate) fn json_row<T: serde::de::DeserializeOwned>(
+    row: &Row<'_>,
+) -> rusqlite::Result<Decoded<T>> {
+    let seq: i64 = row.get(0)?;
+    let body: String = row.get(1)?;
+    let record = serde_json::from_str(&body)
+        .map_err(|e| Error::Unexpected(anyhow::anyhow!("bad record in database: {e}")));
+    Ok((seq, record))
+}
+
 pub(crate) fn timestamp(t: OffsetDateTime) -> Result<String> {
     t.format(&Rfc3339).map_err(|e| Error::Unexpected(anyhow::anyhow!("formatting timestamp: {e}")))
 }

@@ -117,4 +117,25 @@ impl SqliteStore {
             })
             .await
     }
+
+    /// Inserts a record kept whole as JSON (`sql` takes id, one indexed column and the body)
+    /// unless its id is known; its change is recorded only when it was new. Answers whether it
+    /// was.
+    pub(crate) async fn record_once(
+        &self,
+        sql: &'static str,
+        values: Vec<Value>,
+        change: Change,
+        what: &'static str,
+    ) -> Result<bool> {
+        self.db
+            .transaction(what, move |tx| {
+                let added = tx.execute(sql, params_from_iter(values)).context(what)? > 0;
+                if added {
+                    changes::record(tx, &change)?;
+                }
+                Ok(added)
+            })
+            .await
+    }
 }

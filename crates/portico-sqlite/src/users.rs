@@ -2,13 +2,13 @@
 
 use anyhow::Context;
 use async_trait::async_trait;
-use portico_core::domain::{Role, User, sub_key};
+use portico_core::domain::{Role, SignIn, User, sub_key};
 use portico_core::graph::Change;
 use portico_core::ports::{Page, PageRequest};
 use portico_core::{Error, Result, Users};
 use rusqlite::{OptionalExtension, Row, params};
 
-use crate::rows::{Decoded, conflict_or, corrupt, parse_timestamp, timestamp};
+use crate::rows::{Decoded, conflict_or, corrupt, json_row, parse_timestamp, timestamp, values};
 use crate::store::Order;
 use crate::{SqliteStore, changes};
 
@@ -99,6 +99,19 @@ impl Users for SqliteStore {
         );
         let params = params![role.as_str(), account_id];
         self.all(&sql, params, user_row, "listing users by role")
+    }
+
+    async fn record_sign_in(&self, sign_in: &SignIn) -> Result<bool> {
+        let sql = "INSERT INTO sign_ins (id, user_id, body) VALUES (?1, ?2, ?3)
+                   ON CONFLICT (id) DO NOTHING";
+        let body = serde_json::to_string(sign_in).context("encoding sign-in")?;
+        let values = values![sign_in.id.clone(), sign_in.user_id.clone(), body];
+        self.record_once(sql, values, Change::SignIn(sign_in.clone()), "recording sign-in").await
+    }
+
+    async fn list_sign_ins(&self, page: &PageRequest) -> Result<Page<SignIn>> {
+        let select = "SELECT seq, body FROM sign_ins WHERE TRUE";
+        self.listing(select, &[], json_row::<SignIn>, page, Order::OldestFirst, "listing sign-ins")
     }
 }
 

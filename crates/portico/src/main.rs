@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use portico_auth::TokenRequest;
 use portico_config::Config;
 
+mod export;
 mod logs;
 mod ship;
 
@@ -82,11 +83,29 @@ enum Command {
         #[command(subcommand)]
         command: GraphCommand,
     },
+    /// The reporting warehouse (`<data_dir>/warehouse.db` and its CSV snapshots).
+    Export {
+        #[command(subcommand)]
+        command: ExportCommand,
+    },
     /// The audit trail.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum ExportCommand {
+    /// The warehouse's checkpoint, how many changes it lags, and its rows per table.
+    Status {
+        /// Print it as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reload the warehouse from the records and write every CSV snapshot. The server may keep
+    /// running; its reports are partial until the rebuild ends.
+    Rebuild,
 }
 
 #[derive(Subcommand)]
@@ -156,6 +175,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker => worker(config),
         Command::Graph { command: GraphCommand::Rebuild } => graph_rebuild(&config),
         Command::Audit { command: AuditCommand::Verify } => audit_verify(&config),
+        Command::Export { command: ExportCommand::Status { json } } => {
+            export::status(&config, json)
+        }
+        Command::Export { command: ExportCommand::Rebuild } => export::rebuild(&config),
         Command::ShipLogs { globs, opensearch, store, state, poll, once } => {
             ship::run(config, ship::Options { globs, opensearch, store, state, poll, once })
         }

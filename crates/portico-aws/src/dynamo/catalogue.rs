@@ -195,11 +195,7 @@ impl Catalogue for DynamoStore {
         let sort = keys::order(lot_use.loaded_at, &lot_use.id);
         let record =
             item(keys::lot_use(&lot_use.id), ONE, lot_use, &[(GSI1, keys::LOT_USES.into(), sort)])?;
-        match self.create(record, String::new()).await {
-            Ok(()) => Ok(true),
-            Err(Error::Conflict(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
+        self.create_once(record).await
     }
 
     async fn list_lot_uses(&self, page: &PageRequest) -> Result<Page<LotUse>> {

@@ -2,7 +2,7 @@
 //! record, so reading an instrument never carries it.
 
 use async_trait::async_trait;
-use portico_core::domain::Instrument;
+use portico_core::domain::{Alert, Instrument};
 use portico_core::ports::{Page, PageRequest};
 use portico_core::{Instruments, Result};
 
@@ -50,5 +50,20 @@ impl Instruments for DynamoStore {
             }
             None => self.page(GSI2, keys::INSTRUMENTS.into(), false, page).await,
         }
+    }
+
+    async fn record_alert(&self, alert: &Alert) -> Result<bool> {
+        let sort = keys::order(alert.raised_at, &alert.id);
+        self.create_once(item(
+            keys::alert(&alert.id),
+            ONE,
+            alert,
+            &[(GSI1, keys::ALERTS.into(), sort)],
+        )?)
+        .await
+    }
+
+    async fn list_alerts(&self, page: &PageRequest) -> Result<Page<Alert>> {
+        self.page(GSI1, keys::ALERTS.into(), false, page).await
     }
 }

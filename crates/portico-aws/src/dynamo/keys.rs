@@ -94,6 +94,14 @@ pub(crate) fn lot_use(id: &str) -> String {
     format!("LOT_USE#{id}")
 }
 pub(crate) const LOT_USES: &str = "LOT_USES";
+pub(crate) fn alert(id: &str) -> String {
+    format!("ALERT#{id}")
+}
+pub(crate) const ALERTS: &str = "ALERTS";
+pub(crate) fn sign_in(id: &str) -> String {
+    format!("SIGN_IN#{id}")
+}
+pub(crate) const SIGN_INS: &str = "SIGN_INS";
 pub(crate) fn shipment(id: &str) -> String {
     format!("SHIPMENT#{id}")
 }
@@ -135,6 +143,8 @@ pub(crate) enum Aggregate {
     Lot,
     Shipment,
     LotUse,
+    Alert,
+    SignIn,
 }
 
 /// The aggregate an item's `pk` belongs to; `None` for items that are not domain records (sub
@@ -150,6 +160,8 @@ pub(crate) fn aggregate(pk: &str) -> Option<Aggregate> {
         "LOT" => Aggregate::Lot,
         "SHIPMENT" => Aggregate::Shipment,
         "LOT_USE" => Aggregate::LotUse,
+        "ALERT" => Aggregate::Alert,
+        "SIGN_IN" => Aggregate::SignIn,
         _ => return None,
     })
 }

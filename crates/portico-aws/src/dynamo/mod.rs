@@ -84,6 +84,12 @@ impl DynamoStore {
         }
     }
 
+    /// Writes `item` unless its key exists (a record kept once by an id derived from what it
+    /// records); false when it did.
+    pub(crate) async fn create_once(&self, item: Item) -> Result<bool> {
+        self.put_if(item, "attribute_not_exists(pk)", None).await
+    }
+
     /// Replaces `item` if its `data` is still `old_data`; false when it changed meanwhile.
     async fn replace_if_unchanged(&self, item: Item, old_data: &AttributeValue) -> Result<bool> {
         self.put_if(item, "#data = :old", Some(old_data)).await

@@ -46,6 +46,8 @@ pub fn change_record(record: &Value) -> Result<Option<ChangeRecord>, String> {
         Aggregate::Lot => Change::Lot(decode(pk, data)?),
         Aggregate::Shipment => Change::Shipment(decode(pk, data)?),
         Aggregate::LotUse => Change::LotUse(decode(pk, data)?),
+        Aggregate::Alert => Change::Alert(decode(pk, data)?),
+        Aggregate::SignIn => Change::SignIn(decode(pk, data)?),
     };
     Ok(Some(ChangeRecord { version, at, change }))
 }

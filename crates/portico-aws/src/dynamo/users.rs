@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
-use portico_core::domain::{Role, User};
+use portico_core::domain::{Role, SignIn, User};
 use portico_core::ports::{Page, PageRequest};
 use portico_core::{Error, Result, Users};
 
@@ -113,5 +113,16 @@ impl Users for DynamoStore {
             }
         }
         Ok(users)
+    }
+
+    async fn record_sign_in(&self, sign_in: &SignIn) -> Result<bool> {
+        let sort = keys::order(sign_in.signed_in_at, &sign_in.id);
+        let record =
+            item(keys::sign_in(&sign_in.id), ONE, sign_in, &[(GSI1, keys::SIGN_INS.into(), sort)])?;
+        self.create_once(record).await
+    }
+
+    async fn list_sign_ins(&self, page: &PageRequest) -> Result<Page<SignIn>> {
+        self.page(GSI1, keys::SIGN_INS.into(), false, page).await
     }
 }

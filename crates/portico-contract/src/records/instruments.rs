@@ -1,6 +1,6 @@
 //! The `Instruments` port.
 
-use portico_core::domain::Instrument;
+use portico_core::domain::{Alert, Instrument};
 use portico_core::{Accounts, Error, Instruments};
 
 use super::{at, two_accounts, walk};
@@ -32,4 +32,19 @@ pub async fn serials_and_secrets(accounts: &dyn Accounts, instruments: &dyn Inst
     assert_eq!(serials(mine), vec!["SN-0", "SN-1", "SN-2"]);
     let all = walk(3, |p| async move { instruments.list_instruments(None, &p).await }).await;
     assert_eq!(serials(all), vec!["SN-0", "SN-1", "SN-2", "SN-3"]);
+
+    // Alerts: each once by its id, listed oldest first.
+    let alert = |id: &str, n: i64| Alert {
+        id: id.into(),
+        serial: "SN-1".into(),
+        account_id: "acc-1".into(),
+        severity: "critical".into(),
+        code: Some("E42".into()),
+        raised_at: at(300 + n),
+    };
+    assert!(instruments.record_alert(&alert("alert-1", 1)).await.unwrap());
+    assert!(!instruments.record_alert(&alert("alert-1", 1)).await.unwrap());
+    assert!(instruments.record_alert(&alert("alert-2", 2)).await.unwrap());
+    let alerts = walk(1, |p| async move { instruments.list_alerts(&p).await }).await;
+    assert_eq!(alerts, vec![alert("alert-1", 1), alert("alert-2", 2)]);
 }

@@ -1,9 +1,9 @@
 //! The `Users` port.
 
-use portico_core::domain::{Role, User};
+use portico_core::domain::{Role, SignIn, User};
 use portico_core::{Accounts, Error, Users};
 
-use super::{two_accounts, user, walk};
+use super::{at, two_accounts, user, walk};
 
 /// Users: subs unique after ASCII case folding (and nothing else), roles replaced, listed per account oldest first, and
 /// found by role within an account or platform-wide.
@@ -67,4 +67,17 @@ pub async fn subjects_and_roles(accounts: &dyn Accounts, users: &dyn Users) {
     let support = users.users_with_role(None, Role::Support).await.unwrap();
     assert_eq!(support.len(), 1);
     assert_eq!(support[0].id, "u-7");
+
+    // Sign-ins: each once by its id, listed oldest first.
+    let sign_in = |id: &str, n: i64| SignIn {
+        id: id.into(),
+        user_id: "u-1".into(),
+        account_id: Some("acc-1".into()),
+        signed_in_at: at(400 + n),
+    };
+    assert!(users.record_sign_in(&sign_in("in-1", 1)).await.unwrap());
+    assert!(!users.record_sign_in(&sign_in("in-1", 1)).await.unwrap());
+    assert!(users.record_sign_in(&sign_in("in-2", 2)).await.unwrap());
+    let sign_ins = walk(1, |p| async move { users.list_sign_ins(&p).await }).await;
+    assert_eq!(sign_ins, vec![sign_in("in-1", 1), sign_in("in-2", 2)]);
 }

@@ -219,7 +219,7 @@ async fn every_change_leaves_one_attributed_record_and_the_listing_keeps_to_the_
     let csv = response.text().await.expect("text");
     assert!(csv.starts_with("seq,at,actor_kind,"), "{csv}");
     assert!(
-        csv.lines().any(|l| l.contains("\"device_secret\"") && l.contains("\"(changed)\"")),
+        csv.lines().any(|l| l.contains(",device_secret,") && l.contains(",(changed),")),
         "{csv}"
     );
     assert_eq!(app.get("/v1/audit?format=xml", &admin).await.0, StatusCode::UNPROCESSABLE_ENTITY);

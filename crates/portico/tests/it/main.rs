@@ -19,3 +19,4 @@ mod sequence;
 mod ship_logs;
 mod tokens;
 mod traceability;
+mod warehouse;

@@ -12,20 +12,20 @@ use crate::helpers::{TestApp, fields, id, put, request, settled, spawn_app};
 use crate::mqtt::{WAIT, as_instrument, listening};
 
 /// One account of the chain, with tokens for its lab manager, account admin and scientist.
-struct Org {
-    account: Value,
-    lab: String,
-    admin: String,
-    scientist: String,
+pub(crate) struct Org {
+    pub(crate) account: Value,
+    pub(crate) lab: String,
+    pub(crate) admin: String,
+    pub(crate) scientist: String,
 }
 
 impl Org {
-    fn id(&self) -> String {
+    pub(crate) fn id(&self) -> String {
         id(&self.account)
     }
 }
 
-async fn org(app: &TestApp, name: &str, kind: &str) -> Org {
+pub(crate) async fn org(app: &TestApp, name: &str, kind: &str) -> Org {
     let (status, account) =
         app.post("/v1/accounts", &app.admin_token(), json!({"name": name, "kind": kind})).await;
     assert_eq!(status, StatusCode::CREATED, "{account}");
@@ -38,7 +38,7 @@ async fn org(app: &TestApp, name: &str, kind: &str) -> Org {
     }
 }
 
-async fn ship(
+pub(crate) async fn ship(
     app: &TestApp,
     token: &str,
     lot: &str,
@@ -54,7 +54,7 @@ async fn ship(
 }
 
 /// Uploads `text` as a CSV run file and waits until the worker has checked it.
-async fn upload_run(
+pub(crate) async fn upload_run(
     app: &TestApp,
     token: &str,
     name: &str,
