@@ -13,7 +13,7 @@ use portico_core::warehouse::{Cell, Report, ReportTable, date_text};
 pub const WIDTH: u32 = 800;
 pub const HEIGHT: u32 = 450;
 /// Categories drawn at most; a longer report shows its largest ones (the data has them all).
-const MAX_CATEGORIES: usize = 40;
+const MAX_CATEGORIES: usize = 60;
 /// Okabe and Ito's palette: told apart by colour-blind readers too.
 const COLOURS: [&str; 7] =
     ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442"];
@@ -149,8 +149,31 @@ pub fn chart(table: &ReportTable) -> Chart {
         series,
         stacked,
     };
+    if chart.x_label.starts_with("week") {
+        every_week(&mut chart, table);
+    }
     keep_largest(&mut chart);
     chart
+}
+
+/// A weekly chart has a slot for every week of the report's range, empty ones included, so
+/// its axis is time.
+fn every_week(chart: &mut Chart, table: &ReportTable) {
+    let monday =
+        |d: time::Date| d - time::Duration::days(i64::from(d.weekday().number_from_monday()) - 1);
+    let mut weeks = Vec::new();
+    let mut week = monday(table.from);
+    while week <= table.to {
+        weeks.push(date_text(week));
+        week += time::Duration::days(7);
+    }
+    for s in &mut chart.series {
+        s.values = weeks
+            .iter()
+            .map(|w| chart.categories.iter().position(|c| c == w).map_or(0.0, |i| s.values[i]))
+            .collect();
+    }
+    chart.categories = weeks;
 }
 
 /// Keeps the `MAX_CATEGORIES` largest categories of a chart whose categories are not dates
@@ -425,10 +448,14 @@ mod tests {
     #[test]
     fn a_report_becomes_stacked_bars_with_a_legend() {
         let chart = chart(&table());
-        assert_eq!(chart.categories, ["2026-11-02", "2026-11-09"]);
+        // Every week of the range, from the Monday of its first day.
+        assert_eq!(
+            chart.categories,
+            ["2026-10-26", "2026-11-02", "2026-11-09", "2026-11-16", "2026-11-23", "2026-11-30"]
+        );
         assert_eq!(chart.series.len(), 2);
-        assert_eq!(chart.series[0].values, [2.0, 0.0]);
-        assert_eq!(chart.series[1].values, [5.0, 1.0]);
+        assert_eq!(chart.series[0].values, [0.0, 2.0, 0.0, 0.0, 0.0, 0.0]);
+        assert_eq!(chart.series[1].values, [0.0, 5.0, 1.0, 0.0, 0.0, 0.0]);
         let svg = svg(&chart);
         assert!(svg.contains("Alerts per week, by severity"));
         assert!(svg.contains(">critical<") && svg.contains(">error<"));
@@ -442,6 +469,23 @@ mod tests {
         let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
         let height = u32::from_be_bytes(png[20..24].try_into().unwrap());
         assert_eq!((width, height), (WIDTH, HEIGHT));
+    }
+
+    /// The chart of a fixed report is the checked-in SVG, byte for byte (`PORTICO_UPDATE_GOLDEN=1`
+    /// writes it anew after a deliberate change; look at the PNG it makes before committing).
+    #[test]
+    fn the_rendering_is_the_golden_one() {
+        let golden =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("golden/alerts-by-account.svg");
+        let svg = svg(&chart(&table()));
+        if std::env::var_os("PORTICO_UPDATE_GOLDEN").is_some() {
+            std::fs::write(&golden, &svg).unwrap();
+            std::fs::write(golden.with_extension("png"), png(&svg).unwrap()).unwrap();
+        }
+        assert_eq!(svg, std::fs::read_to_string(&golden).unwrap());
+        // The picture has ink in it: bars in both colours, text in black.
+        let png = png(&svg).unwrap();
+        assert!(png.len() > 4_000, "{} bytes", png.len());
     }
 
     #[test]
