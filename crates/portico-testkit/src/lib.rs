@@ -5,6 +5,7 @@
 //! the Lambda host's.
 
 pub mod opensearch;
+pub mod snowflake;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

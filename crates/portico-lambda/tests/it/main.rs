@@ -5,3 +5,5 @@
 #[cfg(feature = "aws")]
 mod aws;
 mod events;
+#[cfg(feature = "aws")]
+mod warehouse;
