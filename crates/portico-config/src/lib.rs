@@ -73,6 +73,7 @@ pub struct Config {
     pub sendgrid: SendgridConfig,
     pub log: LogConfig,
     pub logs: LogsConfig,
+    pub snowflake: SnowflakeConfig,
     /// Which adapters stand behind the ports: `local` (SQLite, files, the embedded broker) or
     /// `aws` (DynamoDB, S3, SQS, IoT Core; needs a build with the `aws` feature).
     pub backend: Backend,
@@ -297,6 +298,28 @@ pub struct LogsConfig {
     /// Daily indexes are `<prefix>-YYYY.MM.DD`.
     #[default = "portico-logs"]
     pub opensearch_index_prefix: String,
+}
+
+/// The warehouse on Snowflake, which the `kinesis` Lambda handler loads (the AWS host; the local
+/// host keeps `<data_dir>/warehouse.db`). Unset `account` = not loaded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, SmartDefault)]
+#[serde(default, deny_unknown_fields)]
+pub struct SnowflakeConfig {
+    /// The account identifier, e.g. `MYORG-MYACCOUNT`.
+    pub account: Option<String>,
+    /// The user the loader signs in as, with key-pair authentication.
+    pub user: Option<String>,
+    /// That user's RSA private key, PKCS#8 PEM (in production from Secrets Manager).
+    pub private_key: Option<Secret>,
+    #[default = "PORTICO"]
+    pub database: String,
+    #[default = "WAREHOUSE"]
+    pub schema: String,
+    /// The virtual warehouse statements run on (the user's default when unset).
+    pub warehouse: Option<String>,
+    pub role: Option<String>,
+    /// `https://<account>.snowflakecomputing.com` when unset.
+    pub base_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, SmartDefault)]

@@ -68,7 +68,8 @@ pub struct ChangeRecord {
 }
 
 /// What a vertex stands for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum VertexLabel {
     Account,
     User,
@@ -96,7 +97,8 @@ impl VertexLabel {
 }
 
 /// What an edge says (see the table in the module's header).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum EdgeLabel {
     MemberOf,
     HeldBy,
@@ -126,7 +128,7 @@ impl EdgeLabel {
 }
 
 /// A vertex, by label and key.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct VertexRef {
     pub label: VertexLabel,
     pub key: String,
@@ -153,33 +155,57 @@ pub enum Value {
 }
 
 /// Properties by name.
-pub type Props = BTreeMap<&'static str, Value>;
+pub type Props = BTreeMap<String, Value>;
+
+/// Properties from `(name, value)` pairs.
+pub fn props<const N: usize>(pairs: [(&str, Value); N]) -> Props {
+    pairs.into_iter().map(|(name, value)| (name.to_string(), value)).collect()
+}
 
 /// A vertex as one version of its record has it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Vertex {
     pub vertex: VertexRef,
+    #[serde(with = "version_text")]
     pub version: u128,
     pub props: Props,
 }
 
 /// An edge as one version of its record has it. Edges are never removed (nothing in the domain
 /// is deleted); their ids are derived from what they stand for, so a repeat is the same edge.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Edge {
     pub id: String,
     pub label: EdgeLabel,
     pub from: VertexRef,
     pub to: VertexRef,
+    #[serde(with = "version_text")]
     pub version: u128,
     pub props: Props,
 }
 
-/// What a projector upserts.
-#[derive(Debug, Clone, PartialEq)]
+/// What a projector upserts. As JSON (`{"vertex": {...}}` / `{"edge": {...}}`, versions as
+/// decimal text) it is what the AWS host's warehouse stream carries: the `stream-poller` puts
+/// elements on Kinesis and the `kinesis` function loads them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Element {
     Vertex(Vertex),
     Edge(Edge),
+}
+
+/// Versions as decimal text on the wire: a `u128` is past what JSON numbers carry safely.
+mod version_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(version: &u128, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&version.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(|_| serde::de::Error::custom(format!("not a version: {text:?}")))
+    }
 }
 
 /// The elements of some change records, and the commit time of the newest of them.
@@ -306,7 +332,7 @@ pub fn elements(change: &Change, version: u128) -> Vec<Element> {
         Change::Account(a) => vec![vertex(
             VertexLabel::Account,
             &a.id,
-            Props::from([
+            props([
                 ("name", str_value(&a.name)),
                 ("kind", str_value(a.kind.as_str())),
                 ("account_number", str_value(&a.account_number)),
@@ -317,7 +343,7 @@ pub fn elements(change: &Change, version: u128) -> Vec<Element> {
             let mut out = vec![vertex(
                 VertexLabel::User,
                 &u.id,
-                Props::from([
+                props([
                     ("display_name", str_value(&u.display_name)),
                     ("email", str_value(&u.email)),
                     ("roles", str_value(roles.join(" "))),
@@ -339,7 +365,7 @@ pub fn elements(change: &Change, version: u128) -> Vec<Element> {
             vertex(
                 VertexLabel::Instrument,
                 &i.serial,
-                Props::from([("name", str_value(&i.name)), ("model", str_value(&i.model))]),
+                props([("name", str_value(&i.name)), ("model", str_value(&i.model))]),
             ),
             edge(
                 EdgeLabel::HeldBy,
@@ -352,7 +378,7 @@ pub fn elements(change: &Change, version: u128) -> Vec<Element> {
         Change::Product(p) => vec![vertex(
             VertexLabel::Product,
             &p.sku,
-            Props::from([("name", str_value(&p.name)), ("category", str_value(&p.category))]),
+            props([("name", str_value(&p.name)), ("category", str_value(&p.category))]),
         )],
         Change::Lot(l) => lot(l, version),
         Change::Shipment(s) => vec![shipment(s, version)],
@@ -362,7 +388,7 @@ pub fn elements(change: &Change, version: u128) -> Vec<Element> {
             vertex(
                 VertexLabel::Alert,
                 &a.id,
-                Props::from([
+                props([
                     ("serial", str_value(&a.serial)),
                     ("account_id", str_value(&a.account_id)),
                     ("severity", str_value(&a.severity)),
@@ -381,7 +407,7 @@ pub fn elements(change: &Change, version: u128) -> Vec<Element> {
         Change::SignIn(s) => vec![vertex(
             VertexLabel::SignIn,
             &s.id,
-            Props::from([
+            props([
                 ("user_id", str_value(&s.user_id)),
                 ("account_id", str_value(s.account_id.as_deref().unwrap_or(""))),
                 ("signed_in_at_ms", Value::Int(unix_ms(s.signed_in_at))),
@@ -406,17 +432,17 @@ fn lot(l: &Lot, version: u128) -> Vec<Element> {
 }
 
 fn lot_props(l: &Lot) -> Props {
-    let mut props = Props::from([
+    let mut out = props([
         ("sku", str_value(&l.sku)),
         ("manufactured_on", str_value(&l.manufactured_on)),
         ("expires_on", str_value(&l.expires_on)),
         ("recalled", Value::Bool(l.recall.is_some())),
     ]);
     if let Some(recall) = &l.recall {
-        props.insert("recalled_at_ms", Value::Int(unix_ms(recall.recalled_at)));
-        props.insert("recall_reason", str_value(&recall.reason));
+        out.insert("recalled_at_ms".into(), Value::Int(unix_ms(recall.recalled_at)));
+        out.insert("recall_reason".into(), str_value(&recall.reason));
     }
-    props
+    out
 }
 
 fn shipment(s: &Shipment, version: u128) -> Element {
@@ -430,7 +456,7 @@ fn shipment(s: &Shipment, version: u128) -> Element {
         from,
         to: VertexRef::new(VertexLabel::Account, &s.account_id),
         version,
-        props: Props::from([
+        props: props([
             ("lot_number", str_value(&s.lot_number)),
             ("quantity", Value::Int(i64::from(s.quantity))),
             ("shipped_on", str_value(&s.shipped_on)),
@@ -445,7 +471,7 @@ fn lot_use(u: &LotUse, version: u128) -> Element {
         from: VertexRef::new(VertexLabel::Instrument, &u.serial),
         to: VertexRef::new(VertexLabel::Lot, &u.lot_number),
         version,
-        props: Props::from([
+        props: props([
             ("loaded_at_ms", Value::Int(unix_ms(u.loaded_at))),
             ("account_id", str_value(&u.account_id)),
         ]),
@@ -487,7 +513,7 @@ fn document(d: &Document, version: u128) -> Vec<Element> {
         Element::Vertex(Vertex {
             vertex: this.clone(),
             version,
-            props: Props::from([
+            props: props([
                 ("filename", str_value(&d.filename)),
                 ("status", str_value(d.status.as_str())),
                 ("created_at_ms", Value::Int(unix_ms(d.created_at))),

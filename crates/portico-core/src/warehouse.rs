@@ -689,7 +689,7 @@ mod tests {
             from: VertexRef::new(VertexLabel::Account, "dist"),
             to: VertexRef::new(VertexLabel::Account, "lab"),
             version: 7,
-            props: Props::from([
+            props: crate::graph::props([
                 ("lot_number", Value::Str("L1".into())),
                 ("quantity", Value::Int(3)),
                 ("shipped_on", Value::Str("2026-11-30".into())),
@@ -708,7 +708,7 @@ mod tests {
         let lot = Element::Vertex(Vertex {
             vertex: VertexRef::new(VertexLabel::Lot, "L1"),
             version: 9,
-            props: Props::from([
+            props: crate::graph::props([
                 ("sku", Value::Str("P1".into())),
                 ("recalled", Value::Bool(true)),
                 ("recalled_at_ms", Value::Int(1_764_547_200_000)),

@@ -76,12 +76,12 @@ where
     outcome
 }
 
-struct DecodeError {
-    id: Option<String>,
-    reason: String,
+pub(crate) struct DecodeError {
+    pub(crate) id: Option<String>,
+    pub(crate) reason: String,
 }
 
-fn decode(raw: &Value) -> Result<StreamRecord, DecodeError> {
+pub(crate) fn decode(raw: &Value) -> Result<StreamRecord, DecodeError> {
     let kinesis = raw.get("kinesis");
     let text =
         |field: &str| kinesis.and_then(|k| k.get(field)).and_then(Value::as_str).map(str::to_owned);

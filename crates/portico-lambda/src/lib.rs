@@ -5,7 +5,8 @@
 //! - `authorizer`: the API Gateway token authorizer, using the same verifier as every other door.
 //! - `sqs`: SQS batches of S3 upload events for the document worker, with partial batch failures.
 //! - `iot`: the AWS IoT rule action, running the function the rule names.
-//! - `kinesis`: Kinesis batches, decoded record by record, with partial batch failures.
+//! - `kinesis`: Kinesis batches, decoded record by record, with partial batch failures;
+//!   `warehouse` loads the warehouse stream's graph elements into Snowflake.
 //! - `logs`: CloudWatch Logs subscription payloads, decoded (control messages skipped).
 //!
 //! Metrics leave each invocation as CloudWatch EMF lines on stdout (`emf`).
@@ -20,3 +21,4 @@ pub mod iot;
 pub mod kinesis;
 pub mod logs;
 pub mod sqs;
+pub mod warehouse;

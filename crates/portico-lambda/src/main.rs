@@ -118,22 +118,22 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             .await
         }
         Handler::Kinesis => {
+            // The warehouse's stream: graph elements, loaded into Snowflake. Its tables are
+            // made on the first batch (no network call during init).
+            let warehouse = Arc::new(snowflake(&config)?);
+            let schema = Arc::new(tokio::sync::OnceCell::new());
             lambda_runtime::run(Flushing::new(
-                service_fn(|event: LambdaEvent<Value>| async move {
-                    // The warehouse export (a later capability) consumes these records; until then
-                    // each decoded change is logged, so the stream's content is visible.
-                    let outcome =
-                        portico_lambda::kinesis::handle(&event.payload, |record| async move {
-                            tracing::info!(
-                                sequence_number = record.sequence_number,
-                                partition_key = record.partition_key,
-                                fields = record.data.len(),
-                                "stream record"
-                            );
-                            Ok(())
-                        })
-                        .await;
-                    Ok::<_, lambda_runtime::Error>(outcome.response())
+                service_fn(move |event: LambdaEvent<Value>| {
+                    let (warehouse, schema) = (Arc::clone(&warehouse), Arc::clone(&schema));
+                    async move {
+                        schema
+                            .get_or_try_init(|| warehouse.ensure_schema())
+                            .await
+                            .map_err(|e| lambda_runtime::Error::from(e.to_string()))?;
+                        let outcome =
+                            portico_lambda::warehouse::load(&event.payload, &warehouse).await;
+                        Ok::<_, lambda_runtime::Error>(outcome.response())
+                    }
                 }),
                 emf,
             ))
@@ -200,4 +200,33 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 .into())
         }
     }
+}
+
+/// The Snowflake warehouse `snowflake.*` names; an error naming what is missing otherwise.
+fn snowflake(
+    config: &portico_config::Config,
+) -> anyhow::Result<portico_snowflake::SnowflakeWarehouse> {
+    let sf = &config.snowflake;
+    let missing = |key: &str| {
+        anyhow::anyhow!(
+            "the kinesis handler loads the warehouse into Snowflake: set snowflake.{key} (PORTICO_SNOWFLAKE_{})",
+            key.to_uppercase()
+        )
+    };
+    let settings = portico_snowflake::Settings {
+        account: sf.account.clone().ok_or_else(|| missing("account"))?,
+        user: sf.user.clone().ok_or_else(|| missing("user"))?,
+        private_key_pem: sf
+            .private_key
+            .as_ref()
+            .ok_or_else(|| missing("private_key"))?
+            .expose()
+            .to_string(),
+        base_url: sf.base_url.clone(),
+        database: sf.database.clone(),
+        schema: sf.schema.clone(),
+        warehouse: sf.warehouse.clone(),
+        role: sf.role.clone(),
+    };
+    Ok(portico_snowflake::SnowflakeWarehouse::new(settings)?)
 }

@@ -87,7 +87,7 @@ fn guarded(current: Traversal, at: u128, props: &Props, vertex: bool) -> Travers
         set = if vertex {
             set.single(name, prop(value))
         } else {
-            set.step("property", &[Arg::str(*name), prop(value)])
+            set.step("property", &[Arg::str(name), prop(value)])
         };
     }
     let newer = anon().step("has", &["version".into(), Arg::Gte(Box::new(version(at)))]);

@@ -163,3 +163,53 @@ async fn snowflake_holds_the_same_rows_as_the_local_warehouse_and_loads_exactly_
     let refused = stranger.api().execute("SELECT 1", &[], uuid::Uuid::new_v4()).await;
     assert!(matches!(refused, Err(SqlError::Refused { status: 401, .. })), "{refused:?}");
 }
+
+/// A Kinesis event of `records`' elements, one per record (as the stream-poller puts them), and
+/// one record that is not an element.
+fn kinesis_event(records: &[ChangeRecord]) -> serde_json::Value {
+    use base64::Engine;
+    let encode = |value: &serde_json::Value| {
+        base64::engine::general_purpose::STANDARD.encode(value.to_string().as_bytes())
+    };
+    let mut out: Vec<serde_json::Value> = batch(records)
+        .elements
+        .iter()
+        .enumerate()
+        .map(|(i, element)| {
+            let data = serde_json::to_value(element).expect("element JSON");
+            serde_json::json!({"eventID": format!("shardId-000:{i}"),
+                "kinesis": {"sequenceNumber": format!("{:020}", i + 1), "partitionKey": "k", "data": encode(&data)}})
+        })
+        .collect();
+    out.push(serde_json::json!({"eventID": "shardId-000:bad",
+        "kinesis": {"sequenceNumber": "99999999999999999999", "partitionKey": "k", "data": encode(&serde_json::json!({"not": "an element"}))}}));
+    serde_json::json!({ "Records": out })
+}
+
+#[tokio::test]
+async fn the_kinesis_handler_loads_a_batch_of_elements_once_and_asks_again_when_it_cannot() {
+    let standin = SnowflakeStandIn::start();
+    let warehouse =
+        SnowflakeWarehouse::new(settings(&standin, &standin.private_key_pem)).expect("client");
+    warehouse.ensure_schema().await.expect("schema");
+    let records = fixture();
+    let event = kinesis_event(&records);
+
+    let outcome = portico_lambda::warehouse::load(&event, &warehouse).await;
+    assert!(outcome.failed.is_empty(), "{outcome:?}");
+    assert_eq!(outcome.skipped.len(), 1, "{outcome:?}");
+    assert_eq!(outcome.processed, batch(&records).elements.len());
+    assert_eq!(snowflake_tables(&warehouse).await, local_tables(&records).await);
+    assert_eq!(outcome.response(), serde_json::json!({"batchItemFailures": []}));
+
+    // Snowflake down past the client's six tries: the batch's first record is reported, so Lambda delivers
+    // the whole batch again; nothing was half-loaded that a redelivery would not mend.
+    standin.script(&[503; 6]).await;
+    let newer: Vec<ChangeRecord> =
+        records.iter().map(|r| ChangeRecord { version: r.version + 1_000, ..r.clone() }).collect();
+    let outcome = portico_lambda::warehouse::load(&kinesis_event(&newer), &warehouse).await;
+    assert_eq!(outcome.failed, vec![format!("{:020}", 1)], "{outcome:?}");
+    let outcome = portico_lambda::warehouse::load(&kinesis_event(&newer), &warehouse).await;
+    assert!(outcome.failed.is_empty(), "{outcome:?}");
+    assert_eq!(snowflake_tables(&warehouse).await, local_tables(&records).await);
+}
