@@ -9,6 +9,7 @@
 //! | `Queue` | [`SqsQueue`]: SQS with redrive to `<queue>-dead` |
 //! | `Publisher` | [`IotPublisher`]: AWS IoT Data Plane |
 //! | `GraphStore` | [`neptune::NeptuneGraph`]: Gremlin on Amazon Neptune |
+//! | the warehouse's stream | [`warehouse::StreamPoller`]: Neptune Streams -> Kinesis, under a DynamoDB lease |
 //!
 //! Clients are built without any network call (credentials are fetched on the first request), so
 //! a Lambda's init stays short; they are meant to be built once and reused across invocations.
@@ -23,18 +24,22 @@ pub mod provision;
 pub mod s3;
 mod sequence;
 mod sqs;
+pub mod warehouse;
 
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{BehaviorVersion, Region};
 use aws_smithy_http_client::tls;
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
 };
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 
+/// The SDK configuration every client is made from (`sdk_config`).
+pub use aws_config::SdkConfig;
 pub use dynamo::DynamoStore;
+pub use dynamo::lease::StreamLease;
 pub use dynamo::stream::change_record;
 pub use iot::IotPublisher;
 pub use s3::{LazyBucket, PresignedUrls};

@@ -97,3 +97,77 @@ async fn arn(client: &aws_sdk_sqs::Client, url: &str) -> Result<String> {
         .cloned()
         .unwrap_or_default())
 }
+
+/// A Kinesis stream of one shard (the warehouse's), waited for until it is active.
+pub async fn kinesis_stream(sdk: &crate::SdkConfig, name: &str) -> Result<()> {
+    let client = aws_sdk_kinesis::Client::new(sdk);
+    client
+        .create_stream()
+        .stream_name(name)
+        .shard_count(1)
+        .send()
+        .await
+        .map_err(|e| sdk_error("creating a Kinesis stream", e))?;
+    for _ in 0..100 {
+        let described = client
+            .describe_stream_summary()
+            .stream_name(name)
+            .send()
+            .await
+            .map_err(|e| sdk_error("describing a Kinesis stream", e))?;
+        let active = described
+            .stream_description_summary()
+            .is_some_and(|s| s.stream_status() == &aws_sdk_kinesis::types::StreamStatus::Active);
+        if active {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Err(portico_core::Error::Unavailable(format!("Kinesis stream {name} never became active")))
+}
+
+/// One record read back from a stream: its sequence number, partition key and data.
+pub type StreamedRecord = (String, String, Vec<u8>);
+
+/// Every record of a one-shard stream from its start (what a Lambda event source would deliver).
+pub async fn kinesis_records(sdk: &crate::SdkConfig, name: &str) -> Result<Vec<StreamedRecord>> {
+    let client = aws_sdk_kinesis::Client::new(sdk);
+    let shards = client
+        .list_shards()
+        .stream_name(name)
+        .send()
+        .await
+        .map_err(|e| sdk_error("listing Kinesis shards", e))?;
+    let mut out = Vec::new();
+    for shard in shards.shards() {
+        let mut iterator = client
+            .get_shard_iterator()
+            .stream_name(name)
+            .shard_id(shard.shard_id())
+            .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .map_err(|e| sdk_error("reading a Kinesis shard", e))?
+            .shard_iterator;
+        while let Some(at) = iterator {
+            let page = client
+                .get_records()
+                .shard_iterator(at)
+                .send()
+                .await
+                .map_err(|e| sdk_error("reading Kinesis records", e))?;
+            if page.records().is_empty() {
+                break;
+            }
+            for r in page.records() {
+                out.push((
+                    r.sequence_number().to_string(),
+                    r.partition_key().unwrap_or_default().to_string(),
+                    r.data().as_ref().to_vec(),
+                ));
+            }
+            iterator = page.next_shard_iterator;
+        }
+    }
+    Ok(out)
+}

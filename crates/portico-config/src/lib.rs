@@ -107,6 +107,10 @@ pub struct AwsConfig {
     /// The DynamoDB table (global table when several regions run).
     #[default = "portico"]
     pub table: String,
+    /// The Kinesis stream the `stream-poller` puts the graph's elements on, and the `kinesis`
+    /// handler loads into the warehouse.
+    #[default = "portico-warehouse"]
+    pub warehouse_stream: String,
     /// The S3 bucket for uploaded documents.
     #[default = "portico-documents"]
     pub bucket: String,

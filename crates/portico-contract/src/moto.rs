@@ -10,6 +10,11 @@
 //! so two concurrent conditional updates of one item can both succeed there, and tests of
 //! concurrent allocation would measure moto's race instead of Portico's logic. Other services pass
 //! through unserialised (an SQS long poll must not hold up the send that ends it).
+//!
+//! The proxy can also make Kinesis refuse entries of `PutRecords` the way a throttled shard does
+//! (`fail_kinesis_entries`): those entries are taken out of the request before moto sees it and
+//! answered as `ProvisionedThroughputExceededException` in their places, so a producer that
+//! resends only its failed entries is tested against the real partial-failure answer.
 
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
@@ -18,6 +23,64 @@ use std::time::{Duration, Instant};
 
 static MOTO: OnceLock<String> = OnceLock::new();
 static PROXY: OnceLock<String> = OnceLock::new();
+/// Entries still to refuse, per Kinesis stream name, and how many were refused so far.
+static KINESIS_FAILURES: std::sync::Mutex<Vec<(String, usize, usize)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// How many `PutRecords` entries for `stream` the proxy has refused.
+pub fn kinesis_entries_refused(stream: &str) -> usize {
+    KINESIS_FAILURES
+        .lock()
+        .ok()
+        .and_then(|f| f.iter().find(|(name, _, _)| name == stream).map(|(_, _, done)| *done))
+        .unwrap_or(0)
+}
+
+/// Makes the next `entries` `PutRecords` entries for `stream` fail (in request order, across
+/// calls).
+pub fn fail_kinesis_entries(stream: &str, entries: usize) {
+    if let Ok(mut failures) = KINESIS_FAILURES.lock() {
+        failures.retain(|(name, _, _)| name != stream);
+        failures.push((stream.to_string(), entries, 0));
+    }
+}
+
+/// Takes out of a `PutRecords` body the entries to refuse now; answers the new body and the
+/// indexes taken.
+fn refuse_entries(body: &[u8]) -> Option<(Vec<u8>, Vec<usize>)> {
+    let mut request: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let stream = request.get("StreamName").and_then(|v| v.as_str())?.to_string();
+    let mut failures = KINESIS_FAILURES.lock().ok()?;
+    let left =
+        failures.iter_mut().find(|(name, _, _)| *name == stream).filter(|(_, n, _)| *n > 0)?;
+    let records = request.get_mut("Records")?.as_array_mut()?;
+    let take = left.1.min(records.len());
+    left.1 -= take;
+    left.2 += take;
+    let refused: Vec<usize> = (0..take).collect();
+    records.drain(..take);
+    Some((serde_json::to_vec(&request).ok()?, refused))
+}
+
+/// Puts refused entries back into moto's `PutRecords` answer, in their places.
+fn with_refusals(answer: &[u8], refused: &[usize]) -> Vec<u8> {
+    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(answer) else {
+        return answer.to_vec();
+    };
+    let mut accepted: Vec<serde_json::Value> =
+        value.get("Records").and_then(|r| r.as_array()).cloned().unwrap_or_default();
+    for &i in refused {
+        let failure = serde_json::json!({
+            "ErrorCode": "ProvisionedThroughputExceededException",
+            "ErrorMessage": "Rate exceeded for shard shardId-000000000000 in stream (test)",
+        });
+        accepted.insert(i.min(accepted.len()), failure);
+    }
+    let failed = accepted.iter().filter(|r| r.get("ErrorCode").is_some()).count();
+    value["Records"] = serde_json::Value::Array(accepted);
+    value["FailedRecordCount"] = serde_json::json!(failed);
+    serde_json::to_vec(&value).unwrap_or_else(|_| answer.to_vec())
+}
 
 /// The endpoint tests use, e.g. `http://127.0.0.1:40123`: the proxy in front of moto.
 pub fn endpoint() -> String {
@@ -68,13 +131,30 @@ async fn forward(
     request: axum::extract::Request,
 ) -> axum::response::Response {
     let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    let mut body = axum::body::to_bytes(body, usize::MAX).await.unwrap().to_vec();
     let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let is_dynamodb = parts
-        .headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("DynamoDB_"));
+    let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let is_dynamodb = target.starts_with("DynamoDB_");
+    let mut refused = Vec::new();
+    if target == "Kinesis_20131202.PutRecords"
+        && let Some((trimmed, taken)) = refuse_entries(&body)
+    {
+        (body, refused) = (trimmed, taken);
+        let empty = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|r| r.get("Records").and_then(|r| r.as_array()).map(Vec::is_empty))
+            .unwrap_or(false);
+        if empty {
+            // Every entry refused: Kinesis answers that without a stored record (and moto
+            // would refuse an empty request).
+            let answer = with_refusals(br#"{"Records": []}"#, &refused);
+            return axum::response::Response::builder()
+                .status(200)
+                .header("content-type", "application/x-amz-json-1.1")
+                .body(axum::body::Body::from(answer))
+                .unwrap();
+        }
+    }
     let mut upstream =
         proxy.client.request(parts.method.clone(), format!("{}{path}", proxy.upstream)).body(body);
     for (name, value) in &parts.headers {
@@ -90,7 +170,11 @@ async fn forward(
             response = response.header(name, value);
         }
     }
-    response.body(axum::body::Body::from(answer.bytes().await.unwrap())).unwrap()
+    let mut bytes = answer.bytes().await.unwrap().to_vec();
+    if !refused.is_empty() {
+        bytes = with_refusals(&bytes, &refused);
+    }
+    response.body(axum::body::Body::from(bytes)).unwrap()
 }
 
 /// Starts moto for this process and returns its endpoint. The shell beside it polls this

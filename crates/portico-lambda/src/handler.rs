@@ -22,10 +22,12 @@ pub enum Handler {
     Logs,
     /// The table's DynamoDB stream: change records projected into the graph (Neptune).
     GraphProjector,
+    /// A schedule: Neptune Streams (the graph's elements) -> Kinesis, for the warehouse.
+    StreamPoller,
 }
 
 impl Handler {
-    pub const ALL: [Handler; 9] = [
+    pub const ALL: [Handler; 10] = [
         Handler::Http,
         Handler::Authorizer,
         Handler::Sqs,
@@ -35,6 +37,7 @@ impl Handler {
         Handler::Kinesis,
         Handler::Logs,
         Handler::GraphProjector,
+        Handler::StreamPoller,
     ];
 
     /// The value of `PORTICO_LAMBDA_HANDLER` that selects it.
@@ -49,6 +52,7 @@ impl Handler {
             Handler::Kinesis => "kinesis",
             Handler::Logs => "logs",
             Handler::GraphProjector => "graph-projector",
+            Handler::StreamPoller => "stream-poller",
         }
     }
 

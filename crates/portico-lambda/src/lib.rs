@@ -20,5 +20,7 @@ pub mod http;
 pub mod iot;
 pub mod kinesis;
 pub mod logs;
+#[cfg(feature = "aws")]
+pub mod poller;
 pub mod sqs;
 pub mod warehouse;

@@ -199,6 +199,25 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             Err("PORTICO_LAMBDA_HANDLER=graph-projector needs a build with the `aws` feature"
                 .into())
         }
+        #[cfg(feature = "aws")]
+        Handler::StreamPoller => {
+            let poller = Arc::new(portico_lambda::poller::Parts::new(&config).await?);
+            lambda_runtime::run(Flushing::new(
+                service_fn(move |event: LambdaEvent<Value>| {
+                    let poller = Arc::clone(&poller);
+                    async move {
+                        let polled = poller.run(&event.context).await?;
+                        Ok::<_, lambda_runtime::Error>(polled)
+                    }
+                }),
+                emf,
+            ))
+            .await
+        }
+        #[cfg(not(feature = "aws"))]
+        Handler::StreamPoller => {
+            Err("PORTICO_LAMBDA_HANDLER=stream-poller needs a build with the `aws` feature".into())
+        }
     }
 }
 

@@ -126,6 +126,10 @@ pub(crate) const OUTBOX_DUE: &str = "OUTBOX_DUE";
 /// Every e-mail, by creation time.
 pub(crate) const OUTBOX: &str = "OUTBOX";
 
+/// The warehouse stream-poller's lease and checkpoint (one item: the holder, until when, and
+/// the stream position it has put on Kinesis).
+pub(crate) const WAREHOUSE_STREAM: &str = "STREAM#warehouse";
+
 /// One region's block of a sequence.
 pub(crate) fn sequence(name: &str, region: &str) -> String {
     format!("SEQ#{name}#{region}")

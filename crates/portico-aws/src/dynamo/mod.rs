@@ -11,6 +11,7 @@ mod catalogue;
 mod documents;
 mod instruments;
 pub(crate) mod keys;
+pub(crate) mod lease;
 mod notifications;
 mod outbox;
 pub mod stream;

@@ -9,6 +9,7 @@
 //! `portico:graph` vertex holding the newest change's time.
 
 pub mod gremlin;
+pub mod stream;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -75,8 +76,14 @@ fn vertex_or_bare(vertex: &VertexRef) -> Traversal {
     anon().v(&[id]).then("fold").step("coalesce", &[anon().then("unfold").into(), make.into()])
 }
 
-/// Sets `props` and the version unless the element already has this version or a newer one.
-fn guarded(current: Traversal, at: u128, props: &Props, vertex: bool) -> Traversal {
+/// The property that holds an element whole, as the warehouse's JSON (`Element`): Neptune
+/// Streams then carry every version of every element as one record, which the `stream-poller`
+/// forwards as it is (the other properties are what queries read).
+pub const ELEMENT_PROPERTY: &str = "element";
+
+/// Sets `props`, the version and the whole element unless the element already has this version
+/// or a newer one.
+fn guarded(current: Traversal, at: u128, props: &Props, whole: String, vertex: bool) -> Traversal {
     let mut set = anon();
     set = if vertex {
         set.single("version", version(at))
@@ -90,12 +97,23 @@ fn guarded(current: Traversal, at: u128, props: &Props, vertex: bool) -> Travers
             set.step("property", &[Arg::str(name), prop(value)])
         };
     }
+    set = if vertex {
+        set.single(ELEMENT_PROPERTY, Arg::Str(whole))
+    } else {
+        set.step("property", &[ELEMENT_PROPERTY.into(), Arg::Str(whole)])
+    };
     let newer = anon().step("has", &["version".into(), Arg::Gte(Box::new(version(at)))]);
     current.step("coalesce", &[newer.into(), set.into()])
 }
 
+/// The element as the warehouse's JSON (a serialization of plain data cannot fail).
+fn whole(element: &Element) -> String {
+    serde_json::to_string(element).unwrap_or_default()
+}
+
 fn upsert_vertex(v: &Vertex) -> Traversal {
-    guarded(vertex_or_bare(&v.vertex), v.version, &v.props, true)
+    let text = whole(&Element::Vertex(v.clone()));
+    guarded(vertex_or_bare(&v.vertex), v.version, &v.props, text, true)
 }
 
 fn upsert_edge(e: &Edge) -> Vec<Traversal> {
@@ -109,7 +127,12 @@ fn upsert_edge(e: &Edge) -> Vec<Traversal> {
         .step("E", &[Arg::str(&e.id)])
         .then("fold")
         .step("coalesce", &[anon().then("unfold").into(), make.into()]);
-    vec![vertex_or_bare(&e.from), vertex_or_bare(&e.to), guarded(edge, e.version, &e.props, false)]
+    let text = whole(&Element::Edge(e.clone()));
+    vec![
+        vertex_or_bare(&e.from),
+        vertex_or_bare(&e.to),
+        guarded(edge, e.version, &e.props, text, false),
+    ]
 }
 
 fn newest(ms: i64) -> Traversal {

@@ -213,3 +213,235 @@ async fn the_kinesis_handler_loads_a_batch_of_elements_once_and_asks_again_when_
     assert!(outcome.failed.is_empty(), "{outcome:?}");
     assert_eq!(snowflake_tables(&warehouse).await, local_tables(&records).await);
 }
+
+// --- the stream-poller: Neptune Streams -> Kinesis ---------------------------------------------
+
+/// A loopback stand-in of Neptune's `GetPropertygraphStream` (`GET /propertygraph/stream`),
+/// serving the records the Neptune adapter's writes make: for each element version, its label
+/// record, a record per property and the `element` property, in one commit. Records before
+/// `trimmed` have expired.
+#[derive(Clone, Default)]
+struct NeptuneStreamStandIn {
+    records: Vec<serde_json::Value>,
+    trimmed: std::sync::Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl NeptuneStreamStandIn {
+    fn from_history(records: &[ChangeRecord]) -> NeptuneStreamStandIn {
+        use portico_core::graph::{Element, Value as Prop};
+        let mut out = Vec::new();
+        for (commit, element) in batch(records).elements.iter().enumerate() {
+            let commit = commit as i64 + 1;
+            let (id, kind, label, props) = match element {
+                Element::Vertex(v) => (v.vertex.id(), "v", v.vertex.label.as_str(), &v.props),
+                Element::Edge(e) => (e.id.clone(), "e", e.label.as_str(), &e.props),
+            };
+            let mut ops = vec![(
+                if kind == "v" { "vl" } else { "e" },
+                "label".to_string(),
+                serde_json::json!(label),
+            )];
+            for (name, value) in props {
+                let value = match value {
+                    Prop::Bool(b) => serde_json::json!(b),
+                    Prop::Int(i) => serde_json::json!(i),
+                    Prop::Str(s) => serde_json::json!(s),
+                };
+                ops.push((if kind == "v" { "vp" } else { "ep" }, name.clone(), value));
+            }
+            let whole = serde_json::to_string(element).expect("element JSON");
+            ops.push((
+                if kind == "v" { "vp" } else { "ep" },
+                "element".into(),
+                serde_json::json!(whole),
+            ));
+            let count = ops.len();
+            for (op, (kind, key, value)) in ops.into_iter().enumerate() {
+                let mut record = serde_json::json!({
+                    "commitTimestamp": 1_764_547_200_000i64 + commit,
+                    "eventId": {"commitNum": commit.to_string(), "opNum": (op + 1).to_string()},
+                    "data": {"id": id, "type": kind, "key": key,
+                             "value": {"value": value, "dataType": "String"}},
+                    "op": "ADD",
+                });
+                if op + 1 == count {
+                    record["isLastOp"] = serde_json::json!(true);
+                }
+                out.push(record);
+            }
+        }
+        NeptuneStreamStandIn { records: out, trimmed: Default::default() }
+    }
+
+    fn elements(&self) -> usize {
+        self.records.iter().filter(|r| r["data"]["key"] == "element").count()
+    }
+
+    async fn serve(self) -> String {
+        use axum::extract::{Query, State};
+        async fn stream(
+            State(standin): State<NeptuneStreamStandIn>,
+            Query(query): Query<std::collections::HashMap<String, String>>,
+        ) -> axum::response::Response {
+            use axum::response::IntoResponse;
+            let number = |name: &str| query.get(name).and_then(|v| v.parse::<i64>().ok());
+            let limit = number("limit").unwrap_or(10).max(1) as usize;
+            let trimmed = standin.trimmed.load(std::sync::atomic::Ordering::SeqCst);
+            let position = |r: &serde_json::Value| {
+                let n = |k: &str| {
+                    r["eventId"][k].as_str().and_then(|v| v.parse::<i64>().ok()).unwrap_or(0)
+                };
+                (n("commitNum"), n("opNum"))
+            };
+            let after = match query.get("iteratorType").map(String::as_str) {
+                Some("TRIM_HORIZON") => None,
+                Some("AFTER_SEQUENCE_NUMBER") => {
+                    Some((number("commitNum").unwrap_or(0), number("opNum").unwrap_or(0)))
+                }
+                other => {
+                    return (axum::http::StatusCode::BAD_REQUEST,
+                        [("x-amzn-errortype", "InvalidParameterException")],
+                        axum::Json(serde_json::json!({"code": "InvalidParameterException", "detailedMessage": format!("iteratorType {other:?}")})))
+                        .into_response();
+                }
+            };
+            if let Some((commit, _)) = after
+                && commit < trimmed
+            {
+                return (axum::http::StatusCode::BAD_REQUEST,
+                    [("x-amzn-errortype", "ExpiredStreamException")],
+                    axum::Json(serde_json::json!({"code": "ExpiredStreamException", "detailedMessage": "the requested event is past the stream's retention"})))
+                    .into_response();
+            }
+            let page: Vec<serde_json::Value> = standin
+                .records
+                .iter()
+                .filter(|r| position(r).0 >= trimmed)
+                .filter(|r| after.is_none_or(|a| position(r) > a))
+                .take(limit)
+                .cloned()
+                .collect();
+            let Some(last) = page.last() else {
+                return (axum::http::StatusCode::NOT_FOUND,
+                    [("x-amzn-errortype", "StreamRecordsNotFoundException")],
+                    axum::Json(serde_json::json!({"code": "StreamRecordsNotFoundException", "detailedMessage": "no records"})))
+                    .into_response();
+            };
+            axum::Json(serde_json::json!({
+                "lastEventId": last["eventId"],
+                "lastTrxTimestamp": last["commitTimestamp"],
+                "format": "PG_JSON",
+                "records": page,
+                "totalRecords": page.len(),
+            }))
+            .into_response()
+        }
+        let app = axum::Router::new()
+            .route("/propertygraph/stream", axum::routing::get(stream))
+            .with_state(self);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+}
+
+/// Kinesis records read back as the Lambda event the `kinesis` function would get.
+fn lambda_event(records: &[(String, String, Vec<u8>)]) -> serde_json::Value {
+    use base64::Engine;
+    let records: Vec<serde_json::Value> = records
+        .iter()
+        .map(|(seq, key, data)| {
+            serde_json::json!({
+            "eventID": format!("shardId-000000000000:{seq}"),
+            "kinesis": {"sequenceNumber": seq, "partitionKey": key,
+                        "data": base64::engine::general_purpose::STANDARD.encode(data)}})
+        })
+        .collect();
+    serde_json::json!({ "Records": records })
+}
+
+#[tokio::test]
+async fn the_stream_poller_moves_the_graph_to_kinesis_once_under_a_lease_and_snowflake_gets_the_local_rows()
+ {
+    use portico_aws::neptune::stream::NeptuneStream;
+    use portico_aws::warehouse::{Ended, KinesisWriter, StreamPoller};
+    use std::time::Duration;
+
+    let endpoint = portico_contract::moto::endpoint();
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let settings = portico_aws::AwsSettings {
+        region: "us-east-1".into(),
+        endpoint_url: Some(endpoint),
+        iot_endpoint: None,
+        table: format!("portico-{run}"),
+        bucket: String::new(),
+        queue_prefix: String::new(),
+    };
+    let sdk = portico_aws::sdk_config(&settings).await;
+    let dynamodb = portico_aws::dynamodb(&sdk);
+    portico_aws::provision::table(&dynamodb, &settings.table).await.expect("table");
+    let stream_name = format!("warehouse-{run}");
+    portico_aws::provision::kinesis_stream(&sdk, &stream_name).await.expect("stream");
+
+    let records = fixture();
+    let neptune = NeptuneStreamStandIn::from_history(&records);
+    let trimmed = neptune.trimmed.clone();
+    let elements = neptune.elements();
+    let neptune_url = neptune.serve().await;
+    let poller = |owner: &str| StreamPoller {
+        stream: NeptuneStream::new(&sdk, &neptune_url),
+        kinesis: KinesisWriter::new(&sdk, &stream_name),
+        lease: portico_aws::StreamLease::new(
+            dynamodb.clone(),
+            &settings.table,
+            owner,
+            Duration::from_secs(30),
+        ),
+        page_size: 25,
+    };
+
+    // Kinesis refuses some entries: only those are sent again, and nothing twice.
+    portico_contract::moto::fail_kinesis_entries(&stream_name, 7);
+    let polled = poller("poller-a").run(Duration::from_secs(60)).await.expect("poll");
+    assert_eq!(polled.ended, Ended::CaughtUp, "{polled:?}");
+    assert_eq!(polled.elements, elements);
+    assert_eq!(portico_contract::moto::kinesis_entries_refused(&stream_name), 7);
+    let streamed =
+        portico_aws::provision::kinesis_records(&sdk, &stream_name).await.expect("records");
+    assert_eq!(streamed.len(), elements, "each element once");
+    // One element's versions share a partition key (its id), hence a shard and an order.
+    assert!(streamed.iter().all(|(_, key, _)| key.contains(':')), "{:?}", &streamed[..1]);
+
+    // A second run finds the checkpoint and nothing new; a lease held by another is respected.
+    let again = poller("poller-b").run(Duration::from_secs(60)).await.expect("poll again");
+    assert_eq!((again.ended, again.elements), (Ended::CaughtUp, 0), "{again:?}");
+    let holder = portico_aws::StreamLease::new(
+        dynamodb.clone(),
+        &settings.table,
+        "holder",
+        Duration::from_secs(30),
+    );
+    assert!(holder.acquire().await.expect("acquire").is_some());
+    let busy = poller("poller-c").run(Duration::from_secs(60)).await.expect("busy");
+    assert_eq!(busy.ended, Ended::Busy);
+    // The holder's lease ends; a checkpoint older than the stream keeps starts it over.
+    holder.release().await.expect("release");
+    trimmed.store(i64::MAX, std::sync::atomic::Ordering::SeqCst);
+    let expired = poller("poller-d").run(Duration::from_secs(60)).await.expect("expired");
+    assert_eq!(expired.ended, Ended::Expired, "{expired:?}");
+
+    // The kinesis function loads what the stream holds; Snowflake then holds the local rows.
+    let standin = SnowflakeStandIn::start();
+    let warehouse = SnowflakeWarehouse::new(settings_of(&standin)).expect("client");
+    warehouse.ensure_schema().await.expect("schema");
+    for batch in streamed.chunks(100) {
+        let outcome = portico_lambda::warehouse::load(&lambda_event(batch), &warehouse).await;
+        assert!(outcome.failed.is_empty() && outcome.skipped.is_empty(), "{outcome:?}");
+    }
+    assert_eq!(snowflake_tables(&warehouse).await, local_tables(&records).await);
+}
+
+fn settings_of(standin: &SnowflakeStandIn) -> Settings {
+    settings(standin, &standin.private_key_pem)
+}

@@ -1,0 +1,178 @@
+//! The warehouse stream-poller's lease and checkpoint: one item of the table, so that moving
+//! the checkpoint and holding the lease are one conditional write. A poller holds the lease
+//! until `expires_ms`; another may take it only after that, so two pollers never both move the
+//! checkpoint (the second's write fails its condition and it stops).
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use portico_core::Result;
+
+use super::keys::{self, ONE};
+use crate::error::sdk_error;
+use crate::neptune::stream::Position;
+
+pub struct StreamLease {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    owner: String,
+    ttl: Duration,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn n(value: i64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn number(item: &std::collections::HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
+    item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+}
+
+impl StreamLease {
+    /// A lease for `owner` (e.g. the Lambda's request id), held for `ttl` from each write.
+    pub fn new(client: aws_sdk_dynamodb::Client, table: &str, owner: &str, ttl: Duration) -> Self {
+        StreamLease { client, table: table.into(), owner: owner.into(), ttl }
+    }
+
+    fn key(&self) -> std::collections::HashMap<String, AttributeValue> {
+        [
+            ("pk".to_string(), AttributeValue::S(keys::WAREHOUSE_STREAM.into())),
+            ("sk".to_string(), AttributeValue::S(ONE.into())),
+        ]
+        .into()
+    }
+
+    /// Takes the lease if it is free, expired or already ours: answers the checkpoint (`None`
+    /// before the first), or `Ok(None)` as the outer value when another poller holds it.
+    pub async fn acquire(&self) -> Result<Option<Option<Position>>> {
+        let now = now_ms();
+        let answer = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key()))
+            .update_expression("SET #owner = :me, expires_ms = :until")
+            .condition_expression("attribute_not_exists(pk) OR expires_ms < :now OR #owner = :me")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":me", AttributeValue::S(self.owner.clone()))
+            .expression_attribute_values(":until", n(now + self.ttl.as_millis() as i64))
+            .expression_attribute_values(":now", n(now))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match answer {
+            Ok(output) => {
+                let item = output.attributes.unwrap_or_default();
+                let at = match (number(&item, "commit_num"), number(&item, "op_num")) {
+                    (Some(commit_num), Some(op_num)) => Some(Position { commit_num, op_num }),
+                    _ => None,
+                };
+                Ok(Some(at))
+            }
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(sdk_error("taking the stream lease", e)),
+        }
+    }
+
+    /// Moves the checkpoint to `to` and extends the lease, only while the lease is ours and
+    /// current; false when it is not (another poller took it: stop).
+    pub async fn advance(&self, to: Position) -> Result<bool> {
+        let now = now_ms();
+        let answer = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key()))
+            .update_expression("SET commit_num = :c, op_num = :o, expires_ms = :until")
+            .condition_expression("#owner = :me AND expires_ms >= :now")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":me", AttributeValue::S(self.owner.clone()))
+            .expression_attribute_values(":c", n(to.commit_num))
+            .expression_attribute_values(":o", n(to.op_num))
+            .expression_attribute_values(":until", n(now + self.ttl.as_millis() as i64))
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        match answer {
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(sdk_error("moving the stream checkpoint", e)),
+        }
+    }
+
+    /// Lets the lease go (ending now), keeping the checkpoint; a lease lost meanwhile is left.
+    pub async fn release(&self) -> Result<()> {
+        let answer = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key()))
+            .update_expression("SET expires_ms = :zero")
+            .condition_expression("#owner = :me")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":me", AttributeValue::S(self.owner.clone()))
+            .expression_attribute_values(":zero", n(0))
+            .send()
+            .await;
+        match answer {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(sdk_error("releasing the stream lease", e)),
+        }
+    }
+
+    /// Starts the stream over from its oldest record (after `ExpiredStreamException`).
+    pub async fn forget_checkpoint(&self) -> Result<bool> {
+        let answer = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key()))
+            .update_expression("REMOVE commit_num, op_num")
+            .condition_expression("#owner = :me")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":me", AttributeValue::S(self.owner.clone()))
+            .send()
+            .await;
+        match answer {
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(sdk_error("forgetting the stream checkpoint", e)),
+        }
+    }
+}
