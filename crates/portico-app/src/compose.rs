@@ -171,7 +171,7 @@ async fn compose_aws(config: &Config) -> anyhow::Result<Composition> {
                 None => Arc::new(NoGraph),
             },
             audit: Arc::new(NoAudit),
-            warehouse: Arc::new(NoWarehouse),
+            warehouse: snowflake(config)?,
             logs: match opensearch_cluster(config).await? {
                 Some(cluster) => Arc::new(portico_logs::opensearch::OpenSearchLogs::new(
                     cluster,
@@ -247,10 +247,22 @@ impl portico_core::audit::AuditTrail for NoAudit {
     }
 }
 
-/// The reports where the warehouse is Snowflake: not answered from there yet, so unavailable
+/// The warehouse on Snowflake when `snowflake.account` is set; otherwise reports are unavailable
 /// (503), never an empty answer that would look like "nothing happened".
 #[cfg(feature = "aws")]
+fn snowflake(config: &Config) -> anyhow::Result<Arc<dyn portico_core::warehouse::Warehouse>> {
+    Ok(match portico_snowflake::Settings::from_config(&config.snowflake)? {
+        Some(settings) => Arc::new(portico_snowflake::SnowflakeWarehouse::new(settings)?),
+        None => Arc::new(NoWarehouse),
+    })
+}
+
+/// The reports when no Snowflake is configured on the AWS backend.
+#[cfg(feature = "aws")]
 struct NoWarehouse;
+
+#[cfg(feature = "aws")]
+const NO_WAREHOUSE: &str = "no warehouse: set snowflake.account (PORTICO_SNOWFLAKE_ACCOUNT)";
 
 #[cfg(feature = "aws")]
 #[async_trait::async_trait]
@@ -259,10 +271,10 @@ impl portico_core::warehouse::Warehouse for NoWarehouse {
         &self,
         _query: &portico_core::warehouse::ReportQuery,
     ) -> portico_core::Result<portico_core::warehouse::ReportTable> {
-        Err(Error::Unavailable("reports are answered by the local backend only, so far".into()))
+        Err(Error::Unavailable(NO_WAREHOUSE.into()))
     }
     async fn status(&self) -> portico_core::Result<portico_core::warehouse::WarehouseStatus> {
-        Err(Error::Unavailable("reports are answered by the local backend only, so far".into()))
+        Err(Error::Unavailable(NO_WAREHOUSE.into()))
     }
 }
 

@@ -608,6 +608,77 @@ impl Report {
     }
 }
 
+/// The SQL of a report, written once for every warehouse store (SQLite locally, Snowflake on
+/// AWS): plain SQL both run, over the tables above. Its only values are the parameters `:from`
+/// and `:to` (dates, both included) and `:account` (the one account an account's admin may
+/// see; NULL or empty for staff), which each store binds (never splices). Its columns are
+/// `report.columns()`, in order; NULLs sort first on both stores.
+pub fn report_sql(report: Report) -> &'static str {
+    match report {
+        Report::AlertsByAccount => {
+            "SELECT d.week_start, f.account_id, COALESCE(a.name, f.account_id),
+                    COALESCE(f.severity, 'unknown'), COUNT(*)
+             FROM fact_alerts f
+             JOIN dim_dates d ON d.date = f.raised_on
+             LEFT JOIN dim_accounts a ON a.account_id = f.account_id
+             WHERE f.raised_on BETWEEN :from AND :to AND (COALESCE(:account, '') = '' OR f.account_id = :account)
+             GROUP BY d.week_start, f.account_id, a.name, f.severity
+             ORDER BY d.week_start, f.account_id NULLS FIRST, f.severity NULLS FIRST"
+        }
+        Report::ShipmentsByProduct => {
+            "SELECT COALESCE(l.sku, '(unknown)'), COALESCE(p.name, l.sku, '(unknown)'), COUNT(*),
+                    COALESCE(SUM(f.quantity), 0), COUNT(DISTINCT f.to_account_id)
+             FROM fact_shipments f
+             LEFT JOIN dim_lots l ON l.lot_number = f.lot_number
+             LEFT JOIN dim_products p ON p.sku = l.sku
+             WHERE f.shipped_on BETWEEN :from AND :to
+               AND (COALESCE(:account, '') = '' OR f.to_account_id = :account OR f.from_account_id = :account)
+             GROUP BY l.sku, p.name
+             ORDER BY l.sku NULLS FIRST"
+        }
+        Report::LotExposure => {
+            "WITH reach (lot_number, account_id, serial) AS (
+                 SELECT lot_number, to_account_id, NULL FROM fact_shipments
+                 WHERE shipped_on BETWEEN :from AND :to
+                 UNION ALL
+                 SELECT lot_number, account_id, serial FROM fact_lot_uses
+                 WHERE loaded_on BETWEEN :from AND :to
+             )
+             SELECT r.lot_number, l.sku, COALESCE(l.recalled, FALSE),
+                    COUNT(DISTINCT r.account_id), COUNT(DISTINCT r.serial)
+             FROM reach r
+             LEFT JOIN dim_lots l ON l.lot_number = r.lot_number
+             WHERE r.lot_number IS NOT NULL AND (COALESCE(:account, '') = '' OR r.account_id = :account)
+             GROUP BY r.lot_number, l.sku, l.recalled
+             ORDER BY r.lot_number"
+        }
+        Report::UploadsByAccount => {
+            "SELECT f.account_id, COALESCE(a.name, f.account_id), COUNT(*),
+                    SUM(CASE WHEN f.status = 'ready' THEN 1 ELSE 0 END),
+                    SUM(CASE WHEN f.status = 'failed' THEN 1 ELSE 0 END),
+                    SUM(CASE WHEN f.status IN ('ready', 'failed') THEN 0 ELSE 1 END)
+             FROM fact_uploads f
+             LEFT JOIN dim_accounts a ON a.account_id = f.account_id
+             WHERE f.created_on BETWEEN :from AND :to AND f.account_id IS NOT NULL
+               AND (COALESCE(:account, '') = '' OR f.account_id = :account)
+             GROUP BY f.account_id, a.name
+             ORDER BY f.account_id"
+        }
+        Report::ActiveUsers => {
+            "SELECT d.week_start, f.account_id,
+                    CASE WHEN f.account_id IS NULL THEN '(platform staff)'
+                         ELSE COALESCE(a.name, f.account_id) END,
+                    COUNT(DISTINCT f.user_id), COUNT(*)
+             FROM fact_sign_ins f
+             JOIN dim_dates d ON d.date = f.signed_in_on
+             LEFT JOIN dim_accounts a ON a.account_id = f.account_id
+             WHERE f.signed_in_on BETWEEN :from AND :to AND (COALESCE(:account, '') = '' OR f.account_id = :account)
+             GROUP BY d.week_start, f.account_id, a.name
+             ORDER BY d.week_start, f.account_id NULLS FIRST"
+        }
+    }
+}
+
 /// What a report is asked for: its dates (both included, UTC) and, for an account's own
 /// admin, the one account it may cover.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -225,27 +225,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 fn snowflake(
     config: &portico_config::Config,
 ) -> anyhow::Result<portico_snowflake::SnowflakeWarehouse> {
-    let sf = &config.snowflake;
-    let missing = |key: &str| {
+    let settings = portico_snowflake::Settings::from_config(&config.snowflake)?.ok_or_else(|| {
         anyhow::anyhow!(
-            "the kinesis handler loads the warehouse into Snowflake: set snowflake.{key} (PORTICO_SNOWFLAKE_{})",
-            key.to_uppercase()
+            "the kinesis handler loads the warehouse into Snowflake: set snowflake.account (PORTICO_SNOWFLAKE_ACCOUNT)"
         )
-    };
-    let settings = portico_snowflake::Settings {
-        account: sf.account.clone().ok_or_else(|| missing("account"))?,
-        user: sf.user.clone().ok_or_else(|| missing("user"))?,
-        private_key_pem: sf
-            .private_key
-            .as_ref()
-            .ok_or_else(|| missing("private_key"))?
-            .expose()
-            .to_string(),
-        base_url: sf.base_url.clone(),
-        database: sf.database.clone(),
-        schema: sf.schema.clone(),
-        warehouse: sf.warehouse.clone(),
-        role: sf.role.clone(),
-    };
+    })?;
     Ok(portico_snowflake::SnowflakeWarehouse::new(settings)?)
 }

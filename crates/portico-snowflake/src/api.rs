@@ -32,6 +32,39 @@ pub struct Settings {
     pub role: Option<String>,
 }
 
+impl Settings {
+    /// The settings `snowflake.*` names; `None` when `snowflake.account` is unset, an error
+    /// naming the key when one it needs is missing.
+    pub fn from_config(
+        config: &portico_config::SnowflakeConfig,
+    ) -> Result<Option<Settings>, SqlError> {
+        let Some(account) = config.account.clone() else {
+            return Ok(None);
+        };
+        let missing = |key: &str| {
+            SqlError::Key(format!(
+                "snowflake.{key} (PORTICO_SNOWFLAKE_{}) is needed with snowflake.account",
+                key.to_uppercase()
+            ))
+        };
+        Ok(Some(Settings {
+            account,
+            user: config.user.clone().ok_or_else(|| missing("user"))?,
+            private_key_pem: config
+                .private_key
+                .as_ref()
+                .ok_or_else(|| missing("private_key"))?
+                .expose()
+                .to_string(),
+            base_url: config.base_url.clone(),
+            database: config.database.clone(),
+            schema: config.schema.clone(),
+            warehouse: config.warehouse.clone(),
+            role: config.role.clone(),
+        }))
+    }
+}
+
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")

@@ -15,7 +15,10 @@ mod api;
 
 use std::collections::BTreeMap;
 
-use portico_core::warehouse::{Cell, Kind, TABLES, Table, Upsert, version_text};
+use portico_core::warehouse::{
+    Cell, Kind, ReportQuery, ReportTable, TABLES, Table, Upsert, Warehouse, WarehouseStatus,
+    date_text, report_sql, version_text,
+};
 use serde_json::{Value, json};
 
 pub use api::{Answer, Settings, SqlApi, SqlError, fingerprint};
@@ -187,6 +190,105 @@ impl SnowflakeWarehouse {
     }
 }
 
+/// `sql` with its `:name` parameters as positional `?`s (the SQL API's binding), and the values
+/// in the order they appear.
+fn positional(sql: &str, value: impl Fn(&str) -> String) -> (String, Vec<String>) {
+    let (mut out, mut values) = (String::with_capacity(sql.len()), Vec::new());
+    let mut rest = sql;
+    while let Some(at) = rest.find(':') {
+        let name: String =
+            rest[at + 1..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        out.push_str(&rest[..at]);
+        if rest[at + 1..].starts_with(':') {
+            // A cast (`x::VARCHAR`), not a parameter.
+            out.push_str("::");
+            rest = &rest[at + 2..];
+            continue;
+        }
+        if name.is_empty() {
+            out.push(':');
+            rest = &rest[at + 1..];
+            continue;
+        }
+        out.push('?');
+        values.push(value(&name));
+        rest = &rest[at + 1 + name.len()..];
+    }
+    out.push_str(rest);
+    (out, values)
+}
+
+/// A text value of the SQL API as a cell of a column of `kind`.
+fn cell(value: Option<String>, kind: Kind) -> Cell {
+    let Some(text) = value else {
+        return Cell::Null;
+    };
+    match kind {
+        Kind::Int => text
+            .parse::<i64>()
+            .ok()
+            .or_else(|| text.parse::<f64>().ok().map(|f| f as i64))
+            .map_or(Cell::Null, Cell::Int),
+        Kind::Bool => Cell::Bool(matches!(text.as_str(), "true" | "TRUE" | "1")),
+        Kind::Text | Kind::Date | Kind::Timestamp => Cell::Text(text),
+    }
+}
+
+fn port_error(e: SqlError) -> portico_core::Error {
+    match e {
+        SqlError::Unavailable(why) => portico_core::Error::Unavailable(format!("Snowflake: {why}")),
+        SqlError::Refused { status, body } => {
+            portico_core::Error::Unavailable(format!("Snowflake answered {status}: {body}"))
+        }
+        other => portico_core::Error::Unexpected(anyhow::anyhow!("{other}")),
+    }
+}
+
+#[async_trait::async_trait]
+impl Warehouse for SnowflakeWarehouse {
+    async fn report(&self, query: &ReportQuery) -> portico_core::Result<ReportTable> {
+        let (from, to) = (date_text(query.from), date_text(query.to));
+        let account = query.account_id.clone().unwrap_or_default();
+        let (sql, bindings) = positional(report_sql(query.report), |name| match name {
+            "from" => from.clone(),
+            "to" => to.clone(),
+            _ => account.clone(),
+        });
+        let answer =
+            self.api.execute(&sql, &bindings, uuid::Uuid::new_v4()).await.map_err(port_error)?;
+        let columns = query.report.columns();
+        let rows = answer
+            .rows
+            .into_iter()
+            .map(|row| row.into_iter().zip(columns).map(|(v, c)| cell(v, c.kind)).collect())
+            .collect();
+        Ok(ReportTable {
+            report: query.report,
+            from: query.from,
+            to: query.to,
+            account_id: query.account_id.clone(),
+            rows,
+            as_of: None,
+        })
+    }
+
+    async fn status(&self) -> portico_core::Result<WarehouseStatus> {
+        let mut rows = Vec::new();
+        for table in TABLES {
+            let statement = format!("SELECT COUNT(*) FROM {}", table.name);
+            let answer = self
+                .api
+                .execute(&statement, &[], uuid::Uuid::new_v4())
+                .await
+                .map_err(port_error)?;
+            let n = answer.rows.first().and_then(|r| r.first().cloned().flatten());
+            rows.push((table.name.to_string(), n.and_then(|n| n.parse().ok()).unwrap_or(0)));
+        }
+        // The stream's checkpoint is the stream-poller's (in DynamoDB), not Snowflake's.
+        Ok(WarehouseStatus { checkpoint: None, lag: None, rows, as_of: None })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +304,16 @@ mod tests {
         assert!(!sql.contains("WHEN MATCHED"), "{sql}");
         assert!(sql.contains("f.value[1]::NUMBER(38,0) AS year"), "{sql}");
         assert_eq!(ddl().len(), TABLES.len());
+    }
+
+    #[test]
+    fn named_parameters_become_positional_in_order() {
+        let (sql, values) = positional(
+            "a = :from AND b = :to AND (c = :account OR d = :account) AND x::VARCHAR = 'y'",
+            |n| n.to_uppercase(),
+        );
+        assert_eq!(sql, "a = ? AND b = ? AND (c = ? OR d = ?) AND x::VARCHAR = 'y'");
+        assert_eq!(values, ["FROM", "TO", "ACCOUNT", "ACCOUNT"]);
     }
 
     #[test]

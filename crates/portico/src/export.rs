@@ -1,24 +1,23 @@
-//! `portico export status` and `portico export rebuild`: the local reporting warehouse.
+//! `portico export status` (either backend) and `portico export rebuild` (the local warehouse).
 
 use anyhow::Context;
 use portico_config::Config;
-use portico_core::warehouse::Warehouse;
 
 fn loader(
     composition: &portico_local::Composition,
 ) -> anyhow::Result<&portico_local::warehouse::Loader> {
     composition.warehouse.as_ref().context(
-        "the warehouse is kept by the local backend; on AWS it is Snowflake (see deploy/README.md)",
+        "`export rebuild` reloads the local warehouse; on AWS the stream-poller feeds Snowflake",
     )
 }
 
-/// Prints where the warehouse stands.
+/// Prints where the warehouse stands (locally, or Snowflake's rows on the AWS backend).
 pub fn status(config: &Config, json: bool) -> anyhow::Result<()> {
-    let composition = portico_local::compose(config)?;
-    let loader = loader(&composition)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let status =
-        runtime.block_on(loader.warehouse().status()).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let composition = runtime.block_on(portico_local::compose_backend(config))?;
+    let status = runtime
+        .block_on(composition.context.warehouse.status())
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(());
@@ -27,8 +26,16 @@ pub fn status(config: &Config, json: bool) -> anyhow::Result<()> {
         .as_of
         .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_else(|| "-".into());
-    println!("warehouse   {}", config.data_dir.join("warehouse.db").display());
-    println!("snapshots   {}", loader.snapshot_dir().display());
+    match &composition.warehouse {
+        Some(loader) => {
+            println!("warehouse   {}", config.data_dir.join("warehouse.db").display());
+            println!("snapshots   {}", loader.snapshot_dir().display());
+        }
+        None => println!(
+            "warehouse   Snowflake ({})",
+            config.snowflake.account.as_deref().unwrap_or("-")
+        ),
+    }
     println!(
         "checkpoint  {}",
         status.checkpoint.as_deref().unwrap_or("none (loads everything on the next run)")

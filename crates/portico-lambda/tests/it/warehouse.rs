@@ -4,7 +4,7 @@
 //! request-id paths do what Snowflake expects.
 
 use portico_core::graph::{Change, ChangeRecord, batch};
-use portico_core::warehouse::{TABLES, Upsert, upserts};
+use portico_core::warehouse::{Report, ReportQuery, TABLES, Upsert, Warehouse, upserts};
 use portico_core::{Alert, Recall, SignIn};
 use portico_snowflake::{Settings, SnowflakeWarehouse, SqlError};
 use portico_testkit::snowflake::{ACCOUNT, SnowflakeStandIn, USER, key_pair};
@@ -68,12 +68,20 @@ fn rows_of(records: &[ChangeRecord]) -> Vec<Upsert> {
     batch(records).elements.iter().flat_map(upserts).collect()
 }
 
-/// Every table of the local warehouse loaded with `records`, as text rows.
-async fn local_tables(records: &[ChangeRecord]) -> Vec<(String, Vec<Vec<String>>)> {
+/// A local warehouse loaded with `records` (and the folder it lives in).
+async fn local_warehouse(
+    records: &[ChangeRecord],
+) -> (tempfile::TempDir, portico_sqlite::SqliteWarehouse) {
     let dir = tempfile::tempdir().expect("temp dir");
     let local = portico_sqlite::SqliteWarehouse::open(&dir.path().join("warehouse.db"), None)
         .expect("warehouse");
     local.load(records, Some(1)).await.expect("local load");
+    (dir, local)
+}
+
+/// Every table of the local warehouse loaded with `records`, as text rows.
+async fn local_tables(records: &[ChangeRecord]) -> Vec<(String, Vec<Vec<String>>)> {
+    let (dir, local) = local_warehouse(records).await;
     portico_sqlite::snapshot(&local, &dir.path().join("csv"), None).expect("snapshot");
     let mut out = Vec::new();
     for table in TABLES {
@@ -114,6 +122,28 @@ async fn snowflake_holds_the_same_rows_as_the_local_warehouse_and_loads_exactly_
     let tables = snowflake_tables(&warehouse).await;
     assert_eq!(tables, local_tables(&records).await);
     assert!(tables.iter().all(|(_, rows)| !rows.is_empty()), "every table has rows: {tables:?}");
+
+    // Every report answers the same on both, for staff and for one account's admin.
+    let (_dir, local) = local_warehouse(&records).await;
+    let day = |d: &str| portico_core::warehouse::parse_date(d).expect("date");
+    for report in Report::ALL {
+        for account in [None, Some("acc-c3".to_string()), Some("acc-d1".to_string())] {
+            let query = ReportQuery::new(
+                report,
+                Some(day("2025-06-01")),
+                Some(day("2027-05-31")),
+                day("2026-12-01"),
+                account.clone(),
+            )
+            .expect("query");
+            let here = local.report(&query).await.expect("local report").rows;
+            let there = warehouse.report(&query).await.expect("snowflake report").rows;
+            assert_eq!(there, here, "{} for {account:?}", report.name());
+            if account.is_none() {
+                assert!(!here.is_empty(), "{} has rows", report.name());
+            }
+        }
+    }
 
     // Redelivered (in any order): the same statements with the same request ids, answered by
     // Snowflake without running again; a late older version of everything runs and changes

@@ -1,82 +1,16 @@
-//! The reports, as SQL over the local warehouse. Every value is a bound parameter: the dates
-//! (`?1`, `?2`, both included) and the one account an account's admin may see (`?3`, NULL for
-//! staff).
+//! The reports over the local warehouse: `warehouse::report_sql` with its parameters bound by
+//! name.
 
 use anyhow::Context;
 use async_trait::async_trait;
 use portico_core::Result;
 use portico_core::warehouse::{
-    Cell, Kind, Report, ReportQuery, ReportTable, TABLES, Warehouse, WarehouseStatus, date_text,
+    Cell, Kind, ReportQuery, ReportTable, TABLES, Warehouse, WarehouseStatus, date_text, report_sql,
 };
-use rusqlite::params;
+use rusqlite::named_params;
 use rusqlite::types::ValueRef;
 
 use super::{SqliteWarehouse, corrupt};
-
-fn sql(report: Report) -> &'static str {
-    match report {
-        Report::AlertsByAccount => {
-            "SELECT d.week_start, f.account_id, COALESCE(a.name, f.account_id),
-                    COALESCE(f.severity, 'unknown'), COUNT(*)
-             FROM fact_alerts f
-             JOIN dim_dates d ON d.date = f.raised_on
-             LEFT JOIN dim_accounts a ON a.account_id = f.account_id
-             WHERE f.raised_on BETWEEN ?1 AND ?2 AND (?3 IS NULL OR f.account_id = ?3)
-             GROUP BY d.week_start, f.account_id, f.severity
-             ORDER BY d.week_start, f.account_id, f.severity"
-        }
-        Report::ShipmentsByProduct => {
-            "SELECT COALESCE(l.sku, '(unknown)'), COALESCE(p.name, l.sku, '(unknown)'), COUNT(*),
-                    COALESCE(SUM(f.quantity), 0), COUNT(DISTINCT f.to_account_id)
-             FROM fact_shipments f
-             LEFT JOIN dim_lots l ON l.lot_number = f.lot_number
-             LEFT JOIN dim_products p ON p.sku = l.sku
-             WHERE f.shipped_on BETWEEN ?1 AND ?2
-               AND (?3 IS NULL OR f.to_account_id = ?3 OR f.from_account_id = ?3)
-             GROUP BY l.sku
-             ORDER BY l.sku"
-        }
-        Report::LotExposure => {
-            "WITH reach (lot_number, account_id, serial) AS (
-                 SELECT lot_number, to_account_id, NULL FROM fact_shipments
-                 WHERE shipped_on BETWEEN ?1 AND ?2
-                 UNION ALL
-                 SELECT lot_number, account_id, serial FROM fact_lot_uses
-                 WHERE loaded_on BETWEEN ?1 AND ?2
-             )
-             SELECT r.lot_number, l.sku, COALESCE(l.recalled, 0),
-                    COUNT(DISTINCT r.account_id), COUNT(DISTINCT r.serial)
-             FROM reach r
-             LEFT JOIN dim_lots l ON l.lot_number = r.lot_number
-             WHERE r.lot_number IS NOT NULL AND (?3 IS NULL OR r.account_id = ?3)
-             GROUP BY r.lot_number
-             ORDER BY r.lot_number"
-        }
-        Report::UploadsByAccount => {
-            "SELECT f.account_id, COALESCE(a.name, f.account_id), COUNT(*),
-                    SUM(f.status = 'ready'), SUM(f.status = 'failed'),
-                    SUM(f.status IS NULL OR f.status NOT IN ('ready', 'failed'))
-             FROM fact_uploads f
-             LEFT JOIN dim_accounts a ON a.account_id = f.account_id
-             WHERE f.created_on BETWEEN ?1 AND ?2 AND f.account_id IS NOT NULL
-               AND (?3 IS NULL OR f.account_id = ?3)
-             GROUP BY f.account_id
-             ORDER BY f.account_id"
-        }
-        Report::ActiveUsers => {
-            "SELECT d.week_start, f.account_id,
-                    CASE WHEN f.account_id IS NULL THEN '(platform staff)'
-                         ELSE COALESCE(a.name, f.account_id) END,
-                    COUNT(DISTINCT f.user_id), COUNT(*)
-             FROM fact_sign_ins f
-             JOIN dim_dates d ON d.date = f.signed_in_on
-             LEFT JOIN dim_accounts a ON a.account_id = f.account_id
-             WHERE f.signed_in_on BETWEEN ?1 AND ?2 AND (?3 IS NULL OR f.account_id = ?3)
-             GROUP BY d.week_start, f.account_id
-             ORDER BY d.week_start, f.account_id"
-        }
-    }
-}
 
 /// A SQLite value as a cell of a column of `kind`.
 pub(super) fn cell(value: ValueRef<'_>, kind: Kind) -> Cell {
@@ -99,9 +33,10 @@ impl Warehouse for SqliteWarehouse {
         let account = query.account_id.clone();
         let rows = self.db.read(|conn| {
             let mut statement =
-                conn.prepare_cached(sql(query.report)).context("preparing a report")?;
-            let mut rows =
-                statement.query(params![from, to, account]).context("running a report")?;
+                conn.prepare_cached(report_sql(query.report)).context("preparing a report")?;
+            let mut rows = statement
+                .query(named_params! {":from": from, ":to": to, ":account": account})
+                .context("running a report")?;
             let mut out = Vec::new();
             while let Some(row) = rows.next().context("reading a report")? {
                 let cells = columns
