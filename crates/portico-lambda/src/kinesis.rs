@@ -40,6 +40,25 @@ impl BatchOutcome {
     }
 }
 
+/// Every record of `event` that decodes, in order; the others are logged and counted as
+/// skipped in `outcome`.
+pub(crate) fn decode_all(event: &Value, outcome: &mut BatchOutcome) -> Vec<StreamRecord> {
+    let records =
+        event.get("Records").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let mut out = Vec::with_capacity(records.len());
+    for (index, raw) in records.iter().enumerate() {
+        match decode(raw) {
+            Ok(record) => out.push(record),
+            Err(DecodeError { id, reason }) => {
+                let id = id.unwrap_or_else(|| format!("record #{index}"));
+                tracing::warn!(record = id, reason, "Kinesis record skipped");
+                outcome.skipped.push((id, reason));
+            }
+        }
+    }
+    out
+}
+
 /// Decodes every record of `event` and runs `process` on the good ones, in order.
 pub async fn handle<F, Fut>(event: &Value, mut process: F) -> BatchOutcome
 where
@@ -47,18 +66,7 @@ where
     Fut: Future<Output = Result<(), String>>,
 {
     let mut outcome = BatchOutcome::default();
-    let records =
-        event.get("Records").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-    for (index, raw) in records.iter().enumerate() {
-        let record = match decode(raw) {
-            Ok(record) => record,
-            Err(DecodeError { id, reason }) => {
-                let id = id.unwrap_or_else(|| format!("record #{index}"));
-                tracing::warn!(record = id, reason, "Kinesis record skipped");
-                outcome.skipped.push((id, reason));
-                continue;
-            }
-        };
+    for record in decode_all(event, &mut outcome) {
         let sequence_number = record.sequence_number.clone();
         match process(record).await {
             Ok(()) => outcome.processed += 1,
@@ -76,12 +84,12 @@ where
     outcome
 }
 
-pub(crate) struct DecodeError {
-    pub(crate) id: Option<String>,
-    pub(crate) reason: String,
+struct DecodeError {
+    id: Option<String>,
+    reason: String,
 }
 
-pub(crate) fn decode(raw: &Value) -> Result<StreamRecord, DecodeError> {
+fn decode(raw: &Value) -> Result<StreamRecord, DecodeError> {
     let kinesis = raw.get("kinesis");
     let text =
         |field: &str| kinesis.and_then(|k| k.get(field)).and_then(Value::as_str).map(str::to_owned);

@@ -11,25 +11,14 @@ use portico_core::warehouse::{Upsert, upserts};
 use portico_snowflake::SnowflakeWarehouse;
 use serde_json::Value;
 
-use crate::kinesis::{BatchOutcome, DecodeError, decode};
+use crate::kinesis::{BatchOutcome, decode_all};
 
 /// Loads the elements of `event` into `warehouse`.
 pub async fn load(event: &Value, warehouse: &SnowflakeWarehouse) -> BatchOutcome {
     let mut outcome = BatchOutcome::default();
     let mut elements: Vec<Element> = Vec::new();
     let mut first: Option<String> = None;
-    let records =
-        event.get("Records").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-    for (index, raw) in records.iter().enumerate() {
-        let record = match decode(raw) {
-            Ok(record) => record,
-            Err(DecodeError { id, reason }) => {
-                let id = id.unwrap_or_else(|| format!("record #{index}"));
-                tracing::warn!(record = id, reason, "warehouse record skipped");
-                outcome.skipped.push((id, reason));
-                continue;
-            }
-        };
+    for record in decode_all(event, &mut outcome) {
         match serde_json::from_value::<Element>(Value::Object(record.data)) {
             Ok(element) => {
                 first.get_or_insert(record.sequence_number);

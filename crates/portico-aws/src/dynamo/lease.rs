@@ -88,91 +88,81 @@ impl StreamLease {
         }
     }
 
+    /// Runs `update` on the lease item if `condition` holds (`#owner` and `:me` are bound);
+    /// false when it does not.
+    async fn conditional(
+        &self,
+        update: &str,
+        condition: &str,
+        values: &[(&str, AttributeValue)],
+        what: &str,
+    ) -> Result<bool> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key()))
+            .update_expression(update)
+            .condition_expression(condition)
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":me", AttributeValue::S(self.owner.clone()));
+        for (name, value) in values {
+            request = request.expression_attribute_values(*name, value.clone());
+        }
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(sdk_error(what, e)),
+        }
+    }
+
     /// Moves the checkpoint to `to` and extends the lease, only while the lease is ours and
     /// current; false when it is not (another poller took it: stop).
     pub async fn advance(&self, to: Position) -> Result<bool> {
         let now = now_ms();
-        let answer = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(self.key()))
-            .update_expression("SET commit_num = :c, op_num = :o, expires_ms = :until")
-            .condition_expression("#owner = :me AND expires_ms >= :now")
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_values(":me", AttributeValue::S(self.owner.clone()))
-            .expression_attribute_values(":c", n(to.commit_num))
-            .expression_attribute_values(":o", n(to.op_num))
-            .expression_attribute_values(":until", n(now + self.ttl.as_millis() as i64))
-            .expression_attribute_values(":now", n(now))
-            .send()
-            .await;
-        match answer {
-            Ok(_) => Ok(true),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(sdk_error("moving the stream checkpoint", e)),
-        }
+        let values = [
+            (":c", n(to.commit_num)),
+            (":o", n(to.op_num)),
+            (":until", n(now + self.ttl.as_millis() as i64)),
+            (":now", n(now)),
+        ];
+        self.conditional(
+            "SET commit_num = :c, op_num = :o, expires_ms = :until",
+            "#owner = :me AND expires_ms >= :now",
+            &values,
+            "moving the stream checkpoint",
+        )
+        .await
     }
 
     /// Lets the lease go (ending now), keeping the checkpoint; a lease lost meanwhile is left.
     pub async fn release(&self) -> Result<()> {
-        let answer = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(self.key()))
-            .update_expression("SET expires_ms = :zero")
-            .condition_expression("#owner = :me")
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_values(":me", AttributeValue::S(self.owner.clone()))
-            .expression_attribute_values(":zero", n(0))
-            .send()
-            .await;
-        match answer {
-            Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(sdk_error("releasing the stream lease", e)),
-        }
+        let values = [(":zero", n(0))];
+        self.conditional(
+            "SET expires_ms = :zero",
+            "#owner = :me",
+            &values,
+            "releasing the stream lease",
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Starts the stream over from its oldest record (after `ExpiredStreamException`).
     pub async fn forget_checkpoint(&self) -> Result<bool> {
-        let answer = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(self.key()))
-            .update_expression("REMOVE commit_num, op_num")
-            .condition_expression("#owner = :me")
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_values(":me", AttributeValue::S(self.owner.clone()))
-            .send()
-            .await;
-        match answer {
-            Ok(_) => Ok(true),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(sdk_error("forgetting the stream checkpoint", e)),
-        }
+        self.conditional(
+            "REMOVE commit_num, op_num",
+            "#owner = :me",
+            &[],
+            "forgetting the stream checkpoint",
+        )
+        .await
     }
 }
