@@ -147,3 +147,65 @@ pub async fn run(ctx: Arc<Context>, loader: Loader, mut stop: watch::Receiver<bo
         }
     }
 }
+
+/// Rebuilds the Snowflake warehouse (the AWS backend) from every record the ports hold: empties
+/// it and loads every record as version 0, below any version the stream carries, so what the
+/// stream-poller delivers meanwhile or later wins (as `graph::rebuild_from_stream_start` does
+/// for Neptune).
+#[cfg(feature = "aws")]
+pub async fn rebuild_snowflake(
+    ctx: &Context,
+    config: &portico_config::Config,
+) -> anyhow::Result<(Rebuilt, portico_snowflake::Merged)> {
+    use portico_core::graph::batch;
+    use portico_core::warehouse::{Upsert, upserts};
+
+    let settings = portico_snowflake::Settings::from_config(&config.snowflake)?
+        .ok_or_else(|| anyhow::anyhow!("set snowflake.account (PORTICO_SNOWFLAKE_ACCOUNT)"))?;
+    let warehouse = portico_snowflake::SnowflakeWarehouse::new(settings)?;
+    warehouse.ensure_schema().await?;
+    warehouse.clear().await?;
+    let merged = std::sync::Mutex::new(portico_snowflake::Merged::default());
+    let (warehouse, merged_ref) = (&warehouse, &merged);
+    let rebuilt = each_record(ctx, 0, |records| async move {
+        let rows: Vec<Upsert> = batch(&records).elements.iter().flat_map(upserts).collect();
+        let done = warehouse
+            .load(&rows)
+            .await
+            .map_err(|e| portico_core::Error::Unavailable(e.to_string()))?;
+        if let Ok(mut all) = merged_ref.lock() {
+            all.statements += done.statements;
+            all.inserted += done.inserted;
+            all.updated += done.updated;
+        }
+        Ok(records.len())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    Ok((rebuilt, merged.into_inner().unwrap_or_default()))
+}
+
+/// The stream-poller's checkpoint (`commitNum/opNum`) and its current holder, on the AWS backend.
+#[cfg(feature = "aws")]
+pub async fn stream_checkpoint(
+    config: &portico_config::Config,
+) -> anyhow::Result<(Option<String>, Option<String>)> {
+    let aws = &config.aws;
+    let settings = portico_aws::AwsSettings {
+        region: aws.region.clone().ok_or_else(|| anyhow::anyhow!("set aws.region (AWS_REGION)"))?,
+        endpoint_url: aws.endpoint_url.clone(),
+        iot_endpoint: aws.iot_endpoint.clone(),
+        table: aws.table.clone(),
+        bucket: aws.bucket.clone(),
+        queue_prefix: aws.queue_prefix.clone(),
+    };
+    let sdk = portico_aws::sdk_config(&settings).await;
+    let lease = portico_aws::StreamLease::new(
+        portico_aws::dynamodb(&sdk),
+        &aws.table,
+        "portico export status",
+        Duration::ZERO,
+    );
+    let (at, holder) = lease.peek().await.map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    Ok((at.map(|p| format!("{}/{}", p.commit_num, p.op_num)), holder))
+}

@@ -147,6 +147,15 @@ impl SnowflakeWarehouse {
         Ok(())
     }
 
+    /// Empties every table (before a rebuild; `ensure_schema` first).
+    pub async fn clear(&self) -> Result<(), SqlError> {
+        for table in TABLES {
+            let statement = format!("DELETE FROM {}", table.name);
+            self.api.execute(&statement, &[], uuid::Uuid::new_v4()).await?;
+        }
+        Ok(())
+    }
+
     /// Merges `upserts`: one statement per group of columns (and per thousand rows).
     pub async fn load(&self, upserts: &[Upsert]) -> Result<Merged, SqlError> {
         let mut merged = Merged::default();

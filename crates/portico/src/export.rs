@@ -3,14 +3,6 @@
 use anyhow::Context;
 use portico_config::Config;
 
-fn loader(
-    composition: &portico_local::Composition,
-) -> anyhow::Result<&portico_local::warehouse::Loader> {
-    composition.warehouse.as_ref().context(
-        "`export rebuild` reloads the local warehouse; on AWS the stream-poller feeds Snowflake",
-    )
-}
-
 /// Prints where the warehouse stands (locally, or Snowflake's rows on the AWS backend).
 pub fn status(config: &Config, json: bool) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -18,6 +10,19 @@ pub fn status(config: &Config, json: bool) -> anyhow::Result<()> {
     let status = runtime
         .block_on(composition.context.warehouse.status())
         .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    // On AWS the checkpoint is the stream-poller's, kept in the table.
+    #[cfg(feature = "aws")]
+    let status = match composition.warehouse {
+        Some(_) => status,
+        None => {
+            let (at, holder) =
+                runtime.block_on(portico_local::warehouse::stream_checkpoint(config))?;
+            if let Some(holder) = holder {
+                eprintln!("a stream-poller run ({holder}) holds the lease");
+            }
+            portico_core::warehouse::WarehouseStatus { checkpoint: at, ..status }
+        }
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(());
@@ -48,39 +53,70 @@ pub fn status(config: &Config, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reloads the warehouse from the records and writes every snapshot.
+/// Reloads the warehouse from the records: the local one (and every snapshot), or Snowflake on
+/// the AWS backend.
 pub fn rebuild(config: &Config) -> anyhow::Result<()> {
-    let composition = portico_local::compose(config)?;
-    let loader = loader(&composition)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
+        let composition = portico_local::compose_backend(config).await?;
         let started = std::time::Instant::now();
+        let Some(loader) = composition.warehouse.as_ref() else {
+            return rebuild_snowflake(config, &composition, started).await;
+        };
         let (rebuilt, loaded) =
             loader.rebuild(&composition.context).await.map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let rows = loader.snapshot(None).await.map_err(|e| anyhow::anyhow!("{e:#}"))?;
         println!(
-            "warehouse rebuilt in {:.1} s from {} records ({} accounts, {} users, {} shipments, {} lot uses, {} documents, {} alerts, {} sign-ins): {} rows written, {rows} rows in the snapshots under {}",
+            "warehouse rebuilt in {:.1} s from {} ({} rows written, {rows} rows in the snapshots under {})",
             started.elapsed().as_secs_f64(),
-            rebuilt.accounts
-                + rebuilt.users
-                + rebuilt.instruments
-                + rebuilt.products
-                + rebuilt.lots
-                + rebuilt.shipments
-                + rebuilt.lot_uses
-                + rebuilt.documents
-                + rebuilt.alerts
-                + rebuilt.sign_ins,
-            rebuilt.accounts,
-            rebuilt.users,
-            rebuilt.shipments,
-            rebuilt.lot_uses,
-            rebuilt.documents,
-            rebuilt.alerts,
-            rebuilt.sign_ins,
+            counts(&rebuilt),
             loaded.written,
             loader.snapshot_dir().display()
         );
         Ok(())
     })
+}
+
+fn counts(r: &portico_functions::graph::Rebuilt) -> String {
+    let all = r.accounts
+        + r.users
+        + r.instruments
+        + r.products
+        + r.lots
+        + r.shipments
+        + r.lot_uses
+        + r.documents
+        + r.alerts
+        + r.sign_ins;
+    format!(
+        "{all} records: {} accounts, {} users, {} shipments, {} lot uses, {} documents, {} alerts, {} sign-ins",
+        r.accounts, r.users, r.shipments, r.lot_uses, r.documents, r.alerts, r.sign_ins
+    )
+}
+
+#[cfg(feature = "aws")]
+async fn rebuild_snowflake(
+    config: &Config,
+    composition: &portico_local::Composition,
+    started: std::time::Instant,
+) -> anyhow::Result<()> {
+    let (rebuilt, merged) =
+        portico_local::warehouse::rebuild_snowflake(&composition.context, config).await?;
+    println!(
+        "Snowflake warehouse rebuilt in {:.1} s from {} ({} statements, {} rows inserted)",
+        started.elapsed().as_secs_f64(),
+        counts(&rebuilt),
+        merged.statements,
+        merged.inserted
+    );
+    Ok(())
+}
+
+#[cfg(not(feature = "aws"))]
+async fn rebuild_snowflake(
+    _config: &Config,
+    _composition: &portico_local::Composition,
+    _started: std::time::Instant,
+) -> anyhow::Result<()> {
+    anyhow::bail!("this backend keeps no warehouse that this build can rebuild")
 }

@@ -88,6 +88,32 @@ impl StreamLease {
         }
     }
 
+    /// Where the stream stands without taking the lease: the checkpoint (`None` before the
+    /// first), and the holder while its lease lasts.
+    pub async fn peek(&self) -> Result<(Option<Position>, Option<String>)> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("reading the stream lease", e))?
+            .item
+            .unwrap_or_default();
+        let at = match (number(&item, "commit_num"), number(&item, "op_num")) {
+            (Some(commit_num), Some(op_num)) => Some(Position { commit_num, op_num }),
+            _ => None,
+        };
+        let holder = item
+            .get("owner")
+            .and_then(|v| v.as_s().ok())
+            .filter(|_| number(&item, "expires_ms").is_some_and(|until| until >= now_ms()))
+            .cloned();
+        Ok((at, holder))
+    }
+
     /// Runs `update` on the lease item if `condition` holds (`#owner` and `:me` are bound);
     /// false when it does not.
     async fn conditional(

@@ -361,3 +361,61 @@ async fn log_batches_shipped_to_opensearch_are_searched_with_get_v1_logs_on_aws(
     let (status, _) = app.get("/v1/logs?q=*", &carol).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+/// The AWS backend's warehouse: `portico export rebuild`'s work reloads Snowflake (the SQL API
+/// stand-in) from the table's records, the reports answer from there through the API's port,
+/// and `export status` finds the stream-poller's checkpoint in the table (none yet).
+#[tokio::test]
+async fn the_warehouse_on_aws_is_rebuilt_from_the_table_and_reports_answer_from_snowflake() {
+    use portico_core::warehouse::{Report, ReportQuery};
+    use portico_testkit::snowflake::{ACCOUNT, SnowflakeStandIn, USER};
+
+    let resources = resources().await;
+    let standin = SnowflakeStandIn::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut env: Vec<(&str, &str)> = resources.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.extend([
+        ("PORTICO_SNOWFLAKE_ACCOUNT", ACCOUNT),
+        ("PORTICO_SNOWFLAKE_USER", USER),
+        ("PORTICO_SNOWFLAKE_PRIVATE_KEY", standin.private_key_pem.as_str()),
+        ("PORTICO_SNOWFLAKE_BASE_URL", standin.url.as_str()),
+    ]);
+    let config = test_config(dir.path(), &env);
+    let composition =
+        portico_local::compose_backend(&config).await.expect("the AWS backend composes");
+    let ctx = composition.context.clone();
+    portico_local::world::seed(&ctx, &portico_local::world::World::demo())
+        .await
+        .expect("demo seeded");
+
+    let (rebuilt, merged) =
+        portico_local::warehouse::rebuild_snowflake(&ctx, &config).await.expect("rebuilt");
+    assert_eq!(rebuilt.accounts, 3, "{rebuilt:?}");
+    assert!(merged.inserted > 10, "{merged:?}");
+
+    let today = time::OffsetDateTime::now_utc().date();
+    let query = ReportQuery::new(
+        Report::ShipmentsByProduct,
+        Some(today - time::Duration::days(1000)),
+        Some(today),
+        today,
+        None,
+    )
+    .expect("query");
+    let report = ctx.warehouse.report(&query).await.expect("a report from Snowflake");
+    let shipments = ctx
+        .catalogue
+        .list_shipments(None, None, &portico_core::PageRequest { limit: 200, cursor: None })
+        .await
+        .expect("shipments")
+        .items;
+    let quantity: i64 = shipments.iter().map(|s| i64::from(s.quantity)).sum();
+    let reported: i64 = report.rows.iter().map(|r| r[3].as_int()).sum();
+    assert_eq!(reported, quantity, "{report:?}");
+
+    let (checkpoint, holder) =
+        portico_local::warehouse::stream_checkpoint(&config).await.expect("status");
+    assert_eq!((checkpoint, holder), (None, None));
+    let status = ctx.warehouse.status().await.expect("status");
+    assert!(status.rows.iter().any(|(table, n)| table == "dim_accounts" && *n == 3), "{status:?}");
+}
