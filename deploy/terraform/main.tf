@@ -42,14 +42,30 @@ locals {
     var.neptune_endpoint == "" ? {} : { PORTICO_AWS_NEPTUNE_ENDPOINT = var.neptune_endpoint },
   )
 
+  # The reporting warehouse on Snowflake (the reports read it, in `http`; the loader writes
+  # it), and the stream that feeds it from Neptune Streams, which needs the graph too. Only
+  # those two functions get the key.
+  has_snowflake = var.snowflake_account != ""
+  has_warehouse = local.has_neptune && local.has_snowflake
+  snowflake_environment = merge(
+    {
+      PORTICO_SNOWFLAKE_ACCOUNT     = var.snowflake_account
+      PORTICO_SNOWFLAKE_USER        = var.snowflake_user
+      PORTICO_SNOWFLAKE_PRIVATE_KEY = local.has_snowflake ? data.aws_secretsmanager_secret_version.snowflake_key[0].secret_string : ""
+      PORTICO_SNOWFLAKE_DATABASE    = var.snowflake_database
+      PORTICO_SNOWFLAKE_SCHEMA      = var.snowflake_schema
+    },
+    var.snowflake_warehouse == "" ? {} : { PORTICO_SNOWFLAKE_WAREHOUSE = var.snowflake_warehouse },
+  )
+
   # With a graph, the functions that reach Neptune run in its VPC.
   has_neptune    = var.neptune_endpoint != ""
-  neptune_access = ["http", "graph-projector"]
+  neptune_access = ["http", "graph-projector", "stream-poller"]
 
   # handler name => function settings
   functions = merge(
     {
-      http             = { handler = "http", memory = 512, timeout = 30, extra = {} }
+      http             = { handler = "http", memory = 512, timeout = 30, extra = local.has_snowflake ? local.snowflake_environment : {} }
       authorizer       = { handler = "authorizer", memory = 256, timeout = 10, extra = {} }
       uploads          = { handler = "sqs", memory = 1024, timeout = 90, extra = {} }
       uploads-dead     = { handler = "sqs-dead", memory = 256, timeout = 30, extra = {} }
@@ -58,6 +74,10 @@ locals {
       outbox           = { handler = "outbox", memory = 256, timeout = 60, extra = {} }
     },
     local.has_neptune ? { graph-projector = { handler = "graph-projector", memory = 512, timeout = 120, extra = {} } } : {},
+    local.has_warehouse ? {
+      stream-poller    = { handler = "stream-poller", memory = 256, timeout = 60, extra = { PORTICO_AWS_WAREHOUSE_STREAM = "${var.name}-warehouse" } }
+      warehouse-loader = { handler = "kinesis", memory = 256, timeout = 120, extra = local.snowflake_environment }
+    } : {},
   )
 }
 
@@ -282,8 +302,14 @@ resource "aws_iam_role_policy" "functions" {
       },
       ], local.has_neptune ? [{
         Effect   = "Allow"
-        Action   = ["neptune-db:connect", "neptune-db:ReadDataViaQuery", "neptune-db:WriteDataViaQuery", "neptune-db:DeleteDataViaQuery"]
+        Action   = ["neptune-db:connect", "neptune-db:ReadDataViaQuery", "neptune-db:WriteDataViaQuery", "neptune-db:DeleteDataViaQuery", "neptune-db:GetStreamRecords"]
         Resource = "arn:${local.partition}:neptune-db:${local.region}:${local.account}:${var.neptune_cluster_resource_id}/*"
+      }] : [], local.has_warehouse ? [{
+        # The stream-poller puts the graph's elements on the warehouse stream; the loader's
+        # event source reads them.
+        Effect   = "Allow"
+        Action   = ["kinesis:PutRecords", "kinesis:GetRecords", "kinesis:GetShardIterator", "kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:ListShards"]
+        Resource = aws_kinesis_stream.warehouse[0].arn
     }] : [])
   })
 }
@@ -301,7 +327,8 @@ resource "aws_lambda_function" "portico" {
   memory_size      = each.value.memory
   timeout          = each.value.timeout
   # One e-mail sender at a time is enough; more would only contend for the same claims.
-  reserved_concurrent_executions = each.key == "outbox" ? 1 : -1
+  # (and one stream-poller run at a time: the lease would make a second wait anyway).
+  reserved_concurrent_executions = contains(["outbox", "stream-poller"], each.key) ? 1 : -1
 
   environment {
     variables = merge(local.environment, { PORTICO_LAMBDA_HANDLER = each.value.handler }, each.value.extra)
@@ -325,6 +352,57 @@ resource "aws_lambda_event_source_mapping" "graph" {
   starting_position       = "TRIM_HORIZON"
   batch_size              = 100
   function_response_types = ["ReportBatchItemFailures"]
+}
+
+# --- the reporting warehouse: Neptune Streams -> Kinesis -> Snowflake ---------------------------
+
+data "aws_secretsmanager_secret_version" "snowflake_key" {
+  count     = local.has_snowflake ? 1 : 0
+  secret_id = var.snowflake_key_secret_arn
+}
+
+# One shard keeps every element's versions in order (the partition key is the element id); add
+# shards for throughput, order still holds per element.
+resource "aws_kinesis_stream" "warehouse" {
+  count            = local.has_warehouse ? 1 : 0
+  name             = "${var.name}-warehouse"
+  shard_count      = 1
+  retention_period = 168
+  encryption_type  = "KMS"
+  kms_key_id       = "alias/aws/kinesis"
+}
+
+resource "aws_cloudwatch_event_rule" "stream_poller" {
+  count               = local.has_warehouse ? 1 : 0
+  name                = "${var.name}-stream-poller"
+  description         = "Moves the graph's changes from Neptune Streams to the warehouse stream."
+  schedule_expression = "rate(1 minute)"
+}
+
+resource "aws_cloudwatch_event_target" "stream_poller" {
+  count = local.has_warehouse ? 1 : 0
+  rule  = aws_cloudwatch_event_rule.stream_poller[0].name
+  arn   = aws_lambda_function.portico["stream-poller"].arn
+}
+
+resource "aws_lambda_permission" "stream_poller" {
+  count         = local.has_warehouse ? 1 : 0
+  function_name = aws_lambda_function.portico["stream-poller"].function_name
+  action        = "lambda:InvokeFunction"
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.stream_poller[0].arn
+}
+
+# A failing batch is delivered again from the record the function reports (the whole batch:
+# loads are idempotent).
+resource "aws_lambda_event_source_mapping" "warehouse" {
+  count                              = local.has_warehouse ? 1 : 0
+  event_source_arn                   = aws_kinesis_stream.warehouse[0].arn
+  function_name                      = aws_lambda_function.portico["warehouse-loader"].arn
+  starting_position                  = "TRIM_HORIZON"
+  batch_size                         = 500
+  maximum_batching_window_in_seconds = 5
+  function_response_types            = ["ReportBatchItemFailures"]
 }
 
 resource "aws_lambda_event_source_mapping" "uploads" {

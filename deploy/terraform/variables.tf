@@ -113,3 +113,39 @@ variable "alarm_topic_arn" {
   type        = string
   default     = ""
 }
+
+variable "snowflake_account" {
+  description = "The Snowflake account (MYORG-MYACCOUNT) of the reporting warehouse; with a Neptune endpoint (neptune_streams=1), the graph's changes are loaded there and reports answer from it. Empty for no warehouse (reports answer 503)."
+  type        = string
+  default     = ""
+}
+
+variable "snowflake_user" {
+  description = "The Snowflake user the loader signs in as (key-pair authentication)."
+  type        = string
+  default     = ""
+}
+
+variable "snowflake_key_secret_arn" {
+  description = "A Secrets Manager secret whose SecretString is that user's RSA private key (PKCS#8 PEM)."
+  type        = string
+  default     = ""
+}
+
+variable "snowflake_database" {
+  description = "The warehouse's database."
+  type        = string
+  default     = "PORTICO"
+}
+
+variable "snowflake_schema" {
+  description = "The warehouse's schema."
+  type        = string
+  default     = "WAREHOUSE"
+}
+
+variable "snowflake_warehouse" {
+  description = "The virtual warehouse statements run on; empty for the user's default."
+  type        = string
+  default     = ""
+}
