@@ -5,6 +5,7 @@
 //! Nothing here knows rmqtt: the local host hands its broker's publisher to `compose_local`.
 
 pub mod audit_export;
+pub mod backup;
 mod compose;
 pub mod graph;
 pub mod s3_events;

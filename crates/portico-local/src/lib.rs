@@ -23,8 +23,8 @@ use tokio::net::TcpListener;
 // The composition and the workers are shared with the Lambda host; the local host re-exports
 // them so its callers (the CLI, the bench, the tests) have one crate to ask.
 pub use portico_app::{
-    Composition, compose_backend, dev_issuer_url, graph, load_dev_issuer, opensearch_cluster,
-    s3_events, warehouse, worker, worker_settings, world,
+    Composition, backup, compose_backend, dev_issuer_url, graph, load_dev_issuer,
+    opensearch_cluster, s3_events, warehouse, worker, worker_settings, world,
 };
 use portico_broker::BrokerPublisher;
 

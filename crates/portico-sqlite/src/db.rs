@@ -457,6 +457,11 @@ fn open_connection(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// The schema version this Portico brings a database to.
+pub(crate) fn schema_version() -> usize {
+    MIGRATIONS.len()
+}
+
 fn migrate(conn: &mut Connection) -> Result<()> {
     let applied: i64 = conn
         .query_row("PRAGMA user_version", [], |row| row.get(0))

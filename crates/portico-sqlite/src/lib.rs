@@ -8,6 +8,7 @@
 
 mod accounts;
 mod audit;
+pub mod backup;
 mod catalogue;
 mod changes;
 mod db;

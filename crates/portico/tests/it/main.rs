@@ -3,6 +3,7 @@
 
 mod accounts;
 mod audit;
+mod backup;
 mod catalogue;
 mod cli;
 mod documents;
