@@ -41,6 +41,8 @@ pub struct Composition {
     /// The local warehouse and where its CSV snapshots go, for its loader (the local backend
     /// only; on AWS the `stream-poller` and `kinesis` functions load Snowflake).
     pub warehouse: Option<crate::warehouse::Loader>,
+    /// The local database, for readiness (the local backend only).
+    pub database: Option<Database>,
 }
 
 /// The publisher of a process without a broker (`portico worker`, a Lambda on the local
@@ -86,6 +88,7 @@ pub fn compose_local(
     let auth = verifier(config)?;
     let range = account_numbers(config);
     let store = Arc::new(SqliteStore::new(database.clone(), range));
+    let database_handle = database.clone();
     let signed_urls = Arc::new(SignedUrls::load_or_create(&config.data_dir.join("auth"))?);
     let graph = Arc::new(SqliteGraph::new(database.clone()));
     let changes = ChangeFeed::new(database.clone());
@@ -116,6 +119,7 @@ pub fn compose_local(
         config.data_dir.join("warehouse"),
     ));
     composition.changes = Some(changes);
+    composition.database = Some(database_handle);
     composition.audit_export =
         Some(crate::audit_export::AuditExport::new(audit_store, &config.data_dir));
     Ok(composition)
@@ -415,6 +419,7 @@ fn assemble(
         dev_issuer: dev_issuer.clone(),
         signed_urls,
         limits: limits(config),
+        readiness: std::sync::OnceLock::new(),
         edge: Edge {
             public_url: config
                 .http
@@ -432,6 +437,7 @@ fn assemble(
         changes: None,
         audit_export: None,
         warehouse: None,
+        database: None,
     }
 }
 

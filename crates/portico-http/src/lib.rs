@@ -60,6 +60,24 @@ pub struct AppParts {
     pub signed_urls: Option<Arc<SignedUrls>>,
     pub limits: Limits,
     pub edge: Edge,
+    /// What `/readyz` checks, set by the host once its parts run (the local server: the
+    /// database, the broker, the workers). Unset, `/readyz` has nothing to wait for.
+    pub readiness: std::sync::OnceLock<Arc<dyn Readiness>>,
+}
+
+/// One part of a host that must work for it to take traffic.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Check {
+    pub part: String,
+    pub ok: bool,
+    /// Why not, or what it found.
+    pub detail: String,
+}
+
+/// A host's readiness checks (`GET /readyz`).
+#[async_trait::async_trait]
+pub trait Readiness: Send + Sync + 'static {
+    async fn check(&self) -> Vec<Check>;
 }
 
 impl AppState {
@@ -69,6 +87,15 @@ impl AppState {
 
     pub fn edge(&self) -> &Edge {
         &self.0.edge
+    }
+
+    pub fn readiness(&self) -> Option<&Arc<dyn Readiness>> {
+        self.0.readiness.get()
+    }
+
+    /// Sets what `/readyz` checks (once; later calls change nothing).
+    pub fn set_readiness(&self, readiness: Arc<dyn Readiness>) {
+        let _ = self.0.readiness.set(readiness);
     }
 
     pub fn signed_urls(&self) -> Option<&SignedUrls> {
@@ -124,6 +151,7 @@ pub fn app(state: AppState) -> Router {
 macro_rules! each_route {
     ($route:ident) => {
         $route!(healthz);
+        $route!(readyz);
         $route!(openapi);
         $route!(get_me);
         $route!(list_accounts);

@@ -51,6 +51,39 @@ pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
+/// Readiness, for a load balancer or an orchestrator: 200 when every part this host needs
+/// works (locally: the database takes a write, the MQTT broker accepts connections, the
+/// workers run), 503 naming the parts that do not. Liveness stays `/healthz`.
+#[utoipa::path(get, path = "/readyz", tag = "meta",
+    responses((status = 200, body = Vec<crate::Check>, description = "Every part works"),
+        (status = 503, description = "A problem document naming the parts that do not work, with `checks`",
+            content_type = "application/problem+json")))]
+pub async fn readyz(State(state): State<AppState>) -> axum::response::Response {
+    let checks = match state.readiness() {
+        Some(readiness) => readiness.check().await,
+        None => Vec::new(),
+    };
+    let failing: Vec<String> =
+        checks.iter().filter(|c| !c.ok).map(|c| format!("{} ({})", c.part, c.detail)).collect();
+    if failing.is_empty() {
+        return Json(checks).into_response();
+    }
+    // A problem document like every error, with the checks beside it.
+    let body = serde_json::json!({
+        "type": "urn:portico:problem:not-ready",
+        "title": "Service Unavailable",
+        "status": 503,
+        "detail": format!("not ready: {}", failing.join("; ")),
+        "checks": checks,
+    });
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::CONTENT_TYPE, crate::problem::PROBLEM_JSON)],
+        body.to_string(),
+    )
+        .into_response()
+}
+
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "meta",
     responses((status = 200, description = "The OpenAPI 3 document of this API")))]

@@ -6,6 +6,7 @@
 
 pub mod demo;
 mod metrics;
+mod readiness;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -122,22 +123,41 @@ impl Server {
 
         // The broker has no graceful stop of its own: it is aborted once HTTP has drained. If it
         // ends by itself, that is a failure, and the whole server stops rather than run without MQTT.
+        let mqtt = self.mqtt_addr();
         let broker = tokio::spawn(self.broker.run());
         let stop_broker = broker.abort_handle();
         let broker_failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let broker_running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let watch_broker = {
             let (stop_tx, failed) = (stop_tx.clone(), broker_failed.clone());
+            let running = broker_running.clone();
             tokio::spawn(async move {
                 let outcome = broker.await;
+                running.store(false, std::sync::atomic::Ordering::SeqCst);
                 tracing::error!(?outcome, "the MQTT broker stopped; shutting down");
                 failed.store(true, std::sync::atomic::Ordering::SeqCst);
                 let _ = stop_tx.send(true);
             })
         };
 
+        let workers_running =
+            self.worker.map(|_| std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)));
         let workers = self.worker.map(|settings| {
-            tokio::spawn(worker::run(self.composition.clone(), settings, stop_rx.clone()))
+            let (composition, stop) = (self.composition.clone(), stop_rx.clone());
+            let running = workers_running.clone();
+            tokio::spawn(async move {
+                worker::run(composition, settings, stop).await;
+                if let Some(running) = running {
+                    running.store(false, std::sync::atomic::Ordering::SeqCst);
+                }
+            })
         });
+        self.composition.state.set_readiness(std::sync::Arc::new(readiness::LocalReadiness {
+            database: self.composition.database.clone(),
+            mqtt,
+            broker_running,
+            workers_running,
+        }));
 
         let app = portico_http::app(self.composition.state.clone());
         let http = axum::serve(self.http, app).with_graceful_shutdown(stopped(stop_rx.clone()));

@@ -259,6 +259,13 @@ CREATE TABLE sign_ins (
     body       TEXT NOT NULL
 );
 "#,
+    // Readiness: `/readyz` proves the database takes writes by writing this one row.
+    r#"
+CREATE TABLE readiness (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    at_ms INTEGER NOT NULL
+);
+"#,
 ];
 
 /// A SQLite database shared by the local adapters.
@@ -364,6 +371,20 @@ impl Database {
             Ok(conn.execute(sql, rusqlite::params_from_iter(values)).context(what)?)
         })
         .await
+    }
+
+    /// Proves the database takes writes: one row written through the writer, as every write
+    /// goes (so a full disk, a read-only file or a lock held elsewhere past the busy timeout
+    /// fail it).
+    pub async fn probe_write(&self) -> Result<()> {
+        self.execute(
+            "INSERT INTO readiness (id, at_ms) VALUES (1, ?1)
+             ON CONFLICT (id) DO UPDATE SET at_ms = excluded.at_ms",
+            vec![rusqlite::types::Value::Integer(crate::rows::now_ms())],
+            "probing the database",
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Runs `f` on a reader connection, on the calling thread (so it is not async).

@@ -300,3 +300,47 @@ async fn cross_origin_calls_follow_the_configured_origins() {
         .to_ascii_lowercase();
     assert!(exposed.contains("x-request-id"), "{exposed}");
 }
+
+/// `/readyz`: ready while the database takes writes, the broker accepts connections and the
+/// workers run; 503 naming the database while another process holds its write lock, and ready
+/// again once it lets go. `/healthz` stays 200 throughout (liveness).
+#[tokio::test]
+async fn readyz_answers_503_while_the_database_cannot_take_writes() {
+    let app = crate::helpers::spawn_app().await;
+    let ready = || async {
+        let response = app.client.get(app.url("/readyz")).send().await.expect("readyz");
+        let status = response.status();
+        (status, response.json::<serde_json::Value>().await.expect("checks"))
+    };
+    let (status, checks) = ready().await;
+    assert_eq!(status, StatusCode::OK, "{checks}");
+    let parts: Vec<&str> =
+        checks.as_array().expect("a list").iter().filter_map(|c| c["part"].as_str()).collect();
+    assert_eq!(parts, ["database", "mqtt", "workers"]);
+
+    let lock = rusqlite::Connection::open(app.data_dir.join("portico.db")).expect("open");
+    lock.execute_batch("BEGIN EXCLUSIVE").expect("the write lock");
+    let (status, checks) = ready().await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{checks}");
+    assert!(checks["detail"].as_str().is_some_and(|d| d.contains("database")), "{checks}");
+    let database = &checks["checks"].as_array().expect("a list")[0];
+    assert_eq!(
+        (&database["part"], &database["ok"]),
+        (&serde_json::json!("database"), &serde_json::json!(false)),
+        "{checks}"
+    );
+    let healthz = app.client.get(app.url("/healthz")).send().await.expect("healthz");
+    assert_eq!(healthz.status(), StatusCode::OK);
+    lock.execute_batch("ROLLBACK").expect("let go");
+
+    let mut last = serde_json::Value::Null;
+    for _ in 0..100 {
+        let (status, checks) = ready().await;
+        if status == StatusCode::OK {
+            return;
+        }
+        last = checks;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("never ready again: {last}");
+}
