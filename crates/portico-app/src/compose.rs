@@ -130,14 +130,7 @@ pub fn compose_local(
 #[cfg(feature = "aws")]
 async fn compose_aws(config: &Config) -> anyhow::Result<Composition> {
     let aws = &config.aws;
-    let settings_aws = portico_aws::AwsSettings {
-        region: aws.region.clone().context("backend = \"aws\" needs aws.region (AWS_REGION)")?,
-        endpoint_url: aws.endpoint_url.clone(),
-        iot_endpoint: aws.iot_endpoint.clone(),
-        table: aws.table.clone(),
-        bucket: aws.bucket.clone(),
-        queue_prefix: aws.queue_prefix.clone(),
-    };
+    let settings_aws = aws_settings(config)?;
     let sdk = portico_aws::sdk_config(&settings_aws).await;
     let dynamodb = portico_aws::dynamodb(&sdk);
     // Each AWS region owns its sequence items and its configured range (see DynamoSequence).
@@ -381,21 +374,27 @@ pub async fn opensearch_sink(
     }))
 }
 
+/// The AWS adapters' settings that `aws.*` names; `aws.region` is required.
+#[cfg(feature = "aws")]
+pub fn aws_settings(config: &Config) -> anyhow::Result<portico_aws::AwsSettings> {
+    let aws = &config.aws;
+    Ok(portico_aws::AwsSettings {
+        region: aws.region.clone().context("backend = \"aws\" needs aws.region (AWS_REGION)")?,
+        endpoint_url: aws.endpoint_url.clone(),
+        iot_endpoint: aws.iot_endpoint.clone(),
+        table: aws.table.clone(),
+        bucket: aws.bucket.clone(),
+        queue_prefix: aws.queue_prefix.clone(),
+    })
+}
+
 #[cfg(feature = "aws")]
 async fn signed(config: &Config, url: &str) -> portico_logs::opensearch::Auth {
-    let Some(region) = config.aws.region.clone() else {
+    let Ok(settings) = aws_settings(config) else {
         return portico_logs::opensearch::Auth::None;
     };
-    let settings = portico_aws::AwsSettings {
-        region: region.clone(),
-        endpoint_url: config.aws.endpoint_url.clone(),
-        iot_endpoint: None,
-        table: config.aws.table.clone(),
-        bucket: config.aws.bucket.clone(),
-        queue_prefix: config.aws.queue_prefix.clone(),
-    };
     let sdk = portico_aws::sdk_config(&settings).await;
-    match portico_aws::opensearch::OpenSearchSigner::new(&sdk, &region, url) {
+    match portico_aws::opensearch::OpenSearchSigner::new(&sdk, &settings.region, url) {
         Some(signer) => portico_logs::opensearch::Auth::Signed(Arc::new(signer)),
         None => portico_logs::opensearch::Auth::None,
     }

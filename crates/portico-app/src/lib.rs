@@ -13,6 +13,8 @@ pub mod warehouse;
 pub mod worker;
 pub mod world;
 
+#[cfg(feature = "aws")]
+pub use compose::aws_settings;
 pub use compose::{
     Composition, compose_backend, compose_local, dev_issuer_url, load_dev_issuer,
     opensearch_cluster, opensearch_sink, worker_settings,

@@ -190,19 +190,10 @@ pub async fn rebuild_snowflake(
 pub async fn stream_checkpoint(
     config: &portico_config::Config,
 ) -> anyhow::Result<(Option<String>, Option<String>)> {
-    let aws = &config.aws;
-    let settings = portico_aws::AwsSettings {
-        region: aws.region.clone().ok_or_else(|| anyhow::anyhow!("set aws.region (AWS_REGION)"))?,
-        endpoint_url: aws.endpoint_url.clone(),
-        iot_endpoint: aws.iot_endpoint.clone(),
-        table: aws.table.clone(),
-        bucket: aws.bucket.clone(),
-        queue_prefix: aws.queue_prefix.clone(),
-    };
-    let sdk = portico_aws::sdk_config(&settings).await;
+    let sdk = portico_aws::sdk_config(&crate::aws_settings(config)?).await;
     let lease = portico_aws::StreamLease::new(
         portico_aws::dynamodb(&sdk),
-        &aws.table,
+        &config.aws.table,
         "portico export status",
         Duration::ZERO,
     );

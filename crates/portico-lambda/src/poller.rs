@@ -28,17 +28,7 @@ impl Parts {
         let endpoint = aws.neptune_endpoint.clone().ok_or_else(|| {
             anyhow::anyhow!("the stream-poller reads Neptune Streams: set aws.neptune_endpoint (PORTICO_AWS_NEPTUNE_ENDPOINT)")
         })?;
-        let settings = portico_aws::AwsSettings {
-            region: aws
-                .region
-                .clone()
-                .ok_or_else(|| anyhow::anyhow!("set aws.region (AWS_REGION)"))?,
-            endpoint_url: aws.endpoint_url.clone(),
-            iot_endpoint: aws.iot_endpoint.clone(),
-            table: aws.table.clone(),
-            bucket: aws.bucket.clone(),
-            queue_prefix: aws.queue_prefix.clone(),
-        };
+        let settings = portico_app::aws_settings(config)?;
         Ok(Parts {
             sdk: portico_aws::sdk_config(&settings).await,
             endpoint,
