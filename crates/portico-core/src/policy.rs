@@ -212,22 +212,12 @@ pub fn read_logs(caller: &Caller) -> Result<()> {
 /// The audit trail: platform staff read all of it; an account admin reads their own account's
 /// records (answered as the account to restrict to); everyone else is forbidden.
 pub fn read_audit(caller: &Caller) -> Result<Option<String>> {
-    require_provisioned(caller)?;
-    if caller.sees_all_accounts() {
-        return Ok(None);
-    }
-    match caller.account_id() {
-        Some(account) if caller.has_role(Role::AccountAdmin) => Ok(Some(account.to_string())),
-        _ => Err(Error::Forbidden(
-            "only platform staff and account admins may read the audit trail".into(),
-        )),
-    }
+    staff_or_own_account_admin(caller, "the audit trail")
 }
 
-/// The warehouse's reports: platform staff see every account; an account admin sees the same
-/// reports limited to their account (answered as the account to restrict to); everyone else
-/// is forbidden.
-pub fn read_reports(caller: &Caller) -> Result<Option<String>> {
+/// Platform staff: every account (`None`); an account admin: their own account; anyone else is
+/// forbidden to read `what`.
+fn staff_or_own_account_admin(caller: &Caller, what: &str) -> Result<Option<String>> {
     require_provisioned(caller)?;
     if caller.sees_all_accounts() {
         return Ok(None);
@@ -235,9 +225,16 @@ pub fn read_reports(caller: &Caller) -> Result<Option<String>> {
     match caller.account_id() {
         Some(account) if caller.has_role(Role::AccountAdmin) => Ok(Some(account.to_string())),
         _ => {
-            Err(Error::Forbidden("only platform staff and account admins may read reports".into()))
+            Err(Error::Forbidden(format!("only platform staff and account admins may read {what}")))
         }
     }
+}
+
+/// The warehouse's reports: platform staff see every account; an account admin sees the same
+/// reports limited to their account (answered as the account to restrict to); everyone else
+/// is forbidden.
+pub fn read_reports(caller: &Caller) -> Result<Option<String>> {
+    staff_or_own_account_admin(caller, "reports")
 }
 
 /// Who in an account a lot reached is told of the lot's recall: its lab managers and account
