@@ -8,7 +8,7 @@
 use std::fmt::Write;
 use std::sync::{Arc, OnceLock};
 
-use portico_core::warehouse::{Cell, Report, ReportTable, date_text};
+use portico_core::warehouse::{Report, ReportTable, date_text};
 
 pub const WIDTH: u32 = 800;
 pub const HEIGHT: u32 = 450;
@@ -41,10 +41,6 @@ pub struct Series {
     pub values: Vec<f64>,
 }
 
-fn text(cell: &Cell) -> String {
-    cell.text()
-}
-
 /// Sums `value` per category (column `x`) and per series (column `by`, or one series named
 /// `single`), categories in first-seen order (reports are sorted).
 fn pivot(
@@ -56,7 +52,7 @@ fn pivot(
     let mut categories: Vec<String> = Vec::new();
     let mut series: Vec<Series> = Vec::new();
     for row in &table.rows {
-        let category = text(&row[x]);
+        let category = row[x].text();
         let ci = match categories.iter().position(|c| *c == category) {
             Some(i) => i,
             None => {
@@ -69,7 +65,7 @@ fn pivot(
         };
         for (column, name) in values {
             let name = match by {
-                Some(b) => text(&row[b]),
+                Some(b) => row[b].text(),
                 None => (*name).to_string(),
             };
             let si = match series.iter().position(|s| s.name == name) {
@@ -419,7 +415,7 @@ pub fn png(svg: &str) -> Result<Vec<u8>, PngError> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use portico_core::warehouse::parse_date;
+    use portico_core::warehouse::{Cell, parse_date};
 
     fn table() -> ReportTable {
         let row = |week: &str, severity: &str, n: i64| {

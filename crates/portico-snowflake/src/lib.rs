@@ -271,14 +271,7 @@ impl Warehouse for SnowflakeWarehouse {
             .into_iter()
             .map(|row| row.into_iter().zip(columns).map(|(v, c)| cell(v, c.kind)).collect())
             .collect();
-        Ok(ReportTable {
-            report: query.report,
-            from: query.from,
-            to: query.to,
-            account_id: query.account_id.clone(),
-            rows,
-            as_of: None,
-        })
+        Ok(ReportTable::answer(query, rows, None))
     }
 
     async fn status(&self) -> portico_core::Result<WarehouseStatus> {

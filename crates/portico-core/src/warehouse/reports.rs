@@ -222,3 +222,21 @@ pub struct ReportTable {
     /// When the newest change the warehouse holds was committed.
     pub as_of: Option<OffsetDateTime>,
 }
+
+impl ReportTable {
+    /// The answer to `query`: its rows, and how far the warehouse got (if the store knows).
+    pub fn answer(
+        query: &ReportQuery,
+        rows: Vec<Vec<Cell>>,
+        as_of: Option<OffsetDateTime>,
+    ) -> Self {
+        ReportTable {
+            report: query.report,
+            from: query.from,
+            to: query.to,
+            account_id: query.account_id.clone(),
+            rows,
+            as_of,
+        }
+    }
+}

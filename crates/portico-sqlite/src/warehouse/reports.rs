@@ -49,14 +49,7 @@ impl Warehouse for SqliteWarehouse {
             }
             Ok(out)
         })?;
-        Ok(ReportTable {
-            report: query.report,
-            from: query.from,
-            to: query.to,
-            account_id: query.account_id.clone(),
-            rows,
-            as_of: self.as_of()?,
-        })
+        Ok(ReportTable::answer(query, rows, self.as_of()?))
     }
 
     async fn status(&self) -> Result<WarehouseStatus> {
