@@ -31,8 +31,15 @@ fn n(value: i64) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-fn number(item: &std::collections::HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
+type Item = std::collections::HashMap<String, AttributeValue>;
+
+fn number(item: &Item, name: &str) -> Option<i64> {
     item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+}
+
+/// The checkpoint the lease item holds, if any.
+fn position_of(item: &Item) -> Option<Position> {
+    Some(Position { commit_num: number(item, "commit_num")?, op_num: number(item, "op_num")? })
 }
 
 impl StreamLease {
@@ -53,39 +60,16 @@ impl StreamLease {
     /// before the first), or `Ok(None)` as the outer value when another poller holds it.
     pub async fn acquire(&self) -> Result<Option<Option<Position>>> {
         let now = now_ms();
-        let answer = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(self.key()))
-            .update_expression("SET #owner = :me, expires_ms = :until")
-            .condition_expression("attribute_not_exists(pk) OR expires_ms < :now OR #owner = :me")
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_values(":me", AttributeValue::S(self.owner.clone()))
-            .expression_attribute_values(":until", n(now + self.ttl.as_millis() as i64))
-            .expression_attribute_values(":now", n(now))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await;
-        match answer {
-            Ok(output) => {
-                let item = output.attributes.unwrap_or_default();
-                let at = match (number(&item, "commit_num"), number(&item, "op_num")) {
-                    (Some(commit_num), Some(op_num)) => Some(Position { commit_num, op_num }),
-                    _ => None,
-                };
-                Ok(Some(at))
-            }
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(sdk_error("taking the stream lease", e)),
-        }
+        let values = [(":until", n(now + self.ttl.as_millis() as i64)), (":now", n(now))];
+        let taken = self
+            .conditional(
+                "SET #owner = :me, expires_ms = :until",
+                "attribute_not_exists(pk) OR expires_ms < :now OR #owner = :me",
+                &values,
+                "taking the stream lease",
+            )
+            .await?;
+        Ok(taken.map(|item| position_of(&item)))
     }
 
     /// Where the stream stands without taking the lease: the checkpoint (`None` before the
@@ -102,10 +86,7 @@ impl StreamLease {
             .map_err(|e| sdk_error("reading the stream lease", e))?
             .item
             .unwrap_or_default();
-        let at = match (number(&item, "commit_num"), number(&item, "op_num")) {
-            (Some(commit_num), Some(op_num)) => Some(Position { commit_num, op_num }),
-            _ => None,
-        };
+        let at = position_of(&item);
         let holder = item
             .get("owner")
             .and_then(|v| v.as_s().ok())
@@ -114,15 +95,15 @@ impl StreamLease {
         Ok((at, holder))
     }
 
-    /// Runs `update` on the lease item if `condition` holds (`#owner` and `:me` are bound);
-    /// false when it does not.
+    /// Runs `update` on the lease item if `condition` holds (`#owner` and `:me` are bound):
+    /// the item as it is after, or `None` when the condition does not hold.
     async fn conditional(
         &self,
         update: &str,
         condition: &str,
         values: &[(&str, AttributeValue)],
         what: &str,
-    ) -> Result<bool> {
+    ) -> Result<Option<Item>> {
         let mut request = self
             .client
             .update_item()
@@ -131,19 +112,20 @@ impl StreamLease {
             .update_expression(update)
             .condition_expression(condition)
             .expression_attribute_names("#owner", "owner")
-            .expression_attribute_values(":me", AttributeValue::S(self.owner.clone()));
+            .expression_attribute_values(":me", AttributeValue::S(self.owner.clone()))
+            .return_values(ReturnValue::AllNew);
         for (name, value) in values {
             request = request.expression_attribute_values(*name, value.clone());
         }
         match request.send().await {
-            Ok(_) => Ok(true),
+            Ok(output) => Ok(Some(output.attributes.unwrap_or_default())),
             Err(e)
                 if matches!(
                     e.as_service_error(),
                     Some(UpdateItemError::ConditionalCheckFailedException(_))
                 ) =>
             {
-                Ok(false)
+                Ok(None)
             }
             Err(e) => Err(sdk_error(what, e)),
         }
@@ -166,6 +148,7 @@ impl StreamLease {
             "moving the stream checkpoint",
         )
         .await
+        .map(|moved| moved.is_some())
     }
 
     /// Lets the lease go (ending now), keeping the checkpoint; a lease lost meanwhile is left.
@@ -190,5 +173,6 @@ impl StreamLease {
             "forgetting the stream checkpoint",
         )
         .await
+        .map(|forgot| forgot.is_some())
     }
 }

@@ -160,13 +160,22 @@ fn value(cell: &Cell) -> Value {
 /// Writes `upserts`; answers what was written.
 fn apply(conn: &Connection, upserts: &[Upsert]) -> Result<Loaded> {
     let mut loaded = Loaded::default();
+    // Each statement's text is made once per load, not once per row; and a derived row (a date)
+    // that many facts name is written once per load.
+    let mut sql: std::collections::HashMap<(&'static str, usize), String> = Default::default();
+    let mut derived: std::collections::HashSet<(&'static str, &str)> = Default::default();
     for u in upserts {
-        let sql = upsert_sql(u.table, u.group);
-        let mut statement = conn.prepare_cached(&sql).context("preparing a warehouse upsert")?;
+        let versioned = u.group().version.is_some();
+        if !versioned && !derived.insert((u.table.name, u.key.as_str())) {
+            continue;
+        }
+        let text =
+            sql.entry((u.table.name, u.group)).or_insert_with(|| upsert_sql(u.table, u.group));
+        let mut statement = conn.prepare_cached(text).context("preparing a warehouse upsert")?;
         let mut values: Vec<Value> = Vec::with_capacity(u.values.len() + 2);
         values.push(Value::Text(u.key.clone()));
         values.extend(u.values.iter().map(value));
-        if u.group().version.is_some() {
+        if versioned {
             values.push(Value::Text(version_text(u.version)));
         }
         if statement.execute(params_from_iter(values)).context("writing a warehouse row")? > 0 {
