@@ -44,11 +44,6 @@ impl Loader {
         &self.dir
     }
 
-    /// The change table's newest sequence number.
-    pub fn latest(&self) -> Result<i64> {
-        self.feed.latest()
-    }
-
     /// Loads up to one batch of pending changes (after a rebuild, if the warehouse has no
     /// checkpoint); answers what it wrote and how many changes it read.
     pub async fn load_pending(&self, ctx: &Context) -> Result<(Loaded, usize)> {
@@ -107,15 +102,13 @@ impl Loader {
 pub async fn run(ctx: Arc<Context>, loader: Loader, mut stop: watch::Receiver<bool>) {
     // The snapshots are written whole once at start (the folder may be new, or older than the
     // warehouse), then table by table as loads change them.
-    let mut dirty: Option<BTreeSet<&'static str>> = None;
+    let mut dirty: BTreeSet<&'static str> = BTreeSet::new();
     let mut all_due = true;
     let mut last_snapshot = Instant::now() - SNAPSHOT_EVERY;
     loop {
         let idle = match loader.load_pending(&ctx).await {
             Ok((loaded, read)) => {
-                if !loaded.tables.is_empty() {
-                    dirty.get_or_insert_with(BTreeSet::new).extend(loaded.tables);
-                }
+                dirty.extend(loaded.tables);
                 read == 0
             }
             Err(e) => {
@@ -123,15 +116,13 @@ pub async fn run(ctx: Arc<Context>, loader: Loader, mut stop: watch::Receiver<bo
                 true
             }
         };
-        if (all_due || dirty.is_some()) && last_snapshot.elapsed() >= SNAPSHOT_EVERY {
-            let tables = if all_due { None } else { dirty.take() };
+        if (all_due || !dirty.is_empty()) && last_snapshot.elapsed() >= SNAPSHOT_EVERY {
+            let tables = if all_due { None } else { Some(std::mem::take(&mut dirty)) };
             match loader.snapshot(tables.clone()).await {
                 Ok(_) => all_due = false,
                 Err(e) => {
                     tracing::warn!(error = %e, "warehouse snapshot failed; will retry");
-                    if let Some(tables) = tables {
-                        dirty.get_or_insert_with(BTreeSet::new).extend(tables);
-                    }
+                    dirty.extend(tables.into_iter().flatten());
                 }
             }
             last_snapshot = Instant::now();

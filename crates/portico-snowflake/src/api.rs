@@ -191,26 +191,25 @@ impl SqlApi {
         Ok(SqlApi { http, settings, base_url, key, issuer, token: Mutex::new(None) })
     }
 
+    /// The key-pair token: the cached one while it has a minute left (unless `fresh`), else a
+    /// new one.
     fn jwt(&self, fresh: bool) -> Result<String, SqlError> {
         let now = now_secs();
-        if let Ok(mut cached) = self.token.lock() {
-            if !fresh && let Some((token, exp)) = cached.as_ref().filter(|(_, exp)| *exp > now + 60)
-            {
-                let _ = exp;
-                return Ok(token.clone());
-            }
-            let exp = now + TOKEN_TTL_SECS;
-            let claims = json!({
-                "iss": self.issuer,
-                "sub": format!("{}.{}", self.settings.account.to_uppercase(), self.settings.user.to_uppercase()),
-                "iat": now,
-                "exp": exp,
-            });
-            let token = self.sign(&claims)?;
-            *cached = Some((token.clone(), exp));
-            return Ok(token);
+        let mut cached =
+            self.token.lock().map_err(|_| SqlError::Key("the token cache is poisoned".into()))?;
+        if !fresh && let Some((token, _)) = cached.as_ref().filter(|(_, exp)| *exp > now + 60) {
+            return Ok(token.clone());
         }
-        Err(SqlError::Key("the token cache is poisoned".into()))
+        let exp = now + TOKEN_TTL_SECS;
+        let claims = json!({
+            "iss": self.issuer,
+            "sub": format!("{}.{}", self.settings.account.to_uppercase(), self.settings.user.to_uppercase()),
+            "iat": now,
+            "exp": exp,
+        });
+        let token = self.sign(&claims)?;
+        *cached = Some((token.clone(), exp));
+        Ok(token)
     }
 
     /// An RS256 JWT of `claims`.
