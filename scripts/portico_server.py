@@ -14,7 +14,9 @@ TIMEOUT = 10
 
 
 class Server:
-    def __init__(self, binary, data_dir):
+    """`listeners` are the ones to wait for; `extra_env` adds to (or overrides) the defaults."""
+
+    def __init__(self, binary, data_dir, extra_env=None, listeners=("http", "mqtt", "mqtt-ws")):
         env = dict(os.environ)
         env.update({
             "PORTICO_DATA_DIR": data_dir,
@@ -24,11 +26,12 @@ class Server:
             "PORTICO_MQTT_WS_ADDR": "127.0.0.1:0",
             "PORTICO_LOG": "info",
         })
+        env.update(extra_env or {})
         self.binary, self.env = binary, env
         self.proc = subprocess.Popen([binary, "serve", "--demo"], env=env, stdout=subprocess.PIPE, text=True)
         self.addrs = {}
         deadline = time.time() + 60
-        while len(self.addrs) < 3 and time.time() < deadline:
+        while len(self.addrs) < len(listeners) and time.time() < deadline:
             line = self.proc.stdout.readline()
             if not line:
                 raise SystemExit("portico serve exited before listening")
@@ -36,13 +39,14 @@ class Server:
                 event = json.loads(line)
             except ValueError:
                 continue
-            if event.get("listener") in ("http", "mqtt", "mqtt-ws"):
+            if event.get("listener") in listeners:
                 self.addrs[event["listener"]] = event["addr"]
+        self.log = []
         threading.Thread(target=self._drain, daemon=True).start()
 
     def _drain(self):
-        for _ in self.proc.stdout:
-            pass
+        for line in self.proc.stdout:
+            self.log.append(line)
 
     def token(self, sub, groups=""):
         args = [self.binary, "token", "--sub", sub] + (["--groups", groups] if groups else [])
@@ -84,12 +88,13 @@ class Checks:
         return 0 if self.failed == 0 else 1
 
 
-def run_checks(body):
+def run_checks(body, make_server=None):
     """Runs `body(server, check)` against a fresh server started from the binary named on the
-    command line; answers the exit status (non-zero when any check failed)."""
+    command line (by `make_server(binary, data_dir)` when given); answers the exit status
+    (non-zero when any check failed)."""
     check = Checks()
     with tempfile.TemporaryDirectory() as data_dir:
-        server = Server(sys.argv[1], data_dir)
+        server = (make_server or Server)(sys.argv[1], data_dir)
         try:
             body(server, check)
         finally:

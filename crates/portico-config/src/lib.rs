@@ -65,6 +65,10 @@ pub struct Config {
     pub region: String,
     pub http: HttpConfig,
     pub mqtt: MqttConfig,
+    pub tls: TlsConfig,
+    pub https: HttpsConfig,
+    pub mqtts: MqttsConfig,
+    pub wss: WssConfig,
     pub metrics: MetricsConfig,
     pub auth: AuthConfig,
     pub sequence: SequenceConfig,
@@ -216,6 +220,56 @@ pub struct MqttConfig {
     /// Bytes of retained payload the broker holds in all.
     #[default(256 * 1024 * 1024)]
     pub retained_max_bytes: usize,
+}
+
+/// TLS on the local host's listeners (HTTPS, MQTTS, MQTT over secure WebSocket). With `cert` and
+/// `key` set, the TLS listeners run beside the plaintext ones, or alone with `plaintext = false`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, SmartDefault)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the server certificate, then its chain (an ACME client's `fullchain.pem`).
+    pub cert: Option<PathBuf>,
+    /// PEM file with the certificate's private key (PKCS#8, SEC1 or PKCS#1).
+    pub key: Option<PathBuf>,
+    /// Whether the plaintext listeners (`http.addr`, `mqtt.addr`, `mqtt.ws_addr`) run too.
+    #[default = true]
+    pub plaintext: bool,
+    /// How often the certificate and key files are read again; a changed pair is used from then
+    /// on, without a restart.
+    #[default = 10]
+    pub reload_secs: u64,
+}
+
+impl TlsConfig {
+    /// The certificate and key files, when TLS is configured.
+    pub fn files(&self) -> Option<(&Path, &Path)> {
+        Some((self.cert.as_deref()?, self.key.as_deref()?))
+    }
+}
+
+/// The HTTPS listener (used when TLS is configured).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, SmartDefault)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpsConfig {
+    #[default = "127.0.0.1:8443"]
+    pub addr: String,
+}
+
+/// The MQTT over TLS listener (used when TLS is configured); 8883 is MQTT's TLS port.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, SmartDefault)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttsConfig {
+    #[default = "127.0.0.1:8883"]
+    pub addr: String,
+}
+
+/// The MQTT over secure WebSocket listener (used when TLS is configured); clients connect on
+/// the path `/mqtt`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, SmartDefault)]
+#[serde(default, deny_unknown_fields)]
+pub struct WssConfig {
+    #[default = "127.0.0.1:8084"]
+    pub addr: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, SmartDefault)]
@@ -387,6 +441,9 @@ impl Config {
             ("mqtt.addr", &self.mqtt.addr),
             ("mqtt.ws_addr", &self.mqtt.ws_addr),
             ("metrics.addr", &self.metrics.addr),
+            ("https.addr", &self.https.addr),
+            ("mqtts.addr", &self.mqtts.addr),
+            ("wss.addr", &self.wss.addr),
         ] {
             if addr.parse::<SocketAddr>().is_err() {
                 return invalid(format!(
@@ -410,6 +467,21 @@ impl Config {
                 "region = {:?} must be letters, digits, '-' or '_'",
                 self.region
             ));
+        }
+        match (&self.tls.cert, &self.tls.key) {
+            (Some(_), None) | (None, Some(_)) => {
+                return invalid("tls.cert and tls.key go together: set both, or neither".into());
+            }
+            (None, None) if !self.tls.plaintext => {
+                return invalid(
+                    "tls.plaintext = false needs tls.cert and tls.key: there would be no listener"
+                        .into(),
+                );
+            }
+            _ => {}
+        }
+        if self.tls.reload_secs == 0 {
+            return invalid("tls.reload_secs must be at least 1".into());
         }
         if let Some(url) = &self.http.public_url
             && !is_base_url(url)
@@ -667,6 +739,32 @@ mod tests {
         assert_eq!(c.sendgrid.api_key.as_ref().map(Secret::expose), Some("SG.topsecret"));
         assert!(!c.to_toml().contains("topsecret"));
         assert!(!format!("{c:?}").contains("topsecret"));
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_a_listener() {
+        let err = Config::load(None, &env(&[("PORTICO_TLS_CERT", "/etc/portico/cert.pem")]))
+            .expect_err("cert without key");
+        assert!(err.to_string().contains("tls.cert and tls.key go together"), "{err}");
+        let err = Config::load(None, &env(&[("PORTICO_TLS_PLAINTEXT", "false")]))
+            .expect_err("no listener");
+        assert!(err.to_string().contains("tls.plaintext = false needs"), "{err}");
+        let c = Config::load(
+            None,
+            &env(&[
+                ("PORTICO_TLS_CERT", "/etc/portico/cert.pem"),
+                ("PORTICO_TLS_KEY", "/etc/portico/key.pem"),
+                ("PORTICO_TLS_PLAINTEXT", "false"),
+                ("PORTICO_MQTTS_ADDR", "0.0.0.0:8883"),
+            ]),
+        )
+        .expect("valid");
+        assert!(c.tls.files().is_some());
+        assert_eq!(
+            (c.https.addr.as_str(), c.mqtts.addr.as_str()),
+            ("127.0.0.1:8443", "0.0.0.0:8883")
+        );
+        assert_eq!(c.wss.addr, "127.0.0.1:8084");
     }
 
     #[test]

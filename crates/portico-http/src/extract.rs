@@ -225,3 +225,71 @@ mod tests {
         assert_eq!(bearer_token("Bearer "), None);
     }
 }
+
+/// Which listener a request came in on; the local host's HTTPS listener adds `Transport::Tls`
+/// to each request, and without it a request came in plaintext.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Plain,
+    Tls,
+}
+
+/// What makes a host-relative link absolute: the request's Host, the scheme a proxy in front
+/// says it served (`x-forwarded-proto`), and whether this server's own listener was TLS.
+pub struct Links {
+    host: Option<String>,
+    forwarded_proto: Option<&'static str>,
+    tls: bool,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Links {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let text = |name| parts.headers.get(name).and_then(|h| h.to_str().ok());
+        let forwarded_proto = match text("x-forwarded-proto") {
+            Some("https") => Some("https"),
+            Some("http") => Some("http"),
+            _ => None,
+        };
+        Ok(Links {
+            host: text(axum::http::header::HOST.as_str()).map(str::to_string),
+            forwarded_proto,
+            tls: parts.extensions.get::<Transport>() == Some(&Transport::Tls),
+        })
+    }
+}
+
+impl Links {
+    /// Makes a host-relative URL absolute: with the configured public URL; else with the Host
+    /// the caller sent, but only a loopback one (a developer's own machine): any other Host
+    /// header is the caller's to choose, so it never names this server in a link, and the link
+    /// stays host-relative. The scheme is https when this server's listener was TLS.
+    pub fn absolute(&self, public_url: Option<&str>, url: String) -> String {
+        if !url.starts_with('/') {
+            return url;
+        }
+        if let Some(base) = public_url {
+            return format!("{base}{url}");
+        }
+        let Some(host) = self.host.as_deref().filter(|h| is_loopback_host(h)) else {
+            return url;
+        };
+        let scheme = match (self.tls, self.forwarded_proto) {
+            (true, _) => "https",
+            (false, Some(proto)) => proto,
+            (false, None) => "http",
+        };
+        format!("{scheme}://{host}{url}")
+    }
+}
+
+/// `localhost`, `127.x.y.z` or `[::1]`, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}

@@ -23,7 +23,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use utoipa_axum::router::OpenApiRouter;
 
-pub use extract::bearer_token;
+pub use extract::{Transport, bearer_token};
 pub use openapi::document as openapi_document;
 pub use problem::Problem;
 

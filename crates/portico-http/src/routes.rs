@@ -33,9 +33,9 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use crate::extract::{Authenticated, JsonBody, PageParams, Paging};
+use crate::AppState;
+use crate::extract::{Authenticated, JsonBody, Links, PageParams, Paging};
 use crate::problem::Problem;
-use crate::{AppState, Edge};
 
 type Answer<T> = Result<T, Problem>;
 
@@ -239,11 +239,11 @@ pub async fn read_notification(
 pub async fn request_upload(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
-    headers: HeaderMap,
+    links: Links,
     JsonBody(input): JsonBody<RequestUpload>,
 ) -> Answer<impl IntoResponse> {
     let mut ticket = documents::request_upload(state.context(), &caller, input).await?;
-    ticket.upload_url = absolute(state.edge(), &headers, ticket.upload_url);
+    ticket.upload_url = links.absolute(state.edge().public_url.as_deref(), ticket.upload_url);
     let location = format!("/v1/documents/{}", ticket.document_id);
     Ok(created(location, ticket))
 }
@@ -267,11 +267,12 @@ pub async fn list_documents(
 pub async fn get_document(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
-    headers: HeaderMap,
+    links: Links,
     Path(id): Path<String>,
 ) -> Answer<Json<DocumentView>> {
     let mut view = documents::get(state.context(), &caller, &id).await?;
-    view.download_url = view.download_url.map(|u| absolute(state.edge(), &headers, u));
+    view.download_url =
+        view.download_url.map(|u| links.absolute(state.edge().public_url.as_deref(), u));
     Ok(Json(view))
 }
 
@@ -425,39 +426,6 @@ impl Drop for Reservation {
             }
         });
     }
-}
-
-/// Makes a host-relative URL absolute: with the configured public URL; else with the Host the
-/// caller sent, but only a loopback one (a developer's own machine): any other Host header is the
-/// caller's to choose, so it never names this server in a link, and the link stays host-relative.
-fn absolute(edge: &Edge, headers: &HeaderMap, url: String) -> String {
-    if !url.starts_with('/') {
-        return url;
-    }
-    if let Some(base) = &edge.public_url {
-        return format!("{base}{url}");
-    }
-    let Some(host) =
-        headers.get(header::HOST).and_then(|h| h.to_str().ok()).filter(|h| is_loopback_host(h))
-    else {
-        return url;
-    };
-    let scheme = headers
-        .get("x-forwarded-proto")
-        .and_then(|h| h.to_str().ok())
-        .filter(|p| *p == "https" || *p == "http")
-        .unwrap_or("http");
-    format!("{scheme}://{host}{url}")
-}
-
-/// `localhost`, `127.x.y.z` or `[::1]`, with or without a port.
-fn is_loopback_host(host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => host.split(':').next().unwrap_or(""),
-    };
-    name.eq_ignore_ascii_case("localhost")
-        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Log lines, newest first (admins, support): `q` in Kibana's query syntax (`level:ERROR AND
@@ -768,10 +736,11 @@ pub async fn list_shipments(
         (status = 404, body = Problem)))]
 pub async fn dev_issuer_metadata(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    links: Links,
 ) -> Answer<impl IntoResponse> {
     let issuer = state.dev_issuer().ok_or_else(no_dev_issuer)?;
-    let mut jwks_uri = absolute(state.edge(), &headers, "/oauth2/default/v1/keys".to_string());
+    let mut jwks_uri =
+        links.absolute(state.edge().public_url.as_deref(), "/oauth2/default/v1/keys".to_string());
     if jwks_uri.starts_with('/') {
         // Metadata needs an absolute URI: the issuer's own origin.
         jwks_uri = format!("{}/v1/keys", issuer.issuer());

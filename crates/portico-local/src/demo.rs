@@ -90,16 +90,21 @@ impl Demo {
     /// What a person needs to try the demo, as commands they can paste: the logins' token
     /// commands (run with `portico`, the binary at `portico`), and for each instrument a
     /// `mosquitto_pub` of a critical event.
-    pub fn guide(&self, portico: &str, mqtt: std::net::SocketAddr) -> String {
+    /// The logins' token commands and a `mosquitto_pub` per instrument, for `mqtt` (a TLS
+    /// listener when `tls`: plaintext is off).
+    pub fn guide(&self, portico: &str, mqtt: std::net::SocketAddr, tls: bool) -> String {
         let mut out = String::from("Demo logins (each command prints an access token):\n");
         for login in &self.logins {
             let command = login.token_command().replacen("portico", portico, 1);
             out.push_str(&format!("  {:<44} {command}\n", login.description));
         }
         out.push_str("\nDemo instruments (each command sends a critical event):\n");
+        // Over TLS, mosquitto checks the server's certificate against the system's CAs; a
+        // certificate from a private CA needs `--cafile` with that CA instead.
+        let tls_option = if tls { " --tls-use-os-certs" } else { "" };
         for i in &self.instruments {
             out.push_str(&format!(
-                "  {} of {}:\n    mosquitto_pub -h {} -p {} -i {serial} -u {serial} -P {} -t instruments/{serial}/events -m '{{\"severity\":\"critical\",\"message\":\"Pump pressure too high\"}}'\n",
+                "  {} of {}:\n    mosquitto_pub -h {} -p {}{tls_option} -i {serial} -u {serial} -P {} -t instruments/{serial}/events -m '{{\"severity\":\"critical\",\"message\":\"Pump pressure too high\"}}'\n",
                 i.serial,
                 i.account,
                 mqtt.ip(),
@@ -107,6 +112,9 @@ impl Demo {
                 i.device_secret,
                 serial = i.serial
             ));
+        }
+        if tls {
+            out.push_str("  (a certificate from your own CA: --cafile YOUR-CA.pem in place of --tls-use-os-certs)\n");
         }
         out
     }

@@ -7,6 +7,7 @@
 pub mod demo;
 mod metrics;
 mod readiness;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use portico_auth::DevIssuer;
-use portico_broker::{Broker, BrokerSettings};
+use portico_broker::{Broker, BrokerSettings, BrokerTls};
 use portico_config::Config;
 use portico_core::mqtt::Policy;
 use portico_functions::gate::Gate;
@@ -38,7 +39,11 @@ pub fn compose(config: &Config) -> anyhow::Result<Composition> {
 /// A server whose listeners are bound, ready to run.
 pub struct Server {
     composition: Composition,
-    http: TcpListener,
+    /// The plaintext HTTP listener, unless plaintext is off.
+    http: Option<TcpListener>,
+    /// The HTTPS listener and the certificates it presents, when TLS is configured.
+    https: Option<(TcpListener, Arc<tls::Certificates>)>,
+    reload_every: std::time::Duration,
     metrics: TcpListener,
     broker: Broker,
     prometheus: metrics_exporter_prometheus::PrometheusHandle,
@@ -58,16 +63,34 @@ impl Server {
         // Server-side publishes go through the embedded broker, once it is bound.
         let publisher = Arc::new(BrokerPublisher::new());
         let composition = portico_app::compose_local(config, publisher.clone())?;
-        let http = TcpListener::bind(&config.http.addr)
-            .await
-            .with_context(|| format!("binding HTTP listener on {}", config.http.addr))?;
+        let http = match config.tls.plaintext {
+            true => Some(
+                TcpListener::bind(&config.http.addr)
+                    .await
+                    .with_context(|| format!("binding HTTP listener on {}", config.http.addr))?,
+            ),
+            false => None,
+        };
+        let certificates =
+            config.tls.files().map(|(cert, key)| tls::Certificates::load(cert, key)).transpose()?;
+        let https = match &certificates {
+            Some(certificates) => Some((
+                TcpListener::bind(&config.https.addr)
+                    .await
+                    .with_context(|| format!("binding HTTPS listener on {}", config.https.addr))?,
+                certificates.clone(),
+            )),
+            None => None,
+        };
         let metrics = TcpListener::bind(&config.metrics.addr)
             .await
             .with_context(|| format!("binding metrics listener on {}", config.metrics.addr))?;
-        let broker = bind_broker(config, &composition, &publisher).await?;
+        let broker = bind_broker(config, certificates.as_deref(), &composition, &publisher).await?;
         Ok(Server {
             composition,
             http,
+            https,
+            reload_every: std::time::Duration::from_secs(config.tls.reload_secs),
             metrics,
             broker,
             prometheus,
@@ -75,20 +98,50 @@ impl Server {
         })
     }
 
-    pub fn http_addr(&self) -> SocketAddr {
-        self.http.local_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into())
+    /// The plaintext HTTP listener's address, unless plaintext is off.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The HTTPS listener's address, when TLS is configured.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     pub fn metrics_addr(&self) -> SocketAddr {
         self.metrics.local_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into())
     }
 
-    pub fn mqtt_addr(&self) -> SocketAddr {
+    /// The plaintext MQTT listener's address, unless plaintext is off.
+    pub fn mqtt_addr(&self) -> Option<SocketAddr> {
         self.broker.tcp_addr()
     }
 
-    pub fn mqtt_ws_addr(&self) -> SocketAddr {
+    pub fn mqtt_ws_addr(&self) -> Option<SocketAddr> {
         self.broker.ws_addr()
+    }
+
+    /// The MQTT over TLS listener's address, when TLS is configured.
+    pub fn mqtts_addr(&self) -> Option<SocketAddr> {
+        self.broker.mqtts_addr()
+    }
+
+    pub fn wss_addr(&self) -> Option<SocketAddr> {
+        self.broker.wss_addr()
+    }
+
+    /// Every listener as a URL a client connects to, in the order a person reads them.
+    pub fn listeners(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let mut add = |name, url: Option<String>| out.extend(url.map(|url| (name, url)));
+        add("http", self.http_addr().map(|a| format!("http://{a}")));
+        add("https", self.https_addr().map(|a| format!("https://{a}")));
+        add("mqtt", self.mqtt_addr().map(|a| format!("mqtt://{a}")));
+        add("mqtts", self.mqtts_addr().map(|a| format!("mqtts://{a}")));
+        add("mqtt-ws", self.mqtt_ws_addr().map(|a| format!("ws://{a}/mqtt")));
+        add("mqtt-wss", self.wss_addr().map(|a| format!("wss://{a}/mqtt")));
+        add("metrics", Some(format!("http://{}/metrics", self.metrics_addr())));
+        out
     }
 
     /// The local dev issuer, when no external issuer is configured.
@@ -116,15 +169,25 @@ impl Server {
             let _ = rx.wait_for(|stop| *stop).await;
         };
 
-        tracing::info!(listener = "http", addr = %self.http_addr(), "HTTP API listening on http://{}", self.http_addr());
-        tracing::info!(listener = "metrics", addr = %self.metrics_addr(), "Prometheus metrics on http://{}/metrics", self.metrics_addr());
-        tracing::info!(listener = "mqtt", addr = %self.mqtt_addr(), "MQTT listening on mqtt://{}", self.mqtt_addr());
-        tracing::info!(listener = "mqtt-ws", addr = %self.mqtt_ws_addr(), "MQTT over WebSocket on ws://{}/mqtt", self.mqtt_ws_addr());
+        for (listener, url) in self.listeners() {
+            let addr =
+                url.split("://").nth(1).and_then(|rest| rest.split('/').next()).unwrap_or("");
+            tracing::info!(listener, addr, "{listener} listening on {url}");
+        }
+
+        // A renewed certificate is read by the HTTPS resolver at once and by the broker through
+        // new TLS listeners.
+        let reload = self.https.as_ref().map(|(_, certificates)| certificates.changes());
+        let watching = self
+            .https
+            .as_ref()
+            .map(|(_, certificates)| tokio::spawn(certificates.clone().watch(self.reload_every)));
 
         // The broker has no graceful stop of its own: it is aborted once HTTP has drained. If it
         // ends by itself, that is a failure, and the whole server stops rather than run without MQTT.
-        let mqtt = self.mqtt_addr();
-        let broker = tokio::spawn(self.broker.run());
+        let mqtt =
+            self.mqtt_addr().or(self.mqtts_addr()).unwrap_or_else(|| ([127, 0, 0, 1], 0).into());
+        let broker = tokio::spawn(self.broker.run(reload));
         let stop_broker = broker.abort_handle();
         let broker_failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let broker_running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -160,17 +223,39 @@ impl Server {
         }));
 
         let app = portico_http::app(self.composition.state.clone());
-        let http = axum::serve(self.http, app).with_graceful_shutdown(stopped(stop_rx.clone()));
+        let http = async {
+            match self.http {
+                Some(listener) => axum::serve(listener, app.clone())
+                    .with_graceful_shutdown(stopped(stop_rx.clone()))
+                    .await
+                    .context("HTTP listener failed"),
+                None => Ok(()),
+            }
+        };
+        let https = async {
+            let Some((listener, certificates)) = self.https else { return Ok(()) };
+            let listener = tls::TlsListener::new(listener, certificates.server_config()?)?;
+            // Links in answers over TLS use https.
+            let app = app.clone().layer(axum::Extension(portico_http::Transport::Tls));
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped(stop_rx.clone()))
+                .await
+                .context("HTTPS listener failed")
+        };
         let metrics = axum::serve(self.metrics, metrics::router(self.prometheus))
             .with_graceful_shutdown(stopped(stop_rx.clone()));
-        let (http, metrics) = tokio::join!(http, metrics);
+        let (http, https, metrics) = tokio::join!(http, https, metrics);
         // The watcher goes first, so the broker's planned stop is not reported as a failure.
         watch_broker.abort();
         stop_broker.abort();
+        if let Some(watching) = watching {
+            watching.abort();
+        }
         if let Some(workers) = workers {
             let _ = workers.await;
         }
-        http.context("HTTP listener failed")?;
+        http?;
+        https?;
         metrics.context("metrics listener failed")?;
         if broker_failed.load(std::sync::atomic::Ordering::SeqCst) {
             anyhow::bail!("the MQTT broker failed");
@@ -183,6 +268,7 @@ impl Server {
 /// Loads the policy and rules (built in, or from the configured files) and binds the broker.
 async fn bind_broker(
     config: &Config,
+    certificates: Option<&tls::Certificates>,
     composition: &Composition,
     publisher: &BrokerPublisher,
 ) -> anyhow::Result<Broker> {
@@ -212,9 +298,20 @@ async fn bind_broker(
     let parse_addr = |name: &str, addr: &str| {
         addr.parse().with_context(|| format!("{name} = {addr:?} is not an address"))
     };
+    let plaintext = config.tls.plaintext;
+    let tls = match certificates {
+        Some(certificates) => Some(BrokerTls {
+            mqtts_addr: parse_addr("mqtts.addr", &config.mqtts.addr)?,
+            wss_addr: parse_addr("wss.addr", &config.wss.addr)?,
+            cert: certificates.cert_path().to_path_buf(),
+            key: certificates.key_path().to_path_buf(),
+        }),
+        None => None,
+    };
     let settings = BrokerSettings {
-        tcp_addr: parse_addr("mqtt.addr", &config.mqtt.addr)?,
-        ws_addr: parse_addr("mqtt.ws_addr", &config.mqtt.ws_addr)?,
+        tcp_addr: plaintext.then(|| parse_addr("mqtt.addr", &config.mqtt.addr)).transpose()?,
+        ws_addr: plaintext.then(|| parse_addr("mqtt.ws_addr", &config.mqtt.ws_addr)).transpose()?,
+        tls,
         max_packet_size: config.mqtt.max_packet_bytes,
         max_inflight: config.mqtt.max_inflight,
         max_topic_levels: config.mqtt.max_topic_levels,

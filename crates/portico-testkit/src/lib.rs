@@ -6,6 +6,7 @@
 
 pub mod opensearch;
 pub mod snowflake;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -29,6 +30,8 @@ pub struct TestApp {
     pub metrics_addr: SocketAddr,
     pub mqtt_addr: SocketAddr,
     pub mqtt_ws_addr: SocketAddr,
+    /// The HTTPS listener, when the config has TLS.
+    pub https_addr: Option<SocketAddr>,
     pub issuer: Arc<DevIssuer>,
     pub client: reqwest::Client,
     pub composition: portico_local::Composition,
@@ -78,9 +81,12 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
 /// Starts a server on `config` (whose data dir the caller owns).
 pub async fn spawn_on(config: Config) -> TestApp {
     let server = portico_local::Server::bind(&config).await.expect("server binds");
-    let addr = server.http_addr();
+    // With plaintext off, the addresses of the TLS listeners.
+    let addr = server.http_addr().or(server.https_addr()).expect("an HTTP listener");
     let metrics_addr = server.metrics_addr();
-    let (mqtt_addr, mqtt_ws_addr) = (server.mqtt_addr(), server.mqtt_ws_addr());
+    let mqtt_addr = server.mqtt_addr().or(server.mqtts_addr()).expect("an MQTT listener");
+    let mqtt_ws_addr = server.mqtt_ws_addr().or(server.wss_addr()).expect("a WebSocket listener");
+    let https_addr = server.https_addr();
     let composition = server.composition().clone();
     let issuer = match server.dev_issuer() {
         Some(issuer) => issuer,
@@ -97,6 +103,7 @@ pub async fn spawn_on(config: Config) -> TestApp {
         metrics_addr,
         mqtt_addr,
         mqtt_ws_addr,
+        https_addr,
         issuer,
         client: client(),
         composition,
@@ -131,6 +138,7 @@ pub async fn spawn_api(config: Config) -> TestApp {
         metrics_addr: nowhere,
         mqtt_addr: nowhere,
         mqtt_ws_addr: nowhere,
+        https_addr: None,
         issuer,
         client: client(),
         composition,

@@ -393,16 +393,25 @@ fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         tracing::info!(data_dir = %config.data_dir.display(), region = %config.region, version = env!("CARGO_PKG_VERSION"), "portico starting");
         let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
         if terminal {
-            println!(
-                "Portico {} serving from {}\n  HTTP API        http://{}  (API docs: http://{}/openapi.json)\n  MQTT            mqtt://{}\n  MQTT WebSocket  ws://{}/mqtt\n  Metrics         http://{}/metrics\n",
+            let mut summary = format!(
+                "Portico {} serving from {}\n",
                 env!("CARGO_PKG_VERSION"),
-                config.data_dir.display(),
-                server.http_addr(),
-                server.http_addr(),
-                server.mqtt_addr(),
-                server.mqtt_ws_addr(),
-                server.metrics_addr()
+                config.data_dir.display()
             );
+            for (listener, url) in server.listeners() {
+                let name = match listener {
+                    "http" | "https" => "HTTP API",
+                    "mqtt" | "mqtts" => "MQTT",
+                    "mqtt-ws" | "mqtt-wss" => "MQTT WebSocket",
+                    _ => "Metrics",
+                };
+                let docs = match listener {
+                    "http" | "https" => format!("  (API docs: {url}/openapi.json)"),
+                    _ => String::new(),
+                };
+                summary.push_str(&format!("  {name:<15} {url}{docs}\n"));
+            }
+            println!("{summary}");
         }
         if demo {
             let guide_path = portico_local::demo::guide_path(&config.data_dir);
@@ -412,15 +421,20 @@ fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
                     for login in &demo.logins {
                         tracing::info!(sub = %login.sub, "demo login ({}): {}", login.description, login.token_command());
                     }
-                    let mqtt = server.mqtt_addr();
+                    // The plaintext listener when there is one: the shortest command to paste.
+                    let (mqtt, tls) = match (server.mqtt_addr(), server.mqtts_addr()) {
+                        (Some(plain), _) => (plain, false),
+                        (None, Some(tls)) => (tls, true),
+                        (None, None) => anyhow::bail!("no MQTT listener"),
+                    };
                     for i in &demo.instruments {
                         tracing::info!(
                             serial = %i.serial,
-                            "demo instrument of {}: mosquitto_pub -h {} -p {} -i {serial} -u {serial} -P {} -t instruments/{serial}/events -m '{{\"severity\":\"critical\",\"message\":\"Pump pressure too high\"}}'",
-                            i.account, mqtt.ip(), mqtt.port(), i.device_secret, serial = i.serial
+                            "demo instrument of {}: mosquitto_pub -h {} -p {}{} -i {serial} -u {serial} -P {} -t instruments/{serial}/events -m '{{\"severity\":\"critical\",\"message\":\"Pump pressure too high\"}}'",
+                            i.account, mqtt.ip(), mqtt.port(), if tls { " --tls-use-os-certs" } else { "" }, i.device_secret, serial = i.serial
                         );
                     }
-                    let guide = demo.guide(&portico, mqtt);
+                    let guide = demo.guide(&portico, mqtt, tls);
                     portico_local::demo::save_guide(&config.data_dir, &guide)?;
                     if terminal {
                         println!("{guide}");

@@ -18,6 +18,7 @@ mod mqtt_client;
 mod opensearch;
 mod sequence;
 mod ship_logs;
+mod tls;
 mod tokens;
 mod traceability;
 mod warehouse;
