@@ -489,8 +489,11 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         .context("reading schema version")?;
     let applied = usize::try_from(applied).unwrap_or(usize::MAX);
     if applied > MIGRATIONS.len() {
+        // Checked before anything else in the data dir is touched: an older Portico must not
+        // write to a newer one's data.
         return Err(Error::Unexpected(anyhow::anyhow!(
-            "the database schema (version {applied}) is newer than this Portico (version {}); upgrade Portico",
+            "the database schema (version {applied}) is newer than this Portico {} (version {}): this data dir was used by a newer Portico; run that one, or restore a backup made before the upgrade",
+            env!("CARGO_PKG_VERSION"),
             MIGRATIONS.len()
         )));
     }
@@ -500,6 +503,16 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         tx.pragma_update(None, "user_version", (index + 1) as i64)
             .context("recording schema version")?;
         tx.commit().context("committing migration")?;
+    }
+    match applied {
+        0 => tracing::info!(schema_version = MIGRATIONS.len(), "database created"),
+        n if n < MIGRATIONS.len() => tracing::info!(
+            from_version = n,
+            schema_version = MIGRATIONS.len(),
+            "database schema upgraded from version {n} to {}",
+            MIGRATIONS.len()
+        ),
+        _ => {}
     }
     Ok(())
 }

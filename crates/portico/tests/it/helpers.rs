@@ -62,12 +62,15 @@ pub async fn start_binary_args(
         .expect("portico serve starts");
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
+    // Every line the child prints, from its first.
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
     let base = tokio::time::timeout(Duration::from_secs(30), async {
         while let Ok(Some(line)) = lines.next_line().await {
-            let Ok(event) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if event["listener"] == "http" {
+            let event = serde_json::from_str::<Value>(&line).ok();
+            log.lock().expect("log").push(line);
+            if let Some(event) = event
+                && event["listener"] == "http"
+            {
                 return format!("http://{}", event["addr"].as_str().expect("addr"));
             }
         }
@@ -76,7 +79,6 @@ pub async fn start_binary_args(
     .await
     .expect("listening within 30 s");
     // Keep draining stdout so the child never blocks on a full pipe; the log stays readable.
-    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = log.clone();
     tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {

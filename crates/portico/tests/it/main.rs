@@ -21,4 +21,5 @@ mod ship_logs;
 mod tls;
 mod tokens;
 mod traceability;
+mod upgrade;
 mod warehouse;
