@@ -35,3 +35,27 @@ for panel in grafana["panels"]:
             assert f'"{name}"' in source, f"panel {panel['title']!r} charts {name}, which Portico does not export"
 print(f"dashboards: {len(objects)} saved objects, {len(grafana['panels'])} Grafana panels check out")
 PY
+# The local host's service recipe: systemd checks the units (with a stand-in binary, since the
+# real one is built later), and the container image runs as a non-root user with the data dir as
+# a volume, built with the toolchain Cargo.toml asks for. (Their PORTICO_* settings are loaded by
+# a test in portico-config, which refuses any Portico does not know.)
+if command -v systemd-analyze >/dev/null 2>&1; then
+  units=$(mktemp -d)
+  for unit in local/portico.service local/portico-backup.service local/portico-backup.timer; do
+    sed 's#/usr/local/bin/portico#/bin/true#' "$unit" > "$units/$(basename "$unit")"
+  done
+  out=$(systemd-analyze verify "$units"/* 2>&1 || true)
+  rm -rf "$units"
+  if [ -n "$out" ]; then echo "$out"; exit 1; fi
+  echo "systemd units: portico.service, portico-backup.service, portico-backup.timer verify"
+fi
+python3 - <<'PY'
+import re
+docker = open("local/Dockerfile").read()
+workspace = open("../Cargo.toml").read()
+rust = re.search(r'rust-version = "([0-9.]+)"', workspace).group(1)
+assert f"FROM rust:{rust}-" in docker, f"the image builds with another Rust than {rust}"
+assert re.search(r"^USER 10001", docker, re.M), "the image must run as a non-root user"
+assert 'VOLUME ["/var/lib/portico"]' in docker and "PORTICO_DATA_DIR=/var/lib/portico" in docker
+print("Dockerfile: non-root, data dir volume, Rust", rust)
+PY

@@ -741,6 +741,27 @@ mod tests {
         assert!(!format!("{c:?}").contains("topsecret"));
     }
 
+    /// The service recipes' settings are ones Portico knows, with valid values.
+    #[test]
+    fn the_service_recipes_settings_load() {
+        let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/local");
+        let docker = std::fs::read_to_string(deploy.join("Dockerfile")).expect("Dockerfile");
+        let unit = std::fs::read_to_string(deploy.join("portico.service")).expect("unit");
+        let mut settings = Vec::new();
+        for word in docker
+            .split_whitespace()
+            .chain(unit.lines().filter_map(|l| l.strip_prefix("Environment=")))
+        {
+            if let Some((name, value)) = word.split_once('=')
+                && name.starts_with("PORTICO_")
+            {
+                settings.push((name, value));
+            }
+        }
+        assert!(settings.len() >= 10, "{settings:?}");
+        Config::load(None, &env(&settings)).expect("the recipes' settings load");
+    }
+
     #[test]
     fn tls_needs_both_files_and_a_listener() {
         let err = Config::load(None, &env(&[("PORTICO_TLS_CERT", "/etc/portico/cert.pem")]))
