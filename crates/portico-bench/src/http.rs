@@ -29,6 +29,12 @@ pub struct Args {
     /// Stop every scenario after this many requests, whatever the duration.
     #[arg(long, default_value_t = 2_000_000)]
     max_requests: usize,
+    /// The server's base URL, e.g. `https://localhost:8443`; default `http://<http.addr>`.
+    #[arg(long)]
+    base: Option<String>,
+    /// A PEM CA certificate to trust, for an HTTPS server with a private CA's certificate.
+    #[arg(long)]
+    ca: Option<std::path::PathBuf>,
 }
 
 struct Client {
@@ -47,18 +53,23 @@ async fn measure(
     config: Config,
     issuer: Arc<DevIssuer>,
 ) -> anyhow::Result<()> {
-    let client = Arc::new(Client {
-        http: reqwest::Client::builder()
-            .pool_max_idle_per_host(args.connections)
-            .timeout(Duration::from_secs(30))
-            .build()?,
-        base: format!("http://{}", config.http.addr),
-    });
+    let mut http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.connections)
+        .timeout(Duration::from_secs(30));
+    if let Some(ca) = &args.ca {
+        let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+        http = http.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
+    }
+    let base = args.base.clone().unwrap_or_else(|| format!("http://{}", config.http.addr));
+    let client = Arc::new(Client { http: http.build()?, base });
     let admin = mint(&issuer, "bench-admin@portico.example", &["portico-admins"])?;
 
     let members = seed(&config, &issuer, args.accounts, args.users_per_account).await?;
     println!("machine: {} cores; {}", cores(), cpu_model());
-    println!("connections: {}, duration per scenario: {}", args.connections, args.duration);
+    println!(
+        "connections: {}, duration per scenario: {}, server: {}",
+        args.connections, args.duration, client.base
+    );
     println!();
     println!("| scenario | requests | errors | req/s | p50 ms | p99 ms | max ms |");
     println!("|---|---|---|---|---|---|---|");

@@ -16,6 +16,7 @@ mod pdf;
 mod queue;
 mod seed;
 mod ship;
+mod tls;
 mod warehouse;
 
 use std::sync::Arc;
@@ -57,6 +58,8 @@ enum Command {
     /// The reporting warehouse: load changes/s, report p50/p99 over a year of 5,000 accounts,
     /// end-to-end lag at 1,000 writes/s (no server needed).
     Warehouse(warehouse::Args),
+    /// TLS handshakes per second (full and resumed) against HTTPS / MQTTS / WSS listeners.
+    TlsHandshakes(tls::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -78,5 +81,6 @@ fn main() -> anyhow::Result<()> {
         Command::Logs(args) => runtime.block_on(logs::run(args)),
         Command::ShipLogs(args) => runtime.block_on(ship::run(args)),
         Command::Warehouse(args) => runtime.block_on(warehouse::run(args)),
+        Command::TlsHandshakes(args) => runtime.block_on(tls::run(args)),
     }
 }
