@@ -15,6 +15,10 @@ pub struct Args {
     /// Queries of each kind.
     #[arg(long, default_value_t = 200)]
     queries: usize,
+    /// Request ids as the server makes them (`v7`, ordered by time) or random (`v4`, what the
+    /// server made before).
+    #[arg(long, default_value = "v7")]
+    request_ids: String,
 }
 
 const FUNCTIONS: [&str; 6] = [
@@ -27,13 +31,17 @@ const FUNCTIONS: [&str; 6] = [
 ];
 
 /// The `n`th line of a mixed workload: invocations (most), alerts, warnings and errors.
-fn line(n: usize, start_ms: i64) -> LogLine {
+fn line(n: usize, start_ms: i64, random_ids: bool) -> LogLine {
     let function = FUNCTIONS[n % FUNCTIONS.len()];
+    let request_id = match random_ids {
+        true => uuid::Uuid::new_v4().to_string(),
+        false => uuid::Uuid::now_v7().to_string(),
+    };
     let (level, message, fields): (&str, String, Value) = match n % 100 {
         0 => (
             "ERROR",
             "invocation failed".into(),
-            json!({"function": function, "request_id": format!("req-{n:08}"), "status": 500, "duration_ms": (n % 1000) as f64}),
+            json!({"function": function, "request_id": request_id, "status": 500, "duration_ms": (n % 1000) as f64}),
         ),
         1..=4 => (
             "WARN",
@@ -48,7 +56,7 @@ fn line(n: usize, start_ms: i64) -> LogLine {
         _ => (
             "INFO",
             "invocation".into(),
-            json!({"function": function, "request_id": format!("req-{n:08}"), "status": 200, "duration_ms": (n % 1000) as f64 / 10.0}),
+            json!({"function": function, "request_id": request_id, "status": 200, "duration_ms": (n % 1000) as f64 / 10.0}),
         ),
     };
     let fields: BTreeMap<String, Value> = serde_json::from_value(fields).unwrap_or_default();
@@ -79,9 +87,22 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     // Sustained ingest: bursts no larger than the queue, each flushed, so nothing is dropped and
     // the rate is the writer's.
     let started = Instant::now();
+    let random_ids = match args.request_ids.as_str() {
+        "v7" => false,
+        "v4" => true,
+        other => anyhow::bail!("--request-ids {other}: v7 or v4"),
+    };
+    // Every 1,000th line's request id, for the request-id queries.
+    let mut sampled: Vec<String> = Vec::new();
     for burst in (0..args.lines).collect::<Vec<_>>().chunks(50_000) {
         for &n in burst {
-            writer.record(line(n, start_ms));
+            let line = line(n, start_ms, random_ids);
+            if n % 1_000 == 11
+                && let Some(id) = line.fields.get("request_id").and_then(Value::as_str)
+            {
+                sampled.push(id.to_string());
+            }
+            writer.record(line);
         }
         writer.flush();
     }
@@ -97,11 +118,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         bytes / args.lines.max(1) as u64
     );
 
-    let total = args.lines.max(1);
     let kinds: Vec<(&str, QueryOf)> = vec![
         (
             "request_id:<id>",
-            Box::new(move |i| format!("request_id:req-{:08}", (i * 7919 + 11) % total)),
+            Box::new(move |i| {
+                let id = sampled.get((i * 7919) % sampled.len().max(1));
+                format!("request_id:{}", id.map_or("none", String::as_str))
+            }),
         ),
         ("serial:<serial>", Box::new(|i| format!("serial:SN-{:05}", (i * 104_729 + 1) % 20_000))),
         (

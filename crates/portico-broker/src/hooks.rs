@@ -547,8 +547,9 @@ impl Hooks {
                     metrics::counter!(RULE_HITS, "rule" => rule.clone()).increment(1);
                     let ctx = self.gate.context().clone();
                     // Each invocation gets a request id, and names the instrument it came from,
-                    // so "what happened to this event" is one log search away.
-                    let request_id = uuid::Uuid::new_v4().to_string();
+                    // so "what happened to this event" is one log search away. Time-ordered, as
+                    // the HTTP gateway's, so the log store's index of them grows at its end.
+                    let request_id = uuid::Uuid::now_v7().to_string();
                     let serial = topic
                         .strip_prefix("instruments/")
                         .and_then(|rest| rest.split('/').next())

@@ -221,8 +221,15 @@ fn lower_priority() {
 #[cfg(not(target_os = "linux"))]
 fn lower_priority() {}
 
+/// The writer's page cache, in KiB: the indexes' last pages, which every batch changes, stay in
+/// memory (SQLite's default is 2 MiB).
+const WRITER_CACHE_KIB: i64 = 32 * 1024;
+
 fn write_lines(mut conn: Connection, receiver: Receiver<Message>, retention: Retention) {
     lower_priority();
+    if let Err(e) = conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB) {
+        eprintln!("portico: the log store's cache size is not set: {e}");
+    }
     let mut last_trim = Instant::now() - TRIM_EVERY;
     loop {
         let first = match receiver.recv_timeout(Duration::from_millis(500)) {

@@ -87,6 +87,9 @@ async fn every_response_carries_a_request_id() {
     let app = spawn_app().await;
     let response = app.client.get(app.url("/healthz")).send().await.expect("sent");
     assert!(response.headers().get("x-request-id").is_some_and(|v| !v.is_empty()));
+    // A UUIDv7 (its version nibble is 7): ordered by time, as the log store's index wants.
+    let id = header(&response, "x-request-id").unwrap_or_default().to_string();
+    assert_eq!((id.len(), id.chars().nth(14)), (36, Some('7')), "{id}");
     assert_eq!(response.json::<Value>().await.expect("json"), serde_json::json!({"status": "ok"}));
     let response = app
         .client
