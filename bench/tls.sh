@@ -6,24 +6,14 @@
 #   bench/tls.sh <release dir>      e.g.  bench/tls.sh ~/.cache/portico-target/release
 #
 # The release dir must hold `portico` and `portico-bench` (cargo build --release -p portico
-# -p portico-bench). Makes its own test CA with openssl; everything listens on loopback and every
-# run is bounded in count and time.
+# -p portico-bench). Makes its own test CA (scripts/test_ca.sh, openssl); everything listens on
+# loopback and every run is bounded in count and time.
 set -euo pipefail
 bin=$1
 data=$(mktemp -d)
 tls=$(mktemp -d)
-cat > "$tls/server.ext" <<'EXT'
-subjectAltName=DNS:localhost,IP:127.0.0.1
-extendedKeyUsage=serverAuth
-basicConstraints=critical,CA:FALSE
-EXT
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tls/ca.key" \
-  -out "$tls/ca.pem" -subj "/CN=Portico Bench CA" -days 2 \
-  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tls/server.key" \
-  -out "$tls/server.csr" -subj "/CN=localhost" 2>/dev/null
-openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
-  -out "$tls/server.pem" -days 2 -extfile "$tls/server.ext" 2>/dev/null
+bash "$(dirname "$0")/../scripts/test_ca.sh" ca "$tls" "Portico Bench CA"
+bash "$(dirname "$0")/../scripts/test_ca.sh" issue "$tls" server
 
 export PORTICO_DATA_DIR=$data PORTICO_LOG=warn
 export PORTICO_HTTP_ADDR=127.0.0.1:18080 PORTICO_METRICS_ADDR=127.0.0.1:19090

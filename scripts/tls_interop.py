@@ -39,31 +39,21 @@ def free_port():
         return s.getsockname()[1]
 
 
-def openssl(*args):
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
+TEST_CA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "test_ca.sh")
 
 
 def make_ca(directory, name):
-    key, pem = os.path.join(directory, f"{name}.key"), os.path.join(directory, f"{name}.pem")
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", key, "-out", pem, "-subj", f"/CN={name}", "-days", "2",
-            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
-    return key, pem
+    """A new CA in its own folder under `directory`; answers (key, pem) paths."""
+    folder = tempfile.mkdtemp(prefix="ca-", dir=directory)
+    subprocess.run(["bash", TEST_CA, "ca", folder, name], check=True, capture_output=True)
+    return os.path.join(folder, "ca.key"), os.path.join(folder, "ca.pem")
 
 
 def make_server_cert(directory, ca, name):
     """A certificate for localhost and 127.0.0.1 signed by `ca`; answers (cert, key) paths."""
-    ca_key, ca_pem = ca
-    key, csr, pem = (os.path.join(directory, f"{name}.{ext}") for ext in ("key", "csr", "pem"))
-    ext = os.path.join(directory, "server.ext")
-    with open(ext, "w") as f:
-        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
-                "basicConstraints=critical,CA:FALSE\n")
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", key, "-out", csr, "-subj", f"/CN={name}")
-    openssl("x509", "-req", "-in", csr, "-CA", ca_pem, "-CAkey", ca_key, "-CAcreateserial",
-            "-out", pem, "-days", "2", "-extfile", ext)
-    return pem, key
+    folder = os.path.dirname(ca[1])
+    subprocess.run(["bash", TEST_CA, "issue", folder, name], check=True, capture_output=True)
+    return os.path.join(folder, f"{name}.pem"), os.path.join(folder, f"{name}.key")
 
 
 def presented(addr, ca_pem):

@@ -11,7 +11,7 @@
 // Prints one line per check and ends with "N passed, M failed"; exits non-zero on any failure.
 
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -79,25 +79,15 @@ function pageServer() {
   });
 }
 
-function openssl(...args) {
-  execFileSync("openssl", args, { stdio: ["ignore", "ignore", "pipe"] });
-}
-
 function makeCertificates(dir) {
-  const ca = [join(dir, "ca.key"), join(dir, "ca.pem")];
-  openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-    "-keyout", ca[0], "-out", ca[1], "-subj", "/CN=Portico Browser Test CA", "-days", "2",
-    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign");
-  const [key, csr, pem, ext] = ["key", "csr", "pem", "ext"].map((e) => join(dir, `server.${e}`));
-  writeFileSync(ext, "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=critical,CA:FALSE\n");
-  openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key,
-    "-out", csr, "-subj", "/CN=localhost");
-  openssl("x509", "-req", "-in", csr, "-CA", ca[1], "-CAkey", ca[0], "-CAcreateserial", "-out", pem,
-    "-days", "2", "-extfile", ext);
+  const script = join(here, "..", "test_ca.sh");
+  execFileSync("bash", [script, "ca", dir, "Portico Browser Test CA"]);
+  execFileSync("bash", [script, "issue", dir, "localhost"]);
+  const [pem, key] = [join(dir, "localhost.pem"), join(dir, "localhost.key")];
   // Chromium trusts the server's key by its SPKI hash (it has no way to take a CA file).
   const spki = execFileSync("sh", ["-c",
     `openssl x509 -in '${pem}' -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64`]);
-  return { caPem: ca[1], cert: pem, key, spki: spki.toString().trim() };
+  return { caPem: join(dir, "ca.pem"), cert: pem, key, spki: spki.toString().trim() };
 }
 
 function startPortico(env) {

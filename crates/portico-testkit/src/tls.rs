@@ -1,4 +1,4 @@
-//! A test certificate authority, made with the `openssl` command: a CA and server certificates
+//! A test certificate authority (`scripts/test_ca.sh`, openssl): a CA and server certificates
 //! for `localhost` and `127.0.0.1` that it signs, as PEM files in a temp dir.
 
 use std::path::{Path, PathBuf};
@@ -6,7 +6,6 @@ use std::process::Command;
 
 pub struct TestCa {
     dir: tempfile::TempDir,
-    key: PathBuf,
     pem: PathBuf,
 }
 
@@ -16,11 +15,12 @@ pub struct Issued {
     pub key: PathBuf,
 }
 
-fn openssl(args: &[&str]) {
-    let output = Command::new("openssl").args(args).output().expect("openssl runs");
+fn test_ca(args: &[&str]) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/test_ca.sh");
+    let output = Command::new("bash").arg(script).args(args).output().expect("bash runs");
     assert!(
         output.status.success(),
-        "openssl {args:?}: {}",
+        "test_ca.sh {args:?}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
 }
@@ -32,29 +32,9 @@ fn text(path: &Path) -> &str {
 impl TestCa {
     pub fn new(name: &str) -> TestCa {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (key, pem) = (dir.path().join("ca.key"), dir.path().join("ca.pem"));
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            text(&key),
-            "-out",
-            text(&pem),
-            "-subj",
-            &format!("/CN={name}"),
-            "-days",
-            "2",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign",
-        ]);
-        TestCa { dir, key, pem }
+        test_ca(&["ca", text(dir.path()), name]);
+        let pem = dir.path().join("ca.pem");
+        TestCa { dir, pem }
     }
 
     /// The CA's certificate, for clients to trust.
@@ -68,45 +48,8 @@ impl TestCa {
 
     /// A new key and a certificate for `localhost` / `127.0.0.1` named `name`.
     pub fn issue(&self, name: &str) -> Issued {
+        test_ca(&["issue", text(self.dir.path()), name]);
         let path = |ext: &str| self.dir.path().join(format!("{name}.{ext}"));
-        let (key, csr, cert, ext) = (path("key"), path("csr"), path("pem"), path("ext"));
-        std::fs::write(
-            &ext,
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n\
-             basicConstraints=critical,CA:FALSE\n",
-        )
-        .expect("extensions file");
-        openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            text(&key),
-            "-out",
-            text(&csr),
-            "-subj",
-            &format!("/CN={name}"),
-        ]);
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            text(&csr),
-            "-CA",
-            text(&self.pem),
-            "-CAkey",
-            text(&self.key),
-            "-CAcreateserial",
-            "-out",
-            text(&cert),
-            "-days",
-            "2",
-            "-extfile",
-            text(&ext),
-        ]);
-        Issued { cert, key }
+        Issued { cert: path("pem"), key: path("key") }
     }
 }
