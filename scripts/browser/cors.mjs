@@ -8,13 +8,13 @@
 // Needs Debian's `chromium` (or CHROMIUM=path) and `npm install` in this folder.
 // Prints one line per check and ends with "N passed, M failed"; exits non-zero on any failure.
 
-import { spawn, execFileSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { chromium } from "playwright-core";
+import { checks, startPortico } from "./portico.mjs";
 
 const [binary, shots = tmpdir()] = process.argv.slice(2);
 if (!binary) {
@@ -66,29 +66,7 @@ function pageServer() {
   });
 }
 
-function startPortico(env) {
-  const child = spawn(binary, ["serve"], { env, stdio: ["ignore", "pipe", "inherit"] });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("portico serve did not listen in 60 s")), 60000);
-    const lines = createInterface({ input: child.stdout });
-    lines.on("line", (line) => {
-      let event;
-      try { event = JSON.parse(line); } catch { return; }
-      if (event.listener === "http") {
-        clearTimeout(timer);
-        resolve({ child, http: event.addr });
-      }
-    });
-    child.on("exit", (code) => reject(new Error(`portico serve exited (${code})`)));
-  });
-}
-
-let passed = 0;
-let failed = 0;
-function check(name, ok, detail) {
-  if (ok) passed += 1; else failed += 1;
-  console.log(`${ok ? "PASS" : "FAIL"} ${name}${ok ? "" : `: ${JSON.stringify(detail)}`}`);
-}
+const { check, summary } = checks();
 
 const allowed = await pageServer();
 const other = await pageServer();
@@ -105,8 +83,8 @@ const env = {
   PORTICO_HTTP_CORS_ORIGINS: allowedOrigin,
   PORTICO_LOG: "info",
 };
-const portico = await startPortico(env);
-const api = `http://${portico.http}`;
+const portico = await startPortico(binary, ["serve"], env, ["http"]);
+const api = `http://${portico.addrs.http}`;
 const token = execFileSync(binary, ["token", "--sub", "admin@portico.example", "--groups", "portico-admins"], { env })
   .toString().trim();
 const browser = await chromium.launch({
@@ -149,5 +127,4 @@ try {
   other.close();
   rmSync(dataDir, { recursive: true, force: true });
 }
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed === 0 ? 0 : 1);
+process.exit(summary());

@@ -10,14 +10,14 @@
 // Needs Debian's `chromium` (or CHROMIUM=path), openssl, mosquitto-clients and `npm install` here.
 // Prints one line per check and ends with "N passed, M failed"; exits non-zero on any failure.
 
-import { spawn, execFileSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { checks, startPortico } from "./portico.mjs";
 
 const [binary, shots = tmpdir()] = process.argv.slice(2);
 if (!binary) {
@@ -90,32 +90,7 @@ function makeCertificates(dir) {
   return { caPem: join(dir, "ca.pem"), cert: pem, key, spki: spki.toString().trim() };
 }
 
-function startPortico(env) {
-  const child = spawn(binary, ["serve", "--demo"], { env, stdio: ["ignore", "pipe", "inherit"] });
-  const wanted = ["https", "mqtts", "mqtt-wss"];
-  const addrs = {};
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("portico serve did not listen in 60 s")), 60000);
-    const lines = createInterface({ input: child.stdout });
-    lines.on("line", (line) => {
-      let event;
-      try { event = JSON.parse(line); } catch { return; }
-      if (wanted.includes(event.listener)) addrs[event.listener] = event.addr;
-      if (wanted.every((w) => addrs[w])) {
-        clearTimeout(timer);
-        resolve({ child, addrs });
-      }
-    });
-    child.on("exit", (code) => reject(new Error(`portico serve exited (${code})`)));
-  });
-}
-
-let passed = 0;
-let failed = 0;
-function check(name, ok, detail) {
-  if (ok) passed += 1; else failed += 1;
-  console.log(`${ok ? "PASS" : "FAIL"} ${name}${ok ? "" : `: ${JSON.stringify(detail)}`}`);
-}
+const { check, summary } = checks();
 
 const tlsDir = mkdtempSync(join(tmpdir(), "portico-wss-tls-"));
 const certs = makeCertificates(tlsDir);
@@ -133,7 +108,7 @@ const env = {
   PORTICO_LOG: "info",
 };
 const pages = await pageServer();
-const portico = await startPortico(env);
+const portico = await startPortico(binary, ["serve", "--demo"], env, ["https", "mqtts", "mqtt-wss"]);
 const token = (sub) => execFileSync(binary, ["token", "--sub", sub], { env }).toString().trim();
 const bob = token("bob@acme.example");
 const httpsPort = portico.addrs.https.split(":").pop();
@@ -180,5 +155,4 @@ try {
   rmSync(dataDir, { recursive: true, force: true });
   rmSync(tlsDir, { recursive: true, force: true });
 }
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed === 0 ? 0 : 1);
+process.exit(summary());

@@ -210,13 +210,7 @@ impl Outcome {
     fn print(&self, name: &str) {
         let mut l = self.latencies_us.clone();
         l.sort_unstable();
-        let pct = |p: f64| -> f64 {
-            if l.is_empty() {
-                return 0.0;
-            }
-            let i = ((l.len() as f64 * p).ceil() as usize).clamp(1, l.len()) - 1;
-            f64::from(l[i]) / 1000.0
-        };
+        let pct = |p: f64| percentile_ms(&l, p);
         let total = l.len() + self.errors;
         println!(
             "| {name} | {total} | {} | {:.0} | {:.2} | {:.2} | {:.2} |",
@@ -304,6 +298,15 @@ where
         .min(duration)
         .max(Duration::from_millis(1));
     total
+}
+
+/// The `p` quantile (0 to 1) of latencies in microseconds, sorted, in milliseconds.
+pub(crate) fn percentile_ms(sorted_us: &[u32], p: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted_us.len() as f64 * p).ceil() as usize).clamp(1, sorted_us.len()) - 1;
+    f64::from(sorted_us[i]) / 1000.0
 }
 
 pub(crate) fn cores() -> usize {

@@ -115,13 +115,7 @@ async fn handshakes(
 
 fn print_row(name: &str, mut latencies: Vec<u32>, errors: usize, elapsed: Duration) {
     latencies.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if latencies.is_empty() {
-            return 0.0;
-        }
-        let i = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
-        f64::from(latencies[i]) / 1000.0
-    };
+    let pct = |p: f64| crate::http::percentile_ms(&latencies, p);
     println!(
         "| {name} | {} | {errors} | {:.0} | {:.2} | {:.2} |",
         latencies.len() + errors,
