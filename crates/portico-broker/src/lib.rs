@@ -258,8 +258,12 @@ impl Broker {
         let (scx, limits) = (self.scx, self.limits);
         let mut generation: ListenerId = 0;
         let serve_tls = |tls: TlsListeners, generation: ListenerId| {
-            // Every generation's ids are new: rmqtt refuses an id it has seen.
+            // Each generation takes the next two ids. rmqtt panics on an id it holds, and only
+            // registers them (nothing reads them back), so a reused id's old entry goes first.
             let first = 3 + 2 * (generation % 30_000);
+            for id in [first, first + 1] {
+                scx.listen_cfgs.remove(&id);
+            }
             tokio::spawn(
                 MqttServer::new(scx.clone())
                     .listener_by_id(tls.mqtts, first)
