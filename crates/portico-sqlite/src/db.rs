@@ -505,7 +505,8 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         tx.commit().context("committing migration")?;
     }
     match applied {
-        0 => tracing::info!(schema_version = MIGRATIONS.len(), "database created"),
+        // A new data dir is the common case (every test, every first run): not worth a line.
+        0 => tracing::debug!(schema_version = MIGRATIONS.len(), "database created"),
         n if n < MIGRATIONS.len() => tracing::info!(
             from_version = n,
             schema_version = MIGRATIONS.len(),
