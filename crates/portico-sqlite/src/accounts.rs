@@ -33,18 +33,21 @@ impl Accounts for SqliteStore {
                     region: new.region,
                     created_at: new.created_at,
                 };
-                tx.execute(
+                let created_at = timestamp(account.created_at)?;
+                tx.prepare_cached(
                     "INSERT INTO accounts (id, account_number, name, kind, region, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![
+                )
+                .and_then(|mut insert| {
+                    insert.execute(params![
                         account.id,
                         account.account_number,
                         account.name,
                         account.kind.as_str(),
                         account.region,
-                        timestamp(account.created_at)?
-                    ],
-                )
+                        created_at
+                    ])
+                })
                 .map_err(|e| {
                     conflict_or(
                         e,

@@ -413,7 +413,7 @@ impl Database {
 
 /// `f` inside a savepoint: released when it succeeds, rolled back when it fails or panics.
 fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-    conn.execute_batch("SAVEPOINT write").context("starting a write")?;
+    run(conn, "SAVEPOINT write").context("starting a write")?;
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)));
     let result = match outcome {
         Ok(result) => result,
@@ -421,10 +421,16 @@ fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) 
     };
     if result.is_err() {
         // Undo this write only; the batch's other writes stand.
-        let _ = conn.execute_batch("ROLLBACK TO write");
+        let _ = run(conn, "ROLLBACK TO write");
     }
-    conn.execute_batch("RELEASE write").context("ending a write")?;
+    run(conn, "RELEASE write").context("ending a write")?;
     result
+}
+
+/// Runs a statement without parameters through the connection's statement cache: the writer's
+/// transaction statements run once or twice per write, and `execute_batch` parses them each time.
+fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 /// The writer thread: takes the writes waiting, runs them in one transaction (each in its own
@@ -440,17 +446,17 @@ fn write_batches(conn: Connection, queue: std::sync::mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = run(&conn, "BEGIN IMMEDIATE") {
             // (Another process held the write lock past the busy timeout.) The writes are not
             // run; their callers hear that the writer dropped them.
             tracing::warn!(error = %e, writes = jobs.len(), "cannot start a write transaction");
             continue;
         }
         let delivers: Vec<Deliver> = jobs.into_iter().map(|job| job(&conn)).collect();
-        let commit_error = match conn.execute_batch("COMMIT") {
+        let commit_error = match run(&conn, "COMMIT") {
             Ok(()) => None,
             Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
+                let _ = run(&conn, "ROLLBACK");
                 Some(e.to_string())
             }
         };

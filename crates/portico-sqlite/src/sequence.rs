@@ -39,10 +39,10 @@ impl SequenceGenerator for SqliteSequence {
 /// Takes the next value of `name` inside the caller's write transaction, so the caller can commit
 /// it together with whatever the value is for.
 pub(crate) fn allocate(tx: &Connection, name: &str, range: SequenceRange) -> Result<u64> {
+    // Cached statements: this runs in every account creation, on the writer thread.
     let stored: Option<i64> = tx
-        .query_row("SELECT next_value FROM sequences WHERE name = ?1", params![name], |row| {
-            row.get(0)
-        })
+        .prepare_cached("SELECT next_value FROM sequences WHERE name = ?1")
+        .and_then(|mut select| select.query_row(params![name], |row| row.get(0)))
         .optional()
         .context("reading sequence")?;
     // A range moved upwards by the operator takes effect; one moved below values already issued
@@ -54,11 +54,11 @@ pub(crate) fn allocate(tx: &Connection, name: &str, range: SequenceRange) -> Res
             range.start, range.end
         )));
     }
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO sequences (name, next_value) VALUES (?1, ?2)
          ON CONFLICT(name) DO UPDATE SET next_value = excluded.next_value",
-        params![name, (value + 1) as i64],
     )
+    .and_then(|mut advance| advance.execute(params![name, (value + 1) as i64]))
     .context("advancing sequence")?;
     Ok(value)
 }
