@@ -284,8 +284,9 @@ struct Inner {
 /// What a write job leaves to do once its batch is committed: answer its caller, with the
 /// commit's error if the commit failed.
 type Deliver = Box<dyn FnOnce(Option<String>) + Send>;
-/// A write, run by the writer thread inside the batch's transaction.
-type Job = Box<dyn FnOnce(&Connection) -> Deliver + Send>;
+/// A write, run by the writer thread inside the batch's transaction; given the reason instead of
+/// a connection when the batch's transaction could not start, it answers that without running.
+type Job = Box<dyn FnOnce(std::result::Result<&Connection, &str>) -> Deliver + Send>;
 
 /// Writes waiting together are committed together, at most this many at a time.
 const BATCH: usize = 256;
@@ -328,8 +329,15 @@ impl Database {
         // Who is acting goes with the write to the writer thread (the audit trail reads it).
         let acting = portico_core::audit::current();
         let (answer, answered) = tokio::sync::oneshot::channel::<Result<T>>();
-        let job: Job = Box::new(move |conn: &Connection| {
-            let result = portico_core::audit::within(acting, || in_savepoint(conn, f));
+        let job: Job = Box::new(move |conn: std::result::Result<&Connection, &str>| {
+            let result = match conn {
+                Ok(conn) => portico_core::audit::within(acting, || in_savepoint(conn, f)),
+                // Busy, not broken: another process held the write lock past the busy timeout,
+                // and the caller may try again.
+                Err(reason) => Err(Error::Unavailable(format!(
+                    "the database cannot take writes now: {reason}"
+                ))),
+            };
             Box::new(move |commit_error: Option<String>| {
                 let result = match commit_error {
                     None => result,
@@ -448,11 +456,15 @@ fn write_batches(conn: Connection, queue: std::sync::mpsc::Receiver<Job>) {
         }
         if let Err(e) = run(&conn, "BEGIN IMMEDIATE") {
             // (Another process held the write lock past the busy timeout.) The writes are not
-            // run; their callers hear that the writer dropped them.
+            // run, and each caller hears why.
             tracing::warn!(error = %e, writes = jobs.len(), "cannot start a write transaction");
+            let reason = e.to_string();
+            for job in jobs {
+                job(Err(&reason))(None);
+            }
             continue;
         }
-        let delivers: Vec<Deliver> = jobs.into_iter().map(|job| job(&conn)).collect();
+        let delivers: Vec<Deliver> = jobs.into_iter().map(|job| job(Ok(&conn))).collect();
         let commit_error = match run(&conn, "COMMIT") {
             Ok(()) => None,
             Err(e) => {
@@ -530,4 +542,28 @@ pub(crate) fn is_unique_violation(e: &rusqlite::Error) -> bool {
         e,
         rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation
     )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A write that cannot start because another process holds the write lock past the busy
+    /// timeout is answered "unavailable", saying why; once the lock is let go, writes go on.
+    #[tokio::test]
+    async fn a_write_blocked_by_another_process_is_answered_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("portico.db");
+        let db = Database::open(&path).unwrap();
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        let err = db.probe_write().await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Unavailable(m) if m.contains("cannot take writes now")),
+            "{err:?}"
+        );
+        other.execute_batch("ROLLBACK").unwrap();
+        db.probe_write().await.unwrap();
+    }
 }
