@@ -20,10 +20,14 @@ impl Users for SqliteStore {
         let u = user.clone();
         self.db
             .transaction("user", move |tx| {
-                tx.execute(
+                let created_at = timestamp(u.created_at)?;
+                // Cached: the writer thread runs this for every user added.
+                tx.prepare_cached(
                     "INSERT INTO users (id, sub, sub_key, email, display_name, account_id, roles, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    params![
+                )
+                .and_then(|mut insert| {
+                    insert.execute(params![
                         u.id,
                         u.sub,
                         sub_key(&u.sub),
@@ -31,9 +35,9 @@ impl Users for SqliteStore {
                         u.display_name,
                         u.account_id,
                         roles_text(&u.roles),
-                        timestamp(u.created_at)?
-                    ],
-                )
+                        created_at
+                    ])
+                })
                 .map_err(|e| {
                     conflict_or(
                         e,
@@ -123,10 +127,10 @@ fn index_roles(
     roles: &[Role],
 ) -> Result<()> {
     for role in roles {
-        tx.execute(
+        tx.prepare_cached(
             "INSERT OR IGNORE INTO user_roles (role, user_id, account_id) VALUES (?1, ?2, ?3)",
-            params![role.as_str(), user_id, account_id],
         )
+        .and_then(|mut insert| insert.execute(params![role.as_str(), user_id, account_id]))
         .context("indexing user role")?;
     }
     Ok(())
