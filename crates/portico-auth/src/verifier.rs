@@ -90,6 +90,14 @@ pub struct Claims {
     pub email: Option<String>,
 }
 
+impl Claims {
+    /// When the token was issued (its expiry, for a token without `iat`): what names the one
+    /// sign-in a token stands for, however many requests and hosts see it.
+    pub fn issued(&self) -> u64 {
+        self.iat.unwrap_or(self.exp)
+    }
+}
+
 /// What the verifier accepts.
 #[derive(Debug, Clone)]
 pub struct VerifierSettings {

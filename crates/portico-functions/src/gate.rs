@@ -95,7 +95,7 @@ impl Gate {
             sub: claims.sub.clone(),
             groups: claims.groups.clone(),
             email: claims.email.clone(),
-            sign_in: fresh.then(|| claims.iat.unwrap_or(claims.exp)),
+            sign_in: fresh.then(|| claims.issued()),
         };
         let caller = identify(&self.ctx, &identity)
             .await

@@ -56,7 +56,7 @@ impl FromRequestParts<AppState> for Authenticated {
             sub: Some(claims.sub.clone()),
             roles: Vec::new(),
         });
-        let sign_in = fresh.then(|| claims.iat.unwrap_or(claims.exp));
+        let sign_in = fresh.then(|| claims.issued());
         let identity =
             Identity { sub: claims.sub, groups: claims.groups, email: claims.email, sign_in };
         let caller = identify(state.context(), &identity).await?;
