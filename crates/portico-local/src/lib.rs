@@ -130,17 +130,20 @@ impl Server {
         self.broker.wss_addr()
     }
 
-    /// Every listener as a URL a client connects to, in the order a person reads them.
-    pub fn listeners(&self) -> Vec<(&'static str, String)> {
+    /// Every listener, its address and the URL a client connects to, in the order a person
+    /// reads them.
+    pub fn listeners(&self) -> Vec<(&'static str, SocketAddr, String)> {
         let mut out = Vec::new();
-        let mut add = |name, url: Option<String>| out.extend(url.map(|url| (name, url)));
-        add("http", self.http_addr().map(|a| format!("http://{a}")));
-        add("https", self.https_addr().map(|a| format!("https://{a}")));
-        add("mqtt", self.mqtt_addr().map(|a| format!("mqtt://{a}")));
-        add("mqtts", self.mqtts_addr().map(|a| format!("mqtts://{a}")));
-        add("mqtt-ws", self.mqtt_ws_addr().map(|a| format!("ws://{a}/mqtt")));
-        add("mqtt-wss", self.wss_addr().map(|a| format!("wss://{a}/mqtt")));
-        add("metrics", Some(format!("http://{}/metrics", self.metrics_addr())));
+        let mut add = |name, addr: Option<SocketAddr>, url: fn(SocketAddr) -> String| {
+            out.extend(addr.map(|a| (name, a, url(a))));
+        };
+        add("http", self.http_addr(), |a| format!("http://{a}"));
+        add("https", self.https_addr(), |a| format!("https://{a}"));
+        add("mqtt", self.mqtt_addr(), |a| format!("mqtt://{a}"));
+        add("mqtts", self.mqtts_addr(), |a| format!("mqtts://{a}"));
+        add("mqtt-ws", self.mqtt_ws_addr(), |a| format!("ws://{a}/mqtt"));
+        add("mqtt-wss", self.wss_addr(), |a| format!("wss://{a}/mqtt"));
+        add("metrics", Some(self.metrics_addr()), |a| format!("http://{a}/metrics"));
         out
     }
 
@@ -169,10 +172,8 @@ impl Server {
             let _ = rx.wait_for(|stop| *stop).await;
         };
 
-        for (listener, url) in self.listeners() {
-            let addr =
-                url.split("://").nth(1).and_then(|rest| rest.split('/').next()).unwrap_or("");
-            tracing::info!(listener, addr, "{listener} listening on {url}");
+        for (listener, addr, url) in self.listeners() {
+            tracing::info!(listener, addr = %addr, "{listener} listening on {url}");
         }
 
         // A renewed certificate is read by the HTTPS resolver at once and by the broker through

@@ -398,7 +398,7 @@ fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
                 env!("CARGO_PKG_VERSION"),
                 config.data_dir.display()
             );
-            for (listener, url) in server.listeners() {
+            for (listener, _, url) in server.listeners() {
                 let name = match listener {
                     "http" | "https" => "HTTP API",
                     "mqtt" | "mqtts" => "MQTT",
